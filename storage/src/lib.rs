@@ -1,0 +1,21 @@
+//! Sluice storage: column types, table schemas and options, mutable segments, the
+//! write-ahead file and the persisted table catalog.
+//!
+//! This crate knows nothing of SQL or Kafka. It hands segment data to the query engine
+//! as Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)es, one per block, and takes
+//! rows in through one append path ([`Table::append`]).
+
+pub mod catalog;
+pub mod error;
+pub mod mutable_segment;
+pub mod schema;
+pub mod table;
+pub mod types;
+pub mod wal;
+
+pub use catalog::Catalog;
+pub use error::{Error, Result};
+pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
+pub use schema::{ColumnDef, TableOptions, TableSchema};
+pub use table::{Table, TableSnapshot};
+pub use types::{ColumnType, Interval, Value};

@@ -1,0 +1,303 @@
+//! Table schemas and the options of `CREATE TABLE ... WITH (...)`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::types::{parse_bool, parse_duration_micros, ColumnType};
+
+/// One column of a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    /// Column name (lower case unless it was quoted).
+    pub name: String,
+    /// Stored type.
+    pub ty: ColumnType,
+    /// False for NOT NULL and primary-key columns.
+    pub nullable: bool,
+}
+
+/// The options Sluice knows. `time_column` and `retention` act now; the others are
+/// validated and stored so that the features that use them only add behaviour.
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "time_column",
+    "retention",
+    "upsert",
+    "comparison_column",
+    "delete_column",
+    "dedup",
+    "upsert_strategies",
+    "kafka_brokers",
+    "kafka_topic",
+    "format",
+    "segment_rows",
+    "segment_age",
+    "sort_key",
+];
+
+/// Default retention: 180 days.
+pub const DEFAULT_RETENTION: &str = "180 days";
+
+/// Validated table options. `raw` keeps every option as written (lower-cased keys).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableOptions {
+    /// The TIMESTAMP column used for retention, pruning and time bucketing.
+    pub time_column: String,
+    /// Rows older than this (microseconds before now) are evicted.
+    pub retention_micros: i64,
+    /// Every option given in `WITH (...)`, key lower-cased, value as text.
+    pub raw: BTreeMap<String, String>,
+}
+
+impl TableOptions {
+    /// The value of an option as given, if it was.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.raw.get(key).map(String::as_str)
+    }
+}
+
+/// A table's definition: name, columns, primary key and options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TableSchema {
+    /// Table name.
+    pub name: String,
+    /// Columns in declaration order.
+    pub columns: Vec<ColumnDef>,
+    /// Primary-key column names, empty if none.
+    pub primary_key: Vec<String>,
+    /// Validated options.
+    pub options: TableOptions,
+}
+
+impl TableSchema {
+    /// Builds and validates a schema: column names unique, primary-key columns exist
+    /// (and become NOT NULL), options known and well-formed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidDefinition`] or [`Error::UnknownOption`] naming what is wrong.
+    pub fn new(
+        name: &str,
+        mut columns: Vec<ColumnDef>,
+        primary_key: Vec<String>,
+        options: BTreeMap<String, String>,
+    ) -> Result<Self> {
+        if columns.is_empty() {
+            return Err(Error::InvalidDefinition(format!(
+                "table \"{name}\" must have at least one column"
+            )));
+        }
+        for (i, c) in columns.iter().enumerate() {
+            if columns[..i].iter().any(|o| o.name == c.name) {
+                return Err(Error::InvalidDefinition(format!(
+                    "column \"{}\" specified more than once",
+                    c.name
+                )));
+            }
+        }
+        for key in &primary_key {
+            let col = columns.iter_mut().find(|c| &c.name == key).ok_or_else(|| {
+                Error::InvalidDefinition(format!("column \"{key}\" named in key does not exist"))
+            })?;
+            col.nullable = false;
+        }
+        let options = validate_options(&columns, &primary_key, options)?;
+        Ok(TableSchema {
+            name: name.to_string(),
+            columns,
+            primary_key,
+            options,
+        })
+    }
+
+    /// Position of a column by name.
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+
+    /// Position of the time column (always present in a validated schema).
+    pub fn time_column_index(&self) -> usize {
+        self.column_index(&self.options.time_column).unwrap_or(0)
+    }
+
+    /// The Arrow schema of the table as the query engine sees it (plain types).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.columns
+                .iter()
+                .map(|c| Field::new(&c.name, c.ty.arrow_type(), c.nullable))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+fn validate_options(
+    columns: &[ColumnDef],
+    primary_key: &[String],
+    raw: BTreeMap<String, String>,
+) -> Result<TableOptions> {
+    for key in raw.keys() {
+        if !KNOWN_OPTIONS.contains(&key.as_str()) {
+            return Err(Error::UnknownOption(key.clone()));
+        }
+    }
+    let column = |option: &str| -> Result<Option<&ColumnDef>> {
+        match raw.get(option) {
+            None => Ok(None),
+            Some(name) => columns
+                .iter()
+                .find(|c| &c.name == name)
+                .map(Some)
+                .ok_or_else(|| {
+                    Error::InvalidDefinition(format!(
+                        "option {option} names column \"{name}\", which does not exist"
+                    ))
+                }),
+        }
+    };
+    let time = column("time_column")?.ok_or_else(|| {
+        Error::InvalidDefinition(
+            "option time_column is required: WITH (time_column = '<a TIMESTAMP column>')".into(),
+        )
+    })?;
+    if !time.ty.is_timestamp() {
+        return Err(Error::InvalidDefinition(format!(
+            "time_column \"{}\" must be a TIMESTAMP or TIMESTAMPTZ column, not {}",
+            time.name,
+            time.ty.sql_name()
+        )));
+    }
+    let retention_micros = parse_duration_micros(
+        raw.get("retention")
+            .map_or(DEFAULT_RETENTION, String::as_str),
+    )?;
+    column("comparison_column")?;
+    if let Some(c) = column("delete_column")? {
+        if c.ty != ColumnType::Boolean {
+            return Err(Error::InvalidDefinition(format!(
+                "delete_column \"{}\" must be BOOLEAN",
+                c.name
+            )));
+        }
+    }
+    if let Some(sort_key) = raw.get("sort_key") {
+        for name in sort_key.split(',').map(str::trim) {
+            if !columns.iter().any(|c| c.name == name) {
+                return Err(Error::InvalidDefinition(format!(
+                    "option sort_key names column \"{name}\", which does not exist"
+                )));
+            }
+        }
+    }
+    if let Some(mode) = raw.get("upsert") {
+        match mode.to_ascii_lowercase().as_str() {
+            "none" => {}
+            "full" | "partial" if !primary_key.is_empty() => {}
+            "full" | "partial" => {
+                return Err(Error::InvalidDefinition(
+                    "upsert requires a PRIMARY KEY".into(),
+                ))
+            }
+            other => {
+                return Err(Error::InvalidDefinition(format!(
+                    "upsert must be 'none', 'full' or 'partial', not '{other}'"
+                )))
+            }
+        }
+    }
+    if let Some(d) = raw.get("dedup") {
+        parse_bool(d)
+            .map_err(|_| Error::InvalidDefinition(format!("dedup must be a boolean, not '{d}'")))?;
+    }
+    if let Some(n) = raw.get("segment_rows") {
+        match n.trim().parse::<u64>() {
+            Ok(v) if v > 0 => {}
+            _ => {
+                return Err(Error::InvalidDefinition(format!(
+                    "segment_rows must be a positive integer, not '{n}'"
+                )))
+            }
+        }
+    }
+    if let Some(age) = raw.get("segment_age") {
+        parse_duration_micros(age)?;
+    }
+    if let Some(f) = raw.get("format") {
+        if !f.eq_ignore_ascii_case("json") {
+            return Err(Error::InvalidDefinition(format!(
+                "format '{f}' is not supported; supported: 'json'"
+            )));
+        }
+    }
+    Ok(TableOptions {
+        time_column: time.name.clone(),
+        retention_micros,
+        raw,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::MICROS_PER_DAY;
+
+    fn cols() -> Vec<ColumnDef> {
+        vec![
+            ColumnDef {
+                name: "ts".into(),
+                ty: ColumnType::Timestamp,
+                nullable: true,
+            },
+            ColumnDef {
+                name: "k".into(),
+                ty: ColumnType::Text,
+                nullable: true,
+            },
+        ]
+    }
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn time_column_is_required_and_must_be_a_timestamp() {
+        assert!(TableSchema::new("t", cols(), vec![], opts(&[])).is_err());
+        assert!(TableSchema::new("t", cols(), vec![], opts(&[("time_column", "k")])).is_err());
+        let s = TableSchema::new(
+            "t",
+            cols(),
+            vec!["k".into()],
+            opts(&[("time_column", "ts")]),
+        )
+        .unwrap();
+        assert_eq!(s.options.retention_micros, 180 * MICROS_PER_DAY);
+        assert!(
+            !s.columns[1].nullable,
+            "primary key columns become NOT NULL"
+        );
+    }
+
+    #[test]
+    fn unknown_options_are_named() {
+        let err = TableSchema::new(
+            "t",
+            cols(),
+            vec![],
+            opts(&[("time_column", "ts"), ("colour", "red")]),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "unrecognized table option \"colour\"");
+        let later = opts(&[
+            ("time_column", "ts"),
+            ("kafka_topic", "orders"),
+            ("segment_rows", "10"),
+        ]);
+        assert!(TableSchema::new("t", cols(), vec![], later).is_ok());
+    }
+}
