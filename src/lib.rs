@@ -1,1 +1,133 @@
-//! sluice
+//! Sluice: a real-time OLAP database you embed. Rows go in through SQL `INSERT` or
+//! [`Database::append`] and are queryable at once; queries are PostgreSQL SQL.
+//!
+//! ```
+//! use sluice::{Database, Value};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Database::open(dir.path())?;
+//! db.execute("CREATE TABLE orders (ts TIMESTAMP, item TEXT, amount DOUBLE PRECISION) \
+//!             WITH (time_column = 'ts')")?;
+//! db.execute("INSERT INTO orders VALUES ('2024-05-01 12:00', 'pizza', 12.5)")?;
+//! db.append("orders", vec![vec![
+//!     Value::Text("2024-05-01 12:05".into()),
+//!     Value::Text("pizza".into()),
+//!     Value::Float(10.0),
+//! ]])?;
+//!
+//! let batches = db.query("SELECT item, count(*) AS n, sum(amount) FROM orders GROUP BY item")?;
+//! let text = sluice::pretty::format_batches(&batches)?;
+//! assert!(text.contains("pizza") && text.contains("22.5"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod pretty;
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+pub use arrow::record_batch::RecordBatch;
+pub use sluice_query::{Error, QueryOptions, StatementResult};
+pub use sluice_storage::Value;
+
+use sluice_query::Engine;
+use sluice_storage::Catalog;
+
+/// Result alias for the embedding API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An open Sluice database: a data directory and the engine over it. Share it
+/// between threads with an `Arc`; every method takes `&self`.
+pub struct Database {
+    engine: Engine,
+    options: QueryOptions,
+}
+
+impl Database {
+    /// Opens the database in `path`, creating the directory if needed, and replays
+    /// rows not yet sealed. Only one process may have a directory open.
+    ///
+    /// # Errors
+    /// I/O errors naming the file, or a corrupt-file error naming the file and section.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let catalog = Catalog::open(path.as_ref())?;
+        Ok(Database {
+            engine: Engine::new(Arc::new(catalog)),
+            options: QueryOptions::default(),
+        })
+    }
+
+    /// The limits applied to each statement (timeout, memory bound, threads).
+    pub fn options(&self) -> &QueryOptions {
+        &self.options
+    }
+
+    /// Changes the limits applied to each later statement.
+    pub fn set_options(&mut self, options: QueryOptions) {
+        self.options = options;
+    }
+
+    /// The query engine, for front ends (the Postgres protocol server) that run
+    /// statements themselves.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Runs every statement in `sql` in order and returns each one's result. Stops at
+    /// the first error; statements before it have taken effect.
+    ///
+    /// # Errors
+    /// The failing statement's error; [`Error::sqlstate`] gives its SQLSTATE.
+    pub fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
+        self.engine.execute_sql(sql, &self.options)
+    }
+
+    /// Runs `sql` and returns the rows of its last statement.
+    ///
+    /// # Errors
+    /// As [`Database::execute`].
+    pub fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let mut results = self.execute(sql)?;
+        match results.pop() {
+            Some(StatementResult::Rows { batches, .. }) => Ok(batches),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Runs one statement; setting `cancel` from another thread stops it with 57014.
+    ///
+    /// # Errors
+    /// As [`Database::execute`]; a statement list with other than one statement is a
+    /// syntax error.
+    pub fn execute_cancellable(
+        &self,
+        sql: &str,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<StatementResult> {
+        let mut stmts = sluice_query::parse_sql(sql)?;
+        if stmts.len() != 1 {
+            return Err(Error::Syntax(format!(
+                "expected one statement, got {}",
+                stmts.len()
+            )));
+        }
+        let stmt = stmts.remove(0);
+        self.engine.execute(&stmt, &self.options, cancel)
+    }
+
+    /// Appends rows to `table` through the same path as INSERT: each row has one value
+    /// per column in column order; values are converted as an INSERT would convert
+    /// them; if any row is rejected, none is written. Returns once the rows are
+    /// durable and visible to queries.
+    ///
+    /// # Errors
+    /// Unknown table, type, range and NOT NULL errors naming the column.
+    pub fn append(&self, table: &str, rows: Vec<Vec<Value>>) -> Result<usize> {
+        let t = self.engine.catalog().table(table).map_err(|e| match e {
+            sluice_storage::Error::TableNotFound(t) => Error::UndefinedTable(t),
+            other => Error::Storage(other),
+        })?;
+        Ok(t.append(rows)?)
+    }
+}

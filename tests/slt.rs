@@ -1,1 +1,382 @@
-fn main() {}
+//! Runs the sqllogictest files under `tests/slt/` against Sluice, and, when a
+//! PostgreSQL server is given, against PostgreSQL too: every expected result in these
+//! files was produced by PostgreSQL 15, and this check keeps it that way.
+//!
+//! ```text
+//! cargo test --test slt                              # Sluice only
+//! SLUICE_PG_URL='host=... port=... user=postgres' cargo test --test slt
+//!                                                    # Sluice, then PostgreSQL
+//! SLUICE_PG_URL=... cargo test --test slt -- --complete [FILTER]
+//!                                                    # rewrite expectations from PostgreSQL
+//! ```
+//!
+//! Values are compared as PostgreSQL's text output, with two normalisations applied
+//! the same way to both engines: numbers (double, numeric) compare by value, printed
+//! as integers when integral and to three decimals otherwise (Sluice computes AVG in
+//! double precision, PostgreSQL in numeric), and the Sluice-only `WITH (...)` options
+//! of CREATE TABLE are removed before a statement is sent to PostgreSQL. Errors are compared by SQLSTATE
+//! (`statement error SQLSTATE 42P01`). Each file runs in a fresh data directory (and,
+//! on PostgreSQL, a fresh database with the C collation, Sluice's byte order).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Float64Type};
+use sluice::{Database, StatementResult};
+use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+
+#[derive(Debug)]
+struct SltError(String);
+
+impl std::fmt::Display for SltError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SltError {}
+
+/// Numbers compare by value: integral ones print as integers, others to three
+/// decimals. PostgreSQL's `numeric` (AVG, ROUND, decimal literals) and Sluice's
+/// double then print alike.
+fn float_text(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
+    }
+    if f == f.trunc() && f.abs() < 1e15 {
+        return format!("{}", f as i64);
+    }
+    let s = format!("{f:.3}");
+    if s == "-0.000" {
+        "0.000".into()
+    } else {
+        s
+    }
+}
+
+fn cell(text: Option<String>) -> String {
+    match text {
+        None => "NULL".into(),
+        Some(s) if s.is_empty() => "(empty)".into(),
+        Some(s) => s,
+    }
+}
+
+/// Sluice through its embedding API.
+struct Sluice {
+    db: Database,
+    _dir: tempfile::TempDir,
+}
+
+impl sqllogictest::DB for Sluice {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let mut results = self
+            .db
+            .execute(sql)
+            .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
+        match results.pop() {
+            Some(StatementResult::Rows { schema, batches }) => {
+                let types = schema
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
+                        DataType::Float64 => DefaultColumnType::FloatingPoint,
+                        _ => DefaultColumnType::Text,
+                    })
+                    .collect();
+                let mut rows = Vec::new();
+                for b in &batches {
+                    for r in 0..b.num_rows() {
+                        let row = b
+                            .columns()
+                            .iter()
+                            .map(|c| {
+                                if c.is_valid(r) && c.data_type() == &DataType::Float64 {
+                                    return Ok(float_text(
+                                        c.as_primitive::<Float64Type>().value(r),
+                                    ));
+                                }
+                                sluice_query::format::format_value(c.as_ref(), r, 0)
+                                    .map(cell)
+                                    .map_err(|e| SltError(e.to_string()))
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        rows.push(row);
+                    }
+                }
+                Ok(DBOutput::Rows { types, rows })
+            }
+            Some(StatementResult::Command { tag }) => Ok(DBOutput::StatementComplete(
+                tag.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0),
+            )),
+            None => Ok(DBOutput::StatementComplete(0)),
+        }
+    }
+
+    fn engine_name(&self) -> &str {
+        "sluice"
+    }
+}
+
+/// PostgreSQL through tokio-postgres: the oracle.
+struct Postgres {
+    client: tokio_postgres::Client,
+}
+
+/// Removes the Sluice-only `WITH (...)` clause from a CREATE TABLE.
+fn strip_table_options(sql: &str) -> String {
+    let trimmed = sql.trim_start();
+    if !trimmed.to_ascii_lowercase().starts_with("create table") {
+        return sql.to_string();
+    }
+    let lower = sql.to_ascii_lowercase();
+    match lower.rfind(") with (").or_else(|| lower.rfind(")with (")) {
+        Some(i) => sql[..=i].to_string(),
+        None => sql.to_string(),
+    }
+}
+
+fn pg_error(e: tokio_postgres::Error) -> SltError {
+    match e.as_db_error() {
+        Some(db) => SltError(format!("SQLSTATE {}: {}", db.code().code(), db.message())),
+        None => SltError(e.to_string()),
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncDB for Postgres {
+    type Error = SltError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        use tokio_postgres::types::Type;
+        let sql = strip_table_options(sql);
+        let is_query = {
+            let l = sql.trim_start().to_ascii_lowercase();
+            l.starts_with("select")
+                || l.starts_with("with")
+                || l.starts_with("values")
+                || l.starts_with('(')
+        };
+        if !is_query {
+            let msgs = self.client.simple_query(&sql).await.map_err(pg_error)?;
+            let n = msgs
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+                    _ => None,
+                })
+                .last()
+                .unwrap_or(0);
+            return Ok(DBOutput::StatementComplete(n));
+        }
+        let stmt = self.client.prepare(&sql).await.map_err(pg_error)?;
+        let col_types: Vec<Type> = stmt.columns().iter().map(|c| c.type_().clone()).collect();
+        let msgs = self.client.simple_query(&sql).await.map_err(pg_error)?;
+        let mut rows = Vec::new();
+        for m in msgs {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
+                let mut out = Vec::new();
+                for (i, t) in col_types.iter().enumerate() {
+                    let v = row.get(i).map(str::to_string);
+                    let v = match (v, t) {
+                        (Some(s), t) if *t == Type::FLOAT4 || *t == Type::FLOAT8 => {
+                            Some(s.parse::<f64>().map(float_text).unwrap_or(s))
+                        }
+                        (Some(s), t) if *t == Type::NUMERIC => {
+                            Some(s.parse::<f64>().map(float_text).unwrap_or(s))
+                        }
+                        (v, _) => v,
+                    };
+                    out.push(cell(v));
+                }
+                rows.push(out);
+            }
+        }
+        let types = col_types
+            .iter()
+            .map(|t| {
+                if [Type::INT2, Type::INT4, Type::INT8].contains(t) {
+                    DefaultColumnType::Integer
+                } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC].contains(t) {
+                    DefaultColumnType::FloatingPoint
+                } else {
+                    DefaultColumnType::Text
+                }
+            })
+            .collect();
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "postgres"
+    }
+}
+
+async fn connect_postgres(url: &str, file: &Path) -> Result<Postgres, SltError> {
+    let db = format!(
+        "slt_{}",
+        file.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("x")
+            .replace('-', "_")
+    );
+    let (admin, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(pg_error)?;
+    tokio::spawn(conn);
+    admin
+        .simple_query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .map_err(pg_error)?;
+    admin
+        .simple_query(&format!(
+            "CREATE DATABASE {db} TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"
+        ))
+        .await
+        .map_err(pg_error)?;
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{url} dbname={db}"), tokio_postgres::NoTls)
+            .await
+            .map_err(pg_error)?;
+    tokio::spawn(conn);
+    client
+        .simple_query(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'",
+        )
+        .await
+        .map_err(pg_error)?;
+    Ok(Postgres { client })
+}
+
+fn slt_files(filter: Option<&str>) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/slt exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .filter(|p| filter.is_none_or(|f| p.to_string_lossy().contains(f)))
+        .collect();
+    files.sort();
+    files
+}
+
+fn count_records(file: &Path) -> usize {
+    sqllogictest::parse_file::<DefaultColumnType>(file)
+        .map(|records| {
+            records
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        sqllogictest::Record::Statement { .. } | sqllogictest::Record::Query { .. }
+                    )
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let complete = args.iter().any(|a| a == "--complete");
+    let filter = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
+        .map(String::as_str);
+    let pg_url = std::env::var("SLUICE_PG_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let files = slt_files(filter);
+
+    if complete {
+        let url =
+            pg_url.expect("--complete needs SLUICE_PG_URL: expectations come from PostgreSQL");
+        for f in &files {
+            rt.block_on(async {
+                let u = url.clone();
+                let path = f.clone();
+                let mut runner = Runner::new(move || {
+                    let (u, p) = (u.clone(), path.clone());
+                    async move { connect_postgres(&u, &p).await }
+                });
+                runner.add_label("postgres");
+                runner
+                    .update_test_file(
+                        f,
+                        " ",
+                        sqllogictest::default_validator,
+                        sqllogictest::default_normalizer,
+                        sqllogictest::default_column_validator,
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("completing {}: {e}", f.display()));
+            });
+            println!("completed {} from PostgreSQL", f.display());
+        }
+        return;
+    }
+
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for f in &files {
+        let records = count_records(f);
+        let mut runner = Runner::new(|| async {
+            let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
+            let db = Database::open(dir.path()).map_err(|e| SltError(e.to_string()))?;
+            Ok(Sluice { db, _dir: dir })
+        });
+        runner.add_label("sluice");
+        match runner.run_file(f) {
+            Ok(()) => passed += records,
+            Err(e) => {
+                failed += records;
+                eprintln!("FAILED (sluice) {}:\n{e}\n", f.display());
+            }
+        }
+        if let Some(url) = &pg_url {
+            let result = rt.block_on(async {
+                let u = url.clone();
+                let path = f.clone();
+                let mut runner = Runner::new(move || {
+                    let (u, p) = (u.clone(), path.clone());
+                    async move { connect_postgres(&u, &p).await }
+                });
+                runner.add_label("postgres");
+                runner.run_file_async(f).await
+            });
+            if let Err(e) = result {
+                failed += 1;
+                eprintln!("FAILED (postgres oracle) {}:\n{e}\n", f.display());
+            }
+        }
+    }
+    if pg_url.is_none() {
+        println!("slt: PostgreSQL oracle check skipped (set SLUICE_PG_URL; .ci/run does)");
+    } else {
+        println!("slt: every file also checked against PostgreSQL");
+    }
+    println!("slt: {passed} passed, {failed} failed");
+    if failed > 0 || passed == 0 {
+        std::process::exit(1);
+    }
+}

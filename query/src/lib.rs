@@ -1,1 +1,22 @@
-//! placeholder
+//! Sluice's query engine: SQL (via `sqlparser`) is bound into a logical plan and
+//! executed over Arrow record batches. Scans, filters and aggregations over a table's
+//! segments run on a parallel fast path ([`scan`]); everything above the scan uses the
+//! Arrow compute kernels.
+
+pub mod aggregate;
+pub mod binder;
+pub mod cast;
+pub mod context;
+pub mod engine;
+pub mod error;
+pub mod eval;
+pub mod exec;
+pub mod format;
+pub mod functions;
+pub mod join;
+pub mod logical;
+pub mod scan;
+
+pub use context::{QueryContext, QueryOptions};
+pub use engine::{parse_sql, Engine, StatementResult};
+pub use error::{Error, Result};

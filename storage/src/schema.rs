@@ -169,10 +169,14 @@ fn validate_options(
             time.ty.sql_name()
         )));
     }
-    let retention_micros = parse_duration_micros(
-        raw.get("retention")
-            .map_or(DEFAULT_RETENTION, String::as_str),
-    )?;
+    let retention_text = raw
+        .get("retention")
+        .map_or(DEFAULT_RETENTION, String::as_str);
+    let retention_micros = parse_duration_micros(retention_text).map_err(|_| {
+        Error::InvalidDefinition(format!(
+            "retention '{retention_text}' is not a positive interval such as '180 days'"
+        ))
+    })?;
     column("comparison_column")?;
     if let Some(c) = column("delete_column")? {
         if c.ty != ColumnType::Boolean {
@@ -222,7 +226,11 @@ fn validate_options(
         }
     }
     if let Some(age) = raw.get("segment_age") {
-        parse_duration_micros(age)?;
+        parse_duration_micros(age).map_err(|_| {
+            Error::InvalidDefinition(format!(
+                "segment_age '{age}' is not a positive interval such as '10 minutes'"
+            ))
+        })?;
     }
     if let Some(f) = raw.get("format") {
         if !f.eq_ignore_ascii_case("json") {

@@ -13,7 +13,7 @@ pub const MICROS_PER_SEC: i64 = 1_000_000;
 pub const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
 
 /// The Arrow timezone string Sluice uses for TIMESTAMPTZ (values are stored as UTC).
-pub const UTC: &str = "UTC";
+pub const UTC: &str = "+00:00";
 
 /// The type of a stored column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

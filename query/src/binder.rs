@@ -1,0 +1,2157 @@
+//! The binder: turns `sqlparser`'s PostgreSQL AST into a typed [`LogicalPlan`].
+//!
+//! It resolves names against the catalog and the FROM clause, applies PostgreSQL's
+//! implicit coercions (an untyped string literal takes the type of what it meets,
+//! integers widen to bigint and double), folds casts of constants, and turns
+//! aggregates into an Aggregate node under the projection.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, IntervalMonthDayNanoArray,
+    StringArray,
+};
+use arrow::datatypes::{DataType, IntervalMonthDayNano, IntervalUnit, TimeUnit};
+use sluice_storage::types::{parse_interval, UTC};
+use sluice_storage::Catalog;
+use sqlparser::ast::{
+    self, BinaryOperator, CastKind, DateTimeField, Distinct, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart,
+    OrderByKind, SelectItem, SetExpr, SetOperator, SetQuantifier, TableFactor, UnaryOperator,
+    Value,
+};
+
+use crate::cast::cast_array;
+use crate::error::{Error, Result};
+use crate::format::sql_type_name;
+use crate::logical::{
+    arithmetic_result_type, is_numeric, wider_numeric, AggregateExpr, AggregateFunction, BinaryOp,
+    DateField, Expr, JoinKind, Literal, LogicalPlan, PlanField, PlanSchema, ScalarFunction,
+    SortKey, TableSource,
+};
+
+/// Binds statements against a catalog at a point in time (`now()`).
+pub struct Binder<'a> {
+    catalog: &'a Catalog,
+    ctes: Vec<(String, LogicalPlan)>,
+    now_micros: i64,
+    utc_offset_secs: i64,
+}
+
+/// A name as PostgreSQL folds it: lower case unless quoted.
+pub fn ident_name(ident: &ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+/// The parts of a dotted name, folded.
+pub fn object_name_parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(i) => ident_name(i),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// The table name of a possibly schema-qualified name (`public.t` -> `t`).
+///
+/// # Errors
+/// [`Error::UndefinedTable`] for a schema other than `public`.
+pub fn table_name(name: &ObjectName) -> Result<String> {
+    let parts = object_name_parts(name);
+    match parts.as_slice() {
+        [t] => Ok(t.clone()),
+        [s, t] if s == "public" => Ok(t.clone()),
+        [d, s, t] if s == "public" && !d.is_empty() => Ok(t.clone()),
+        _ => Err(Error::UndefinedTable(parts.join("."))),
+    }
+}
+
+fn lit(value: ArrayRef) -> Expr {
+    Expr::literal(value)
+}
+
+fn null_literal() -> Expr {
+    lit(arrow::array::new_null_array(&DataType::Null, 1))
+}
+
+/// The Arrow type for a SQL type name in a CAST or column definition.
+pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
+    let text = dt.to_string().to_lowercase();
+    let base = text.split('(').next().unwrap_or(&text).trim().to_string();
+    Ok(match base.as_str() {
+        "bool" | "boolean" => DataType::Boolean,
+        "int" | "integer" | "int4" | "smallint" | "int2" => DataType::Int32,
+        "bigint" | "int8" => DataType::Int64,
+        "double precision" | "double" | "float8" | "float" | "real" | "float4" | "numeric"
+        | "decimal" => DataType::Float64,
+        "text" | "varchar" | "character varying" | "char" | "character" | "string" | "name"
+        | "bpchar" => DataType::Utf8,
+        "timestamp" | "timestamp without time zone" => {
+            DataType::Timestamp(TimeUnit::Microsecond, None)
+        }
+        "timestamptz" | "timestamp with time zone" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into()))
+        }
+        "date" => DataType::Date32,
+        "interval" => DataType::Interval(IntervalUnit::MonthDayNano),
+        _ => {
+            return Err(Error::UndefinedFunction(format!(
+                "type \"{text}\" does not exist"
+            )))
+        }
+    })
+}
+
+impl<'a> Binder<'a> {
+    /// A binder whose `now()` is `now_micros` and whose time zone is `utc_offset_secs`.
+    pub fn new(catalog: &'a Catalog, now_micros: i64, utc_offset_secs: i64) -> Self {
+        Binder {
+            catalog,
+            ctes: Vec::new(),
+            now_micros,
+            utc_offset_secs,
+        }
+    }
+
+    /// Binds a query (SELECT, VALUES, set operations, WITH).
+    pub fn bind_query(&mut self, q: &ast::Query) -> Result<LogicalPlan> {
+        let ctes_before = self.ctes.len();
+        if let Some(with) = &q.with {
+            if with.recursive {
+                return Err(Error::NotSupported("WITH RECURSIVE".into()));
+            }
+            for cte in &with.cte_tables {
+                let plan = self.bind_query(&cte.query)?;
+                let name = ident_name(&cte.alias.name);
+                let columns: Vec<String> = cte
+                    .alias
+                    .columns
+                    .iter()
+                    .map(|c| ident_name(&c.name))
+                    .collect();
+                let plan = alias_plan(plan, &name, &columns)?;
+                self.ctes.push((name, plan));
+            }
+        }
+        let result = self.bind_query_body(q);
+        self.ctes.truncate(ctes_before);
+        result
+    }
+
+    fn bind_query_body(&mut self, q: &ast::Query) -> Result<LogicalPlan> {
+        if q.fetch.is_some() || !q.locks.is_empty() {
+            // FOR UPDATE etc. have no meaning here; FETCH FIRST is rare.
+            if q.fetch.is_some() {
+                return Err(Error::NotSupported("FETCH FIRST".into()));
+            }
+        }
+        let order_by = match &q.order_by {
+            Some(ob) => match &ob.kind {
+                OrderByKind::Expressions(e) => e.as_slice(),
+                OrderByKind::All(_) => return Err(Error::NotSupported("ORDER BY ALL".into())),
+            },
+            None => &[],
+        };
+        let mut plan = match q.body.as_ref() {
+            SetExpr::Select(select) => self.bind_select(select, order_by)?,
+            other => {
+                let plan = self.bind_set_expr(other)?;
+                if order_by.is_empty() {
+                    plan
+                } else {
+                    self.bind_order_on_output(plan, order_by)?
+                }
+            }
+        };
+        if let Some(limit) = &q.limit_clause {
+            let (limit, offset) = match limit {
+                ast::LimitClause::LimitOffset {
+                    limit,
+                    offset,
+                    limit_by,
+                } => {
+                    if !limit_by.is_empty() {
+                        return Err(Error::NotSupported("LIMIT BY".into()));
+                    }
+                    (limit.as_ref(), offset.as_ref().map(|o| &o.value))
+                }
+                ast::LimitClause::OffsetCommaLimit { offset, limit } => (Some(limit), Some(offset)),
+            };
+            let fetch = match limit {
+                Some(e) => self.const_count(e, "LIMIT")?,
+                None => None,
+            };
+            let skip = match offset {
+                Some(e) => self.const_count(e, "OFFSET")?.unwrap_or(0),
+                None => 0,
+            };
+            if let LogicalPlan::Sort { fetch: f, .. } = &mut plan {
+                if let Some(n) = fetch {
+                    *f = Some(n.saturating_add(skip));
+                }
+            }
+            plan = LogicalPlan::Limit {
+                input: Box::new(plan),
+                skip,
+                fetch,
+            };
+        }
+        Ok(plan)
+    }
+
+    /// A LIMIT or OFFSET value: a non-negative integer constant (`LIMIT ALL` and
+    /// `LIMIT NULL` mean no limit).
+    fn const_count(&mut self, e: &ast::Expr, what: &str) -> Result<Option<usize>> {
+        if let ast::Expr::Identifier(i) = e {
+            if i.value.eq_ignore_ascii_case("all") {
+                return Ok(None);
+            }
+        }
+        let bound = self.bind_expr(e, &PlanSchema::default(), false)?;
+        let bound = self.coerce(bound, &PlanSchema::default(), &DataType::Int64)?;
+        match bound {
+            Expr::Literal(l) if l.is_null() => Ok(None),
+            Expr::Literal(l) => {
+                let v = l
+                    .value
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.value(0));
+                match v {
+                    Some(n) if n >= 0 => Ok(Some(n as usize)),
+                    Some(_) => Err(Error::InvalidParameter(format!(
+                        "{what} must not be negative"
+                    ))),
+                    None => Err(Error::DatatypeMismatch(format!(
+                        "argument of {what} must be an integer"
+                    ))),
+                }
+            }
+            _ => Err(Error::NotSupported(format!("a non-constant {what}"))),
+        }
+    }
+
+    fn bind_set_expr(&mut self, body: &SetExpr) -> Result<LogicalPlan> {
+        match body {
+            SetExpr::Select(s) => self.bind_select(s, &[]),
+            SetExpr::Query(q) => self.bind_query(q),
+            SetExpr::Values(values) => self.bind_values(values),
+            SetExpr::SetOperation {
+                left,
+                op,
+                set_quantifier,
+                right,
+            } => {
+                if *op != SetOperator::Union {
+                    return Err(Error::NotSupported(format!("{op}")));
+                }
+                let l = self.bind_set_expr(left)?;
+                let r = self.bind_set_expr(right)?;
+                let union = union_plans(vec![l, r])?;
+                match set_quantifier {
+                    SetQuantifier::All => Ok(union),
+                    SetQuantifier::Distinct | SetQuantifier::None => Ok(distinct_plan(union)),
+                    other => Err(Error::NotSupported(format!("UNION {other}"))),
+                }
+            }
+            other => Err(Error::NotSupported(format!("query body {other}"))),
+        }
+    }
+
+    fn bind_values(&mut self, values: &ast::Values) -> Result<LogicalPlan> {
+        let empty = PlanSchema::default();
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            let exprs = row
+                .iter()
+                .map(|e| self.bind_expr(e, &empty, false))
+                .collect::<Result<Vec<_>>>()?;
+            if let Some(first) = rows.first() {
+                let first: &Vec<Expr> = first;
+                if first.len() != exprs.len() {
+                    return Err(Error::Syntax(
+                        "VALUES lists must all be the same length".into(),
+                    ));
+                }
+            }
+            rows.push(exprs);
+        }
+        let width = rows.first().map_or(0, Vec::len);
+        let mut fields = Vec::with_capacity(width);
+        for c in 0..width {
+            let column: Vec<&Expr> = rows.iter().map(|r| &r[c]).collect();
+            let ty = common_type(
+                &column.iter().map(|e| (*e).clone()).collect::<Vec<_>>(),
+                &empty,
+                "VALUES",
+            )?;
+            for r in rows.iter_mut() {
+                r[c] = self.coerce(r[c].clone(), &empty, &ty)?;
+            }
+            fields.push(PlanField {
+                qualifier: None,
+                name: format!("column{}", c + 1),
+                data_type: ty,
+            });
+        }
+        Ok(LogicalPlan::Values {
+            schema: PlanSchema { fields },
+            rows,
+        })
+    }
+
+    fn bind_order_on_output(
+        &mut self,
+        plan: LogicalPlan,
+        order_by: &[ast::OrderByExpr],
+    ) -> Result<LogicalPlan> {
+        let schema = plan.schema().clone();
+        let mut keys = Vec::new();
+        for o in order_by {
+            let expr = match self.output_reference(
+                &o.expr,
+                &schema
+                    .fields
+                    .iter()
+                    .map(|f| f.name.clone())
+                    .collect::<Vec<_>>(),
+            )? {
+                Some(i) => Expr::Column(i),
+                None => self.bind_expr(&o.expr, &schema, false)?,
+            };
+            keys.push(sort_key(expr, &o.options));
+        }
+        Ok(LogicalPlan::Sort {
+            input: Box::new(plan),
+            keys,
+            fetch: None,
+        })
+    }
+
+    /// An ORDER BY / GROUP BY item that names an output column: an ordinal or a bare
+    /// name equal to an output column's name.
+    fn output_reference(&mut self, e: &ast::Expr, names: &[String]) -> Result<Option<usize>> {
+        match e {
+            ast::Expr::Value(v) => {
+                if let Value::Number(n, _) = &v.value {
+                    let i: usize = n.parse().map_err(|_| {
+                        Error::Syntax(format!("non-integer constant in ORDER BY: {n}"))
+                    })?;
+                    if i == 0 || i > names.len() {
+                        return Err(Error::InvalidColumnReference(format!(
+                            "position {i} is not in select list"
+                        )));
+                    }
+                    return Ok(Some(i - 1));
+                }
+                Ok(None)
+            }
+            ast::Expr::Identifier(id) => {
+                let name = ident_name(id);
+                let hits: Vec<usize> = names
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n == name)
+                    .map(|(i, _)| i)
+                    .collect();
+                match hits.as_slice() {
+                    [] => Ok(None),
+                    [i] => Ok(Some(*i)),
+                    _ => Err(Error::AmbiguousColumn(name)),
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn bind_select(
+        &mut self,
+        select: &ast::Select,
+        order_by: &[ast::OrderByExpr],
+    ) -> Result<LogicalPlan> {
+        if select.top.is_some() || !select.lateral_views.is_empty() || select.qualify.is_some() {
+            return Err(Error::NotSupported("this SELECT form".into()));
+        }
+        if !select.named_window.is_empty() {
+            return Err(Error::NotSupported("window functions".into()));
+        }
+        let mut plan = self.bind_from(&select.from)?;
+        if let Some(w) = &select.selection {
+            let schema = plan.schema().clone();
+            let predicate = self.bind_predicate(w, &schema, "WHERE")?;
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate,
+            };
+        }
+        let input_schema = plan.schema().clone();
+
+        // SELECT list.
+        let mut items: Vec<(Expr, String)> = Vec::new();
+        for item in &select.projection {
+            match item {
+                SelectItem::UnnamedExpr(e) => {
+                    items.push((self.bind_expr(e, &input_schema, true)?, output_name(e)))
+                }
+                SelectItem::ExprWithAlias { expr, alias } => items.push((
+                    self.bind_expr(expr, &input_schema, true)?,
+                    ident_name(alias),
+                )),
+                SelectItem::Wildcard(_) => {
+                    if input_schema.fields.is_empty() && select.from.is_empty() {
+                        return Err(Error::Syntax(
+                            "SELECT * with no tables specified is not valid".into(),
+                        ));
+                    }
+                    for (i, f) in input_schema.fields.iter().enumerate() {
+                        items.push((Expr::Column(i), f.name.clone()));
+                    }
+                }
+                SelectItem::QualifiedWildcard(kind, _) => {
+                    let q = match kind {
+                        ast::SelectItemQualifiedWildcardKind::ObjectName(n) => {
+                            object_name_parts(n).last().cloned().unwrap_or_default()
+                        }
+                        ast::SelectItemQualifiedWildcardKind::Expr(e) => e.to_string(),
+                    };
+                    let before = items.len();
+                    for (i, f) in input_schema.fields.iter().enumerate() {
+                        if f.qualifier.as_deref() == Some(q.as_str()) {
+                            items.push((Expr::Column(i), f.name.clone()));
+                        }
+                    }
+                    if items.len() == before {
+                        return Err(Error::UndefinedTable(format!(
+                            "missing FROM-clause entry for table \"{q}\""
+                        )));
+                    }
+                }
+                other => return Err(Error::NotSupported(format!("select item {other}"))),
+            }
+        }
+        let output_names: Vec<String> = items.iter().map(|(_, n)| n.clone()).collect();
+
+        // GROUP BY: input columns first, then output names and ordinals.
+        let mut group: Vec<Expr> = Vec::new();
+        match &select.group_by {
+            GroupByExpr::Expressions(exprs, modifiers) => {
+                if !modifiers.is_empty() {
+                    return Err(Error::NotSupported("GROUP BY modifiers".into()));
+                }
+                for e in exprs {
+                    let bound = match e {
+                        ast::Expr::Value(_) => match self.output_reference(e, &output_names)? {
+                            Some(i) => items[i].0.clone(),
+                            None => self.bind_expr(e, &input_schema, false)?,
+                        },
+                        ast::Expr::Identifier(id)
+                            if resolve_column(&input_schema, None, &ident_name(id)).is_err() =>
+                        {
+                            match self.output_reference(e, &output_names)? {
+                                Some(i) => items[i].0.clone(),
+                                None => self.bind_expr(e, &input_schema, false)?,
+                            }
+                        }
+                        _ => self.bind_expr(e, &input_schema, false)?,
+                    };
+                    if bound.has_aggregate() {
+                        return Err(Error::Grouping(
+                            "aggregate functions are not allowed in GROUP BY".into(),
+                        ));
+                    }
+                    if !group.contains(&bound) {
+                        group.push(bound);
+                    }
+                }
+            }
+            GroupByExpr::All(_) => return Err(Error::NotSupported("GROUP BY ALL".into())),
+        }
+        let having = match &select.having {
+            Some(h) => Some(self.bind_predicate_with_aggs(h, &input_schema)?),
+            None => None,
+        };
+
+        // ORDER BY: an output column (by ordinal or name) or an expression over the input.
+        enum OrderTarget {
+            Output(usize),
+            Input(Expr),
+        }
+        let mut order: Vec<(OrderTarget, &ast::OrderByOptions)> = Vec::new();
+        for o in order_by {
+            let target = match self.output_reference(&o.expr, &output_names)? {
+                Some(i) => OrderTarget::Output(i),
+                None => OrderTarget::Input(self.bind_expr(&o.expr, &input_schema, true)?),
+            };
+            order.push((target, &o.options));
+        }
+
+        let aggregating = !group.is_empty()
+            || items.iter().any(|(e, _)| e.has_aggregate())
+            || having.is_some()
+            || order
+                .iter()
+                .any(|(t, _)| matches!(t, OrderTarget::Input(e) if e.has_aggregate()));
+
+        let mut having = having;
+        if aggregating {
+            let mut aggs: Vec<AggregateExpr> = Vec::new();
+            let mut collect = |e: &Expr| {
+                e.walk(&mut |n| {
+                    if let Expr::Aggregate(a) = n {
+                        if !aggs.contains(a) {
+                            aggs.push((**a).clone());
+                        }
+                    }
+                })
+            };
+            items.iter().for_each(|(e, _)| collect(e));
+            having.iter().for_each(&mut collect);
+            for (t, _) in &order {
+                if let OrderTarget::Input(e) = t {
+                    collect(e);
+                }
+            }
+            for a in &aggs {
+                if a.arg.as_ref().is_some_and(Expr::has_aggregate) {
+                    return Err(Error::Grouping(
+                        "aggregate function calls cannot be nested".into(),
+                    ));
+                }
+            }
+            let mut fields = Vec::new();
+            for g in &group {
+                fields.push(match g {
+                    Expr::Column(i) => input_schema.fields[*i].clone(),
+                    other => PlanField {
+                        qualifier: None,
+                        name: "?column?".into(),
+                        data_type: other.data_type(&input_schema),
+                    },
+                });
+            }
+            for a in &aggs {
+                fields.push(PlanField {
+                    qualifier: None,
+                    name: a.func.name().into(),
+                    data_type: Expr::Aggregate(Box::new(a.clone())).data_type(&input_schema),
+                });
+            }
+            let rewrite = |e: &Expr| rewrite_over_aggregate(e, &group, &aggs, &input_schema);
+            for (e, _) in items.iter_mut() {
+                *e = rewrite(e)?;
+            }
+            if let Some(h) = having.as_mut() {
+                *h = rewrite(h)?;
+            }
+            for (t, _) in order.iter_mut() {
+                if let OrderTarget::Input(e) = t {
+                    *e = rewrite(e)?;
+                }
+            }
+            plan = LogicalPlan::Aggregate {
+                input: Box::new(plan),
+                group,
+                aggregates: aggs,
+                schema: PlanSchema { fields },
+            };
+        }
+        if let Some(h) = having {
+            plan = LogicalPlan::Filter {
+                input: Box::new(plan),
+                predicate: h,
+            };
+        }
+
+        // Projection, with hidden columns for ORDER BY expressions not in the list.
+        let pre_schema = plan.schema().clone();
+        let visible = items.len();
+        let mut exprs: Vec<Expr> = items.iter().map(|(e, _)| e.clone()).collect();
+        let mut names = output_names.clone();
+        let mut keys = Vec::new();
+        for (t, opts) in order {
+            let col = match t {
+                OrderTarget::Output(i) => i,
+                OrderTarget::Input(e) => match exprs.iter().position(|x| *x == e) {
+                    Some(i) => i,
+                    None => {
+                        exprs.push(e);
+                        names.push("?order?".into());
+                        exprs.len() - 1
+                    }
+                },
+            };
+            keys.push(sort_key(Expr::Column(col), opts));
+        }
+        let fields: Vec<PlanField> = exprs
+            .iter()
+            .zip(&names)
+            .map(|(e, n)| {
+                let qualifier = match e {
+                    Expr::Column(i) => pre_schema.fields[*i].qualifier.clone(),
+                    _ => None,
+                };
+                PlanField {
+                    qualifier,
+                    name: n.clone(),
+                    data_type: e.data_type(&pre_schema),
+                }
+            })
+            .collect();
+        plan = LogicalPlan::Project {
+            input: Box::new(plan),
+            exprs,
+            schema: PlanSchema { fields },
+        };
+        match &select.distinct {
+            None | Some(Distinct::All) => {}
+            Some(Distinct::Distinct) => {
+                if names.len() > visible {
+                    return Err(Error::InvalidColumnReference(
+                        "for SELECT DISTINCT, ORDER BY expressions must appear in select list"
+                            .into(),
+                    ));
+                }
+                plan = distinct_plan(plan);
+            }
+            Some(Distinct::On(_)) => return Err(Error::NotSupported("DISTINCT ON".into())),
+        }
+        if !keys.is_empty() {
+            plan = LogicalPlan::Sort {
+                input: Box::new(plan),
+                keys,
+                fetch: None,
+            };
+        }
+        if names.len() > visible {
+            let schema = plan.schema().clone();
+            plan = LogicalPlan::Project {
+                input: Box::new(plan),
+                exprs: (0..visible).map(Expr::Column).collect(),
+                schema: PlanSchema {
+                    fields: schema.fields[..visible].to_vec(),
+                },
+            };
+        }
+        Ok(plan)
+    }
+
+    fn bind_from(&mut self, from: &[ast::TableWithJoins]) -> Result<LogicalPlan> {
+        if from.is_empty() {
+            return Ok(LogicalPlan::Values {
+                schema: PlanSchema::default(),
+                rows: vec![vec![]],
+            });
+        }
+        let mut plan: Option<LogicalPlan> = None;
+        for twj in from {
+            let right = self.bind_table_with_joins(twj)?;
+            plan = Some(match plan {
+                None => right,
+                Some(left) => join_plans(left, right, JoinKind::Inner, vec![], None),
+            });
+        }
+        plan.ok_or_else(|| Error::Internal("empty FROM".into()))
+    }
+
+    fn bind_table_with_joins(&mut self, twj: &ast::TableWithJoins) -> Result<LogicalPlan> {
+        let mut plan = self.bind_table_factor(&twj.relation)?;
+        for join in &twj.joins {
+            let right = self.bind_table_factor(&join.relation)?;
+            let (kind, constraint, swap) = match &join.join_operator {
+                JoinOperator::Join(c) | JoinOperator::Inner(c) => (JoinKind::Inner, Some(c), false),
+                JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => {
+                    (JoinKind::Left, Some(c), false)
+                }
+                JoinOperator::Right(c) | JoinOperator::RightOuter(c) => {
+                    (JoinKind::Left, Some(c), true)
+                }
+                JoinOperator::CrossJoin(_) => (JoinKind::Inner, None, false),
+                other => {
+                    return Err(Error::NotSupported(
+                        format!("join {other:?}").chars().take(40).collect(),
+                    ))
+                }
+            };
+            plan = self.bind_join(plan, right, kind, constraint, swap)?;
+        }
+        Ok(plan)
+    }
+
+    fn bind_join(
+        &mut self,
+        left: LogicalPlan,
+        right: LogicalPlan,
+        kind: JoinKind,
+        constraint: Option<&JoinConstraint>,
+        swap: bool,
+    ) -> Result<LogicalPlan> {
+        let (l, r) = if swap { (right, left) } else { (left, right) };
+        let left_len = l.schema().fields.len();
+        let mut combined = l.schema().clone();
+        combined.fields.extend(r.schema().fields.iter().cloned());
+        let condition = match constraint {
+            None | Some(JoinConstraint::None) => None,
+            Some(JoinConstraint::On(e)) => Some(self.bind_predicate(e, &combined, "JOIN/ON")?),
+            Some(JoinConstraint::Using(cols)) => {
+                let mut cond: Option<Expr> = None;
+                for c in cols {
+                    let name = object_name_parts(c).last().cloned().unwrap_or_default();
+                    let li = resolve_column(l.schema(), None, &name)?;
+                    let ri = resolve_column(r.schema(), None, &name)? + left_len;
+                    let eq = self.comparison(
+                        BinaryOp::Eq,
+                        Expr::Column(li),
+                        Expr::Column(ri),
+                        &combined,
+                    )?;
+                    cond = Some(match cond {
+                        None => eq,
+                        Some(prev) => and(prev, eq),
+                    });
+                }
+                cond
+            }
+            Some(other) => return Err(Error::NotSupported(format!("join constraint {other:?}"))),
+        };
+        // Split equality conjuncts that compare one side with the other into hash keys.
+        let mut on = Vec::new();
+        let mut residual: Option<Expr> = None;
+        if let Some(c) = condition {
+            let mut parts = Vec::new();
+            crate::scan::split_conjunction(&c, &mut parts);
+            for p in parts {
+                if let Expr::Binary {
+                    op: BinaryOp::Eq,
+                    left: a,
+                    right: b,
+                } = p
+                {
+                    let (ac, bc) = (a.columns(), b.columns());
+                    let left_only =
+                        |cols: &[usize]| !cols.is_empty() && cols.iter().all(|c| *c < left_len);
+                    let right_only =
+                        |cols: &[usize]| !cols.is_empty() && cols.iter().all(|c| *c >= left_len);
+                    let to_right = |e: &Expr| e.remap_columns(&|i| i - left_len);
+                    if left_only(&ac) && right_only(&bc) {
+                        on.push(((**a).clone(), to_right(b)));
+                        continue;
+                    }
+                    if right_only(&ac) && left_only(&bc) {
+                        on.push(((**b).clone(), to_right(a)));
+                        continue;
+                    }
+                }
+                residual = Some(match residual {
+                    None => p.clone(),
+                    Some(prev) => and(prev, p.clone()),
+                });
+            }
+        }
+        let joined = join_plans(l, r, kind, on, residual);
+        if !swap {
+            return Ok(joined);
+        }
+        // RIGHT JOIN was planned as a LEFT JOIN with the sides swapped; restore the
+        // column order the query expects (original left first).
+        let schema = joined.schema().clone();
+        let right_len = schema.fields.len() - left_len;
+        let order: Vec<usize> = (left_len..left_len + right_len)
+            .chain(0..left_len)
+            .collect();
+        Ok(LogicalPlan::Project {
+            exprs: order.iter().map(|i| Expr::Column(*i)).collect(),
+            schema: PlanSchema {
+                fields: order.iter().map(|i| schema.fields[*i].clone()).collect(),
+            },
+            input: Box::new(joined),
+        })
+    }
+
+    fn bind_table_factor(&mut self, tf: &TableFactor) -> Result<LogicalPlan> {
+        match tf {
+            TableFactor::Table {
+                name, alias, args, ..
+            } => {
+                if args.is_some() {
+                    return Err(Error::NotSupported(format!("table function {name}")));
+                }
+                let parts = object_name_parts(name);
+                let cte = match parts.as_slice() {
+                    [n] => self
+                        .ctes
+                        .iter()
+                        .rev()
+                        .find(|(c, _)| c == n)
+                        .map(|(_, p)| p.clone()),
+                    _ => None,
+                };
+                let plan = match cte {
+                    Some(p) => p,
+                    None => {
+                        let tname = table_name(name)?;
+                        let table = self.catalog.table(&tname).map_err(|e| match e {
+                            sluice_storage::Error::TableNotFound(t) => Error::UndefinedTable(t),
+                            other => Error::Storage(other),
+                        })?;
+                        let fields = table
+                            .schema()
+                            .columns
+                            .iter()
+                            .map(|c| PlanField {
+                                qualifier: Some(tname.clone()),
+                                name: c.name.clone(),
+                                data_type: c.ty.arrow_type(),
+                            })
+                            .collect();
+                        LogicalPlan::Scan {
+                            source: TableSource::Stored(table),
+                            schema: PlanSchema { fields },
+                        }
+                    }
+                };
+                match alias {
+                    Some(a) => alias_plan(
+                        plan,
+                        &ident_name(&a.name),
+                        &a.columns
+                            .iter()
+                            .map(|c| ident_name(&c.name))
+                            .collect::<Vec<_>>(),
+                    ),
+                    None => Ok(plan),
+                }
+            }
+            TableFactor::Derived {
+                subquery,
+                alias,
+                lateral,
+                ..
+            } => {
+                if *lateral {
+                    return Err(Error::NotSupported("LATERAL".into()));
+                }
+                let plan = self.bind_query(subquery)?;
+                match alias {
+                    Some(a) => alias_plan(
+                        plan,
+                        &ident_name(&a.name),
+                        &a.columns
+                            .iter()
+                            .map(|c| ident_name(&c.name))
+                            .collect::<Vec<_>>(),
+                    ),
+                    None => Ok(plan),
+                }
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let plan = self.bind_table_with_joins(table_with_joins)?;
+                match alias {
+                    Some(a) => alias_plan(plan, &ident_name(&a.name), &[]),
+                    None => Ok(plan),
+                }
+            }
+            other => Err(Error::NotSupported(format!("FROM item {other}"))),
+        }
+    }
+
+    /// Binds a boolean condition (WHERE, ON): aggregates are not allowed.
+    fn bind_predicate(&mut self, e: &ast::Expr, schema: &PlanSchema, clause: &str) -> Result<Expr> {
+        let bound = self.bind_expr(e, schema, false)?;
+        if bound.has_aggregate() {
+            return Err(Error::Grouping(format!(
+                "aggregate functions are not allowed in {clause}"
+            )));
+        }
+        self.require_boolean(bound, schema, clause)
+    }
+
+    fn bind_predicate_with_aggs(&mut self, e: &ast::Expr, schema: &PlanSchema) -> Result<Expr> {
+        let bound = self.bind_expr(e, schema, true)?;
+        self.require_boolean(bound, schema, "HAVING")
+    }
+
+    fn require_boolean(&mut self, e: Expr, schema: &PlanSchema, clause: &str) -> Result<Expr> {
+        match e.data_type(schema) {
+            DataType::Boolean => Ok(e),
+            DataType::Null => self.coerce(e, schema, &DataType::Boolean),
+            DataType::Utf8 if is_untyped(&e) => self.coerce(e, schema, &DataType::Boolean),
+            other => Err(Error::DatatypeMismatch(format!(
+                "argument of {clause} must be type boolean, not type {}",
+                sql_type_name(&other)
+            ))),
+        }
+    }
+
+    /// Binds an expression over `schema`; aggregate calls are allowed when `allow_agg`.
+    pub fn bind_expr(
+        &mut self,
+        e: &ast::Expr,
+        schema: &PlanSchema,
+        allow_agg: bool,
+    ) -> Result<Expr> {
+        use ast::Expr as A;
+        macro_rules! bind {
+            ($x:expr) => {
+                self.bind_expr($x, schema, allow_agg)
+            };
+        }
+        Ok(match e {
+            A::Identifier(id) => {
+                let name = ident_name(id);
+                match resolve_column(schema, None, &name) {
+                    Ok(i) => Expr::Column(i),
+                    Err(err) => {
+                        // Keyword-like niladic functions parse as identifiers.
+                        match name.as_str() {
+                            "current_timestamp" | "localtimestamp" | "current_date" => {
+                                return self.bind_niladic(&name)
+                            }
+                            _ => return Err(err),
+                        }
+                    }
+                }
+            }
+            A::CompoundIdentifier(parts) => {
+                let names: Vec<String> = parts.iter().map(ident_name).collect();
+                match names.as_slice() {
+                    [q, c] => Expr::Column(resolve_column(schema, Some(q), c)?),
+                    [_, q, c] => Expr::Column(resolve_column(schema, Some(q), c)?),
+                    _ => return Err(Error::UndefinedColumn(names.join("."))),
+                }
+            }
+            A::Value(v) => bind_value(&v.value)?,
+            A::Nested(inner) => bind!(inner)?,
+            A::TypedString(ts) => {
+                let text = match &ts.value.value {
+                    Value::SingleQuotedString(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let to = sql_to_arrow_type(&ts.data_type)?;
+                let l = untyped_text(&text);
+                self.coerce(l, schema, &to)?
+            }
+            A::Interval(iv) => self.bind_interval(iv)?,
+            A::UnaryOp { op, expr } => {
+                let inner = bind!(expr)?;
+                match op {
+                    UnaryOperator::Not => {
+                        let b = self.require_boolean(inner, schema, "NOT")?;
+                        Expr::Not(Box::new(b))
+                    }
+                    UnaryOperator::Minus => {
+                        let inner = if is_untyped(&inner) {
+                            self.coerce(inner, schema, &DataType::Float64)?
+                        } else {
+                            inner
+                        };
+                        match inner {
+                            Expr::Literal(l) => {
+                                let v = arrow::compute::kernels::numeric::neg(&l.value)?;
+                                lit(v)
+                            }
+                            other => {
+                                let t = other.data_type(schema);
+                                if !is_numeric(&t) && !matches!(t, DataType::Interval(_)) {
+                                    return Err(Error::undefined_function(format!(
+                                        "operator does not exist: - {}",
+                                        sql_type_name(&t)
+                                    )));
+                                }
+                                Expr::Negate(Box::new(other))
+                            }
+                        }
+                    }
+                    UnaryOperator::Plus => inner,
+                    other => return Err(Error::NotSupported(format!("operator {other}"))),
+                }
+            }
+            A::BinaryOp { left, op, right } => {
+                let l = bind!(left)?;
+                let r = bind!(right)?;
+                self.binary(op, l, r, schema)?
+            }
+            A::IsNull(x) => Expr::IsNull {
+                expr: Box::new(bind!(x)?),
+                negated: false,
+            },
+            A::IsNotNull(x) => Expr::IsNull {
+                expr: Box::new(bind!(x)?),
+                negated: true,
+            },
+            A::IsTrue(x) | A::IsNotTrue(x) | A::IsFalse(x) | A::IsNotFalse(x) => {
+                let inner = bind!(x)?;
+                let inner = self.require_boolean(inner, schema, "IS TRUE")?;
+                let want = matches!(e, A::IsTrue(_) | A::IsNotTrue(_));
+                let negated = matches!(e, A::IsNotTrue(_) | A::IsNotFalse(_));
+                Expr::Binary {
+                    op: if negated {
+                        BinaryOp::IsDistinctFrom
+                    } else {
+                        BinaryOp::IsNotDistinctFrom
+                    },
+                    left: Box::new(inner),
+                    right: Box::new(lit(Arc::new(BooleanArray::from(vec![want])))),
+                }
+            }
+            A::IsDistinctFrom(a, b) => {
+                let (a, b) = (bind!(a)?, bind!(b)?);
+                self.comparison(BinaryOp::IsDistinctFrom, a, b, schema)?
+            }
+            A::IsNotDistinctFrom(a, b) => {
+                let (a, b) = (bind!(a)?, bind!(b)?);
+                self.comparison(BinaryOp::IsNotDistinctFrom, a, b, schema)?
+            }
+            A::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
+                let x = bind!(expr)?;
+                let lo = bind!(low)?;
+                let hi = bind!(high)?;
+                let ge = self.comparison(BinaryOp::GtEq, x.clone(), lo, schema)?;
+                let le = self.comparison(BinaryOp::LtEq, x, hi, schema)?;
+                let both = and(ge, le);
+                if *negated {
+                    Expr::Not(Box::new(both))
+                } else {
+                    both
+                }
+            }
+            A::In {
+                expr,
+                target,
+                negated,
+                ..
+            } => match target {
+                ast::InTarget::List(list) => {
+                    let x = bind!(expr)?;
+                    let items = list
+                        .iter()
+                        .map(|x| self.bind_expr(x, schema, allow_agg))
+                        .collect::<Result<Vec<_>>>()?;
+                    let mut all = vec![x];
+                    all.extend(items);
+                    let ty = common_type(&all, schema, "IN")?;
+                    let mut all = all
+                        .into_iter()
+                        .map(|e| self.coerce(e, schema, &ty))
+                        .collect::<Result<Vec<_>>>()?;
+                    let x = all.remove(0);
+                    Expr::InList {
+                        expr: Box::new(x),
+                        list: all,
+                        negated: *negated,
+                    }
+                }
+                _ => return Err(Error::NotSupported("IN (subquery)".into())),
+            },
+            A::Like {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+            }
+            | A::ILike {
+                negated,
+                expr,
+                pattern,
+                escape_char,
+                any,
+            } => {
+                if *any {
+                    return Err(Error::NotSupported("LIKE ANY".into()));
+                }
+                if let Some(esc) = escape_char {
+                    if esc.to_string().trim_matches('\'') != "\\" {
+                        return Err(Error::NotSupported(
+                            "LIKE ... ESCAPE other than backslash".into(),
+                        ));
+                    }
+                }
+                let x = bind!(expr)?;
+                let p = bind!(pattern)?;
+                let x = self.coerce_text(x, schema, "LIKE")?;
+                let p = self.coerce_text(p, schema, "LIKE")?;
+                Expr::Like {
+                    expr: Box::new(x),
+                    pattern: Box::new(p),
+                    negated: *negated,
+                    case_insensitive: matches!(e, A::ILike { .. }),
+                }
+            }
+            A::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
+                if format.is_some() || matches!(kind, CastKind::TryCast | CastKind::SafeCast) {
+                    return Err(Error::NotSupported(format!("{kind:?}")));
+                }
+                let inner = bind!(expr)?;
+                let to = sql_to_arrow_type(data_type)?;
+                self.explicit_cast(inner, schema, &to)?
+            }
+            A::Extract { field, expr, .. } => {
+                let f = date_field(field)?;
+                let x = bind!(expr)?;
+                let x = self.temporal_arg(x, schema, "extract")?;
+                Expr::Function {
+                    func: ScalarFunction::Extract(f),
+                    args: vec![x],
+                }
+            }
+            A::Ceil { expr, .. } | A::Floor { expr, .. } => {
+                let x = bind!(expr)?;
+                let x = self.numeric_arg(x, schema)?;
+                let func = if matches!(e, A::Ceil { .. }) {
+                    ScalarFunction::Ceil
+                } else {
+                    ScalarFunction::Floor
+                };
+                Expr::Function {
+                    func,
+                    args: vec![x],
+                }
+            }
+            A::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![bind!(expr)?];
+                args.push(match substring_from {
+                    Some(f) => bind!(f)?,
+                    None => lit(Arc::new(Int64Array::from(vec![1]))),
+                });
+                if let Some(f) = substring_for {
+                    args.push(bind!(f)?);
+                }
+                self.call_scalar(ScalarFunction::Substring, args, schema)?
+            }
+            A::Trim {
+                expr,
+                trim_where,
+                trim_what,
+                trim_characters,
+            } => {
+                if trim_characters.is_some() {
+                    return Err(Error::NotSupported("TRIM with a character list".into()));
+                }
+                let mut args = vec![bind!(expr)?];
+                if let Some(w) = trim_what {
+                    args.push(bind!(w)?);
+                }
+                let func = match trim_where {
+                    Some(ast::TrimWhereField::Leading) => ScalarFunction::LTrim,
+                    Some(ast::TrimWhereField::Trailing) => ScalarFunction::RTrim,
+                    _ => ScalarFunction::Trim,
+                };
+                self.call_scalar(func, args, schema)?
+            }
+            A::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let mut branches = Vec::new();
+                let operand = operand
+                    .as_ref()
+                    .map(|o| self.bind_expr(o, schema, allow_agg))
+                    .transpose()?;
+                for cw in conditions {
+                    let c = bind!(&cw.condition)?;
+                    let c = match &operand {
+                        Some(o) => self.comparison(BinaryOp::Eq, o.clone(), c, schema)?,
+                        None => self.require_boolean(c, schema, "CASE/WHEN")?,
+                    };
+                    let r = bind!(&cw.result)?;
+                    branches.push((c, r));
+                }
+                let else_expr = else_result
+                    .as_ref()
+                    .map(|x| self.bind_expr(x, schema, allow_agg))
+                    .transpose()?;
+                let mut results: Vec<Expr> = branches.iter().map(|(_, r)| r.clone()).collect();
+                results.extend(else_expr.iter().cloned());
+                let ty = common_type(&results, schema, "CASE")?;
+                let branches = branches
+                    .into_iter()
+                    .map(|(c, r)| Ok((c, self.coerce(r, schema, &ty)?)))
+                    .collect::<Result<Vec<_>>>()?;
+                let else_expr = else_expr
+                    .map(|x| self.coerce(x, schema, &ty))
+                    .transpose()?
+                    .map(Box::new);
+                Expr::Case {
+                    branches,
+                    else_expr,
+                }
+            }
+            A::Function(f) => self.bind_function(f, schema, allow_agg)?,
+            A::Subquery(_) | A::Exists { .. } => {
+                return Err(Error::NotSupported("subqueries in expressions".into()))
+            }
+            other => return Err(Error::NotSupported(format!("expression {other}"))),
+        })
+    }
+
+    fn bind_niladic(&mut self, name: &str) -> Result<Expr> {
+        let now = Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![self.now_micros]).with_timezone(UTC),
+        ) as ArrayRef;
+        Ok(match name {
+            "current_date" => lit(cast_array(&now, &DataType::Date32, self.utc_offset_secs)?),
+            "localtimestamp" => lit(cast_array(
+                &now,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+                self.utc_offset_secs,
+            )?),
+            _ => lit(now),
+        })
+    }
+
+    fn bind_interval(&mut self, iv: &ast::Interval) -> Result<Expr> {
+        let text = match iv.value.as_ref() {
+            ast::Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => s.clone(),
+                Value::Number(n, _) => n.clone(),
+                other => return Err(Error::Syntax(format!("invalid interval {other}"))),
+            },
+            other => return Err(Error::NotSupported(format!("interval of {other}"))),
+        };
+        let text = match &iv.leading_field {
+            Some(f) if iv.last_field.is_none() => {
+                format!("{text} {}", f.to_string().to_lowercase())
+            }
+            _ => text,
+        };
+        let parsed = parse_interval(&text).map_err(|_| Error::invalid_text("interval", &text))?;
+        Ok(lit(Arc::new(IntervalMonthDayNanoArray::from(vec![
+            IntervalMonthDayNano::new(parsed.months, parsed.days, parsed.micros * 1000),
+        ]))))
+    }
+
+    fn binary(
+        &mut self,
+        op: &BinaryOperator,
+        l: Expr,
+        r: Expr,
+        schema: &PlanSchema,
+    ) -> Result<Expr> {
+        let bop = match op {
+            BinaryOperator::Plus => BinaryOp::Plus,
+            BinaryOperator::Minus => BinaryOp::Minus,
+            BinaryOperator::Multiply => BinaryOp::Multiply,
+            BinaryOperator::Divide => BinaryOp::Divide,
+            BinaryOperator::Modulo => BinaryOp::Modulo,
+            BinaryOperator::Eq => BinaryOp::Eq,
+            BinaryOperator::NotEq => BinaryOp::NotEq,
+            BinaryOperator::Lt => BinaryOp::Lt,
+            BinaryOperator::LtEq => BinaryOp::LtEq,
+            BinaryOperator::Gt => BinaryOp::Gt,
+            BinaryOperator::GtEq => BinaryOp::GtEq,
+            BinaryOperator::And => BinaryOp::And,
+            BinaryOperator::Or => BinaryOp::Or,
+            BinaryOperator::StringConcat => BinaryOp::Concat,
+            other => return Err(Error::NotSupported(format!("operator {other}"))),
+        };
+        match bop {
+            BinaryOp::And | BinaryOp::Or => {
+                let l = self.require_boolean(l, schema, bop.symbol())?;
+                let r = self.require_boolean(r, schema, bop.symbol())?;
+                Ok(Expr::Binary {
+                    op: bop,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                })
+            }
+            BinaryOp::Concat => {
+                let l = self.explicit_cast(l, schema, &DataType::Utf8)?;
+                let r = self.explicit_cast(r, schema, &DataType::Utf8)?;
+                Ok(Expr::Binary {
+                    op: bop,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                })
+            }
+            o if o.is_comparison() => self.comparison(o, l, r, schema),
+            _ => self.arithmetic(bop, l, r, schema),
+        }
+    }
+
+    fn arithmetic(&mut self, op: BinaryOp, l: Expr, r: Expr, schema: &PlanSchema) -> Result<Expr> {
+        let interval = DataType::Interval(IntervalUnit::MonthDayNano);
+        // An untyped literal takes a type from the other side.
+        let (l, r) = match (is_untyped(&l), is_untyped(&r)) {
+            (true, false) => {
+                let other = r.data_type(schema);
+                let t = if matches!(other, DataType::Timestamp(..)) {
+                    interval.clone()
+                } else {
+                    other
+                };
+                (self.coerce(l, schema, &t)?, r)
+            }
+            (false, true) => {
+                let other = l.data_type(schema);
+                let t = if matches!(other, DataType::Timestamp(..)) && op == BinaryOp::Plus {
+                    interval.clone()
+                } else if matches!(other, DataType::Timestamp(..)) {
+                    // `ts - '...'`: PostgreSQL prefers timestamp - interval.
+                    interval.clone()
+                } else {
+                    other
+                };
+                (l, self.coerce(r, schema, &t)?)
+            }
+            (true, true) => (
+                self.coerce(l, schema, &DataType::Float64)?,
+                self.coerce(r, schema, &DataType::Float64)?,
+            ),
+            _ => (l, r),
+        };
+        let (lt, rt) = (l.data_type(schema), r.data_type(schema));
+        let result = arithmetic_result_type(op, &lt, &rt).ok_or_else(|| {
+            Error::undefined_function(format!(
+                "operator does not exist: {} {} {}",
+                sql_type_name(&lt),
+                op.symbol(),
+                sql_type_name(&rt)
+            ))
+        })?;
+        let (l, r) = if is_numeric(&lt) && is_numeric(&rt) {
+            let w = wider_numeric(&lt, &rt);
+            (self.coerce(l, schema, &w)?, self.coerce(r, schema, &w)?)
+        } else if matches!((&lt, &rt), (DataType::Interval(_), DataType::Int32))
+            || matches!((&lt, &rt), (DataType::Interval(_), DataType::Float64))
+        {
+            let r = if rt == DataType::Int32 {
+                self.coerce(r, schema, &DataType::Int64)?
+            } else {
+                r
+            };
+            (l, r)
+        } else if lt == DataType::Null || rt == DataType::Null {
+            (
+                self.coerce(l, schema, &result)?,
+                self.coerce(r, schema, &result)?,
+            )
+        } else {
+            (l, r)
+        };
+        Ok(Expr::Binary {
+            op,
+            left: Box::new(l),
+            right: Box::new(r),
+        })
+    }
+
+    fn comparison(&mut self, op: BinaryOp, l: Expr, r: Expr, schema: &PlanSchema) -> Result<Expr> {
+        let ty = common_type(&[l.clone(), r.clone()], schema, op.symbol())?;
+        let l = self.coerce(l, schema, &ty)?;
+        let r = self.coerce(r, schema, &ty)?;
+        Ok(Expr::Binary {
+            op,
+            left: Box::new(l),
+            right: Box::new(r),
+        })
+    }
+
+    /// Implicit conversion of `e` to `to` (literals are converted now).
+    pub fn coerce(&mut self, e: Expr, schema: &PlanSchema, to: &DataType) -> Result<Expr> {
+        let from = e.data_type(schema);
+        if &from == to {
+            return Ok(match e {
+                Expr::Literal(l) => Expr::Literal(Literal {
+                    value: l.value,
+                    untyped: false,
+                }),
+                other => other,
+            });
+        }
+        let allowed = from == DataType::Null
+            || is_untyped(&e)
+            || (is_numeric(&from) && is_numeric(to) && wider_numeric(&from, to) == *to)
+            || matches!(
+                (&from, to),
+                (
+                    DataType::Timestamp(_, None),
+                    DataType::Timestamp(_, Some(_))
+                )
+            )
+            || matches!((&from, to), (DataType::Date32, DataType::Timestamp(..)));
+        if !allowed {
+            return Err(Error::DatatypeMismatch(format!(
+                "cannot use {} as {}",
+                sql_type_name(&from),
+                sql_type_name(to)
+            )));
+        }
+        self.explicit_cast(e, schema, to)
+    }
+
+    /// CAST: constants are converted at once (so a bad literal fails at plan time).
+    fn explicit_cast(&mut self, e: Expr, schema: &PlanSchema, to: &DataType) -> Result<Expr> {
+        if &e.data_type(schema) == to {
+            return Ok(e);
+        }
+        match e {
+            Expr::Literal(l) => Ok(lit(cast_array(&l.value, to, self.utc_offset_secs)?)),
+            other => {
+                let from = other.data_type(schema);
+                if from != DataType::Utf8
+                    && *to != DataType::Utf8
+                    && !arrow::compute::can_cast_types(&from, to)
+                {
+                    return Err(Error::CannotCast {
+                        from: sql_type_name(&from),
+                        to: sql_type_name(to),
+                    });
+                }
+                Ok(Expr::Cast {
+                    expr: Box::new(other),
+                    to: to.clone(),
+                })
+            }
+        }
+    }
+
+    fn coerce_text(&mut self, e: Expr, schema: &PlanSchema, what: &str) -> Result<Expr> {
+        match e.data_type(schema) {
+            DataType::Utf8 => self.coerce(e, schema, &DataType::Utf8),
+            DataType::Null => self.coerce(e, schema, &DataType::Utf8),
+            other => Err(Error::undefined_function(format!(
+                "operator does not exist: {} {what} text",
+                sql_type_name(&other)
+            ))),
+        }
+    }
+
+    fn numeric_arg(&mut self, e: Expr, schema: &PlanSchema) -> Result<Expr> {
+        let t = e.data_type(schema);
+        if is_numeric(&t) {
+            return Ok(e);
+        }
+        if t == DataType::Null || is_untyped(&e) {
+            return self.coerce(e, schema, &DataType::Float64);
+        }
+        Err(Error::undefined_function(format!(
+            "function does not exist for argument type {}",
+            sql_type_name(&t)
+        )))
+    }
+
+    fn temporal_arg(&mut self, e: Expr, schema: &PlanSchema, f: &str) -> Result<Expr> {
+        match e.data_type(schema) {
+            DataType::Timestamp(..) | DataType::Interval(_) | DataType::Date32 => Ok(e),
+            DataType::Null => {
+                self.coerce(e, schema, &DataType::Timestamp(TimeUnit::Microsecond, None))
+            }
+            DataType::Utf8 if is_untyped(&e) => {
+                self.coerce(e, schema, &DataType::Timestamp(TimeUnit::Microsecond, None))
+            }
+            other => Err(Error::undefined_function(format!(
+                "function {f}(unknown, {}) does not exist",
+                sql_type_name(&other)
+            ))),
+        }
+    }
+
+    /// Checks and coerces arguments of a scalar function.
+    fn call_scalar(
+        &mut self,
+        func: ScalarFunction,
+        mut args: Vec<Expr>,
+        schema: &PlanSchema,
+    ) -> Result<Expr> {
+        use ScalarFunction as F;
+        let arity = |lo: usize, hi: usize, args: &Vec<Expr>| -> Result<()> {
+            if args.len() < lo || args.len() > hi {
+                return Err(Error::undefined_function(format!(
+                    "function {} with {} arguments does not exist",
+                    func.name(),
+                    args.len()
+                )));
+            }
+            Ok(())
+        };
+        match func {
+            F::Lower | F::Upper | F::Length => {
+                arity(1, 1, &args)?;
+                args[0] = self.coerce_text(args[0].clone(), schema, func.name())?;
+            }
+            F::Concat => {
+                arity(1, usize::MAX, &args)?;
+                args = args
+                    .into_iter()
+                    .map(|a| self.explicit_cast(a, schema, &DataType::Utf8))
+                    .collect::<Result<_>>()?;
+            }
+            F::Substring => {
+                arity(2, 3, &args)?;
+                let s = self.coerce_text(args[0].clone(), schema, "substring")?;
+                let mut rest = vec![s];
+                for a in args.drain(1..) {
+                    rest.push(self.coerce(a, schema, &DataType::Int64)?);
+                }
+                args = rest;
+            }
+            F::Trim | F::LTrim | F::RTrim => {
+                arity(1, 2, &args)?;
+                args = args
+                    .into_iter()
+                    .map(|a| self.coerce_text(a, schema, func.name()))
+                    .collect::<Result<_>>()?;
+            }
+            F::Replace => {
+                arity(3, 3, &args)?;
+                args = args
+                    .into_iter()
+                    .map(|a| self.coerce_text(a, schema, "replace"))
+                    .collect::<Result<_>>()?;
+            }
+            F::Left | F::Right => {
+                arity(2, 2, &args)?;
+                let n = self.coerce(args.remove(1), schema, &DataType::Int64)?;
+                args[0] = self.coerce_text(args[0].clone(), schema, func.name())?;
+                args.push(n);
+            }
+            F::Coalesce | F::Greatest | F::Least => {
+                arity(1, usize::MAX, &args)?;
+                let ty = common_type(&args, schema, func.name())?;
+                args = args
+                    .into_iter()
+                    .map(|a| self.coerce(a, schema, &ty))
+                    .collect::<Result<_>>()?;
+            }
+            F::NullIf => {
+                arity(2, 2, &args)?;
+                let ty = common_type(&args, schema, "nullif")?;
+                args = args
+                    .into_iter()
+                    .map(|a| self.coerce(a, schema, &ty))
+                    .collect::<Result<_>>()?;
+            }
+            F::Abs | F::Floor | F::Ceil => {
+                arity(1, 1, &args)?;
+                args[0] = self.numeric_arg(args[0].clone(), schema)?;
+            }
+            F::Round => {
+                arity(1, 2, &args)?;
+                let x = self.numeric_arg(args.remove(0), schema)?;
+                let x = if args.is_empty() {
+                    x
+                } else {
+                    self.coerce(x, schema, &DataType::Float64)?
+                };
+                let mut new = vec![x];
+                if let Some(d) = args.pop() {
+                    new.push(self.coerce(d, schema, &DataType::Int64)?);
+                }
+                args = new;
+            }
+            F::DateTrunc => {
+                arity(2, 2, &args)?;
+                let unit = self.coerce_text(args.remove(0), schema, "date_trunc")?;
+                let ts = self.temporal_arg(args.remove(0), schema, "date_trunc")?;
+                let ts = if ts.data_type(schema) == DataType::Date32 {
+                    self.coerce(
+                        ts,
+                        schema,
+                        &DataType::Timestamp(TimeUnit::Microsecond, None),
+                    )?
+                } else {
+                    ts
+                };
+                if matches!(ts.data_type(schema), DataType::Interval(_)) {
+                    return Err(Error::NotSupported("date_trunc on an interval".into()));
+                }
+                args = vec![unit, ts];
+            }
+            F::ToTimestamp => {
+                arity(1, 1, &args)?;
+                args[0] = self.coerce(args[0].clone(), schema, &DataType::Float64)?;
+            }
+            F::Extract(_) | F::DatePart(_) => {}
+        }
+        Ok(Expr::Function { func, args })
+    }
+
+    fn bind_function(
+        &mut self,
+        f: &ast::Function,
+        schema: &PlanSchema,
+        allow_agg: bool,
+    ) -> Result<Expr> {
+        let parts = object_name_parts(&f.name);
+        let name = match parts.as_slice() {
+            [n] => n.clone(),
+            [s, n] if s == "pg_catalog" => n.clone(),
+            _ => {
+                return Err(Error::undefined_function(format!(
+                    "function {} does not exist",
+                    parts.join(".")
+                )))
+            }
+        };
+        if f.over.is_some() {
+            return Err(Error::NotSupported("window functions".into()));
+        }
+        let (distinct, raw_args): (bool, Vec<&FunctionArg>) = match &f.args {
+            FunctionArguments::None => (false, vec![]),
+            FunctionArguments::List(list) => (
+                matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                ),
+                list.args.iter().collect(),
+            ),
+            FunctionArguments::Subquery(_) => {
+                return Err(Error::NotSupported("subquery as function argument".into()))
+            }
+        };
+        let mut star = false;
+        let mut args = Vec::new();
+        for a in &raw_args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                    args.push(self.bind_expr(e, schema, allow_agg)?)
+                }
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
+                _ => return Err(Error::NotSupported(format!("argument {a} of {name}"))),
+            }
+        }
+        if let Some(agg) = self.bind_aggregate(&name, f, distinct, star, &args, schema)? {
+            if !allow_agg {
+                return Err(Error::Grouping(format!(
+                    "aggregate function {name} is not allowed here"
+                )));
+            }
+            if args.iter().any(Expr::has_aggregate) {
+                return Err(Error::Grouping(
+                    "aggregate function calls cannot be nested".into(),
+                ));
+            }
+            return Ok(Expr::Aggregate(Box::new(agg)));
+        }
+        if distinct || star || f.filter.is_some() || !f.within_group.is_empty() {
+            return Err(Error::undefined_function(format!(
+                "{name} is not an aggregate function"
+            )));
+        }
+        use ScalarFunction as F;
+        let func = match name.as_str() {
+            "now"
+            | "current_timestamp"
+            | "transaction_timestamp"
+            | "statement_timestamp"
+            | "localtimestamp"
+            | "current_date" => {
+                if !args.is_empty() {
+                    return Err(Error::undefined_function(format!(
+                        "function {name} takes no arguments"
+                    )));
+                }
+                return self.bind_niladic(if name == "current_date" || name == "localtimestamp" {
+                    &name
+                } else {
+                    "now"
+                });
+            }
+            "lower" => F::Lower,
+            "upper" => F::Upper,
+            "length" | "char_length" | "character_length" => F::Length,
+            "concat" => F::Concat,
+            "substring" | "substr" => F::Substring,
+            "btrim" | "trim" => F::Trim,
+            "ltrim" => F::LTrim,
+            "rtrim" => F::RTrim,
+            "replace" => F::Replace,
+            "left" => F::Left,
+            "right" => F::Right,
+            "coalesce" => F::Coalesce,
+            "nullif" => F::NullIf,
+            "greatest" => F::Greatest,
+            "least" => F::Least,
+            "abs" => F::Abs,
+            "round" => F::Round,
+            "floor" => F::Floor,
+            "ceil" | "ceiling" => F::Ceil,
+            "date_trunc" => F::DateTrunc,
+            "to_timestamp" => F::ToTimestamp,
+            "date_part" => {
+                if args.len() != 2 {
+                    return Err(Error::undefined_function(
+                        "function date_part takes two arguments",
+                    ));
+                }
+                let field = const_text(&args[0])
+                    .and_then(|t| DateField::parse(&t))
+                    .ok_or_else(|| {
+                        Error::InvalidParameter(
+                            "date_part needs a constant, known field name".into(),
+                        )
+                    })?;
+                let x = self.temporal_arg(args.remove(1), schema, "date_part")?;
+                return Ok(Expr::Function {
+                    func: F::DatePart(field),
+                    args: vec![x],
+                });
+            }
+            other => {
+                return Err(Error::undefined_function(format!(
+                    "function {other} does not exist"
+                )))
+            }
+        };
+        self.call_scalar(func, args, schema)
+    }
+
+    fn bind_aggregate(
+        &mut self,
+        name: &str,
+        f: &ast::Function,
+        distinct: bool,
+        star: bool,
+        args: &[Expr],
+        schema: &PlanSchema,
+    ) -> Result<Option<AggregateExpr>> {
+        use AggregateFunction as A;
+        let func = match name {
+            "count" => {
+                if star {
+                    A::CountStar
+                } else {
+                    A::Count
+                }
+            }
+            "sum" => A::Sum,
+            "avg" => A::Avg,
+            "min" => A::Min,
+            "max" => A::Max,
+            "approx_count_distinct" => A::ApproxCountDistinct,
+            "bool_and" | "every" => A::BoolAnd,
+            "bool_or" => A::BoolOr,
+            "percentile_cont" => {
+                let fraction = fraction_arg(args.first())?;
+                if f.within_group.len() != 1 {
+                    return Err(Error::Syntax(
+                        "percentile_cont needs WITHIN GROUP (ORDER BY x)".into(),
+                    ));
+                }
+                let o = &f.within_group[0];
+                let arg = self.bind_expr(&o.expr, schema, false)?;
+                let arg = self.numeric_arg(arg, schema)?;
+                let fraction = if matches!(o.options.sort, Some(ast::OrderBySort::Desc)) {
+                    1.0 - fraction
+                } else {
+                    fraction
+                };
+                return Ok(Some(AggregateExpr {
+                    func: A::PercentileCont(fraction),
+                    arg: Some(arg),
+                    distinct: false,
+                }));
+            }
+            "approx_percentile" | "approx_percentile_cont" => {
+                if args.len() != 2 {
+                    return Err(Error::undefined_function(
+                        "approx_percentile(x, fraction) takes two arguments",
+                    ));
+                }
+                let fraction = fraction_arg(args.get(1))?;
+                let arg = self.numeric_arg(args[0].clone(), schema)?;
+                return Ok(Some(AggregateExpr {
+                    func: A::ApproxPercentile(fraction),
+                    arg: Some(arg),
+                    distinct: false,
+                }));
+            }
+            _ => return Ok(None),
+        };
+        if f.filter.is_some() {
+            return Err(Error::NotSupported("aggregate FILTER (WHERE ...)".into()));
+        }
+        if !f.within_group.is_empty() {
+            return Err(Error::Syntax(format!(
+                "WITHIN GROUP is not allowed for {name}"
+            )));
+        }
+        if func == A::CountStar {
+            return Ok(Some(AggregateExpr {
+                func,
+                arg: None,
+                distinct: false,
+            }));
+        }
+        if args.len() != 1 {
+            return Err(Error::undefined_function(format!(
+                "function {name} with {} arguments does not exist",
+                args.len()
+            )));
+        }
+        if distinct && !matches!(func, A::Count | A::Min | A::Max) {
+            return Err(Error::NotSupported(format!("{name}(DISTINCT ...)")));
+        }
+        let mut arg = args[0].clone();
+        let t = arg.data_type(schema);
+        match func {
+            A::Sum | A::Avg => {
+                if is_untyped(&arg) || t == DataType::Null {
+                    arg = self.coerce(arg, schema, &DataType::Float64)?;
+                } else if !is_numeric(&t) {
+                    return Err(Error::undefined_function(format!(
+                        "function {name}({}) does not exist",
+                        sql_type_name(&t)
+                    )));
+                }
+            }
+            A::BoolAnd | A::BoolOr => arg = self.require_boolean(arg, schema, name)?,
+            _ => {
+                if is_untyped(&arg) {
+                    arg = self.coerce(arg, schema, &DataType::Utf8)?;
+                }
+            }
+        }
+        Ok(Some(AggregateExpr {
+            func,
+            arg: Some(arg),
+            distinct: distinct && func == A::Count,
+        }))
+    }
+}
+
+fn fraction_arg(e: Option<&Expr>) -> Result<f64> {
+    let v = match e {
+        Some(Expr::Literal(l)) => {
+            let a = arrow::compute::cast(&l.value, &DataType::Float64)?;
+            a.as_any()
+                .downcast_ref::<Float64Array>()
+                .and_then(|a| (!a.is_null(0)).then(|| a.value(0)))
+        }
+        _ => None,
+    };
+    match v {
+        Some(f) if (0.0..=1.0).contains(&f) => Ok(f),
+        Some(f) => Err(Error::InvalidParameter(format!(
+            "percentile value {f} is not between 0 and 1"
+        ))),
+        None => Err(Error::NotSupported(
+            "a non-constant percentile fraction".into(),
+        )),
+    }
+}
+
+use arrow::array::Array;
+
+fn const_text(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Literal(l) => l
+            .value
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .and_then(|a| (!a.is_null(0)).then(|| a.value(0).to_string())),
+        _ => None,
+    }
+}
+
+fn date_field(f: &DateTimeField) -> Result<DateField> {
+    let name = match f {
+        DateTimeField::Custom(i) => i.value.clone(),
+        other => other.to_string(),
+    };
+    DateField::parse(&name)
+        .ok_or_else(|| Error::InvalidParameter(format!("unit \"{name}\" not recognized")))
+}
+
+fn is_untyped(e: &Expr) -> bool {
+    matches!(e, Expr::Literal(Literal { untyped: true, .. }))
+}
+
+fn untyped_text(s: &str) -> Expr {
+    Expr::Literal(Literal {
+        value: Arc::new(StringArray::from(vec![s.to_string()])),
+        untyped: true,
+    })
+}
+
+fn bind_value(v: &Value) -> Result<Expr> {
+    Ok(match v {
+        Value::Number(n, _) => {
+            if let Ok(i) = n.parse::<i64>() {
+                match i32::try_from(i) {
+                    Ok(small) => lit(Arc::new(Int32Array::from(vec![small]))),
+                    Err(_) => lit(Arc::new(Int64Array::from(vec![i]))),
+                }
+            } else {
+                let f: f64 = n
+                    .parse()
+                    .map_err(|_| Error::Syntax(format!("invalid number {n}")))?;
+                lit(Arc::new(Float64Array::from(vec![f])))
+            }
+        }
+        Value::SingleQuotedString(s)
+        | Value::EscapedStringLiteral(s)
+        | Value::NationalStringLiteral(s) => untyped_text(s),
+        Value::DollarQuotedString(d) => untyped_text(&d.value),
+        Value::Boolean(b) => lit(Arc::new(BooleanArray::from(vec![*b]))),
+        Value::Null => null_literal(),
+        Value::Placeholder(p) => {
+            return Err(Error::NotSupported(format!(
+                "parameter {p} outside a prepared statement"
+            )))
+        }
+        other => return Err(Error::NotSupported(format!("literal {other}"))),
+    })
+}
+
+/// The type values of `exprs` are converted to when they meet (CASE, IN, UNION,
+/// comparison): PostgreSQL's resolution, simplified to Sluice's types.
+fn common_type(exprs: &[Expr], schema: &PlanSchema, context: &str) -> Result<DataType> {
+    let mut result: Option<DataType> = None;
+    for e in exprs {
+        if is_untyped(e) {
+            continue;
+        }
+        let t = e.data_type(schema);
+        if t == DataType::Null {
+            continue;
+        }
+        result = Some(match result {
+            None => t,
+            Some(r) if r == t => r,
+            Some(r) if is_numeric(&r) && is_numeric(&t) => wider_numeric(&r, &t),
+            Some(DataType::Timestamp(u, a)) if matches!(t, DataType::Timestamp(..)) => {
+                let tz = if let DataType::Timestamp(_, b) = &t {
+                    a.or(b.clone())
+                } else {
+                    a
+                };
+                DataType::Timestamp(u, tz)
+            }
+            Some(DataType::Date32) if matches!(t, DataType::Timestamp(..)) => t,
+            Some(r @ DataType::Timestamp(..)) if t == DataType::Date32 => r,
+            Some(r) => {
+                return Err(Error::undefined_function(format!(
+                    "{context} types {} and {} cannot be matched",
+                    sql_type_name(&r),
+                    sql_type_name(&t)
+                )))
+            }
+        });
+    }
+    Ok(result.unwrap_or_else(|| {
+        if exprs.iter().any(is_untyped) {
+            DataType::Utf8
+        } else {
+            DataType::Null
+        }
+    }))
+}
+
+fn resolve_column(schema: &PlanSchema, qualifier: Option<&str>, name: &str) -> Result<usize> {
+    let hits: Vec<usize> = schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            f.name == name && qualifier.is_none_or(|q| f.qualifier.as_deref() == Some(q))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    match hits.as_slice() {
+        [i] => Ok(*i),
+        [] => Err(Error::UndefinedColumn(match qualifier {
+            Some(q) => format!("{q}.{name}"),
+            None => name.to_string(),
+        })),
+        _ => Err(Error::AmbiguousColumn(name.to_string())),
+    }
+}
+
+fn and(a: Expr, b: Expr) -> Expr {
+    Expr::Binary {
+        op: BinaryOp::And,
+        left: Box::new(a),
+        right: Box::new(b),
+    }
+}
+
+fn sort_key(expr: Expr, o: &ast::OrderByOptions) -> SortKey {
+    let descending = matches!(o.sort, Some(ast::OrderBySort::Desc));
+    SortKey {
+        expr,
+        descending,
+        // PostgreSQL: NULLs sort as larger than any value.
+        nulls_first: o.nulls_first.unwrap_or(descending),
+    }
+}
+
+/// Rewrites an expression over the input of an aggregation into one over its output:
+/// group expressions and aggregates become column references; any other input column
+/// is an error.
+fn rewrite_over_aggregate(
+    e: &Expr,
+    group: &[Expr],
+    aggs: &[AggregateExpr],
+    input: &PlanSchema,
+) -> Result<Expr> {
+    let mut error = None;
+    let out = e.transform(&mut |n| {
+        if let Some(i) = group.iter().position(|g| g == n) {
+            return Some(Expr::Column(i));
+        }
+        match n {
+            Expr::Aggregate(a) => aggs.iter().position(|x| x == a.as_ref()).map(|j| Expr::Column(group.len() + j)),
+            Expr::Column(i) => {
+                let name = input.fields.get(*i).map_or("?".to_string(), |f| match &f.qualifier {
+                    Some(q) => format!("{q}.{}", f.name),
+                    None => f.name.clone(),
+                });
+                error.get_or_insert_with(|| {
+                    Error::Grouping(format!(
+                        "column \"{name}\" must appear in the GROUP BY clause or be used in an aggregate function"
+                    ))
+                });
+                Some(n.clone())
+            }
+            _ => None,
+        }
+    });
+    match error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// Renames a plan's columns' qualifier (and names, if given) for an alias.
+fn alias_plan(plan: LogicalPlan, alias: &str, columns: &[String]) -> Result<LogicalPlan> {
+    let mut schema = plan.schema().requalified(alias);
+    if columns.len() > schema.fields.len() {
+        return Err(Error::Syntax(format!(
+            "table \"{alias}\" has {} columns available but {} columns specified",
+            schema.fields.len(),
+            columns.len()
+        )));
+    }
+    for (f, c) in schema.fields.iter_mut().zip(columns) {
+        f.name = c.clone();
+    }
+    if let LogicalPlan::Scan { source, .. } = plan {
+        return Ok(LogicalPlan::Scan { source, schema });
+    }
+    Ok(LogicalPlan::Project {
+        exprs: (0..schema.fields.len()).map(Expr::Column).collect(),
+        schema,
+        input: Box::new(plan),
+    })
+}
+
+fn join_plans(
+    left: LogicalPlan,
+    right: LogicalPlan,
+    kind: JoinKind,
+    on: Vec<(Expr, Expr)>,
+    filter: Option<Expr>,
+) -> LogicalPlan {
+    let mut schema = left.schema().clone();
+    schema.fields.extend(right.schema().fields.iter().cloned());
+    LogicalPlan::Join {
+        left: Box::new(left),
+        right: Box::new(right),
+        kind,
+        on,
+        filter,
+        schema,
+    }
+}
+
+fn union_plans(inputs: Vec<LogicalPlan>) -> Result<LogicalPlan> {
+    let width = inputs[0].schema().fields.len();
+    if inputs.iter().any(|p| p.schema().fields.len() != width) {
+        return Err(Error::Syntax(
+            "each UNION query must have the same number of columns".into(),
+        ));
+    }
+    let mut fields = inputs[0].schema().fields.clone();
+    for (c, field) in fields.iter_mut().enumerate() {
+        let exprs: Vec<Expr> = inputs.iter().map(|_| Expr::Column(c)).collect();
+        let _ = exprs;
+        let mut ty = DataType::Null;
+        for p in &inputs {
+            let t = &p.schema().fields[c].data_type;
+            ty = match (&ty, t) {
+                (DataType::Null, t) => t.clone(),
+                (a, DataType::Null) => a.clone(),
+                (a, b) if a == b => a.clone(),
+                (a, b) if is_numeric(a) && is_numeric(b) => wider_numeric(a, b),
+                (a, b) => {
+                    return Err(Error::DatatypeMismatch(format!(
+                        "UNION types {} and {} cannot be matched",
+                        sql_type_name(a),
+                        sql_type_name(b)
+                    )))
+                }
+            };
+        }
+        field.data_type = ty;
+        field.qualifier = None;
+    }
+    Ok(LogicalPlan::Union {
+        inputs,
+        schema: PlanSchema { fields },
+    })
+}
+
+fn distinct_plan(plan: LogicalPlan) -> LogicalPlan {
+    let schema = plan.schema().clone();
+    LogicalPlan::Aggregate {
+        group: (0..schema.fields.len()).map(Expr::Column).collect(),
+        aggregates: vec![],
+        schema,
+        input: Box::new(plan),
+    }
+}
+
+/// PostgreSQL's name for an unaliased select item.
+pub fn output_name(e: &ast::Expr) -> String {
+    use ast::Expr as A;
+    match e {
+        A::Identifier(i) => ident_name(i),
+        A::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_default(),
+        A::Function(f) => object_name_parts(&f.name)
+            .last()
+            .cloned()
+            .unwrap_or_default(),
+        A::Cast {
+            expr, data_type, ..
+        } => match expr.as_ref() {
+            A::Value(_) => data_type.to_string().to_lowercase(),
+            inner => output_name(inner),
+        },
+        A::Nested(inner) => output_name(inner),
+        A::Case { .. } => "case".into(),
+        A::Extract { .. } => "extract".into(),
+        A::Substring { .. } => "substring".into(),
+        A::Trim { .. } => "btrim".into(),
+        A::Ceil { .. } => "ceil".into(),
+        A::Floor { .. } => "floor".into(),
+        A::Interval(_) => "interval".into(),
+        _ => "?column?".into(),
+    }
+}

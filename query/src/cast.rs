@@ -1,0 +1,165 @@
+//! CAST with PostgreSQL's rules where they differ from Arrow's: text is parsed and
+//! printed the PostgreSQL way, doubles round to integers, and a bad value is an error
+//! (never a silent NULL).
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Date32Array, Float64Array, Int64Array,
+    IntervalMonthDayNanoArray, TimestampMicrosecondArray,
+};
+use arrow::compute::{can_cast_types, cast_with_options, CastOptions};
+use arrow::datatypes::{DataType, Float64Type, IntervalMonthDayNano, TimeUnit};
+use sluice_storage::types::{self as st, MICROS_PER_DAY};
+
+use crate::error::{Error, Result};
+use crate::format::{sql_type_name, to_text_array};
+
+/// Casts `array` to `to`. `utc_offset_secs` is the session time zone, used when text
+/// without a zone becomes a TIMESTAMPTZ and when a TIMESTAMPTZ becomes text.
+///
+/// # Errors
+/// [`Error::CannotCast`] for a cast that does not exist, [`Error::InvalidText`] for
+/// text that does not parse, [`Error::NumericOutOfRange`] for overflow.
+pub fn cast_array(array: &ArrayRef, to: &DataType, utc_offset_secs: i64) -> Result<ArrayRef> {
+    let from = array.data_type();
+    if from == to {
+        return Ok(Arc::clone(array));
+    }
+    if let DataType::Dictionary(_, value) = from {
+        let plain = arrow::compute::cast(array, value)?;
+        return cast_array(&plain, to, utc_offset_secs);
+    }
+    if from == &DataType::Null {
+        return Ok(arrow::array::new_null_array(to, array.len()));
+    }
+    if to == &DataType::Utf8 {
+        if from == &DataType::Boolean {
+            // CAST(bool AS text) spells the words out; the wire format says t/f.
+            let words: arrow::array::StringArray = array
+                .as_boolean()
+                .iter()
+                .map(|b| b.map(|b| if b { "true" } else { "false" }))
+                .collect();
+            return Ok(Arc::new(words));
+        }
+        return to_text_array(array.as_ref(), utc_offset_secs);
+    }
+    if from == &DataType::Utf8 {
+        return parse_text(array.as_string::<i32>(), to, utc_offset_secs);
+    }
+    match (from, to) {
+        (DataType::Float64, DataType::Int32 | DataType::Int64) => {
+            // PostgreSQL rounds a double half to even (rint); Arrow would truncate.
+            let rounded: Float64Array = array
+                .as_primitive::<Float64Type>()
+                .unary(|v: f64| v.round_ties_even());
+            return checked_cast(&(Arc::new(rounded) as ArrayRef), to);
+        }
+        (DataType::Timestamp(_, Some(_)), DataType::Timestamp(u, None)) if utc_offset_secs != 0 => {
+            let shifted = cast_with_options(array, &DataType::Timestamp(*u, None), &strict())?;
+            let v = shifted.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let out: TimestampMicrosecondArray = v.unary(|x| x + utc_offset_secs * 1_000_000);
+            return Ok(Arc::new(out));
+        }
+        _ => {}
+    }
+    checked_cast(array, to)
+}
+
+fn strict() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        ..Default::default()
+    }
+}
+
+fn checked_cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+    if !can_cast_types(array.data_type(), to) || matches!(to, DataType::Interval(_)) {
+        return Err(Error::CannotCast {
+            from: sql_type_name(array.data_type()),
+            to: sql_type_name(to),
+        });
+    }
+    Ok(cast_with_options(array, to, &strict())?)
+}
+
+fn parse_text(
+    text: &arrow::array::StringArray,
+    to: &DataType,
+    utc_offset_secs: i64,
+) -> Result<ArrayRef> {
+    let conv = |e: sluice_storage::Result<i64>| e.map_err(crate::error::Error::from);
+    Ok(match to {
+        DataType::Boolean => Arc::new(
+            text.iter()
+                .map(|v| v.map(st::parse_bool).transpose())
+                .collect::<sluice_storage::Result<BooleanArray>>()?,
+        ),
+        DataType::Int32 | DataType::Int64 => {
+            let ints = text
+                .iter()
+                .map(|v| {
+                    v.map(|s| {
+                        s.trim()
+                            .parse::<i64>()
+                            .map_err(|_| Error::invalid_text(&sql_type_name(to), s))
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Int64Array>>()?;
+            checked_cast(&(Arc::new(ints) as ArrayRef), to)?
+        }
+        DataType::Float64 => Arc::new(
+            text.iter()
+                .map(|v| v.map(st::parse_float).transpose())
+                .collect::<sluice_storage::Result<Float64Array>>()?,
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => {
+            let values = text
+                .iter()
+                .map(|v| {
+                    v.map(|s| {
+                        conv(if tz.is_some() {
+                            st::parse_timestamptz(s, utc_offset_secs)
+                        } else {
+                            st::parse_timestamp(s)
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<Result<TimestampMicrosecondArray>>()?;
+            Arc::new(values.with_timezone_opt(tz.clone()))
+        }
+        DataType::Date32 => Arc::new(
+            text.iter()
+                .map(|v| {
+                    v.map(|s| {
+                        st::parse_timestamp(s)
+                            .map(|m| m.div_euclid(MICROS_PER_DAY) as i32)
+                            .map_err(|_| Error::invalid_text("date", s))
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Date32Array>>()?,
+        ),
+        DataType::Interval(_) => Arc::new(
+            text.iter()
+                .map(|v| {
+                    v.map(|s| {
+                        st::parse_interval(s).map(|iv| {
+                            IntervalMonthDayNano::new(iv.months, iv.days, iv.micros * 1000)
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<sluice_storage::Result<IntervalMonthDayNanoArray>>()?,
+        ),
+        other => {
+            return Err(Error::CannotCast {
+                from: "text".into(),
+                to: sql_type_name(other),
+            })
+        }
+    })
+}

@@ -1,0 +1,113 @@
+//! Per-statement execution context: the deadline, the cancel flag, the memory bound
+//! and the statement's start time (`now()`), shared by every operator and worker.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+/// Limits and settings that apply to one statement.
+#[derive(Clone, Debug)]
+pub struct QueryOptions {
+    /// Maximum run time; `None` means no limit.
+    pub timeout: Option<Duration>,
+    /// Maximum bytes held by hash tables, sort buffers and join tables.
+    pub memory_limit: usize,
+    /// Worker threads for segment scans.
+    pub threads: usize,
+    /// The session's time zone as seconds east of UTC (for TIMESTAMPTZ text).
+    pub utc_offset_secs: i64,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            timeout: Some(Duration::from_secs(30)),
+            memory_limit: 2 << 30,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            utc_offset_secs: 0,
+        }
+    }
+}
+
+/// The context every operator of a statement checks.
+#[derive(Clone)]
+pub struct QueryContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    options: QueryOptions,
+    deadline: Option<Instant>,
+    cancelled: Arc<AtomicBool>,
+    memory_used: AtomicUsize,
+    now_micros: i64,
+}
+
+impl QueryContext {
+    /// A context starting now; `cancel` lets another thread stop the statement.
+    pub fn new(options: QueryOptions, cancel: Arc<AtomicBool>) -> Self {
+        let now_micros = chrono::Utc::now().timestamp_micros();
+        QueryContext {
+            inner: Arc::new(Inner {
+                deadline: options.timeout.map(|t| Instant::now() + t),
+                options,
+                cancelled: cancel,
+                memory_used: AtomicUsize::new(0),
+                now_micros,
+            }),
+        }
+    }
+
+    /// The statement's options.
+    pub fn options(&self) -> &QueryOptions {
+        &self.inner.options
+    }
+
+    /// The statement's start time in microseconds since the epoch: `now()`.
+    pub fn now_micros(&self) -> i64 {
+        self.inner.now_micros
+    }
+
+    /// Errors with 57014 if the statement was cancelled or is past its deadline.
+    /// Operators call this between blocks and batches.
+    pub fn check(&self) -> Result<()> {
+        if self.inner.cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled("user request"));
+        }
+        if let Some(deadline) = self.inner.deadline {
+            if Instant::now() >= deadline {
+                return Err(Error::Cancelled("statement timeout"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Accounts `bytes` more memory to the statement.
+    ///
+    /// # Errors
+    /// [`Error::ResourcesExhausted`] (53200) once the total passes the bound.
+    pub fn reserve(&self, bytes: usize) -> Result<()> {
+        let total = self.inner.memory_used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        if total > self.inner.options.memory_limit {
+            return Err(Error::ResourcesExhausted(format!(
+                "the statement needs more than its memory bound of {} bytes",
+                self.inner.options.memory_limit
+            )));
+        }
+        Ok(())
+    }
+
+    /// Returns memory accounted with [`QueryContext::reserve`].
+    pub fn release(&self, bytes: usize) {
+        self.inner
+            .memory_used
+            .fetch_sub(bytes.min(self.memory_used()), Ordering::Relaxed);
+    }
+
+    /// Bytes currently accounted.
+    pub fn memory_used(&self) -> usize {
+        self.inner.memory_used.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,368 @@
+//! The statement runner: parses SQL, dispatches DDL and INSERT to storage, binds and
+//! executes queries.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
+    TimestampMicrosecondType,
+};
+use sluice_storage::types::MICROS_PER_DAY;
+use sluice_storage::{Catalog, ColumnDef, ColumnType, TableSchema, Value};
+use sqlparser::ast::{self, ColumnOption, ObjectType, SqlOption, Statement, TableConstraint};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::binder::{ident_name, object_name_parts, sql_to_arrow_type, table_name, Binder};
+use crate::context::{QueryContext, QueryOptions};
+use crate::error::{Error, Result};
+use crate::exec::execute;
+use crate::logical::LogicalPlan;
+
+/// What a statement returns.
+#[derive(Debug)]
+pub enum StatementResult {
+    /// Rows of a query.
+    Rows {
+        /// Column names and types.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A command's completion tag, as PostgreSQL reports it (`CREATE TABLE`, `INSERT 0 3`).
+    Command {
+        /// The tag.
+        tag: String,
+    },
+}
+
+impl StatementResult {
+    /// Number of rows returned (0 for commands).
+    pub fn row_count(&self) -> usize {
+        match self {
+            StatementResult::Rows { batches, .. } => batches.iter().map(|b| b.num_rows()).sum(),
+            StatementResult::Command { .. } => 0,
+        }
+    }
+}
+
+/// Parses SQL text into statements (PostgreSQL dialect).
+///
+/// # Errors
+/// [`Error::Syntax`] (42601).
+pub fn parse_sql(sql: &str) -> Result<Vec<Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| {
+        let msg = e.to_string();
+        Error::Syntax(msg.trim_start_matches("sql parser error: ").to_string())
+    })
+}
+
+/// Runs statements against a catalog.
+pub struct Engine {
+    catalog: Arc<Catalog>,
+}
+
+impl Engine {
+    /// An engine over `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        Engine { catalog }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Parses and runs every statement in `sql`, stopping at the first error.
+    ///
+    /// # Errors
+    /// The first statement's error, with its SQLSTATE ([`Error::sqlstate`]).
+    pub fn execute_sql(&self, sql: &str, options: &QueryOptions) -> Result<Vec<StatementResult>> {
+        parse_sql(sql)?
+            .iter()
+            .map(|s| self.execute(s, options, Arc::new(AtomicBool::new(false))))
+            .collect()
+    }
+
+    /// Runs one parsed statement. Setting `cancel` from another thread stops it with
+    /// SQLSTATE 57014.
+    pub fn execute(
+        &self,
+        stmt: &Statement,
+        options: &QueryOptions,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<StatementResult> {
+        let ctx = QueryContext::new(options.clone(), cancel);
+        match stmt {
+            Statement::Query(q) => {
+                let plan = self.binder(&ctx).bind_query(q)?;
+                run_query(&plan, &ctx)
+            }
+            Statement::Explain {
+                statement, analyze, ..
+            } => self.explain(statement, *analyze, &ctx),
+            Statement::CreateTable(ct) => self.create_table(ct),
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                ..
+            } => {
+                if *object_type != ObjectType::Table {
+                    return Err(Error::NotSupported(format!("DROP {object_type}")));
+                }
+                for n in names {
+                    self.catalog
+                        .drop_table(&table_name(n)?, *if_exists)
+                        .map_err(map_not_found)?;
+                }
+                Ok(StatementResult::Command {
+                    tag: "DROP TABLE".into(),
+                })
+            }
+            Statement::Insert(ins) => self.insert(ins, &ctx),
+            other => Err(Error::NotSupported(format!(
+                "statement {}",
+                other
+                    .to_string()
+                    .split_whitespace()
+                    .take(2)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))),
+        }
+    }
+
+    fn binder(&self, ctx: &QueryContext) -> Binder<'_> {
+        Binder::new(
+            &self.catalog,
+            ctx.now_micros(),
+            ctx.options().utc_offset_secs,
+        )
+    }
+
+    fn explain(
+        &self,
+        stmt: &Statement,
+        analyze: bool,
+        ctx: &QueryContext,
+    ) -> Result<StatementResult> {
+        let Statement::Query(q) = stmt else {
+            return Err(Error::NotSupported(
+                "EXPLAIN of a statement other than a query".into(),
+            ));
+        };
+        let plan = self.binder(ctx).bind_query(q)?;
+        let mut lines: Vec<String> = plan.display_indent().lines().map(String::from).collect();
+        if analyze {
+            let start = Instant::now();
+            let result = run_query(&plan, ctx)?;
+            lines.push(format!(
+                "Execution: rows={} time={:.3} ms",
+                result.row_count(),
+                start.elapsed().as_secs_f64() * 1e3
+            ));
+        }
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "QUERY PLAN",
+            DataType::Utf8,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(StringArray::from(lines))],
+        )?;
+        Ok(StatementResult::Rows {
+            schema,
+            batches: vec![batch],
+        })
+    }
+
+    fn create_table(&self, ct: &ast::CreateTable) -> Result<StatementResult> {
+        if ct.query.is_some() || ct.like.is_some() || ct.or_replace || ct.temporary {
+            return Err(Error::NotSupported("this form of CREATE TABLE".into()));
+        }
+        let name = table_name(&ct.name)?;
+        let mut primary_key: Vec<String> = Vec::new();
+        let mut columns = Vec::new();
+        for c in &ct.columns {
+            let cname = ident_name(&c.name);
+            let arrow = sql_to_arrow_type(&c.data_type)?;
+            let ty = ColumnType::from_arrow(&arrow).ok_or_else(|| {
+                Error::NotSupported(format!("column type {} for a stored column", c.data_type))
+            })?;
+            let mut nullable = true;
+            for opt in &c.options {
+                match &opt.option {
+                    ColumnOption::NotNull => nullable = false,
+                    ColumnOption::Null => {}
+                    ColumnOption::PrimaryKey(_) => primary_key.push(cname.clone()),
+                    other => return Err(Error::NotSupported(format!("column option {other}"))),
+                }
+            }
+            columns.push(ColumnDef {
+                name: cname,
+                ty,
+                nullable,
+            });
+        }
+        for constraint in &ct.constraints {
+            match constraint {
+                TableConstraint::PrimaryKey(pk) => {
+                    if !primary_key.is_empty() {
+                        return Err(Error::InvalidDefinition(format!(
+                            "multiple primary keys for table \"{name}\" are not allowed"
+                        )));
+                    }
+                    for col in &pk.columns {
+                        primary_key.push(match &col.column.expr {
+                            ast::Expr::Identifier(i) => ident_name(i),
+                            other => other.to_string(),
+                        });
+                    }
+                }
+                other => return Err(Error::NotSupported(format!("constraint {other}"))),
+            }
+        }
+        let options = table_options(&ct.table_options)?;
+        let schema = TableSchema::new(&name, columns, primary_key, options)?;
+        self.catalog.create_table(schema, ct.if_not_exists)?;
+        Ok(StatementResult::Command {
+            tag: "CREATE TABLE".into(),
+        })
+    }
+
+    fn insert(&self, ins: &ast::Insert, ctx: &QueryContext) -> Result<StatementResult> {
+        if ins.on.is_some() || ins.returning.is_some() {
+            return Err(Error::NotSupported(
+                "INSERT ... ON CONFLICT / RETURNING".into(),
+            ));
+        }
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Err(Error::NotSupported("INSERT into a table function".into()));
+        };
+        let table = self
+            .catalog
+            .table(&table_name(name)?)
+            .map_err(map_not_found)?;
+        let source = ins
+            .source
+            .as_ref()
+            .ok_or_else(|| Error::NotSupported("INSERT without VALUES or SELECT".into()))?;
+        let plan = self.binder(ctx).bind_query(source)?;
+        let columns: Vec<String> = if ins.columns.is_empty() {
+            table
+                .schema()
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            ins.columns
+                .iter()
+                .map(|c| object_name_parts(c).last().cloned().unwrap_or_default())
+                .collect()
+        };
+        let width = plan.schema().fields.len();
+        if width > columns.len() {
+            return Err(Error::Syntax(
+                "INSERT has more expressions than target columns".into(),
+            ));
+        }
+        let batches = execute(&plan, ctx)?;
+        let mut rows: Vec<Vec<Value>> = Vec::new();
+        for batch in &batches {
+            let cols = batch.columns();
+            for r in 0..batch.num_rows() {
+                rows.push(
+                    cols.iter()
+                        .map(|c| to_value(c, r))
+                        .collect::<Result<Vec<_>>>()?,
+                );
+            }
+        }
+        let n = table.append_named(&columns[..width], rows)?;
+        Ok(StatementResult::Command {
+            tag: format!("INSERT 0 {n}"),
+        })
+    }
+}
+
+fn map_not_found(e: sluice_storage::Error) -> Error {
+    match e {
+        sluice_storage::Error::TableNotFound(t) => Error::UndefinedTable(t),
+        other => Error::Storage(other),
+    }
+}
+
+fn run_query(plan: &LogicalPlan, ctx: &QueryContext) -> Result<StatementResult> {
+    let batches = execute(plan, ctx)?;
+    Ok(StatementResult::Rows {
+        schema: plan.schema().arrow_schema(),
+        batches,
+    })
+}
+
+fn table_options(opts: &ast::CreateTableOptions) -> Result<BTreeMap<String, String>> {
+    let list: &[SqlOption] = match opts {
+        ast::CreateTableOptions::None => &[],
+        ast::CreateTableOptions::With(l) => l,
+        _ => {
+            return Err(Error::NotSupported(
+                "table options other than WITH (...)".into(),
+            ))
+        }
+    };
+    let mut out = BTreeMap::new();
+    for o in list {
+        let SqlOption::KeyValue { key, value } = o else {
+            return Err(Error::Syntax(format!(
+                "table option {o} must be key = value"
+            )));
+        };
+        let key = object_name_parts(key).join(".");
+        let value = match value {
+            ast::Expr::Value(v) => match &v.value {
+                ast::Value::SingleQuotedString(s) => s.clone(),
+                ast::Value::Number(n, _) => n.clone(),
+                ast::Value::Boolean(b) => b.to_string(),
+                other => other.to_string(),
+            },
+            ast::Expr::Identifier(i) => i.value.clone(),
+            other => other.to_string(),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+/// One value of a result column as a storage value (for INSERT ... SELECT / VALUES).
+fn to_value(c: &ArrayRef, r: usize) -> Result<Value> {
+    if c.is_null(r) {
+        return Ok(Value::Null);
+    }
+    Ok(match c.data_type() {
+        DataType::Null => Value::Null,
+        DataType::Boolean => Value::Bool(c.as_boolean().value(r)),
+        DataType::Int32 => Value::Int(c.as_primitive::<Int32Type>().value(r) as i64),
+        DataType::Int64 => Value::Int(c.as_primitive::<Int64Type>().value(r)),
+        DataType::Float64 => Value::Float(c.as_primitive::<Float64Type>().value(r)),
+        DataType::Utf8 => Value::Text(c.as_string::<i32>().value(r).to_string()),
+        DataType::Timestamp(..) => {
+            Value::Timestamp(c.as_primitive::<TimestampMicrosecondType>().value(r))
+        }
+        DataType::Date32 => {
+            Value::Timestamp(c.as_primitive::<Date32Type>().value(r) as i64 * MICROS_PER_DAY)
+        }
+        other => {
+            return Err(Error::DatatypeMismatch(format!(
+                "a value of type {} cannot be stored",
+                crate::format::sql_type_name(other)
+            )))
+        }
+    })
+}

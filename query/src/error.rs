@@ -1,0 +1,161 @@
+//! Query errors, grouped by who is at fault, each with the SQLSTATE a client sees.
+
+use arrow::error::ArrowError;
+
+/// Result alias for the query engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything a statement can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL text does not parse (42601).
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A table that does not exist (42P01).
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    /// A column that does not exist (42703).
+    #[error("column \"{0}\" does not exist")]
+    UndefinedColumn(String),
+    /// A function or operator that does not exist for these argument types (42883).
+    #[error("{0}")]
+    UndefinedFunction(String),
+    /// A column name that matches more than one column (42702).
+    #[error("column reference \"{0}\" is ambiguous")]
+    AmbiguousColumn(String),
+    /// A column used outside GROUP BY and aggregates, or an aggregate where none may be (42803).
+    #[error("{0}")]
+    Grouping(String),
+    /// An ORDER BY that names something it may not (42P10).
+    #[error("{0}")]
+    InvalidColumnReference(String),
+    /// Mismatched types (42804).
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// A cast that does not exist (42846).
+    #[error("cannot cast type {from} to {to}")]
+    CannotCast {
+        /// Source type.
+        from: String,
+        /// Target type.
+        to: String,
+    },
+    /// Text that is not a valid value of a type (22P02, or 22007 for dates and times).
+    #[error("{message}")]
+    InvalidText {
+        /// The message, naming the type and text.
+        message: String,
+        /// 22P02 or 22007.
+        sqlstate: &'static str,
+    },
+    /// Division by zero (22012).
+    #[error("division by zero")]
+    DivisionByZero,
+    /// A number too large for its type (22003).
+    #[error("{0}")]
+    NumericOutOfRange(String),
+    /// A bad argument value, e.g. an unknown date_trunc unit (22023).
+    #[error("{0}")]
+    InvalidParameter(String),
+    /// An invalid definition, e.g. a missing time column (42P16).
+    #[error("{0}")]
+    InvalidDefinition(String),
+    /// Valid SQL that Sluice does not support (0A000).
+    #[error("{0} is not supported")]
+    NotSupported(String),
+    /// The statement was cancelled or ran past its timeout (57014).
+    #[error("canceling statement due to {0}")]
+    Cancelled(&'static str),
+    /// The statement needed more memory than its bound (53200).
+    #[error("out of memory: {0}")]
+    ResourcesExhausted(String),
+    /// An error from storage, mapped by its kind.
+    #[error(transparent)]
+    Storage(#[from] sluice_storage::Error),
+    /// A broken invariant inside Sluice: likely a bug (XX000).
+    #[error("internal error (likely a bug in Sluice): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The five-character SQLSTATE code PostgreSQL clients expect.
+    pub fn sqlstate(&self) -> &'static str {
+        use sluice_storage::Error as S;
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::UndefinedTable(_) => "42P01",
+            Error::UndefinedColumn(_) => "42703",
+            Error::UndefinedFunction(_) => "42883",
+            Error::AmbiguousColumn(_) => "42702",
+            Error::Grouping(_) => "42803",
+            Error::DatatypeMismatch(_) => "42804",
+            Error::InvalidColumnReference(_) => "42P10",
+            Error::CannotCast { .. } => "42846",
+            Error::InvalidText { sqlstate, .. } => sqlstate,
+            Error::DivisionByZero => "22012",
+            Error::NumericOutOfRange(_) => "22003",
+            Error::InvalidParameter(_) => "22023",
+            Error::InvalidDefinition(_) => "42P16",
+            Error::NotSupported(_) => "0A000",
+            Error::Cancelled(_) => "57014",
+            Error::ResourcesExhausted(_) => "53200",
+            Error::Internal(_) => "XX000",
+            Error::Storage(e) => match e {
+                S::TableNotFound(_) => "42P01",
+                S::TableExists(_) => "42P07",
+                S::ColumnNotFound { .. } => "42703",
+                S::TypeMismatch { .. } => "42804",
+                S::InvalidText { ty, .. } if ty.starts_with("timestamp") => "22007",
+                S::InvalidText { .. } => "22P02",
+                S::OutOfRange(_) => "22003",
+                S::NotNull { .. } => "23502",
+                S::Arity(_) => "42601",
+                S::InvalidDefinition(_) => "42P16",
+                S::UnknownOption(_) => "22023",
+                S::Io { .. } => "58030",
+                S::Corrupt { .. } => "XX001",
+            },
+        }
+    }
+
+    /// A plan-time "no such function/operator" error.
+    pub fn undefined_function(what: impl Into<String>) -> Self {
+        Error::UndefinedFunction(what.into())
+    }
+
+    /// An invalid text value of a type.
+    pub fn invalid_text(ty: &str, text: &str) -> Self {
+        let sqlstate = if ty.starts_with("timestamp") || ty == "date" || ty == "interval" {
+            "22007"
+        } else {
+            "22P02"
+        };
+        Error::InvalidText {
+            message: format!("invalid input syntax for type {ty}: \"{text}\""),
+            sqlstate,
+        }
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        match e {
+            ArrowError::DivideByZero => Error::DivisionByZero,
+            ArrowError::ArithmeticOverflow(m) => {
+                Error::NumericOutOfRange(format!("value out of range: {m}"))
+            }
+            ArrowError::CastError(m) | ArrowError::ParseError(m) => {
+                if m.contains("Overflow") || m.contains("overflow") || m.contains("out of range") {
+                    Error::NumericOutOfRange(format!("value out of range: {m}"))
+                } else {
+                    Error::InvalidText {
+                        message: m,
+                        sqlstate: "22P02",
+                    }
+                }
+            }
+            ArrowError::MemoryError(m) => Error::ResourcesExhausted(m),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! Vectorised evaluation of bound expressions over Arrow record batches, with the
+//! Arrow compute kernels doing the work. Constants stay one-row "scalars" until an
+//! operation needs a full column, so `x = 42` never builds a column of 42s.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, IntervalMonthDayNanoArray, RecordBatch, Scalar,
+    UInt32Array,
+};
+use arrow::compute::kernels::{boolean, cmp, comparison, concat_elements, numeric, zip};
+use arrow::compute::{interleave, prep_null_mask_filter};
+use arrow::datatypes::{DataType, DurationMicrosecondType, IntervalMonthDayNano, TimeUnit};
+
+use crate::cast::cast_array;
+use crate::context::QueryContext;
+use crate::error::{Error, Result};
+use crate::functions;
+use crate::logical::{BinaryOp, Expr};
+
+/// The value of an expression over a batch: a full column, or one value for all rows.
+#[derive(Clone, Debug)]
+pub enum ColumnarValue {
+    /// One value per row.
+    Array(ArrayRef),
+    /// The same value for every row, as a one-row array.
+    Scalar(ArrayRef),
+}
+
+impl ColumnarValue {
+    /// The value as a column of `rows` rows.
+    pub fn into_array(self, rows: usize) -> Result<ArrayRef> {
+        match self {
+            ColumnarValue::Array(a) => Ok(a),
+            ColumnarValue::Scalar(s) => repeat(&s, rows),
+        }
+    }
+
+    /// The value's type.
+    pub fn data_type(&self) -> &DataType {
+        match self {
+            ColumnarValue::Array(a) | ColumnarValue::Scalar(a) => a.data_type(),
+        }
+    }
+
+    fn datum(&self) -> Box<dyn arrow::array::Datum + '_> {
+        match self {
+            ColumnarValue::Array(a) => Box::new(a),
+            ColumnarValue::Scalar(s) => Box::new(Scalar::new(s)),
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, ColumnarValue::Scalar(_))
+    }
+}
+
+/// A column of `rows` copies of the first value of `one`.
+pub fn repeat(one: &ArrayRef, rows: usize) -> Result<ArrayRef> {
+    let idx = UInt32Array::from(vec![0u32; rows]);
+    Ok(arrow::compute::take(one.as_ref(), &idx, None)?)
+}
+
+/// Evaluates `expr` over `batch` into a column of `batch.num_rows()` rows.
+/// Dictionary-encoded input columns are decoded first.
+pub fn evaluate(expr: &Expr, batch: &RecordBatch, ctx: &QueryContext) -> Result<ArrayRef> {
+    evaluate_value(expr, batch, ctx)?.into_array(batch.num_rows())
+}
+
+/// Evaluates a predicate into a selection mask where NULL counts as false.
+pub fn evaluate_predicate(
+    expr: &Expr,
+    batch: &RecordBatch,
+    ctx: &QueryContext,
+) -> Result<BooleanArray> {
+    let array = evaluate(expr, batch, ctx)?;
+    let mask = array
+        .as_boolean_opt()
+        .ok_or_else(|| Error::Internal(format!("predicate yielded {}", array.data_type())))?;
+    Ok(null_as_false(mask))
+}
+
+/// A copy of `mask` with NULL turned into false (SQL's WHERE semantics).
+pub fn null_as_false(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() > 0 {
+        prep_null_mask_filter(mask)
+    } else {
+        mask.clone()
+    }
+}
+
+/// Decodes a dictionary-encoded array to its plain value type; other arrays pass through.
+pub fn decode_dictionary(array: &ArrayRef) -> Result<ArrayRef> {
+    match array.data_type() {
+        DataType::Dictionary(_, value) => Ok(arrow::compute::cast(array, value)?),
+        _ => Ok(Arc::clone(array)),
+    }
+}
+
+/// Evaluates `expr`, keeping constants as scalars.
+pub fn evaluate_value(
+    expr: &Expr,
+    batch: &RecordBatch,
+    ctx: &QueryContext,
+) -> Result<ColumnarValue> {
+    let eval = |e: &Expr| evaluate_value(e, batch, ctx);
+    let rows = batch.num_rows();
+    Ok(match expr {
+        Expr::Column(i) => {
+            let col = batch
+                .columns()
+                .get(*i)
+                .ok_or_else(|| Error::Internal(format!("column {i} out of range")))?;
+            ColumnarValue::Array(decode_dictionary(col)?)
+        }
+        Expr::Literal(l) => ColumnarValue::Scalar(Arc::clone(&l.value)),
+        Expr::Binary { op, left, right } => binary(*op, eval(left)?, eval(right)?, rows)?,
+        Expr::Not(e) => unary(eval(e)?, |a| Ok(Arc::new(boolean::not(as_bool(a)?)?)))?,
+        Expr::Negate(e) => unary(eval(e)?, |a| Ok(numeric::neg(a)?))?,
+        Expr::IsNull { expr, negated } => {
+            let v = eval(expr)?;
+            let negated = *negated;
+            unary(v, move |a| {
+                let r = if negated {
+                    boolean::is_not_null(a)?
+                } else {
+                    boolean::is_null(a)?
+                };
+                Ok(Arc::new(r))
+            })?
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            negated,
+            case_insensitive,
+        } => {
+            let (v, p) = (eval(expr)?, eval(pattern)?);
+            let both_scalar = v.is_scalar() && p.is_scalar();
+            let (l, r) = (v.datum(), p.datum());
+            let out = match (negated, case_insensitive) {
+                (false, false) => comparison::like(l.as_ref(), r.as_ref())?,
+                (false, true) => comparison::ilike(l.as_ref(), r.as_ref())?,
+                (true, false) => comparison::nlike(l.as_ref(), r.as_ref())?,
+                (true, true) => comparison::nilike(l.as_ref(), r.as_ref())?,
+            };
+            wrap(Arc::new(out), both_scalar)
+        }
+        Expr::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let v = eval(expr)?;
+            let mut acc: Option<ColumnarValue> = None;
+            for item in list {
+                let eq = binary(BinaryOp::Eq, v.clone(), eval(item)?, rows)?;
+                acc = Some(match acc {
+                    None => eq,
+                    Some(prev) => binary(BinaryOp::Or, prev, eq, rows)?,
+                });
+            }
+            let acc = acc.ok_or_else(|| Error::Internal("empty IN list".into()))?;
+            if *negated {
+                unary(acc, |a| Ok(Arc::new(boolean::not(as_bool(a)?)?)))?
+            } else {
+                acc
+            }
+        }
+        Expr::Case {
+            branches,
+            else_expr,
+        } => ColumnarValue::Array(case(branches, else_expr.as_deref(), batch, ctx)?),
+        Expr::Cast { expr, to } => {
+            let v = eval(expr)?;
+            let offset = ctx.options().utc_offset_secs;
+            unary(v, |a| cast_array(a, to, offset))?
+        }
+        Expr::Function { func, args } => {
+            let values = args.iter().map(eval).collect::<Result<Vec<_>>>()?;
+            functions::call(*func, values, rows, ctx)?
+        }
+        Expr::Aggregate(_) => {
+            return Err(Error::Internal(
+                "aggregate evaluated outside an aggregation".into(),
+            ))
+        }
+    })
+}
+
+fn wrap(array: ArrayRef, scalar: bool) -> ColumnarValue {
+    if scalar {
+        ColumnarValue::Scalar(array)
+    } else {
+        ColumnarValue::Array(array)
+    }
+}
+
+fn unary(v: ColumnarValue, f: impl FnOnce(&ArrayRef) -> Result<ArrayRef>) -> Result<ColumnarValue> {
+    Ok(match v {
+        ColumnarValue::Array(a) => ColumnarValue::Array(f(&a)?),
+        ColumnarValue::Scalar(s) => ColumnarValue::Scalar(f(&s)?),
+    })
+}
+
+fn as_bool(a: &ArrayRef) -> Result<&BooleanArray> {
+    a.as_boolean_opt()
+        .ok_or_else(|| Error::Internal(format!("expected boolean, got {}", a.data_type())))
+}
+
+fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Result<ColumnarValue> {
+    let both_scalar = l.is_scalar() && r.is_scalar();
+    // A NULL of unknown type compared or combined with anything is NULL.
+    if (l.data_type() == &DataType::Null || r.data_type() == &DataType::Null)
+        && !matches!(
+            op,
+            BinaryOp::And | BinaryOp::Or | BinaryOp::IsDistinctFrom | BinaryOp::IsNotDistinctFrom
+        )
+    {
+        let out_len = if both_scalar { 1 } else { rows };
+        let dt = match op {
+            o if o.is_comparison() => DataType::Boolean,
+            _ if l.data_type() != &DataType::Null => l.data_type().clone(),
+            _ => r.data_type().clone(),
+        };
+        return Ok(wrap(
+            arrow::array::new_null_array(&dt, out_len),
+            both_scalar,
+        ));
+    }
+    match op {
+        BinaryOp::And | BinaryOp::Or => {
+            let n = if both_scalar { 1 } else { rows };
+            let la = to_bool_array(l, n)?;
+            let ra = to_bool_array(r, n)?;
+            let out = if op == BinaryOp::And {
+                boolean::and_kleene(as_bool(&la)?, as_bool(&ra)?)?
+            } else {
+                boolean::or_kleene(as_bool(&la)?, as_bool(&ra)?)?
+            };
+            return Ok(wrap(Arc::new(out), both_scalar));
+        }
+        BinaryOp::Concat => {
+            let n = if both_scalar { 1 } else { rows };
+            let la = l.into_array(n)?;
+            let ra = r.into_array(n)?;
+            let out = concat_elements::concat_elements_utf8(
+                la.as_string::<i32>(),
+                ra.as_string::<i32>(),
+            )?;
+            return Ok(wrap(Arc::new(out), both_scalar));
+        }
+        _ => {}
+    }
+    let (ld, rd) = (l.datum(), r.datum());
+    let (ld, rd) = (ld.as_ref(), rd.as_ref());
+    let out: ArrayRef = match op {
+        BinaryOp::Eq => Arc::new(cmp::eq(ld, rd)?),
+        BinaryOp::NotEq => Arc::new(cmp::neq(ld, rd)?),
+        BinaryOp::Lt => Arc::new(cmp::lt(ld, rd)?),
+        BinaryOp::LtEq => Arc::new(cmp::lt_eq(ld, rd)?),
+        BinaryOp::Gt => Arc::new(cmp::gt(ld, rd)?),
+        BinaryOp::GtEq => Arc::new(cmp::gt_eq(ld, rd)?),
+        BinaryOp::IsDistinctFrom => Arc::new(cmp::distinct(ld, rd)?),
+        BinaryOp::IsNotDistinctFrom => Arc::new(cmp::not_distinct(ld, rd)?),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Concat => unreachable_op(op)?,
+        BinaryOp::Plus => numeric::add(ld, rd)?,
+        BinaryOp::Minus => {
+            let out = numeric::sub(ld, rd)?;
+            if matches!(out.data_type(), DataType::Duration(TimeUnit::Microsecond)) {
+                duration_to_interval(&out)?
+            } else {
+                out
+            }
+        }
+        BinaryOp::Multiply => numeric::mul(ld, rd)?,
+        BinaryOp::Divide => divide(ld, rd, l.data_type())?,
+        BinaryOp::Modulo => numeric::rem(ld, rd)?,
+    };
+    Ok(wrap(out, both_scalar))
+}
+
+fn unreachable_op(op: BinaryOp) -> Result<ArrayRef> {
+    Err(Error::Internal(format!(
+        "operator {op:?} reached the kernel dispatch"
+    )))
+}
+
+fn to_bool_array(v: ColumnarValue, rows: usize) -> Result<ArrayRef> {
+    let a = v.into_array(rows)?;
+    if a.data_type() == &DataType::Null {
+        return Ok(arrow::array::new_null_array(&DataType::Boolean, a.len()));
+    }
+    Ok(a)
+}
+
+/// Division with PostgreSQL's rule for doubles: dividing by zero is an error, not
+/// infinity.
+fn divide(
+    l: &dyn arrow::array::Datum,
+    r: &dyn arrow::array::Datum,
+    lt: &DataType,
+) -> Result<ArrayRef> {
+    let (ra, _) = r.get();
+    if ra.data_type() == &DataType::Float64 || lt == &DataType::Float64 {
+        let zero = Scalar::new(arrow::array::Float64Array::from(vec![0.0]));
+        if ra.data_type() == &DataType::Float64 {
+            let is_zero = cmp::eq(&ra, &zero)?;
+            if is_zero.true_count() > 0 {
+                return Err(Error::DivisionByZero);
+            }
+        }
+    }
+    Ok(numeric::div(l, r)?)
+}
+
+/// `timestamp - timestamp` yields an interval of days and microseconds, as in PostgreSQL.
+fn duration_to_interval(d: &ArrayRef) -> Result<ArrayRef> {
+    let d = d.as_primitive::<DurationMicrosecondType>();
+    let day = sluice_storage::types::MICROS_PER_DAY;
+    let out: IntervalMonthDayNanoArray = d
+        .iter()
+        .map(|v| {
+            v.map(|micros| {
+                let days = micros / day;
+                IntervalMonthDayNano::new(0, days as i32, (micros - days * day) * 1000)
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// CASE: each result is evaluated only on the rows that select it, so a guarded
+/// `CASE WHEN b = 0 THEN NULL ELSE a / b END` never divides by zero.
+fn case(
+    branches: &[(Expr, Expr)],
+    else_expr: Option<&Expr>,
+    batch: &RecordBatch,
+    ctx: &QueryContext,
+) -> Result<ArrayRef> {
+    let rows = batch.num_rows();
+    // For each row, the branch that decided it (branches.len() = ELSE).
+    let mut chosen: Vec<usize> = vec![usize::MAX; rows];
+    let mut undecided = rows;
+    for (b, (cond, _)) in branches.iter().enumerate() {
+        if undecided == 0 {
+            break;
+        }
+        let mask = evaluate_predicate(cond, batch, ctx)?;
+        for (row, slot) in chosen.iter_mut().enumerate() {
+            if *slot == usize::MAX && mask.value(row) {
+                *slot = b;
+                undecided -= 1;
+            }
+        }
+    }
+    let mut results: Vec<ArrayRef> = Vec::with_capacity(branches.len() + 1);
+    let mut positions: Vec<(usize, usize)> = vec![(0, 0); rows];
+    for b in 0..=branches.len() {
+        let selected: Vec<u32> = (0..rows)
+            .filter(|&r| chosen[r] == b || (b == branches.len() && chosen[r] == usize::MAX))
+            .map(|r| r as u32)
+            .collect();
+        let expr = if b < branches.len() {
+            Some(&branches[b].1)
+        } else {
+            else_expr
+        };
+        let values = match expr {
+            _ if selected.is_empty() => None,
+            Some(e) => {
+                let sub = take_batch(batch, &selected)?;
+                Some(evaluate(e, &sub, ctx)?)
+            }
+            None => None,
+        };
+        let values = match values {
+            Some(v) => v,
+            None => arrow::array::new_null_array(&DataType::Null, selected.len()),
+        };
+        for (i, r) in selected.iter().enumerate() {
+            positions[*r as usize] = (b, i);
+        }
+        results.push(values);
+    }
+    // Unify types: branches that produced nothing are NULL-typed placeholders.
+    let target = results
+        .iter()
+        .map(|a| a.data_type().clone())
+        .find(|t| *t != DataType::Null)
+        .unwrap_or(DataType::Null);
+    let results = results
+        .into_iter()
+        .map(|a| {
+            if a.data_type() == &target {
+                Ok(a)
+            } else {
+                Ok(arrow::array::new_null_array(&target, a.len()))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&dyn Array> = results.iter().map(|a| a.as_ref()).collect();
+    Ok(interleave(&refs, &positions)?)
+}
+
+/// The rows of `batch` at `indices`.
+pub fn take_batch(batch: &RecordBatch, indices: &[u32]) -> Result<RecordBatch> {
+    let idx = UInt32Array::from(indices.to_vec());
+    Ok(arrow::compute::take_record_batch(batch, &idx)?)
+}
+
+/// Keeps the rows where `mask` is true (NULL as false).
+pub fn filter_batch(batch: &RecordBatch, mask: &BooleanArray) -> Result<RecordBatch> {
+    Ok(arrow::compute::filter_record_batch(batch, mask)?)
+}
+
+/// The zip kernel re-exported for functions: `mask ? a : b` row by row.
+pub fn select(mask: &BooleanArray, a: &ArrayRef, b: &ArrayRef) -> Result<ArrayRef> {
+    Ok(zip::zip(mask, a, b)?)
+}

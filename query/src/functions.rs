@@ -1,0 +1,493 @@
+//! Scalar functions. Each works on whole columns; when every argument is a constant
+//! the work is done once and the result stays a constant.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::compute::kernels::{boolean, cmp};
+use arrow::datatypes::{
+    DataType, Float64Type, Int32Type, Int64Type, IntervalMonthDayNanoType, TimestampMicrosecondType,
+};
+use chrono::{Datelike, NaiveDate, Timelike};
+use sluice_storage::types::{micros_to_datetime, MICROS_PER_DAY, MICROS_PER_SEC, UTC};
+
+use crate::context::QueryContext;
+use crate::error::{Error, Result};
+use crate::eval::{null_as_false, select, ColumnarValue};
+use crate::format::to_interval;
+use crate::logical::{DateField, ScalarFunction};
+
+/// Calls `func` on evaluated arguments over a batch of `rows` rows.
+pub fn call(
+    func: ScalarFunction,
+    args: Vec<ColumnarValue>,
+    rows: usize,
+    ctx: &QueryContext,
+) -> Result<ColumnarValue> {
+    let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    let n = if all_scalar { 1 } else { rows };
+    let arrays = args
+        .into_iter()
+        .map(|a| a.into_array(n))
+        .collect::<Result<Vec<_>>>()?;
+    let out = call_arrays(func, &arrays, n, ctx)?;
+    Ok(if all_scalar {
+        ColumnarValue::Scalar(out)
+    } else {
+        ColumnarValue::Array(out)
+    })
+}
+
+fn arg(args: &[ArrayRef], i: usize) -> Result<&ArrayRef> {
+    args.get(i)
+        .ok_or_else(|| Error::Internal(format!("missing argument {i}")))
+}
+
+fn call_arrays(
+    func: ScalarFunction,
+    args: &[ArrayRef],
+    rows: usize,
+    ctx: &QueryContext,
+) -> Result<ArrayRef> {
+    let offset = ctx.options().utc_offset_secs;
+    Ok(match func {
+        ScalarFunction::Lower => map_text(arg(args, 0)?, |s| s.to_lowercase()),
+        ScalarFunction::Upper => map_text(arg(args, 0)?, |s| s.to_uppercase()),
+        ScalarFunction::Length => {
+            let a = arg(args, 0)?.as_string::<i32>();
+            Arc::new(
+                a.iter()
+                    .map(|v| v.map(|s| s.chars().count() as i32))
+                    .collect::<Int32Array>(),
+            )
+        }
+        ScalarFunction::Concat => {
+            let parts: Vec<&StringArray> = args.iter().map(|a| a.as_string::<i32>()).collect();
+            Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        let mut s = String::new();
+                        for p in &parts {
+                            if p.is_valid(r) {
+                                s.push_str(p.value(r));
+                            }
+                        }
+                        Some(s)
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        ScalarFunction::Substring => substring(args, rows)?,
+        ScalarFunction::Trim | ScalarFunction::LTrim | ScalarFunction::RTrim => {
+            trim(func, args, rows)?
+        }
+        ScalarFunction::Replace => {
+            let (s, from, to) = (
+                arg(args, 0)?.as_string::<i32>(),
+                arg(args, 1)?.as_string::<i32>(),
+                arg(args, 2)?.as_string::<i32>(),
+            );
+            Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        if s.is_null(r) || from.is_null(r) || to.is_null(r) {
+                            None
+                        } else if from.value(r).is_empty() {
+                            Some(s.value(r).to_string())
+                        } else {
+                            Some(s.value(r).replace(from.value(r), to.value(r)))
+                        }
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        ScalarFunction::Left | ScalarFunction::Right => {
+            let s = arg(args, 0)?.as_string::<i32>();
+            let n = arg(args, 1)?.as_primitive::<Int64Type>();
+            Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        if s.is_null(r) || n.is_null(r) {
+                            return None;
+                        }
+                        let chars: Vec<char> = s.value(r).chars().collect();
+                        let len = chars.len() as i64;
+                        let k = n.value(r);
+                        let take = if k >= 0 { k.min(len) } else { (len + k).max(0) } as usize;
+                        Some(if func == ScalarFunction::Left {
+                            chars[..take].iter().collect::<String>()
+                        } else {
+                            chars[chars.len() - take..].iter().collect::<String>()
+                        })
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        ScalarFunction::Coalesce => {
+            let mut acc = Arc::clone(arg(args, 0)?);
+            for next in &args[1..] {
+                let present = boolean::is_not_null(&acc)?;
+                acc = select(&present, &acc, next)?;
+            }
+            acc
+        }
+        ScalarFunction::NullIf => {
+            let (a, b) = (arg(args, 0)?, arg(args, 1)?);
+            let eq = cmp::eq(a, b)?;
+            let eq = null_as_false(&eq);
+            let nulls = arrow::array::new_null_array(a.data_type(), a.len());
+            select(&eq, &nulls, a)?
+        }
+        ScalarFunction::Greatest | ScalarFunction::Least => {
+            let mut acc = Arc::clone(arg(args, 0)?);
+            for next in &args[1..] {
+                let better = if func == ScalarFunction::Greatest {
+                    cmp::gt(next, &acc)?
+                } else {
+                    cmp::lt(next, &acc)?
+                };
+                // NULLs are ignored: take `next` where acc is NULL or next is better.
+                let take_next = boolean::or(&null_as_false(&better), &boolean::is_null(&acc)?)?;
+                acc = select(&take_next, next, &acc)?;
+            }
+            acc
+        }
+        ScalarFunction::Abs => match arg(args, 0)?.data_type() {
+            DataType::Float64 => float_map(arg(args, 0)?, f64::abs),
+            DataType::Int32 => {
+                let a = arg(args, 0)?.as_primitive::<Int32Type>();
+                Arc::new(
+                    a.iter()
+                        .map(|v| v.map(|x| x.checked_abs().ok_or_else(overflow)).transpose())
+                        .collect::<Result<Int32Array>>()?,
+                )
+            }
+            _ => {
+                let a = arg(args, 0)?.as_primitive::<Int64Type>();
+                Arc::new(
+                    a.iter()
+                        .map(|v| v.map(|x| x.checked_abs().ok_or_else(overflow)).transpose())
+                        .collect::<Result<Int64Array>>()?,
+                )
+            }
+        },
+        ScalarFunction::Round => {
+            let a = arg(args, 0)?;
+            if a.data_type() != &DataType::Float64 {
+                return Ok(Arc::clone(a));
+            }
+            let digits = args.get(1).map(|d| d.as_primitive::<Int64Type>());
+            let v = a.as_primitive::<Float64Type>();
+            Arc::new(
+                (0..rows)
+                    .map(|r| {
+                        if v.is_null(r) || digits.is_some_and(|d| d.is_null(r)) {
+                            return None;
+                        }
+                        let d = digits.map_or(0, |d| d.value(r)).clamp(-300, 300) as i32;
+                        let scale = 10f64.powi(d);
+                        Some((v.value(r) * scale).round() / scale)
+                    })
+                    .collect::<Float64Array>(),
+            )
+        }
+        ScalarFunction::Floor => match arg(args, 0)?.data_type() {
+            DataType::Float64 => float_map(arg(args, 0)?, f64::floor),
+            _ => Arc::clone(arg(args, 0)?),
+        },
+        ScalarFunction::Ceil => match arg(args, 0)?.data_type() {
+            DataType::Float64 => float_map(arg(args, 0)?, f64::ceil),
+            _ => Arc::clone(arg(args, 0)?),
+        },
+        ScalarFunction::DateTrunc => date_trunc(arg(args, 0)?, arg(args, 1)?, rows, offset)?,
+        ScalarFunction::Extract(field) => date_part(field, arg(args, 0)?, false, offset)?,
+        ScalarFunction::DatePart(field) => date_part(field, arg(args, 0)?, true, offset)?,
+        ScalarFunction::ToTimestamp => {
+            let a = arg(args, 0)?.as_primitive::<Float64Type>();
+            Arc::new(
+                a.iter()
+                    .map(|v| v.map(|s| (s * MICROS_PER_SEC as f64).round() as i64))
+                    .collect::<TimestampMicrosecondArray>()
+                    .with_timezone(UTC),
+            )
+        }
+    })
+}
+
+fn overflow() -> Error {
+    Error::NumericOutOfRange("integer out of range".into())
+}
+
+fn map_text(a: &ArrayRef, f: impl Fn(&str) -> String) -> ArrayRef {
+    Arc::new(
+        a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(&f))
+            .collect::<StringArray>(),
+    )
+}
+
+fn float_map(a: &ArrayRef, f: impl Fn(f64) -> f64) -> ArrayRef {
+    let out: Float64Array = a.as_primitive::<Float64Type>().unary(f);
+    Arc::new(out)
+}
+
+/// `substring(s FROM start [FOR count])` with PostgreSQL's rules: 1-based character
+/// positions; a start before 1 eats into the count.
+fn substring(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let s = arg(args, 0)?.as_string::<i32>();
+    let start = arg(args, 1)?.as_primitive::<Int64Type>();
+    let count = args.get(2).map(|c| c.as_primitive::<Int64Type>());
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        if s.is_null(r) || start.is_null(r) || count.is_some_and(|c| c.is_null(r)) {
+            out.push(None);
+            continue;
+        }
+        let from = start.value(r);
+        let end = match count {
+            Some(c) => {
+                let n = c.value(r);
+                if n < 0 {
+                    return Err(Error::InvalidParameter(
+                        "negative substring length not allowed".into(),
+                    ));
+                }
+                Some(from.saturating_add(n))
+            }
+            None => None,
+        };
+        let lo = from.max(1) as usize - 1;
+        let text: String = match end {
+            Some(e) if e <= 1 => String::new(),
+            Some(e) => s
+                .value(r)
+                .chars()
+                .skip(lo)
+                .take((e - 1) as usize - lo.min((e - 1) as usize))
+                .collect(),
+            None => s.value(r).chars().skip(lo).collect(),
+        };
+        out.push(Some(text));
+    }
+    Ok(Arc::new(StringArray::from(out)))
+}
+
+fn trim(func: ScalarFunction, args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let s = arg(args, 0)?.as_string::<i32>();
+    let chars = args.get(1).map(|c| c.as_string::<i32>());
+    let out: StringArray = (0..rows)
+        .map(|r| {
+            if s.is_null(r) || chars.is_some_and(|c| c.is_null(r)) {
+                return None;
+            }
+            let set: Vec<char> = chars.map_or(vec![' '], |c| c.value(r).chars().collect());
+            let pred = |c: char| set.contains(&c);
+            let v = s.value(r);
+            Some(match func {
+                ScalarFunction::LTrim => v.trim_start_matches(pred).to_string(),
+                ScalarFunction::RTrim => v.trim_end_matches(pred).to_string(),
+                _ => v.trim_matches(pred).to_string(),
+            })
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+/// Truncates a timestamp (microseconds) to a unit; TIMESTAMPTZ values are truncated
+/// in the session's time zone.
+fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> Result<ArrayRef> {
+    let units = unit.as_string::<i32>();
+    let tz = match ts.data_type() {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        other => {
+            return Err(Error::undefined_function(format!(
+                "function date_trunc(unknown, {}) does not exist",
+                crate::format::sql_type_name(other)
+            )))
+        }
+    };
+    let shift = if tz.is_some() {
+        offset_secs * MICROS_PER_SEC
+    } else {
+        0
+    };
+    let values = ts.as_primitive::<TimestampMicrosecondType>();
+    let mut out = Vec::with_capacity(rows);
+    for r in 0..rows {
+        if units.is_null(r) || values.is_null(r) {
+            out.push(None);
+            continue;
+        }
+        let field = DateField::parse(units.value(r)).ok_or_else(|| {
+            Error::InvalidParameter(format!(
+                "unit \"{}\" not recognized for type timestamp",
+                units.value(r)
+            ))
+        })?;
+        out.push(Some(
+            truncate_micros(values.value(r) + shift, field)? - shift,
+        ));
+    }
+    Ok(Arc::new(
+        TimestampMicrosecondArray::from(out).with_timezone_opt(tz),
+    ))
+}
+
+fn truncate_micros(micros: i64, field: DateField) -> Result<i64> {
+    let floor_to = |unit: i64| micros.div_euclid(unit) * unit;
+    let dt = micros_to_datetime(micros)
+        .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
+    let date_micros = |d: Option<NaiveDate>| -> Result<i64> {
+        d.and_then(|d| d.and_hms_opt(0, 0, 0))
+            .map(|d| d.and_utc().timestamp_micros())
+            .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))
+    };
+    let year = dt.year();
+    Ok(match field {
+        DateField::Microseconds => micros,
+        DateField::Milliseconds => floor_to(1000),
+        DateField::Second => floor_to(MICROS_PER_SEC),
+        DateField::Minute => floor_to(60 * MICROS_PER_SEC),
+        DateField::Hour => floor_to(3600 * MICROS_PER_SEC),
+        DateField::Day => floor_to(MICROS_PER_DAY),
+        DateField::Week => {
+            let days_from_monday = dt.weekday().num_days_from_monday() as i64;
+            floor_to(MICROS_PER_DAY) - days_from_monday * MICROS_PER_DAY
+        }
+        DateField::Month => date_micros(NaiveDate::from_ymd_opt(year, dt.month(), 1))?,
+        DateField::Quarter => {
+            date_micros(NaiveDate::from_ymd_opt(year, (dt.month0() / 3) * 3 + 1, 1))?
+        }
+        DateField::Year => date_micros(NaiveDate::from_ymd_opt(year, 1, 1))?,
+        DateField::Decade => date_micros(NaiveDate::from_ymd_opt(year.div_euclid(10) * 10, 1, 1))?,
+        DateField::Century => date_micros(NaiveDate::from_ymd_opt(
+            (year - 1).div_euclid(100) * 100 + 1,
+            1,
+            1,
+        ))?,
+        DateField::Millennium => date_micros(NaiveDate::from_ymd_opt(
+            (year - 1).div_euclid(1000) * 1000 + 1,
+            1,
+            1,
+        ))?,
+        other => {
+            return Err(Error::InvalidParameter(format!(
+                "unit \"{other:?}\" not supported for type timestamp"
+            )))
+        }
+    })
+}
+
+/// EXTRACT (`as_double` = false: bigint for whole fields, double for fractional ones)
+/// and date_part (`as_double` = true) on timestamps and intervals.
+fn date_part(
+    field: DateField,
+    input: &ArrayRef,
+    as_double: bool,
+    offset_secs: i64,
+) -> Result<ArrayRef> {
+    let values: Vec<Option<f64>> = match input.data_type() {
+        DataType::Timestamp(_, tz) => {
+            let shift = if tz.is_some() {
+                offset_secs * MICROS_PER_SEC
+            } else {
+                0
+            };
+            let a = input.as_primitive::<TimestampMicrosecondType>();
+            a.iter()
+                .map(|v| v.map(|m| timestamp_field(m + shift, m, field)).transpose())
+                .collect::<Result<_>>()?
+        }
+        DataType::Date32 => {
+            let a = input.as_primitive::<arrow::datatypes::Date32Type>();
+            a.iter()
+                .map(|v| {
+                    v.map(|d| {
+                        let m = d as i64 * MICROS_PER_DAY;
+                        timestamp_field(m, m, field)
+                    })
+                    .transpose()
+                })
+                .collect::<Result<_>>()?
+        }
+        DataType::Interval(_) => {
+            let a = input.as_primitive::<IntervalMonthDayNanoType>();
+            a.iter()
+                .map(|v| {
+                    v.map(|iv| interval_field(&to_interval(iv), field))
+                        .transpose()
+                })
+                .collect::<Result<_>>()?
+        }
+        other => {
+            return Err(Error::undefined_function(format!(
+                "function extract(unknown, {}) does not exist",
+                crate::format::sql_type_name(other)
+            )))
+        }
+    };
+    Ok(if as_double || field.is_fractional() {
+        Arc::new(Float64Array::from(values))
+    } else {
+        Arc::new(
+            values
+                .into_iter()
+                .map(|v| v.map(|f| f as i64))
+                .collect::<Int64Array>(),
+        )
+    })
+}
+
+fn timestamp_field(local_micros: i64, utc_micros: i64, field: DateField) -> Result<f64> {
+    let dt = micros_to_datetime(local_micros)
+        .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
+    let sec_micros = dt.second() as i64 * MICROS_PER_SEC + (dt.nanosecond() / 1000) as i64;
+    let year = dt.year() as f64;
+    Ok(match field {
+        DateField::Microseconds => sec_micros as f64,
+        DateField::Milliseconds => sec_micros as f64 / 1000.0,
+        DateField::Second => sec_micros as f64 / 1e6,
+        DateField::Minute => dt.minute() as f64,
+        DateField::Hour => dt.hour() as f64,
+        DateField::Day => dt.day() as f64,
+        DateField::Week => dt.iso_week().week() as f64,
+        DateField::Month => dt.month() as f64,
+        DateField::Quarter => (dt.month0() / 3 + 1) as f64,
+        DateField::Year => year,
+        DateField::Decade => (year / 10.0).floor(),
+        DateField::Century => ((year - 1.0) / 100.0).floor() + 1.0,
+        DateField::Millennium => ((year - 1.0) / 1000.0).floor() + 1.0,
+        DateField::Dow => dt.weekday().num_days_from_sunday() as f64,
+        DateField::IsoDow => dt.weekday().number_from_monday() as f64,
+        DateField::Doy => dt.ordinal() as f64,
+        DateField::IsoYear => dt.iso_week().year() as f64,
+        DateField::Epoch => utc_micros as f64 / 1e6,
+    })
+}
+
+fn interval_field(iv: &sluice_storage::Interval, field: DateField) -> Result<f64> {
+    Ok(match field {
+        DateField::Epoch => iv.epoch_seconds(),
+        DateField::Microseconds => (iv.micros % 60_000_000) as f64,
+        DateField::Milliseconds => (iv.micros % 60_000_000) as f64 / 1000.0,
+        DateField::Second => (iv.micros % 60_000_000) as f64 / 1e6,
+        DateField::Minute => ((iv.micros / 60_000_000) % 60) as f64,
+        DateField::Hour => (iv.micros / 3_600_000_000) as f64,
+        DateField::Day => iv.days as f64,
+        DateField::Month => (iv.months % 12) as f64,
+        DateField::Quarter => ((iv.months % 12) / 3 + 1) as f64,
+        DateField::Year => (iv.months / 12) as f64,
+        DateField::Decade => (iv.months / 120) as f64,
+        DateField::Century => (iv.months / 1200) as f64,
+        DateField::Millennium => (iv.months / 12000) as f64,
+        other => {
+            return Err(Error::InvalidParameter(format!(
+                "unit \"{other:?}\" not supported for type interval"
+            )));
+        }
+    })
+}

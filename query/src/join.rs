@@ -1,0 +1,204 @@
+//! Hash join (INNER and LEFT): the right input is hashed on its key columns, the left
+//! probes. Rows with a NULL key never match. A residual condition is checked on
+//! candidate pairs; for LEFT joins, left rows with no surviving pair are emitted once
+//! with NULLs on the right. Without equality keys every pair is a candidate.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::take;
+use arrow::datatypes::SchemaRef;
+
+use crate::aggregate::keys::{fixed_state, KeyColumn};
+use crate::context::QueryContext;
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, evaluate_predicate};
+use crate::logical::{Expr, JoinKind};
+
+/// Largest number of candidate pairs materialised at once.
+const PAIR_CHUNK: usize = 64 * 1024;
+
+/// Joins two materialised inputs into a batch of `schema` (left columns, then right).
+pub fn hash_join(
+    left: &RecordBatch,
+    right: &RecordBatch,
+    kind: JoinKind,
+    on: &[(Expr, Expr)],
+    filter: Option<&Expr>,
+    schema: SchemaRef,
+    ctx: &QueryContext,
+) -> Result<RecordBatch> {
+    let left_keys = on
+        .iter()
+        .map(|(l, _)| evaluate(l, left, ctx))
+        .collect::<Result<Vec<_>>>()?;
+    let right_keys = on
+        .iter()
+        .map(|(_, r)| evaluate(r, right, ctx))
+        .collect::<Result<Vec<_>>>()?;
+    // One encoder per key column, shared by both sides, so equal values get equal codes.
+    let mut encoders: Vec<KeyColumn> = right_keys
+        .iter()
+        .map(|k| KeyColumn::new(k.data_type().clone()))
+        .collect();
+    let right_codes = encode_rows(&mut encoders, &right_keys, right.num_rows())?;
+    let mut table: HashMap<Vec<u64>, Vec<u32>, ahash::RandomState> =
+        HashMap::with_hasher(fixed_state());
+    let reserved = right.num_rows() * (on.len() * 8 + 40);
+    ctx.reserve(reserved)?;
+    for (row, key) in right_codes.into_iter().enumerate() {
+        if let Some(key) = key {
+            table.entry(key).or_default().push(row as u32);
+        }
+    }
+    let left_codes = encode_rows(&mut encoders, &left_keys, left.num_rows())?;
+
+    let mut out_left: Vec<u32> = Vec::new();
+    let mut out_right: Vec<Option<u32>> = Vec::new();
+    let mut pend_left: Vec<u32> = Vec::new();
+    let mut pend_right: Vec<u32> = Vec::new();
+    let mut matched = vec![false; left.num_rows()];
+    let all_right: Vec<u32> = (0..right.num_rows() as u32).collect();
+    for (l, key) in left_codes.iter().enumerate() {
+        let candidates: &[u32] = if on.is_empty() {
+            &all_right
+        } else {
+            match key.as_ref().and_then(|k| table.get(k)) {
+                Some(rows) => rows,
+                None => &[],
+            }
+        };
+        for r in candidates {
+            pend_left.push(l as u32);
+            pend_right.push(*r);
+            if pend_left.len() >= PAIR_CHUNK {
+                ctx.check()?;
+                flush(
+                    left,
+                    right,
+                    filter,
+                    &mut pend_left,
+                    &mut pend_right,
+                    &mut out_left,
+                    &mut out_right,
+                    &mut matched,
+                    ctx,
+                )?;
+            }
+        }
+    }
+    flush(
+        left,
+        right,
+        filter,
+        &mut pend_left,
+        &mut pend_right,
+        &mut out_left,
+        &mut out_right,
+        &mut matched,
+        ctx,
+    )?;
+    if kind == JoinKind::Left {
+        for (l, m) in matched.iter().enumerate() {
+            if !m {
+                out_left.push(l as u32);
+                out_right.push(None);
+            }
+        }
+    }
+    ctx.release(reserved);
+    let li = UInt32Array::from(out_left);
+    let ri = UInt32Array::from(out_right);
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for c in left.columns() {
+        columns.push(take(c.as_ref(), &li, None)?);
+    }
+    for c in right.columns() {
+        columns.push(take(c.as_ref(), &ri, None)?);
+    }
+    Ok(RecordBatch::try_new_with_options(
+        schema,
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(li.len())),
+    )?)
+}
+
+/// Checks the residual filter on pending pairs and moves survivors to the output.
+#[allow(clippy::too_many_arguments)]
+fn flush(
+    left: &RecordBatch,
+    right: &RecordBatch,
+    filter: Option<&Expr>,
+    pend_left: &mut Vec<u32>,
+    pend_right: &mut Vec<u32>,
+    out_left: &mut Vec<u32>,
+    out_right: &mut Vec<Option<u32>>,
+    matched: &mut [bool],
+    ctx: &QueryContext,
+) -> Result<()> {
+    if pend_left.is_empty() {
+        return Ok(());
+    }
+    let keep: Vec<bool> = match filter {
+        None => vec![true; pend_left.len()],
+        Some(f) => {
+            let li = UInt32Array::from(pend_left.clone());
+            let ri = UInt32Array::from(pend_right.clone());
+            let mut columns: Vec<ArrayRef> = Vec::new();
+            let mut fields = Vec::new();
+            for (c, f) in left.columns().iter().zip(left.schema().fields()) {
+                columns.push(take(c.as_ref(), &li, None)?);
+                fields.push(Arc::clone(f));
+            }
+            for (c, f) in right.columns().iter().zip(right.schema().fields()) {
+                columns.push(take(c.as_ref(), &ri, None)?);
+                fields.push(Arc::clone(f));
+            }
+            let batch = RecordBatch::try_new_with_options(
+                Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(li.len())),
+            )?;
+            let mask = evaluate_predicate(f, &batch, ctx)?;
+            (0..mask.len()).map(|i| mask.value(i)).collect()
+        }
+    };
+    let grown = keep.iter().filter(|k| **k).count() * 12;
+    ctx.reserve(grown)?;
+    for ((l, r), k) in pend_left.iter().zip(pend_right.iter()).zip(keep) {
+        if k {
+            out_left.push(*l);
+            out_right.push(Some(*r));
+            matched[*l as usize] = true;
+        }
+    }
+    pend_left.clear();
+    pend_right.clear();
+    Ok(())
+}
+
+/// The key codes of each row, `None` if any key column is NULL.
+fn encode_rows(
+    encoders: &mut [KeyColumn],
+    keys: &[ArrayRef],
+    rows: usize,
+) -> Result<Vec<Option<Vec<u64>>>> {
+    let mut per_column = Vec::with_capacity(keys.len());
+    for (enc, k) in encoders.iter_mut().zip(keys) {
+        let mut codes = Vec::new();
+        enc.encode(k, &mut codes)?;
+        if codes.len() != rows {
+            return Err(Error::Internal("join key length mismatch".into()));
+        }
+        per_column.push(codes);
+    }
+    Ok((0..rows)
+        .map(|r| {
+            per_column
+                .iter()
+                .map(|c| c[r])
+                .collect::<Option<Vec<u64>>>()
+        })
+        .collect())
+}

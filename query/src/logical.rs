@@ -1,0 +1,919 @@
+//! The logical plan: a closed enum of relational operators over bound expressions.
+//! Every node knows its output schema; the binder checks types so the executor can
+//! trust them.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit};
+use sluice_storage::Table;
+
+/// One output column of a plan node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanField {
+    /// Table name or alias the column can be qualified with.
+    pub qualifier: Option<String>,
+    /// Column name.
+    pub name: String,
+    /// Type.
+    pub data_type: DataType,
+}
+
+/// The output columns of a plan node.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanSchema {
+    /// Columns in order.
+    pub fields: Vec<PlanField>,
+}
+
+impl PlanSchema {
+    /// The Arrow schema of the node's batches (all columns nullable).
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(
+            self.fields
+                .iter()
+                .map(|f| Field::new(&f.name, f.data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    /// The same columns under another qualifier (a table alias).
+    pub fn requalified(&self, qualifier: &str) -> PlanSchema {
+        PlanSchema {
+            fields: self
+                .fields
+                .iter()
+                .map(|f| PlanField {
+                    qualifier: Some(qualifier.to_string()),
+                    ..f.clone()
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A constant: an Arrow array of one element.
+#[derive(Clone, Debug)]
+pub struct Literal {
+    /// The value, as a one-row array.
+    pub value: ArrayRef,
+    /// True for a quoted string whose type is still open (PostgreSQL's "unknown"):
+    /// the binder casts it to whatever type it is compared or combined with.
+    pub untyped: bool,
+}
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        self.untyped == other.untyped && self.value.to_data() == other.value.to_data()
+    }
+}
+
+impl Literal {
+    /// The literal's type.
+    pub fn data_type(&self) -> &DataType {
+        self.value.data_type()
+    }
+
+    /// True for NULL.
+    pub fn is_null(&self) -> bool {
+        self.value.is_null(0)
+    }
+}
+
+/// Binary operators after binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `+`
+    Plus,
+    /// `-`
+    Minus,
+    /// `*`
+    Multiply,
+    /// `/`
+    Divide,
+    /// `%`
+    Modulo,
+    /// `=`
+    Eq,
+    /// `<>`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+    /// `AND` (three-valued)
+    And,
+    /// `OR` (three-valued)
+    Or,
+    /// `||` on text
+    Concat,
+    /// `IS DISTINCT FROM`
+    IsDistinctFrom,
+    /// `IS NOT DISTINCT FROM`
+    IsNotDistinctFrom,
+}
+
+impl BinaryOp {
+    /// True for operators that yield a boolean from two comparable operands.
+    pub fn is_comparison(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::Eq
+                | BinaryOp::NotEq
+                | BinaryOp::Lt
+                | BinaryOp::LtEq
+                | BinaryOp::Gt
+                | BinaryOp::GtEq
+                | BinaryOp::IsDistinctFrom
+                | BinaryOp::IsNotDistinctFrom
+        )
+    }
+
+    /// The SQL spelling.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Plus => "+",
+            BinaryOp::Minus => "-",
+            BinaryOp::Multiply => "*",
+            BinaryOp::Divide => "/",
+            BinaryOp::Modulo => "%",
+            BinaryOp::Eq => "=",
+            BinaryOp::NotEq => "<>",
+            BinaryOp::Lt => "<",
+            BinaryOp::LtEq => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::GtEq => ">=",
+            BinaryOp::And => "AND",
+            BinaryOp::Or => "OR",
+            BinaryOp::Concat => "||",
+            BinaryOp::IsDistinctFrom => "IS DISTINCT FROM",
+            BinaryOp::IsNotDistinctFrom => "IS NOT DISTINCT FROM",
+        }
+    }
+}
+
+/// A field of a timestamp or interval for EXTRACT, date_part and date_trunc.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DateField {
+    /// Microseconds (for EXTRACT: seconds field in microseconds).
+    Microseconds,
+    /// Milliseconds.
+    Milliseconds,
+    /// Seconds.
+    Second,
+    /// Minutes.
+    Minute,
+    /// Hours.
+    Hour,
+    /// Day of month.
+    Day,
+    /// ISO week.
+    Week,
+    /// Month.
+    Month,
+    /// Quarter.
+    Quarter,
+    /// Year.
+    Year,
+    /// Decade.
+    Decade,
+    /// Century.
+    Century,
+    /// Millennium.
+    Millennium,
+    /// Day of week, Sunday = 0.
+    Dow,
+    /// Day of week, Monday = 1 .. Sunday = 7.
+    IsoDow,
+    /// Day of year.
+    Doy,
+    /// ISO 8601 week-numbering year.
+    IsoYear,
+    /// Seconds since the epoch.
+    Epoch,
+}
+
+impl DateField {
+    /// Parses a field name as PostgreSQL accepts it (any case, singular or plural).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.to_ascii_lowercase().trim_end_matches('s') {
+            "microsecond" | "us" | "usec" => DateField::Microseconds,
+            "millisecond" | "ms" | "msec" => DateField::Milliseconds,
+            "second" | "sec" => DateField::Second,
+            "minute" | "min" => DateField::Minute,
+            "hour" | "h" | "hr" => DateField::Hour,
+            "day" | "d" => DateField::Day,
+            "week" | "w" => DateField::Week,
+            "month" | "mon" => DateField::Month,
+            "quarter" | "qtr" => DateField::Quarter,
+            "year" | "y" | "yr" => DateField::Year,
+            "decade" => DateField::Decade,
+            "century" | "centurie" => DateField::Century,
+            "millennium" | "millenium" | "millennia" => DateField::Millennium,
+            "dow" => DateField::Dow,
+            "isodow" => DateField::IsoDow,
+            "doy" => DateField::Doy,
+            "isoyear" => DateField::IsoYear,
+            "epoch" => DateField::Epoch,
+            _ => return None,
+        })
+    }
+
+    /// True if `EXTRACT` of this field can have a fractional part (it then yields a
+    /// double; the other fields yield bigint).
+    pub fn is_fractional(self) -> bool {
+        matches!(
+            self,
+            DateField::Second | DateField::Milliseconds | DateField::Epoch
+        )
+    }
+}
+
+/// Scalar functions after binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarFunction {
+    /// lower(text)
+    Lower,
+    /// upper(text)
+    Upper,
+    /// length(text) in characters
+    Length,
+    /// concat(any...), NULLs ignored
+    Concat,
+    /// substring(text, from [, for]) in characters, 1-based
+    Substring,
+    /// trim/btrim(text [, chars])
+    Trim,
+    /// ltrim(text [, chars])
+    LTrim,
+    /// rtrim(text [, chars])
+    RTrim,
+    /// replace(text, from, to)
+    Replace,
+    /// left(text, n)
+    Left,
+    /// right(text, n)
+    Right,
+    /// coalesce(any...)
+    Coalesce,
+    /// nullif(a, b)
+    NullIf,
+    /// greatest(any...)
+    Greatest,
+    /// least(any...)
+    Least,
+    /// abs(number)
+    Abs,
+    /// round(number [, digits])
+    Round,
+    /// floor(number)
+    Floor,
+    /// ceil(number)
+    Ceil,
+    /// date_trunc(unit, timestamp)
+    DateTrunc,
+    /// EXTRACT(field FROM timestamp|interval): bigint, or double for fractional fields
+    Extract(DateField),
+    /// date_part(text, timestamp|interval): double
+    DatePart(DateField),
+    /// to_timestamp(double seconds since epoch)
+    ToTimestamp,
+}
+
+impl ScalarFunction {
+    /// The function's SQL name, used for output column names and EXPLAIN.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScalarFunction::Lower => "lower",
+            ScalarFunction::Upper => "upper",
+            ScalarFunction::Length => "length",
+            ScalarFunction::Concat => "concat",
+            ScalarFunction::Substring => "substring",
+            ScalarFunction::Trim => "btrim",
+            ScalarFunction::LTrim => "ltrim",
+            ScalarFunction::RTrim => "rtrim",
+            ScalarFunction::Replace => "replace",
+            ScalarFunction::Left => "left",
+            ScalarFunction::Right => "right",
+            ScalarFunction::Coalesce => "coalesce",
+            ScalarFunction::NullIf => "nullif",
+            ScalarFunction::Greatest => "greatest",
+            ScalarFunction::Least => "least",
+            ScalarFunction::Abs => "abs",
+            ScalarFunction::Round => "round",
+            ScalarFunction::Floor => "floor",
+            ScalarFunction::Ceil => "ceil",
+            ScalarFunction::DateTrunc => "date_trunc",
+            ScalarFunction::Extract(_) => "extract",
+            ScalarFunction::DatePart(_) => "date_part",
+            ScalarFunction::ToTimestamp => "to_timestamp",
+        }
+    }
+}
+
+/// Aggregate functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AggregateFunction {
+    /// COUNT(*)
+    CountStar,
+    /// COUNT(x): non-null values
+    Count,
+    /// SUM(x)
+    Sum,
+    /// AVG(x)
+    Avg,
+    /// MIN(x)
+    Min,
+    /// MAX(x)
+    Max,
+    /// approx_count_distinct(x): HyperLogLog
+    ApproxCountDistinct,
+    /// percentile_cont(f) WITHIN GROUP (ORDER BY x): exact, interpolated
+    PercentileCont(f64),
+    /// approx_percentile(x, f): t-digest
+    ApproxPercentile(f64),
+    /// bool_and(x)
+    BoolAnd,
+    /// bool_or(x)
+    BoolOr,
+}
+
+impl AggregateFunction {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunction::CountStar | AggregateFunction::Count => "count",
+            AggregateFunction::Sum => "sum",
+            AggregateFunction::Avg => "avg",
+            AggregateFunction::Min => "min",
+            AggregateFunction::Max => "max",
+            AggregateFunction::ApproxCountDistinct => "approx_count_distinct",
+            AggregateFunction::PercentileCont(_) => "percentile_cont",
+            AggregateFunction::ApproxPercentile(_) => "approx_percentile",
+            AggregateFunction::BoolAnd => "bool_and",
+            AggregateFunction::BoolOr => "bool_or",
+        }
+    }
+
+    /// The result type for an argument of type `arg` (ignored for COUNT(*)).
+    pub fn return_type(self, arg: Option<&DataType>) -> DataType {
+        match self {
+            AggregateFunction::CountStar
+            | AggregateFunction::Count
+            | AggregateFunction::ApproxCountDistinct => DataType::Int64,
+            AggregateFunction::Sum => match arg {
+                Some(DataType::Float64) => DataType::Float64,
+                Some(DataType::Interval(u)) => DataType::Interval(*u),
+                _ => DataType::Int64,
+            },
+            AggregateFunction::Avg
+            | AggregateFunction::PercentileCont(_)
+            | AggregateFunction::ApproxPercentile(_) => DataType::Float64,
+            AggregateFunction::Min | AggregateFunction::Max => {
+                arg.cloned().unwrap_or(DataType::Null)
+            }
+            AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
+        }
+    }
+}
+
+/// An aggregate call: function, argument (none for COUNT(*)) and DISTINCT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateExpr {
+    /// The function.
+    pub func: AggregateFunction,
+    /// The argument, over the aggregate's input.
+    pub arg: Option<Expr>,
+    /// `COUNT(DISTINCT x)`.
+    pub distinct: bool,
+}
+
+/// A bound expression. Column references are positions in the input schema.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// The input column at this position.
+    Column(usize),
+    /// A constant.
+    Literal(Literal),
+    /// `left op right`.
+    Binary {
+        /// Operator.
+        op: BinaryOp,
+        /// Left operand.
+        left: Box<Expr>,
+        /// Right operand.
+        right: Box<Expr>,
+    },
+    /// `NOT e` (three-valued).
+    Not(Box<Expr>),
+    /// `-e`.
+    Negate(Box<Expr>),
+    /// `e IS [NOT] NULL`.
+    IsNull {
+        /// Operand.
+        expr: Box<Expr>,
+        /// IS NOT NULL.
+        negated: bool,
+    },
+    /// `e [NOT] [I]LIKE pattern`.
+    Like {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Pattern.
+        pattern: Box<Expr>,
+        /// NOT LIKE.
+        negated: bool,
+        /// ILIKE.
+        case_insensitive: bool,
+    },
+    /// `e [NOT] IN (list)`.
+    InList {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Candidates, of the operand's type.
+        list: Vec<Expr>,
+        /// NOT IN.
+        negated: bool,
+    },
+    /// `CASE WHEN c THEN r ... [ELSE e] END`; a branch is evaluated only on its rows.
+    Case {
+        /// (condition, result) pairs.
+        branches: Vec<(Expr, Expr)>,
+        /// ELSE result (NULL if absent).
+        else_expr: Option<Box<Expr>>,
+    },
+    /// `CAST(e AS type)`.
+    Cast {
+        /// Operand.
+        expr: Box<Expr>,
+        /// Target type.
+        to: DataType,
+    },
+    /// A scalar function call.
+    Function {
+        /// Function.
+        func: ScalarFunction,
+        /// Arguments, already coerced.
+        args: Vec<Expr>,
+    },
+    /// An aggregate call; only exists while binding a SELECT, before the aggregate
+    /// node is built.
+    Aggregate(Box<AggregateExpr>),
+}
+
+impl Expr {
+    /// A non-null literal from a one-row array.
+    pub fn literal(value: ArrayRef) -> Expr {
+        Expr::Literal(Literal {
+            value,
+            untyped: false,
+        })
+    }
+
+    /// The expression's result type over `input`.
+    pub fn data_type(&self, input: &PlanSchema) -> DataType {
+        match self {
+            Expr::Column(i) => input
+                .fields
+                .get(*i)
+                .map_or(DataType::Null, |f| f.data_type.clone()),
+            Expr::Literal(l) => l.data_type().clone(),
+            Expr::Binary { op, left, right } => {
+                if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
+                    return DataType::Boolean;
+                }
+                if *op == BinaryOp::Concat {
+                    return DataType::Utf8;
+                }
+                let (l, r) = (left.data_type(input), right.data_type(input));
+                arithmetic_result_type(*op, &l, &r).unwrap_or(l)
+            }
+            Expr::Not(_) | Expr::IsNull { .. } | Expr::Like { .. } | Expr::InList { .. } => {
+                DataType::Boolean
+            }
+            Expr::Negate(e) => e.data_type(input),
+            Expr::Case {
+                branches,
+                else_expr,
+            } => branches
+                .iter()
+                .map(|(_, r)| r.data_type(input))
+                .chain(else_expr.iter().map(|e| e.data_type(input)))
+                .find(|t| *t != DataType::Null)
+                .unwrap_or(DataType::Null),
+            Expr::Cast { to, .. } => to.clone(),
+            Expr::Function { func, args } => function_return_type(*func, args, input),
+            Expr::Aggregate(a) => a
+                .func
+                .return_type(a.arg.as_ref().map(|e| e.data_type(input)).as_ref()),
+        }
+    }
+
+    /// Calls `f` on this expression and every sub-expression, parents first.
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Column(_) | Expr::Literal(_) => {}
+            Expr::Binary { left, right, .. } => {
+                left.walk(f);
+                right.walk(f);
+            }
+            Expr::Not(e) | Expr::Negate(e) | Expr::IsNull { expr: e, .. } => e.walk(f),
+            Expr::Cast { expr, .. } => expr.walk(f),
+            Expr::Like { expr, pattern, .. } => {
+                expr.walk(f);
+                pattern.walk(f);
+            }
+            Expr::InList { expr, list, .. } => {
+                expr.walk(f);
+                list.iter().for_each(|e| e.walk(f));
+            }
+            Expr::Case {
+                branches,
+                else_expr,
+            } => {
+                for (c, r) in branches {
+                    c.walk(f);
+                    r.walk(f);
+                }
+                if let Some(e) = else_expr {
+                    e.walk(f);
+                }
+            }
+            Expr::Function { args, .. } => args.iter().for_each(|e| e.walk(f)),
+            Expr::Aggregate(a) => {
+                if let Some(e) = &a.arg {
+                    e.walk(f)
+                }
+            }
+        }
+    }
+
+    /// The input columns this expression reads, sorted and deduplicated.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut cols = Vec::new();
+        self.walk(&mut |e| {
+            if let Expr::Column(i) = e {
+                cols.push(*i);
+            }
+        });
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+
+    /// True if the expression contains an aggregate call.
+    pub fn has_aggregate(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| found |= matches!(e, Expr::Aggregate(_)));
+        found
+    }
+
+    /// Rewrites column references with `map` (old position -> new position).
+    pub fn remap_columns(&self, map: &dyn Fn(usize) -> usize) -> Expr {
+        self.transform(&mut |e| match e {
+            Expr::Column(i) => Some(Expr::Column(map(*i))),
+            _ => None,
+        })
+    }
+
+    /// Rebuilds the expression bottom-up except where `f` returns a replacement
+    /// (which is used as is, without descending into it).
+    pub fn transform(&self, f: &mut dyn FnMut(&Expr) -> Option<Expr>) -> Expr {
+        if let Some(replaced) = f(self) {
+            return replaced;
+        }
+        let mut t = |e: &Expr| Box::new(e.transform(f));
+        match self {
+            Expr::Column(_) | Expr::Literal(_) => self.clone(),
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op: *op,
+                left: t(left),
+                right: t(right),
+            },
+            Expr::Not(e) => Expr::Not(t(e)),
+            Expr::Negate(e) => Expr::Negate(t(e)),
+            Expr::IsNull { expr, negated } => Expr::IsNull {
+                expr: t(expr),
+                negated: *negated,
+            },
+            Expr::Cast { expr, to } => Expr::Cast {
+                expr: t(expr),
+                to: to.clone(),
+            },
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => Expr::Like {
+                expr: t(expr),
+                pattern: t(pattern),
+                negated: *negated,
+                case_insensitive: *case_insensitive,
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => Expr::InList {
+                expr: t(expr),
+                list: list.iter().map(|e| *t(e)).collect(),
+                negated: *negated,
+            },
+            Expr::Case {
+                branches,
+                else_expr,
+            } => Expr::Case {
+                branches: branches.iter().map(|(c, r)| (*t(c), *t(r))).collect(),
+                else_expr: else_expr.as_ref().map(|e| t(e)),
+            },
+            Expr::Function { func, args } => Expr::Function {
+                func: *func,
+                args: args.iter().map(|e| *t(e)).collect(),
+            },
+            Expr::Aggregate(a) => Expr::Aggregate(Box::new(AggregateExpr {
+                func: a.func,
+                arg: a.arg.as_ref().map(|e| *t(e)),
+                distinct: a.distinct,
+            })),
+        }
+    }
+}
+
+/// The result type of arithmetic, or `None` if the operator does not apply.
+pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> {
+    use DataType::*;
+    let interval = Interval(IntervalUnit::MonthDayNano);
+    match (op, l, r) {
+        (_, Null, other) | (_, other, Null) => Some(other.clone()),
+        (
+            BinaryOp::Minus,
+            Timestamp(TimeUnit::Microsecond, _),
+            Timestamp(TimeUnit::Microsecond, _),
+        ) => Some(interval),
+        (BinaryOp::Plus | BinaryOp::Minus, Timestamp(u, tz), Interval(_)) => {
+            Some(Timestamp(*u, tz.clone()))
+        }
+        (BinaryOp::Plus, Interval(_), Timestamp(u, tz)) => Some(Timestamp(*u, tz.clone())),
+        (BinaryOp::Plus | BinaryOp::Minus, Date32, Int32 | Int64) => Some(Date32),
+        (BinaryOp::Minus, Date32, Date32) => Some(Int32),
+        (BinaryOp::Plus | BinaryOp::Minus, Interval(_), Interval(_)) => Some(interval),
+        (BinaryOp::Multiply | BinaryOp::Divide, Interval(_), Int32 | Int64 | Float64) => {
+            Some(interval)
+        }
+        (BinaryOp::Multiply, Int32 | Int64 | Float64, Interval(_)) => Some(interval),
+        (_, a, b) if is_numeric(a) && is_numeric(b) => Some(wider_numeric(a, b)),
+        _ => None,
+    }
+}
+
+/// True for the numeric types the engine computes with.
+pub fn is_numeric(t: &DataType) -> bool {
+    matches!(t, DataType::Int32 | DataType::Int64 | DataType::Float64)
+}
+
+/// The wider of two numeric types (int < bigint < double).
+pub fn wider_numeric(a: &DataType, b: &DataType) -> DataType {
+    match (a, b) {
+        (DataType::Float64, _) | (_, DataType::Float64) => DataType::Float64,
+        (DataType::Int64, _) | (_, DataType::Int64) => DataType::Int64,
+        _ => DataType::Int32,
+    }
+}
+
+fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema) -> DataType {
+    let first = || args.first().map_or(DataType::Null, |a| a.data_type(input));
+    match func {
+        ScalarFunction::Lower
+        | ScalarFunction::Upper
+        | ScalarFunction::Concat
+        | ScalarFunction::Substring
+        | ScalarFunction::Trim
+        | ScalarFunction::LTrim
+        | ScalarFunction::RTrim
+        | ScalarFunction::Replace
+        | ScalarFunction::Left
+        | ScalarFunction::Right => DataType::Utf8,
+        ScalarFunction::Length => DataType::Int32,
+        ScalarFunction::Coalesce | ScalarFunction::Greatest | ScalarFunction::Least => args
+            .iter()
+            .map(|a| a.data_type(input))
+            .find(|t| *t != DataType::Null)
+            .unwrap_or(DataType::Null),
+        ScalarFunction::NullIf | ScalarFunction::Abs | ScalarFunction::Round => first(),
+        ScalarFunction::Floor | ScalarFunction::Ceil => first(),
+        ScalarFunction::DateTrunc => args.get(1).map_or(DataType::Null, |a| a.data_type(input)),
+        ScalarFunction::Extract(f) if f.is_fractional() => DataType::Float64,
+        ScalarFunction::Extract(_) => DataType::Int64,
+        ScalarFunction::DatePart(_) => DataType::Float64,
+        ScalarFunction::ToTimestamp => DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some(sluice_storage::types::UTC.into()),
+        ),
+    }
+}
+
+/// How a join matches rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinKind {
+    /// Only matching pairs.
+    Inner,
+    /// Every left row, with NULLs where no right row matches.
+    Left,
+}
+
+/// One ORDER BY key over the input's columns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SortKey {
+    /// The key.
+    pub expr: Expr,
+    /// DESC.
+    pub descending: bool,
+    /// NULLS FIRST (PostgreSQL's default is NULLS LAST for ASC, FIRST for DESC).
+    pub nulls_first: bool,
+}
+
+/// A table as a plan reads it.
+#[derive(Clone)]
+pub enum TableSource {
+    /// A stored table, read through its segments.
+    Stored(Arc<Table>),
+}
+
+impl fmt::Debug for TableSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TableSource::Stored(t) => write!(f, "Stored({})", t.name()),
+        }
+    }
+}
+
+/// The logical plan.
+#[derive(Clone, Debug)]
+pub enum LogicalPlan {
+    /// Every row of a table; all its columns.
+    Scan {
+        /// The table.
+        source: TableSource,
+        /// Its columns, qualified by the table name or alias.
+        schema: PlanSchema,
+    },
+    /// Constant rows (`VALUES`, or one empty row for a SELECT without FROM).
+    Values {
+        /// Output columns.
+        schema: PlanSchema,
+        /// Rows of constant expressions.
+        rows: Vec<Vec<Expr>>,
+    },
+    /// Rows for which the predicate is true.
+    Filter {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// A boolean expression over the input.
+        predicate: Expr,
+    },
+    /// Computed columns.
+    Project {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// One expression per output column.
+        exprs: Vec<Expr>,
+        /// Output columns.
+        schema: PlanSchema,
+    },
+    /// GROUP BY: output is the group columns followed by the aggregates.
+    Aggregate {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// Group keys (empty: one group over all rows).
+        group: Vec<Expr>,
+        /// Aggregate calls.
+        aggregates: Vec<AggregateExpr>,
+        /// Output columns.
+        schema: PlanSchema,
+    },
+    /// ORDER BY, keeping at most `fetch` rows when set (top-N).
+    Sort {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// Keys, first is most significant.
+        keys: Vec<SortKey>,
+        /// Rows to keep.
+        fetch: Option<usize>,
+    },
+    /// OFFSET/LIMIT.
+    Limit {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// Rows to skip.
+        skip: usize,
+        /// Rows to return after skipping.
+        fetch: Option<usize>,
+    },
+    /// A join of two inputs; output is the left columns then the right.
+    Join {
+        /// Left input.
+        left: Box<LogicalPlan>,
+        /// Right input (the hash table side).
+        right: Box<LogicalPlan>,
+        /// Inner or left outer.
+        kind: JoinKind,
+        /// Equality keys (left expr over left input, right expr over right input).
+        on: Vec<(Expr, Expr)>,
+        /// Any other condition, over the joined columns.
+        filter: Option<Expr>,
+        /// Output columns.
+        schema: PlanSchema,
+    },
+    /// UNION ALL of inputs with the same column count.
+    Union {
+        /// Inputs.
+        inputs: Vec<LogicalPlan>,
+        /// Output columns (types unified).
+        schema: PlanSchema,
+    },
+}
+
+impl LogicalPlan {
+    /// The node's output columns.
+    pub fn schema(&self) -> &PlanSchema {
+        match self {
+            LogicalPlan::Scan { schema, .. }
+            | LogicalPlan::Values { schema, .. }
+            | LogicalPlan::Project { schema, .. }
+            | LogicalPlan::Aggregate { schema, .. }
+            | LogicalPlan::Join { schema, .. }
+            | LogicalPlan::Union { schema, .. } => schema,
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Limit { input, .. } => input.schema(),
+        }
+    }
+
+    /// Renders the plan as indented text, one node per line (for EXPLAIN).
+    pub fn display_indent(&self) -> String {
+        let mut out = String::new();
+        self.fmt_indent(&mut out, 0);
+        out
+    }
+
+    fn fmt_indent(&self, out: &mut String, depth: usize) {
+        let pad = "  ".repeat(depth);
+        let cols = |s: &PlanSchema| {
+            s.fields
+                .iter()
+                .map(|f| f.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let line = match self {
+            LogicalPlan::Scan { source, schema } => {
+                format!("Scan: {source:?} columns=[{}]", cols(schema))
+            }
+            LogicalPlan::Values { rows, .. } => format!("Values: rows={}", rows.len()),
+            LogicalPlan::Filter { predicate, .. } => format!("Filter: {predicate:?}"),
+            LogicalPlan::Project { schema, .. } => format!("Project: [{}]", cols(schema)),
+            LogicalPlan::Aggregate {
+                group, aggregates, ..
+            } => format!(
+                "Aggregate: groups={} aggregates=[{}]",
+                group.len(),
+                aggregates
+                    .iter()
+                    .map(|a| a.func.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            LogicalPlan::Sort { keys, fetch, .. } => {
+                format!("Sort: keys={} fetch={fetch:?}", keys.len())
+            }
+            LogicalPlan::Limit { skip, fetch, .. } => format!("Limit: skip={skip} fetch={fetch:?}"),
+            LogicalPlan::Join { kind, on, .. } => format!("HashJoin: {kind:?} keys={}", on.len()),
+            LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
+        };
+        out.push_str(&pad);
+        out.push_str(&line);
+        out.push('\n');
+        match self {
+            LogicalPlan::Scan { .. } | LogicalPlan::Values { .. } => {}
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Project { input, .. }
+            | LogicalPlan::Aggregate { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Limit { input, .. } => input.fmt_indent(out, depth + 1),
+            LogicalPlan::Join { left, right, .. } => {
+                left.fmt_indent(out, depth + 1);
+                right.fmt_indent(out, depth + 1);
+            }
+            LogicalPlan::Union { inputs, .. } => {
+                inputs.iter().for_each(|i| i.fmt_indent(out, depth + 1))
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The fast path: filters and aggregations pushed into a scan of a table's segments.
+//!
+//! The segments' blocks are morsels; worker threads (one per core) take them from a
+//! shared counter, filter each block, and either return the selected rows or fold
+//! them into a per-worker partial aggregate. Partials merge at the end.
+//!
+//! Dictionary-encoded TEXT columns are never decoded row by row when avoidable: a
+//! predicate or key that reads one TEXT column and cannot fail (`status = 'NEW'`,
+//! `item LIKE 'Pi%'`, `lower(k)`) is evaluated once per dictionary entry and mapped
+//! through the row keys, and GROUP BY a TEXT column groups on dictionary ids.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, RecordBatchOptions,
+    UInt32Array,
+};
+use arrow::compute::kernels::boolean::and_kleene;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use sluice_storage::Table;
+
+use crate::aggregate::Aggregator;
+use crate::context::QueryContext;
+use crate::error::{Error, Result};
+use crate::eval::{decode_dictionary, evaluate, filter_batch, null_as_false};
+use crate::logical::{BinaryOp, Expr, ScalarFunction};
+
+/// One block of one segment.
+struct Morsel {
+    block: RecordBatch,
+}
+
+fn morsels(table: &Table) -> Vec<Morsel> {
+    table
+        .snapshot()
+        .segments
+        .into_iter()
+        .flat_map(|s| s.blocks)
+        .filter(|b| b.num_rows() > 0)
+        .map(|block| Morsel { block })
+        .collect()
+}
+
+/// Runs `work` on every morsel on up to `threads` workers, each with its own state
+/// from `init`; returns the workers' states.
+fn run_parallel<S: Send>(
+    morsels: &[Morsel],
+    ctx: &QueryContext,
+    init: impl Fn() -> Result<S> + Sync,
+    work: impl Fn(&mut S, usize, &RecordBatch) -> Result<()> + Sync,
+) -> Result<Vec<S>> {
+    let workers = ctx.options().threads.clamp(1, morsels.len().max(1));
+    let next = AtomicUsize::new(0);
+    let run = || -> Result<S> {
+        let mut state = init()?;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(m) = morsels.get(i) else {
+                return Ok(state);
+            };
+            ctx.check()?;
+            work(&mut state, i, &m.block)?;
+        }
+    };
+    if workers == 1 {
+        return Ok(vec![run()?]);
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers).map(|_| s.spawn(run)).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| Error::Internal("a scan worker panicked".into()))?
+            })
+            .collect()
+    })
+}
+
+/// Columns `needed` of `block`, and `exprs` rewritten to read from that projection.
+fn project_block(block: &RecordBatch, needed: &[usize]) -> Result<RecordBatch> {
+    Ok(block.project(needed)?)
+}
+
+fn remap(expr: &Expr, needed: &[usize]) -> Expr {
+    expr.remap_columns(&|i| needed.iter().position(|n| *n == i).unwrap_or(usize::MAX))
+}
+
+/// The selection mask of `predicate` over a block (NULL counts as false).
+fn predicate_mask(
+    predicate: &Expr,
+    block: &RecordBatch,
+    ctx: &QueryContext,
+) -> Result<BooleanArray> {
+    let mut conjuncts = Vec::new();
+    split_conjunction(predicate, &mut conjuncts);
+    let mut mask: Option<BooleanArray> = None;
+    for c in conjuncts {
+        let m = evaluate_lifted(c, block, ctx)?;
+        let m = decode_dictionary(&m)?;
+        let m = m
+            .as_boolean_opt()
+            .ok_or_else(|| Error::Internal("predicate is not boolean".into()))?
+            .clone();
+        mask = Some(match mask {
+            None => m,
+            Some(prev) => and_kleene(&prev, &m)?,
+        });
+    }
+    let mask = mask.unwrap_or_else(|| BooleanArray::from(vec![true; block.num_rows()]));
+    Ok(null_as_false(&mask))
+}
+
+/// Splits `a AND b AND c` into its parts.
+pub fn split_conjunction<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => {
+            split_conjunction(left, out);
+            split_conjunction(right, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// True if evaluating `e` cannot raise an error on any input, so it may be run on
+/// dictionary entries whose rows a filter has removed.
+fn is_infallible(e: &Expr) -> bool {
+    let mut ok = true;
+    e.walk(&mut |n| {
+        ok &= match n {
+            Expr::Column(_)
+            | Expr::Literal(_)
+            | Expr::Not(_)
+            | Expr::IsNull { .. }
+            | Expr::Like { .. }
+            | Expr::InList { .. }
+            | Expr::Case { .. } => true,
+            Expr::Binary { op, .. } => {
+                op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or | BinaryOp::Concat)
+            }
+            Expr::Function { func, .. } => matches!(
+                func,
+                ScalarFunction::Lower
+                    | ScalarFunction::Upper
+                    | ScalarFunction::Length
+                    | ScalarFunction::Concat
+                    | ScalarFunction::Coalesce
+                    | ScalarFunction::Trim
+                    | ScalarFunction::LTrim
+                    | ScalarFunction::RTrim
+            ),
+            _ => false,
+        };
+    });
+    ok
+}
+
+/// Evaluates `expr`; if it reads exactly one dictionary-encoded column and cannot
+/// fail, evaluates it once per dictionary entry and returns a dictionary array.
+pub fn evaluate_lifted(expr: &Expr, block: &RecordBatch, ctx: &QueryContext) -> Result<ArrayRef> {
+    let cols = expr.columns();
+    if let [c] = cols.as_slice() {
+        let col = block.column(*c);
+        if matches!(col.data_type(), DataType::Dictionary(_, _)) && is_infallible(expr) {
+            if let Expr::Column(_) = expr {
+                return Ok(Arc::clone(col));
+            }
+            let dict = col
+                .as_dictionary_opt::<UInt32Type>()
+                .ok_or_else(|| Error::Internal("unexpected dictionary key type".into()))?;
+            let values = dict.values();
+            let null_slot = values.len() as u32;
+            // One extra NULL entry stands for NULL keys, so `k IS NULL` and
+            // `coalesce(k, 'x')` come out right.
+            let extended = arrow::compute::concat(&[
+                values.as_ref(),
+                arrow::array::new_null_array(values.data_type(), 1).as_ref(),
+            ])?;
+            let schema = Arc::new(Schema::new(vec![Field::new(
+                "v",
+                values.data_type().clone(),
+                true,
+            )]));
+            let entries = RecordBatch::try_new(schema, vec![extended])?;
+            let per_entry = evaluate(&expr.remap_columns(&|_| 0), &entries, ctx)?;
+            let keys: UInt32Array = dict
+                .keys()
+                .iter()
+                .map(|k| Some(k.unwrap_or(null_slot)))
+                .collect();
+            let out = DictionaryArray::<UInt32Type>::try_new(keys, per_entry)?;
+            return Ok(Arc::new(out));
+        }
+    }
+    evaluate(expr, block, ctx)
+}
+
+/// Scans a table: rows where `filter` holds, columns `projection`, dictionaries
+/// decoded. Batches come back in segment and block order.
+pub fn scan(
+    table: &Table,
+    filter: Option<&Expr>,
+    projection: &[usize],
+    output: SchemaRef,
+    ctx: &QueryContext,
+) -> Result<Vec<RecordBatch>> {
+    let morsels = morsels(table);
+    let mut needed: Vec<usize> = projection.to_vec();
+    if let Some(f) = filter {
+        needed.extend(f.columns());
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let filter = filter.map(|f| remap(f, &needed));
+    let out_positions: Vec<usize> = projection
+        .iter()
+        .map(|p| needed.iter().position(|n| n == p).unwrap_or(0))
+        .collect();
+    let states = run_parallel(
+        &morsels,
+        ctx,
+        || Ok(Vec::<(usize, RecordBatch)>::new()),
+        |out, i, block| {
+            let block = project_block(block, &needed)?;
+            let selected = match &filter {
+                Some(f) => {
+                    let mask = predicate_mask(f, &block, ctx)?;
+                    if mask.true_count() == 0 {
+                        return Ok(());
+                    }
+                    filter_batch(&block, &mask)?
+                }
+                None => block,
+            };
+            let columns = out_positions
+                .iter()
+                .map(|p| decode_dictionary(selected.column(*p)))
+                .collect::<Result<Vec<_>>>()?;
+            let batch = RecordBatch::try_new_with_options(
+                Arc::clone(&output),
+                columns,
+                &RecordBatchOptions::new().with_row_count(Some(selected.num_rows())),
+            )?;
+            out.push((i, batch));
+            Ok(())
+        },
+    )?;
+    let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
+    all.sort_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, b)| b).collect())
+}
+
+/// Aggregates a table's rows where `filter` holds, in parallel over blocks, merging
+/// the workers' partial aggregates. `group` and `args` are over the table's columns.
+pub fn scan_aggregate(
+    table: &Table,
+    filter: Option<&Expr>,
+    group: &[Expr],
+    args: &[Option<Expr>],
+    template: &Aggregator,
+    output: SchemaRef,
+    ctx: &QueryContext,
+) -> Result<RecordBatch> {
+    let morsels = morsels(table);
+    let mut needed: Vec<usize> = Vec::new();
+    for e in group.iter().chain(args.iter().flatten()).chain(filter) {
+        needed.extend(e.columns());
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let filter = filter.map(|f| remap(f, &needed));
+    let group: Vec<Expr> = group.iter().map(|e| remap(e, &needed)).collect();
+    let args: Vec<Option<Expr>> = args
+        .iter()
+        .map(|a| a.as_ref().map(|e| remap(e, &needed)))
+        .collect();
+    let partials = run_parallel(
+        &morsels,
+        ctx,
+        || template.empty_like(),
+        |agg, _, block| {
+            let block = project_block(block, &needed)?;
+            let selected = match &filter {
+                Some(f) => {
+                    let mask = predicate_mask(f, &block, ctx)?;
+                    if mask.true_count() == 0 {
+                        return Ok(());
+                    }
+                    filter_batch(&block, &mask)?
+                }
+                None => block,
+            };
+            let keys = group
+                .iter()
+                .map(|e| evaluate_lifted(e, &selected, ctx))
+                .collect::<Result<Vec<_>>>()?;
+            let values = args
+                .iter()
+                .map(|a| {
+                    a.as_ref()
+                        .map(|e| evaluate_lifted(e, &selected, ctx))
+                        .transpose()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            agg.update(&keys, &values, selected.num_rows())
+        },
+    )?;
+    let mut iter = partials.into_iter();
+    let mut total = match iter.next() {
+        Some(first) => first,
+        None => template.empty_like()?,
+    };
+    for p in iter {
+        ctx.check()?;
+        total.merge(p)?;
+    }
+    total.finish(output)
+}
