@@ -1408,7 +1408,14 @@ impl<'a> Binder<'a> {
     /// CAST: constants are converted at once (so a bad literal fails at plan time).
     fn explicit_cast(&mut self, e: Expr, schema: &PlanSchema, to: &DataType) -> Result<Expr> {
         if &e.data_type(schema) == to {
-            return Ok(e);
+            // `'x'::text` is typed text from here on, no longer an open literal.
+            return Ok(match e {
+                Expr::Literal(l) => Expr::Literal(Literal {
+                    value: l.value,
+                    untyped: false,
+                }),
+                other => other,
+            });
         }
         match e {
             Expr::Literal(l) => Ok(lit(cast_array(&l.value, to, self.utc_offset_secs)?)),

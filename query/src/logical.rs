@@ -646,6 +646,106 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The expression as SQL-like text with column names from `input` (for EXPLAIN).
+    pub fn display(&self, input: &PlanSchema) -> String {
+        let d = |e: &Expr| e.display(input);
+        let list = |es: &[Expr]| {
+            es.iter()
+                .map(|e| e.display(input))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match self {
+            Expr::Column(i) => input
+                .fields
+                .get(*i)
+                .map_or(format!("#{i}"), |f| f.name.clone()),
+            Expr::Literal(l) => match crate::format::format_value(l.value.as_ref(), 0, 0) {
+                Ok(None) => "NULL".into(),
+                Ok(Some(t))
+                    if matches!(
+                        l.data_type(),
+                        DataType::Utf8
+                            | DataType::Timestamp(..)
+                            | DataType::Interval(_)
+                            | DataType::Date32
+                    ) =>
+                {
+                    format!("'{t}'")
+                }
+                Ok(Some(t)) => t,
+                Err(_) => "?".into(),
+            },
+            Expr::Binary { op, left, right } => {
+                format!("({} {} {})", d(left), op.symbol(), d(right))
+            }
+            Expr::Not(e) => format!("NOT {}", d(e)),
+            Expr::Negate(e) => format!("-{}", d(e)),
+            Expr::IsNull { expr, negated } => {
+                format!("{} IS {}NULL", d(expr), if *negated { "NOT " } else { "" })
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive,
+            } => format!(
+                "{} {}{} {}",
+                d(expr),
+                if *negated { "NOT " } else { "" },
+                if *case_insensitive { "ILIKE" } else { "LIKE" },
+                d(pattern)
+            ),
+            Expr::InList {
+                expr,
+                list: l,
+                negated,
+            } => {
+                format!(
+                    "{} {}IN ({})",
+                    d(expr),
+                    if *negated { "NOT " } else { "" },
+                    list(l)
+                )
+            }
+            Expr::Case {
+                branches,
+                else_expr,
+            } => {
+                let mut s = "CASE".to_string();
+                for (c, r) in branches {
+                    s.push_str(&format!(" WHEN {} THEN {}", d(c), d(r)));
+                }
+                if let Some(e) = else_expr {
+                    s.push_str(&format!(" ELSE {}", d(e)));
+                }
+                s + " END"
+            }
+            Expr::Cast { expr, to } => {
+                format!("CAST({} AS {})", d(expr), crate::format::sql_type_name(to))
+            }
+            Expr::Function { func, args } => format!("{}({})", func.name(), list(args)),
+            Expr::Aggregate(a) => a.display(input),
+        }
+    }
+}
+
+impl AggregateExpr {
+    /// The call as SQL-like text (for EXPLAIN).
+    pub fn display(&self, input: &PlanSchema) -> String {
+        match &self.arg {
+            None => format!("{}(*)", self.func.name()),
+            Some(a) => format!(
+                "{}({}{})",
+                self.func.name(),
+                if self.distinct { "DISTINCT " } else { "" },
+                a.display(input)
+            ),
+        }
+    }
+}
+
 /// The result type of arithmetic, or `None` if the operator does not apply.
 pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Option<DataType> {
     use DataType::*;
@@ -874,27 +974,89 @@ impl LogicalPlan {
         };
         let line = match self {
             LogicalPlan::Scan { source, schema } => {
-                format!("Scan: {source:?} columns=[{}]", cols(schema))
+                let TableSource::Stored(t) = source;
+                format!("Scan: {} columns=[{}]", t.name(), cols(schema))
             }
             LogicalPlan::Values { rows, .. } => format!("Values: rows={}", rows.len()),
-            LogicalPlan::Filter { predicate, .. } => format!("Filter: {predicate:?}"),
-            LogicalPlan::Project { schema, .. } => format!("Project: [{}]", cols(schema)),
-            LogicalPlan::Aggregate {
-                group, aggregates, ..
+            LogicalPlan::Filter { input, predicate } => {
+                format!("Filter: {}", predicate.display(input.schema()))
+            }
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
             } => format!(
-                "Aggregate: groups={} aggregates=[{}]",
-                group.len(),
-                aggregates
+                "Project: {}",
+                exprs
                     .iter()
-                    .map(|a| a.func.name())
+                    .zip(&schema.fields)
+                    .map(|(e, f)| {
+                        let text = e.display(input.schema());
+                        if text == f.name {
+                            text
+                        } else {
+                            format!("{text} AS {}", f.name)
+                        }
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            LogicalPlan::Sort { keys, fetch, .. } => {
-                format!("Sort: keys={} fetch={fetch:?}", keys.len())
-            }
-            LogicalPlan::Limit { skip, fetch, .. } => format!("Limit: skip={skip} fetch={fetch:?}"),
-            LogicalPlan::Join { kind, on, .. } => format!("HashJoin: {kind:?} keys={}", on.len()),
+            LogicalPlan::Aggregate {
+                input,
+                group,
+                aggregates,
+                ..
+            } => format!(
+                "Aggregate: group=[{}] aggregates=[{}]",
+                group
+                    .iter()
+                    .map(|g| g.display(input.schema()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                aggregates
+                    .iter()
+                    .map(|a| a.display(input.schema()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            LogicalPlan::Sort { input, keys, fetch } => format!(
+                "Sort: {}{}",
+                keys.iter()
+                    .map(|k| format!(
+                        "{} {} NULLS {}",
+                        k.expr.display(input.schema()),
+                        if k.descending { "DESC" } else { "ASC" },
+                        if k.nulls_first { "FIRST" } else { "LAST" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fetch.map_or(String::new(), |f| format!(" (top {f})"))
+            ),
+            LogicalPlan::Limit { skip, fetch, .. } => format!(
+                "Limit: offset={skip} limit={}",
+                fetch.map_or("ALL".to_string(), |f| f.to_string())
+            ),
+            LogicalPlan::Join {
+                kind,
+                on,
+                filter,
+                left,
+                right,
+                schema,
+            } => format!(
+                "HashJoin: {kind:?} on=[{}]{}",
+                on.iter()
+                    .map(|(l, r)| format!(
+                        "{} = {}",
+                        l.display(left.schema()),
+                        r.display(right.schema())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                filter
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" filter={}", f.display(schema)))
+            ),
             LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
         };
         out.push_str(&pad);
