@@ -7,7 +7,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
-use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, UInt32Type};
+use arrow::array::{ArrowPrimitiveType, PrimitiveArray};
+use arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    UInt32Type,
+};
 
 use super::hll::HyperLogLog;
 use super::keys::{fixed_state, KeyColumn};
@@ -55,7 +59,19 @@ pub fn new_accumulator(
             Box::new(SumAvg::new(func == AggregateFunction::Avg, &arg_type)?)
         }
         AggregateFunction::Min | AggregateFunction::Max => {
-            Box::new(MinMax::new(func == AggregateFunction::Max, arg_type))
+            let max = func == AggregateFunction::Max;
+            match arg_type {
+                DataType::Int32 => Box::new(PrimitiveMinMax::<Int32Type>::new(max, arg_type)),
+                DataType::Int64 => Box::new(PrimitiveMinMax::<Int64Type>::new(max, arg_type)),
+                DataType::Float64 => Box::new(PrimitiveMinMax::<Float64Type>::new(max, arg_type)),
+                DataType::Date32 => Box::new(PrimitiveMinMax::<Date32Type>::new(max, arg_type)),
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    Box::new(PrimitiveMinMax::<TimestampMicrosecondType>::new(
+                        max, arg_type,
+                    ))
+                }
+                other => Box::new(MinMax::new(max, other)),
+            }
         }
         AggregateFunction::ApproxCountDistinct => Box::new(Hll::default()),
         AggregateFunction::PercentileCont(f) => Box::new(Percentile {
@@ -252,6 +268,75 @@ impl GroupAccumulator for SumAvg {
     }
     fn size(&self) -> usize {
         self.ints.capacity() * 16 + self.floats.capacity() * 8 + self.counts.capacity() * 8
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// MIN and MAX over a fixed-width type: one typed value per group. Doubles order as
+/// PostgreSQL orders them (NaN above every number).
+struct PrimitiveMinMax<T: ArrowPrimitiveType> {
+    max: bool,
+    data_type: DataType,
+    best: Vec<Option<T::Native>>,
+}
+
+impl<T: ArrowPrimitiveType> PrimitiveMinMax<T> {
+    fn new(max: bool, data_type: DataType) -> Self {
+        PrimitiveMinMax {
+            max,
+            data_type,
+            best: Vec::new(),
+        }
+    }
+
+    fn offer(&mut self, g: usize, v: T::Native) {
+        use arrow::datatypes::ArrowNativeTypeOp;
+        let slot = &mut self.best[g];
+        let replace = match slot {
+            None => true,
+            Some(cur) if self.max => v.compare(*cur).is_gt(),
+            Some(cur) => v.compare(*cur).is_lt(),
+        };
+        if replace {
+            *slot = Some(v);
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> GroupAccumulator for PrimitiveMinMax<T> {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.best.resize(n, None);
+        let v = plain(values)?;
+        let a = v
+            .as_primitive_opt::<T>()
+            .ok_or_else(|| Error::Internal(format!("min/max input is {}", v.data_type())))?;
+        for (i, g) in groups.iter().enumerate() {
+            if a.is_valid(i) {
+                self.offer(*g as usize, a.value(i));
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<PrimitiveMinMax<T>>(other)?;
+        self.best.resize(n, None);
+        for (g, v) in other.best.iter().enumerate() {
+            if let Some(v) = v {
+                self.offer(mapping[g] as usize, *v);
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.best.resize(n, None);
+        let out = PrimitiveArray::<T>::from_iter(self.best.iter().copied())
+            .with_data_type(self.data_type.clone());
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        self.best.capacity() * 16
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
