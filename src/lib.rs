@@ -22,13 +22,14 @@
 //! ```
 
 pub mod pretty;
+pub mod server;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use arrow::record_batch::RecordBatch;
-pub use sluice_query::{Error, QueryOptions, StatementResult};
+pub use sluice_query::{Error, Param, QueryOptions, Session, StatementResult};
 pub use sluice_storage::Value;
 
 use sluice_query::Engine;
@@ -80,7 +81,27 @@ impl Database {
     /// # Errors
     /// The failing statement's error; [`Error::sqlstate`] gives its SQLSTATE.
     pub fn execute(&self, sql: &str) -> Result<Vec<StatementResult>> {
-        self.engine.execute_sql(sql, &self.options)
+        self.execute_in(&mut self.session(), sql)
+    }
+
+    /// A new session: the state `SET` changes (time zone, statement timeout, ...),
+    /// starting from this database's options. [`Database::execute`] uses a fresh one
+    /// per call; keep one to carry settings across calls.
+    pub fn session(&self) -> Session {
+        Session::new(self.options.clone(), "sluice", "sluice")
+    }
+
+    /// A new session for a named user and database (as a protocol client gives them).
+    pub fn session_for(&self, user: &str, database: &str) -> Session {
+        Session::new(self.options.clone(), user, database)
+    }
+
+    /// Runs every statement in `sql` in `session`.
+    ///
+    /// # Errors
+    /// As [`Database::execute`].
+    pub fn execute_in(&self, session: &mut Session, sql: &str) -> Result<Vec<StatementResult>> {
+        self.engine.execute_sql(sql, session)
     }
 
     /// Runs `sql` and returns the rows of its last statement.
@@ -113,7 +134,7 @@ impl Database {
             )));
         }
         let stmt = stmts.remove(0);
-        self.engine.execute(&stmt, &self.options, cancel)
+        self.engine.execute(&stmt, &mut self.session(), &[], cancel)
     }
 
     /// Appends rows to `table` through the same path as INSERT: each row has one value

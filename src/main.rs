@@ -16,6 +16,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the PostgreSQL protocol (psql, BI tools, drivers) and HTTP /health.
+    ///
+    /// Defaults: data in ./sluice-data, PostgreSQL protocol on 127.0.0.1:5433, HTTP
+    /// on 127.0.0.1:9433. Flags override the config file. Stops cleanly on SIGINT or
+    /// SIGTERM.
+    Serve {
+        /// A TOML file with `data_dir`, `pg_addr` and `http_addr`.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The data directory (created if missing).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address for the PostgreSQL protocol.
+        #[arg(long)]
+        pg_addr: Option<String>,
+        /// Address for HTTP (/health).
+        #[arg(long)]
+        http_addr: Option<String>,
+    },
     /// Run SQL statements against a data directory and print the results.
     ///
     /// Statements are separated by semicolons. Each query's rows are printed as a
@@ -42,6 +61,39 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
+        Command::Serve {
+            config,
+            data_dir,
+            pg_addr,
+            http_addr,
+        } => {
+            let mut cfg = match config {
+                Some(path) => match sluice::server::ServerConfig::from_file(&path) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("ERROR:  {e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => sluice::server::ServerConfig::default(),
+            };
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            if let Some(a) = pg_addr {
+                cfg.pg_addr = a;
+            }
+            if let Some(a) = http_addr {
+                cfg.http_addr = a;
+            }
+            match sluice::server::run(cfg) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("ERROR:  {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -54,9 +106,10 @@ fn run_sql(data_dir: &std::path::Path, sql: &str) -> ExitCode {
         Ok(s) => s,
         Err(e) => return report(&e),
     };
+    let mut session = db.session();
     for stmt in &statements {
         let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        match db.engine().execute(stmt, db.options(), cancel) {
+        match db.engine().execute(stmt, &mut session, &[], cancel) {
             Ok(StatementResult::Rows { schema, batches }) => {
                 let batches = if batches.is_empty() {
                     vec![sluice::RecordBatch::new_empty(schema)]

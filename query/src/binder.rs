@@ -29,6 +29,7 @@ use crate::logical::{
     DateField, Expr, JoinKind, Literal, LogicalPlan, PlanField, PlanSchema, ScalarFunction,
     SortKey, TableSource,
 };
+use crate::session::{Session, SERVER_VERSION};
 
 /// Binds statements against a catalog at a point in time (`now()`).
 pub struct Binder<'a> {
@@ -36,6 +37,12 @@ pub struct Binder<'a> {
     ctes: Vec<(String, LogicalPlan)>,
     now_micros: i64,
     utc_offset_secs: i64,
+    /// Values of `$n` when executing; `None` when describing a prepared statement.
+    params: Option<Vec<Param>>,
+    /// The session, for `current_user`, `current_setting()` and friends.
+    session: Option<&'a Session>,
+    /// The type each `$n` was found to need (describing) or was given.
+    param_types: Vec<Option<DataType>>,
 }
 
 /// A name as PostgreSQL folds it: lower case unless quoted.
@@ -116,6 +123,68 @@ impl<'a> Binder<'a> {
             ctes: Vec::new(),
             now_micros,
             utc_offset_secs,
+            params: None,
+            param_types: Vec::new(),
+            session: None,
+        }
+    }
+
+    /// Lets session functions (`current_user`, `current_setting`, ...) see `session`.
+    pub fn with_session(mut self, session: &'a Session) -> Self {
+        self.session = Some(session);
+        self
+    }
+
+    /// Supplies the values of `$1`, `$2`, ... for execution. Without this call the
+    /// binder describes: each parameter takes the type its context demands.
+    pub fn with_params(mut self, params: Vec<Param>) -> Self {
+        self.params = Some(params);
+        self
+    }
+
+    /// The type of each parameter seen, `None` where nothing decided it.
+    pub fn param_types(&self) -> &[Option<DataType>] {
+        &self.param_types
+    }
+
+    fn record_param_type(&mut self, i: usize, t: &DataType) {
+        if self.param_types.len() <= i {
+            self.param_types.resize(i + 1, None);
+        }
+        if self.param_types[i].is_none() {
+            self.param_types[i] = Some(t.clone());
+        }
+    }
+
+    fn bind_placeholder(&mut self, p: &str) -> Result<Expr> {
+        let n: usize = p
+            .strip_prefix('$')
+            .and_then(|d| d.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Error::Syntax(format!("invalid parameter reference {p}")))?;
+        let i = n - 1;
+        if self.param_types.len() < n {
+            self.param_types.resize(n, None);
+        }
+        match &self.params {
+            None => Ok(Expr::Literal(Literal {
+                value: arrow::array::new_null_array(&DataType::Null, 1),
+                untyped: true,
+                param: Some(i),
+            })),
+            Some(values) => match values.get(i) {
+                None => Err(Error::Protocol(format!(
+                    "there is no parameter ${n}: {} supplied",
+                    values.len()
+                ))),
+                Some(Param::Text(Some(t))) => Ok(untyped_text(t)),
+                Some(Param::Text(None)) => Ok(null_literal()),
+                Some(Param::Value(v)) => {
+                    let v = Arc::clone(v);
+                    self.record_param_type(i, v.data_type());
+                    Ok(lit(v))
+                }
+            },
         }
     }
 
@@ -915,6 +984,18 @@ impl<'a> Binder<'a> {
                             "current_timestamp" | "localtimestamp" | "current_date" => {
                                 return self.bind_niladic(&name)
                             }
+                            "current_user" | "session_user" | "user" | "current_role"
+                            | "current_schema" | "current_catalog" => {
+                                let f = if name == "current_catalog" {
+                                    "current_database"
+                                } else {
+                                    name.as_str()
+                                };
+                                if let Some(e) = self.bind_session_function(f, &[])? {
+                                    return Ok(e);
+                                }
+                                return Err(err);
+                            }
                             _ => return Err(err),
                         }
                     }
@@ -928,7 +1009,10 @@ impl<'a> Binder<'a> {
                     _ => return Err(Error::UndefinedColumn(names.join("."))),
                 }
             }
-            A::Value(v) => bind_value(&v.value)?,
+            A::Value(v) => match &v.value {
+                Value::Placeholder(p) => self.bind_placeholder(p)?,
+                other => bind_value(other)?,
+            },
             A::Nested(inner) => bind!(inner)?,
             A::TypedString(ts) => {
                 let text = match &ts.value.value {
@@ -1377,10 +1461,16 @@ impl<'a> Binder<'a> {
         let from = e.data_type(schema);
         if &from == to {
             return Ok(match e {
-                Expr::Literal(l) => Expr::Literal(Literal {
-                    value: l.value,
-                    untyped: false,
-                }),
+                Expr::Literal(l) => {
+                    if let Some(i) = l.param {
+                        self.record_param_type(i, to);
+                    }
+                    Expr::Literal(Literal {
+                        value: l.value,
+                        untyped: false,
+                        param: l.param,
+                    })
+                }
                 other => other,
             });
         }
@@ -1410,15 +1500,32 @@ impl<'a> Binder<'a> {
         if &e.data_type(schema) == to {
             // `'x'::text` is typed text from here on, no longer an open literal.
             return Ok(match e {
-                Expr::Literal(l) => Expr::Literal(Literal {
-                    value: l.value,
-                    untyped: false,
-                }),
+                Expr::Literal(l) => {
+                    if let Some(i) = l.param {
+                        self.record_param_type(i, to);
+                    }
+                    Expr::Literal(Literal {
+                        value: l.value,
+                        untyped: false,
+                        param: l.param,
+                    })
+                }
                 other => other,
             });
         }
         match e {
-            Expr::Literal(l) => Ok(lit(cast_array(&l.value, to, self.utc_offset_secs)?)),
+            Expr::Literal(l) => {
+                if let Some(i) = l.param {
+                    self.record_param_type(i, to);
+                    // A parameter being described has no value yet; keep its place.
+                    return Ok(Expr::Literal(Literal {
+                        value: arrow::array::new_null_array(to, 1),
+                        untyped: false,
+                        param: Some(i),
+                    }));
+                }
+                Ok(lit(cast_array(&l.value, to, self.utc_offset_secs)?))
+            }
             other => {
                 let from = other.data_type(schema);
                 if from != DataType::Utf8
@@ -1661,6 +1768,9 @@ impl<'a> Binder<'a> {
                 "{name} is not an aggregate function"
             )));
         }
+        if let Some(e) = self.bind_session_function(&name, &args)? {
+            return Ok(e);
+        }
         use ScalarFunction as F;
         let func = match name.as_str() {
             "now"
@@ -1727,6 +1837,39 @@ impl<'a> Binder<'a> {
             }
         };
         self.call_scalar(func, args, schema)
+    }
+
+    /// Functions whose value is fixed for the statement: identity, version, settings.
+    fn bind_session_function(&mut self, name: &str, args: &[Expr]) -> Result<Option<Expr>> {
+        let text = |s: &str| Some(lit(Arc::new(StringArray::from(vec![s.to_string()]))));
+        let user = self.session.map_or("sluice", |s| s.user()).to_string();
+        Ok(match (name, args.len()) {
+            ("version", 0) => text(&format!(
+                "PostgreSQL {SERVER_VERSION} (Sluice {}) on {}, compiled by rustc",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH
+            )),
+            ("current_database", 0) => text(self.session.map_or("sluice", |s| s.database())),
+            ("current_schema", 0) => text("public"),
+            ("current_user" | "session_user" | "user" | "current_role", 0) => text(&user),
+            ("pg_backend_pid", 0) => Some(lit(Arc::new(Int32Array::from(vec![self
+                .session
+                .map_or(0, |s| s.backend_pid())])))),
+            ("current_setting", 1 | 2) => {
+                let key = const_text(&args[0]).ok_or_else(|| {
+                    Error::NotSupported("current_setting of a non-constant name".into())
+                })?;
+                let missing_ok = matches!(args.get(1), Some(Expr::Literal(l)) if l.value.as_any().downcast_ref::<BooleanArray>().is_some_and(|b| b.value(0)));
+                match self.session.and_then(|s| s.get(&key)) {
+                    Some(v) => text(v),
+                    None if missing_ok => {
+                        Some(lit(arrow::array::new_null_array(&DataType::Utf8, 1)))
+                    }
+                    None => return Err(Error::UnknownSetting(key)),
+                }
+            }
+            _ => None,
+        })
     }
 
     fn bind_aggregate(
@@ -1894,7 +2037,18 @@ fn untyped_text(s: &str) -> Expr {
     Expr::Literal(Literal {
         value: Arc::new(StringArray::from(vec![s.to_string()])),
         untyped: true,
+        param: None,
     })
+}
+
+/// The value of a `$n` parameter when a prepared statement is executed.
+#[derive(Clone, Debug)]
+pub enum Param {
+    /// Text whose type is decided by where it is used (PostgreSQL's "unknown"), or
+    /// NULL.
+    Text(Option<String>),
+    /// A typed value, as a one-row array.
+    Value(ArrayRef),
 }
 
 fn bind_value(v: &Value) -> Result<Expr> {

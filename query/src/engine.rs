@@ -17,11 +17,12 @@ use sqlparser::ast::{self, ColumnOption, ObjectType, SqlOption, Statement, Table
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::binder::{ident_name, object_name_parts, sql_to_arrow_type, table_name, Binder};
-use crate::context::{QueryContext, QueryOptions};
+use crate::binder::{ident_name, object_name_parts, sql_to_arrow_type, table_name, Binder, Param};
+use crate::context::QueryContext;
 use crate::error::{Error, Result};
 use crate::exec::execute;
 use crate::logical::LogicalPlan;
+use crate::session::Session;
 
 /// What a statement returns.
 #[derive(Debug)]
@@ -81,30 +82,172 @@ impl Engine {
     ///
     /// # Errors
     /// The first statement's error, with its SQLSTATE ([`Error::sqlstate`]).
-    pub fn execute_sql(&self, sql: &str, options: &QueryOptions) -> Result<Vec<StatementResult>> {
+    pub fn execute_sql(&self, sql: &str, session: &mut Session) -> Result<Vec<StatementResult>> {
         parse_sql(sql)?
             .iter()
-            .map(|s| self.execute(s, options, Arc::new(AtomicBool::new(false))))
+            .map(|s| self.execute(s, session, &[], Arc::new(AtomicBool::new(false))))
             .collect()
     }
 
-    /// Runs one parsed statement. Setting `cancel` from another thread stops it with
-    /// SQLSTATE 57014.
+    /// What a prepared statement takes and returns: the type of each `$n` (as its
+    /// context demands; text where nothing decides) and the result columns (`None`
+    /// for a statement that returns no rows).
+    ///
+    /// # Errors
+    /// As binding the statement would fail.
+    pub fn describe(&self, stmt: &Statement, session: &Session) -> Result<Description> {
+        let ctx = QueryContext::new(session.query_options(), Arc::new(AtomicBool::new(false)));
+        let mut binder = self.binder(&ctx, session);
+        let columns = match stmt {
+            Statement::Query(q) => Some(binder.bind_query(q)?.schema().arrow_schema()),
+            Statement::Explain { .. } => Some(explain_schema()),
+            Statement::ShowVariable { variable } => Some(show_schema(
+                &variable
+                    .iter()
+                    .map(|i| i.value.clone())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )),
+            Statement::Insert(ins) => {
+                self.describe_insert(ins, &mut binder)?;
+                None
+            }
+            _ => None,
+        };
+        let params = binder
+            .param_types()
+            .iter()
+            .map(|t| t.clone().unwrap_or(DataType::Utf8))
+            .collect();
+        Ok(Description { params, columns })
+    }
+
+    /// Binds an INSERT's source to learn its parameters' types: a parameter placed
+    /// directly in a VALUES row takes the type of its target column.
+    fn describe_insert(&self, ins: &ast::Insert, binder: &mut Binder<'_>) -> Result<()> {
+        let ast::TableObject::TableName(name) = &ins.table else {
+            return Ok(());
+        };
+        let table = self
+            .catalog
+            .table(&table_name(name)?)
+            .map_err(map_not_found)?;
+        let targets = insert_targets(&table, ins);
+        if let Some(source) = &ins.source {
+            if let ast::SetExpr::Values(values) = source.body.as_ref() {
+                for row in &values.rows {
+                    for (e, col) in row.iter().zip(&targets) {
+                        let bound = binder.bind_expr(e, &Default::default(), false)?;
+                        let ty = table
+                            .schema()
+                            .column_index(col)
+                            .map(|i| table.schema().columns[i].ty.arrow_type());
+                        if let Some(ty) = ty {
+                            binder.coerce(bound, &Default::default(), &ty).ok();
+                        }
+                    }
+                }
+            } else {
+                binder.bind_query(source)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs one parsed statement in `session` with values for its `$n` parameters.
+    /// Setting `cancel` from another thread stops it with SQLSTATE 57014.
+    ///
+    /// # Errors
+    /// The statement's error; a panic inside Sluice becomes [`Error::Internal`] for
+    /// this statement only.
     pub fn execute(
         &self,
         stmt: &Statement,
-        options: &QueryOptions,
+        session: &mut Session,
+        params: &[Param],
         cancel: Arc<AtomicBool>,
     ) -> Result<StatementResult> {
-        let ctx = QueryContext::new(options.clone(), cancel);
+        // A bug that panics must fail this statement only, never the caller (a
+        // server connection, or its neighbours).
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.execute_inner(stmt, session, params, cancel)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Error::Internal(format!("statement panicked: {what}")))
+        })
+    }
+
+    fn execute_inner(
+        &self,
+        stmt: &Statement,
+        session: &mut Session,
+        params: &[Param],
+        cancel: Arc<AtomicBool>,
+    ) -> Result<StatementResult> {
+        let ctx = QueryContext::new(session.query_options(), cancel);
         match stmt {
             Statement::Query(q) => {
-                let plan = self.binder(&ctx).bind_query(q)?;
+                let plan = self
+                    .binder(&ctx, session)
+                    .with_params(params.to_vec())
+                    .bind_query(q)?;
                 run_query(&plan, &ctx)
             }
             Statement::Explain {
                 statement, analyze, ..
-            } => self.explain(statement, *analyze, &ctx),
+            } => self.explain(statement, *analyze, &ctx, session, params),
+            Statement::Set(set) => session_set(session, set),
+            Statement::ShowVariable { variable } => session_show(session, variable),
+            Statement::Reset(r) => {
+                match &r.reset {
+                    ast::Reset::ALL => session.reset(None),
+                    ast::Reset::ConfigurationParameter(n) => {
+                        session.reset(Some(&object_name_parts(n).join(".")))
+                    }
+                    ast::Reset::SessionAuthorization => {}
+                }
+                Ok(StatementResult::Command {
+                    tag: "RESET".into(),
+                })
+            }
+            Statement::StartTransaction { .. } => {
+                session.set_in_transaction(true);
+                Ok(StatementResult::Command {
+                    tag: "BEGIN".into(),
+                })
+            }
+            Statement::Commit { .. } => {
+                session.set_in_transaction(false);
+                Ok(StatementResult::Command {
+                    tag: "COMMIT".into(),
+                })
+            }
+            Statement::Rollback { savepoint, .. } => {
+                if savepoint.is_some() {
+                    return Err(Error::NotSupported("ROLLBACK TO SAVEPOINT".into()));
+                }
+                session.set_in_transaction(false);
+                Ok(StatementResult::Command {
+                    tag: "ROLLBACK".into(),
+                })
+            }
+            Statement::Discard { object_type } => {
+                if matches!(object_type, ast::DiscardObject::ALL) {
+                    session.reset(None);
+                    session.set_in_transaction(false);
+                }
+                Ok(StatementResult::Command {
+                    tag: format!("DISCARD {object_type}"),
+                })
+            }
+            Statement::Deallocate { .. } => Ok(StatementResult::Command {
+                tag: "DEALLOCATE".into(),
+            }),
             Statement::CreateTable(ct) => self.create_table(ct),
             Statement::Drop {
                 object_type,
@@ -124,7 +267,7 @@ impl Engine {
                     tag: "DROP TABLE".into(),
                 })
             }
-            Statement::Insert(ins) => self.insert(ins, &ctx),
+            Statement::Insert(ins) => self.insert(ins, &ctx, session, params),
             other => Err(Error::NotSupported(format!(
                 "statement {}",
                 other
@@ -137,12 +280,13 @@ impl Engine {
         }
     }
 
-    fn binder(&self, ctx: &QueryContext) -> Binder<'_> {
+    fn binder<'s>(&'s self, ctx: &QueryContext, session: &'s Session) -> Binder<'s> {
         Binder::new(
             &self.catalog,
             ctx.now_micros(),
             ctx.options().utc_offset_secs,
         )
+        .with_session(session)
     }
 
     fn explain(
@@ -150,13 +294,18 @@ impl Engine {
         stmt: &Statement,
         analyze: bool,
         ctx: &QueryContext,
+        session: &Session,
+        params: &[Param],
     ) -> Result<StatementResult> {
         let Statement::Query(q) = stmt else {
             return Err(Error::NotSupported(
                 "EXPLAIN of a statement other than a query".into(),
             ));
         };
-        let plan = self.binder(ctx).bind_query(q)?;
+        let plan = self
+            .binder(ctx, session)
+            .with_params(params.to_vec())
+            .bind_query(q)?;
         let mut lines: Vec<String> = plan.display_indent().lines().map(String::from).collect();
         if analyze {
             let start = Instant::now();
@@ -236,7 +385,13 @@ impl Engine {
         })
     }
 
-    fn insert(&self, ins: &ast::Insert, ctx: &QueryContext) -> Result<StatementResult> {
+    fn insert(
+        &self,
+        ins: &ast::Insert,
+        ctx: &QueryContext,
+        session: &Session,
+        params: &[Param],
+    ) -> Result<StatementResult> {
         if ins.on.is_some() || ins.returning.is_some() {
             return Err(Error::NotSupported(
                 "INSERT ... ON CONFLICT / RETURNING".into(),
@@ -253,7 +408,10 @@ impl Engine {
             .source
             .as_ref()
             .ok_or_else(|| Error::NotSupported("INSERT without VALUES or SELECT".into()))?;
-        let plan = self.binder(ctx).bind_query(source)?;
+        let plan = self
+            .binder(ctx, session)
+            .with_params(params.to_vec())
+            .bind_query(source)?;
         let columns: Vec<String> = if ins.columns.is_empty() {
             table
                 .schema()
@@ -290,6 +448,145 @@ impl Engine {
             tag: format!("INSERT 0 {n}"),
         })
     }
+}
+
+/// What a prepared statement takes and returns.
+#[derive(Clone, Debug)]
+pub struct Description {
+    /// The type of each `$n`, in order.
+    pub params: Vec<DataType>,
+    /// The result columns, or `None` for a statement without rows.
+    pub columns: Option<SchemaRef>,
+}
+
+fn insert_targets(table: &sluice_storage::Table, ins: &ast::Insert) -> Vec<String> {
+    if ins.columns.is_empty() {
+        table
+            .schema()
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
+    } else {
+        ins.columns
+            .iter()
+            .map(|c| object_name_parts(c).last().cloned().unwrap_or_default())
+            .collect()
+    }
+}
+
+fn explain_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+fn show_schema(name: &str) -> SchemaRef {
+    let column = if name.eq_ignore_ascii_case("all") {
+        "setting"
+    } else {
+        name
+    };
+    Arc::new(Schema::new(vec![Field::new(
+        column.to_lowercase(),
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+fn setting_value(e: &ast::Expr) -> String {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) | ast::Value::DoubleQuotedString(s) => s.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            ast::Value::Boolean(b) => {
+                if *b {
+                    "on".into()
+                } else {
+                    "off".into()
+                }
+            }
+            other => other.to_string(),
+        },
+        ast::Expr::Identifier(i) => i.value.clone(),
+        ast::Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus,
+            expr,
+        } => format!("-{}", setting_value(expr)),
+        other => other.to_string(),
+    }
+}
+
+fn session_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult> {
+    match set {
+        ast::Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            let name = object_name_parts(variable).join(".");
+            let is_default = matches!(values.as_slice(), [ast::Expr::Identifier(i)] if i.value.eq_ignore_ascii_case("default"));
+            if is_default {
+                session.reset(Some(&name));
+            } else {
+                let value = values
+                    .iter()
+                    .map(setting_value)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                session.set(&name, &value)?;
+            }
+        }
+        ast::Set::SetTimeZone { value, .. } => session.set("timezone", &setting_value(value))?,
+        ast::Set::SetNames { charset_name, .. } => {
+            session.set("client_encoding", &charset_name.value)?
+        }
+        ast::Set::SetNamesDefault {} => session.reset(Some("client_encoding")),
+        // Sluice has no multi-statement transactions: every isolation level behaves
+        // as each statement reading one consistent snapshot.
+        ast::Set::SetTransaction { .. } => {}
+        other => return Err(Error::NotSupported(format!("{other}"))),
+    }
+    Ok(StatementResult::Command { tag: "SET".into() })
+}
+
+fn session_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementResult> {
+    let name = variable
+        .iter()
+        .map(|i| i.value.clone())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.eq_ignore_ascii_case("all") {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("setting", DataType::Utf8, false),
+        ]));
+        let (names, values): (Vec<&str>, Vec<&str>) = session.all().unzip();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(names)),
+                Arc::new(StringArray::from(values)),
+            ],
+        )?;
+        return Ok(StatementResult::Rows {
+            schema,
+            batches: vec![batch],
+        });
+    }
+    let value = session
+        .get(&name)
+        .map(str::to_string)
+        .ok_or_else(|| Error::UnknownSetting(name.to_lowercase()))?;
+    let schema = show_schema(&name);
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )?;
+    Ok(StatementResult::Rows {
+        schema,
+        batches: vec![batch],
+    })
 }
 
 fn map_not_found(e: sluice_storage::Error) -> Error {

@@ -60,6 +60,12 @@ pub enum Error {
     /// An invalid definition, e.g. a missing time column (42P16).
     #[error("{0}")]
     InvalidDefinition(String),
+    /// A protocol-level mistake, e.g. a missing parameter value (08P01).
+    #[error("{0}")]
+    Protocol(String),
+    /// An unknown configuration parameter (42704).
+    #[error("unrecognized configuration parameter \"{0}\"")]
+    UnknownSetting(String),
     /// Valid SQL that Sluice does not support (0A000).
     #[error("{0} is not supported")]
     NotSupported(String),
@@ -97,6 +103,8 @@ impl Error {
             Error::InvalidParameter(_) => "22023",
             Error::InvalidDefinition(_) => "42P16",
             Error::NotSupported(_) => "0A000",
+            Error::Protocol(_) => "08P01",
+            Error::UnknownSetting(_) => "42704",
             Error::Cancelled(_) => "57014",
             Error::ResourcesExhausted(_) => "53200",
             Error::Internal(_) => "XX000",

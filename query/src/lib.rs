@@ -16,7 +16,10 @@ pub mod functions;
 pub mod join;
 pub mod logical;
 pub mod scan;
+pub mod session;
 
+pub use binder::Param;
 pub use context::{QueryContext, QueryOptions};
-pub use engine::{parse_sql, Engine, StatementResult};
+pub use engine::{parse_sql, Description, Engine, StatementResult};
 pub use error::{Error, Result};
+pub use session::Session;

@@ -61,6 +61,8 @@ pub struct Literal {
     /// True for a quoted string whose type is still open (PostgreSQL's "unknown"):
     /// the binder casts it to whatever type it is compared or combined with.
     pub untyped: bool,
+    /// For a `$n` parameter being described (value not known yet): its position.
+    pub param: Option<usize>,
 }
 
 impl PartialEq for Literal {
@@ -472,6 +474,7 @@ impl Expr {
         Expr::Literal(Literal {
             value,
             untyped: false,
+            param: None,
         })
     }
 

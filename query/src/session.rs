@@ -1,0 +1,314 @@
+//! Per-connection session state: the settings `SET`, `SHOW` and `RESET` work on, and
+//! what they change about each statement (time zone, statement timeout).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::context::QueryOptions;
+use crate::error::{Error, Result};
+
+/// The PostgreSQL version Sluice reports, so that drivers enable the features of
+/// PostgreSQL 15.
+pub const SERVER_VERSION: &str = "15.0";
+
+/// Settings every session starts with, as PostgreSQL names and spells them.
+const DEFAULTS: &[(&str, &str)] = &[
+    ("application_name", ""),
+    ("client_encoding", "UTF8"),
+    ("client_min_messages", "notice"),
+    ("datestyle", "ISO, MDY"),
+    ("default_transaction_isolation", "read committed"),
+    ("default_transaction_read_only", "off"),
+    ("extra_float_digits", "1"),
+    ("idle_in_transaction_session_timeout", "0"),
+    ("integer_datetimes", "on"),
+    ("intervalstyle", "postgres"),
+    ("is_superuser", "on"),
+    ("lc_collate", "C"),
+    ("lc_ctype", "C"),
+    ("lc_messages", "C"),
+    ("lc_monetary", "C"),
+    ("lc_numeric", "C"),
+    ("lc_time", "C"),
+    ("lock_timeout", "0"),
+    ("max_identifier_length", "63"),
+    ("search_path", "\"$user\", public"),
+    ("server_encoding", "UTF8"),
+    ("server_version", SERVER_VERSION),
+    ("server_version_num", "150000"),
+    ("standard_conforming_strings", "on"),
+    ("statement_timeout", "30s"),
+    ("timezone", "UTC"),
+    ("transaction_isolation", "read committed"),
+    ("transaction_read_only", "off"),
+];
+
+/// Settings that cannot be changed.
+const READ_ONLY: &[&str] = &[
+    "integer_datetimes",
+    "is_superuser",
+    "lc_collate",
+    "lc_ctype",
+    "max_identifier_length",
+    "server_encoding",
+    "server_version",
+    "server_version_num",
+];
+
+/// One connection's (or one embedding caller's) session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    base: QueryOptions,
+    settings: BTreeMap<String, String>,
+    user: String,
+    database: String,
+    in_transaction: bool,
+    backend_pid: i32,
+    timeout_set: bool,
+}
+
+impl Session {
+    /// A session for `user` on `database` whose statements start from `base` limits.
+    pub fn new(base: QueryOptions, user: &str, database: &str) -> Self {
+        let mut settings: BTreeMap<String, String> = DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(t) = base.timeout {
+            settings.insert("statement_timeout".into(), format_duration(t));
+        } else {
+            settings.insert("statement_timeout".into(), "0".into());
+        }
+        Session {
+            base,
+            settings,
+            user: user.to_string(),
+            database: database.to_string(),
+            in_transaction: false,
+            backend_pid: 0,
+            timeout_set: false,
+        }
+    }
+
+    /// The connected user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The connected database name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// The connection's process id as the protocol reported it (`pg_backend_pid()`).
+    pub fn backend_pid(&self) -> i32 {
+        self.backend_pid
+    }
+
+    /// Records the connection's process id.
+    pub fn set_backend_pid(&mut self, pid: i32) {
+        self.backend_pid = pid;
+    }
+
+    /// True between BEGIN and COMMIT/ROLLBACK (statements still apply at once).
+    pub fn in_transaction(&self) -> bool {
+        self.in_transaction
+    }
+
+    pub(crate) fn set_in_transaction(&mut self, on: bool) {
+        self.in_transaction = on;
+    }
+
+    /// The value of a setting, by case-insensitive name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.settings.get(&normalize(name)).map(String::as_str)
+    }
+
+    /// Every setting, by name.
+    pub fn all(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Changes a setting. `TimeZone` must be UTC or a fixed offset; `statement_timeout`
+    /// a duration (`'5s'`, `'250ms'`, `'0'` for none, a bare number is milliseconds).
+    /// Custom settings (`prefix.name`) are accepted as PostgreSQL accepts them.
+    ///
+    /// # Errors
+    /// 42704 for an unknown name, 55P02 for a read-only one, 22023 for a bad value.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let key = normalize(name);
+        if READ_ONLY.contains(&key.as_str()) {
+            return Err(Error::InvalidParameter(format!(
+                "parameter \"{key}\" cannot be changed"
+            )));
+        }
+        if !self.settings.contains_key(&key) && !key.contains('.') {
+            return Err(Error::UnknownSetting(key));
+        }
+        let value = match key.as_str() {
+            "timezone" => {
+                parse_utc_offset(value)?;
+                value.to_string()
+            }
+            "statement_timeout" => {
+                parse_timeout(value)?;
+                value.to_string()
+            }
+            "search_path" => value.to_string(),
+            _ => value.to_string(),
+        };
+        if key == "statement_timeout" {
+            self.timeout_set = true;
+        }
+        self.settings.insert(key, value);
+        Ok(())
+    }
+
+    /// Restores a setting (`RESET x`) or all of them (`RESET ALL`, `DISCARD ALL`).
+    pub fn reset(&mut self, name: Option<&str>) {
+        let mut fresh = Session::new(self.base.clone(), &self.user, &self.database);
+        fresh.backend_pid = self.backend_pid;
+        if name.is_none_or(|n| normalize(n) == "statement_timeout") {
+            self.timeout_set = false;
+        }
+        match name {
+            None => self.settings = fresh.settings,
+            Some(n) => {
+                let key = normalize(n);
+                match fresh.settings.get(&key) {
+                    Some(v) => {
+                        self.settings.insert(key, v.clone());
+                    }
+                    None => {
+                        self.settings.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The limits for the next statement: the base limits with this session's time
+    /// zone and statement timeout applied.
+    pub fn query_options(&self) -> QueryOptions {
+        let mut o = self.base.clone();
+        if let Some(tz) = self.get("timezone") {
+            o.utc_offset_secs = parse_utc_offset(tz).unwrap_or(0);
+        }
+        // The base timeout applies until the session sets its own: its text form
+        // (whole milliseconds) cannot carry every base value.
+        if self.timeout_set {
+            if let Some(Ok(t)) = self.get("statement_timeout").map(parse_timeout) {
+                o.timeout = t;
+            }
+        }
+        o
+    }
+}
+
+fn normalize(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase();
+    match n.as_str() {
+        "time zone" | "time_zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        _ => n,
+    }
+}
+
+/// Seconds east of UTC for a TimeZone value: `UTC`, `GMT`, `Z`, `Etc/UTC`, `+02`,
+/// `-05:30`, `UTC+2` is not accepted (POSIX inverts its sign; say `+02` instead).
+fn parse_utc_offset(v: &str) -> Result<i64> {
+    let t = v.trim().trim_matches('\'');
+    let lower = t.to_ascii_lowercase();
+    if [
+        "utc",
+        "gmt",
+        "z",
+        "zulu",
+        "etc/utc",
+        "etc/gmt",
+        "universal",
+        "uct",
+    ]
+    .contains(&lower.as_str())
+    {
+        return Ok(0);
+    }
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1, &t[1..]),
+        Some(b'-') => (-1, &t[1..]),
+        _ => {
+            return Err(Error::InvalidParameter(format!(
+                "time zone \"{t}\" is not supported: use UTC or a fixed offset such as '+02:00'"
+            )))
+        }
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h.parse::<i64>(), m.parse::<i64>()),
+        None => (rest.parse::<i64>(), Ok(0)),
+    };
+    match (h, m) {
+        (Ok(h), Ok(m)) if h <= 15 && m < 60 => Ok(sign * (h * 3600 + m * 60)),
+        _ => Err(Error::InvalidParameter(format!(
+            "invalid time zone offset \"{t}\""
+        ))),
+    }
+}
+
+/// A statement_timeout value; `None` means no timeout.
+fn parse_timeout(v: &str) -> Result<Option<Duration>> {
+    let t = v.trim().trim_matches('\'').to_ascii_lowercase();
+    let bad = || {
+        Error::InvalidParameter(format!(
+            "invalid value for parameter \"statement_timeout\": \"{v}\""
+        ))
+    };
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "" | "ms" => n,
+        "s" => n * 1000,
+        "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(bad()),
+    };
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_apply_to_statement_options() {
+        let mut s = Session::new(QueryOptions::default(), "u", "d");
+        assert_eq!(s.get("TimeZone"), Some("UTC"));
+        s.set("TimeZone", "+02:00").unwrap();
+        s.set("statement_timeout", "250ms").unwrap();
+        let o = s.query_options();
+        assert_eq!(o.utc_offset_secs, 7200);
+        assert_eq!(o.timeout, Some(Duration::from_millis(250)));
+        s.set("statement_timeout", "0").unwrap();
+        assert_eq!(s.query_options().timeout, None);
+        assert!(matches!(
+            s.set("nonsense", "1"),
+            Err(Error::UnknownSetting(_))
+        ));
+        assert!(s.set("TimeZone", "Mars/Olympus").is_err());
+        assert!(s.set("server_version", "16").is_err());
+        s.set("myapp.tenant", "7").unwrap();
+        s.reset(None);
+        assert_eq!(s.get("timezone"), Some("UTC"));
+        assert_eq!(s.get("myapp.tenant"), None);
+    }
+}

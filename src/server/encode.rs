@@ -1,0 +1,163 @@
+//! Arrow values to PostgreSQL wire values: the type of each column, its text form
+//! (PostgreSQL's, shared with CAST and the CLI) and its binary form.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{
+    DataType, Date32Type, Float64Type, Int32Type, Int64Type, IntervalMonthDayNanoType,
+    TimestampMicrosecondType,
+};
+use bytes::{BufMut, BytesMut};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo};
+use pgwire::api::Type;
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::data::DataRow;
+use pgwire::types::format::FormatOptions;
+use pgwire::types::ToSqlText;
+use postgres_types::{IsNull, ToSql};
+use sluice_query::format::{format_value, to_interval};
+use sluice_storage::types::format_interval;
+
+/// The PostgreSQL type Sluice reports for an Arrow type.
+pub fn pg_type(dt: &DataType) -> Type {
+    match dt {
+        DataType::Boolean => Type::BOOL,
+        DataType::Int32 => Type::INT4,
+        DataType::Int64 => Type::INT8,
+        DataType::Float64 => Type::FLOAT8,
+        DataType::Utf8 => Type::TEXT,
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Date32 => Type::DATE,
+        DataType::Interval(_) => Type::INTERVAL,
+        _ => Type::TEXT,
+    }
+}
+
+/// Field descriptions for a result schema, each column in its requested format.
+pub fn fields(
+    schema: &arrow::datatypes::Schema,
+    format: impl Fn(usize) -> FieldFormat,
+) -> Vec<FieldInfo> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            FieldInfo::new(
+                f.name().clone(),
+                None,
+                None,
+                pg_type(f.data_type()),
+                format(i),
+            )
+        })
+        .collect()
+}
+
+/// An interval in PostgreSQL's binary layout (microseconds, days, months) and text.
+#[derive(Debug)]
+struct PgInterval(sluice_storage::Interval);
+
+impl ToSql for PgInterval {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_i64(self.0.micros);
+        out.put_i32(self.0.days);
+        out.put_i32(self.0.months);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::INTERVAL
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgInterval {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_slice(format_interval(&self.0).as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> PgWireError {
+    PgWireError::ApiError(e.to_string().into())
+}
+
+/// Encodes every row of `batches` as DataRow messages described by `fields`.
+/// `utc_offset_secs` is the session time zone for TIMESTAMPTZ text.
+pub fn encode_rows(
+    batches: &[RecordBatch],
+    fields: &Arc<Vec<FieldInfo>>,
+    utc_offset_secs: i64,
+) -> PgWireResult<Vec<PgWireResult<DataRow>>> {
+    let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    let mut encoder = DataRowEncoder::new(Arc::clone(fields));
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            for (column, field) in batch.columns().iter().zip(fields.iter()) {
+                encode_value(&mut encoder, column.as_ref(), row, field, utc_offset_secs)?;
+            }
+            out.push(Ok(encoder.take_row()));
+        }
+    }
+    Ok(out)
+}
+
+fn encode_value(
+    enc: &mut DataRowEncoder,
+    array: &dyn Array,
+    row: usize,
+    field: &FieldInfo,
+    utc_offset_secs: i64,
+) -> PgWireResult<()> {
+    if field.format() == FieldFormat::Text {
+        let text = format_value(array, row, utc_offset_secs).map_err(internal)?;
+        return enc.encode_field(&text.as_deref());
+    }
+    if array.is_null(row) {
+        return enc.encode_field(&None::<&str>);
+    }
+    match array.data_type() {
+        DataType::Boolean => enc.encode_field(&array.as_boolean().value(row)),
+        DataType::Int32 => enc.encode_field(&array.as_primitive::<Int32Type>().value(row)),
+        DataType::Int64 => enc.encode_field(&array.as_primitive::<Int64Type>().value(row)),
+        DataType::Float64 => enc.encode_field(&array.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => enc.encode_field(&array.as_string::<i32>().value(row)),
+        DataType::Timestamp(_, tz) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            let dt = DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| internal(format!("timestamp {micros} out of range")))?;
+            if tz.is_some() {
+                enc.encode_field(&dt)
+            } else {
+                let naive: NaiveDateTime = dt.naive_utc();
+                enc.encode_field(&naive)
+            }
+        }
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            let date = NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                .ok_or_else(|| internal(format!("date {days} out of range")))?;
+            enc.encode_field(&date)
+        }
+        DataType::Interval(_) => {
+            let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
+            enc.encode_field(&PgInterval(to_interval(v)))
+        }
+        other => Err(internal(format!("no binary output for type {other}"))),
+    }
+}

@@ -1,0 +1,45 @@
+//! The HTTP endpoint: `GET /health`. Two fixed routes do not justify an HTTP
+//! framework's dependency tree, so requests are read and answered by hand here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Serves health checks until `stop` is set.
+pub async fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok((socket, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(answer(socket));
+    }
+}
+
+async fn answer(mut socket: TcpStream) {
+    let mut buf = [0u8; 2048];
+    let n = match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
+        .await
+    {
+        Ok(Ok(n)) => n,
+        _ => return,
+    };
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let line = request.lines().next().unwrap_or_default();
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let (status, body) = match (method, path) {
+        ("GET", "/health") => ("200 OK", "ok\n"),
+        ("GET", _) => ("404 Not Found", "not found\n"),
+        _ => ("405 Method Not Allowed", "method not allowed\n"),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+}

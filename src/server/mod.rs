@@ -1,0 +1,141 @@
+//! `sluice serve`: the PostgreSQL protocol server and the HTTP endpoint over one
+//! embedded database, with settings from flags and an optional TOML file.
+
+pub mod encode;
+pub mod http;
+pub mod pg;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use crate::Database;
+
+/// Where the server keeps its data and listens. Every field has a default.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// PostgreSQL protocol address.
+    pub pg_addr: String,
+    /// HTTP address (`/health`).
+    pub http_addr: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./sluice-data"),
+            pg_addr: "127.0.0.1:5433".into(),
+            http_addr: "127.0.0.1:9433".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML config file (keys: `data_dir`, `pg_addr`, `http_addr`).
+    ///
+    /// # Errors
+    /// The file cannot be read, or it is not valid TOML for these keys.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM. Prints the addresses it listens on.
+///
+/// # Errors
+/// The database cannot be opened or an address cannot be bound.
+pub fn run(config: ServerConfig) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    let db = Arc::new(
+        Database::open(&config.data_dir)
+            .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?,
+    );
+    let pg = TcpListener::bind(&config.pg_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.pg_addr))?;
+    let http = TcpListener::bind(&config.http_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+    let pg_addr = pg.local_addr().map_err(|e| e.to_string())?;
+    let http_addr = http.local_addr().map_err(|e| e.to_string())?;
+    warn_if_exposed(pg_addr);
+    println!(
+        "sluice {} serving {} — PostgreSQL on {pg_addr}, HTTP on {http_addr}",
+        env!("CARGO_PKG_VERSION"),
+        config.data_dir.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::spawn(http::serve(http, Arc::clone(&stop)));
+    let handlers = Arc::new(pg::Handlers::new(Arc::clone(&db)));
+    let accept = async {
+        loop {
+            match pg.accept().await {
+                Ok((socket, _)) => {
+                    let _ = socket.set_nodelay(true);
+                    let h = Arc::clone(&handlers);
+                    tokio::spawn(async move {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept => {}
+        _ = shutdown_signal() => {
+            println!("shutting down");
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+fn warn_if_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "WARNING: listening on {addr}, which is reachable from other machines, \
+             and connections are not authenticated (trust)."
+        );
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

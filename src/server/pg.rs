@@ -1,0 +1,472 @@
+//! The PostgreSQL protocol front end, on `pgwire`: startup, simple and extended
+//! query, cancel. Statements run on the blocking pool so a long query never stalls
+//! other connections; each connection keeps its own [`Session`].
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
+    TimestampMicrosecondArray,
+};
+use async_trait::async_trait;
+use futures::{stream, Sink};
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
+    ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionGuard, ConnectionHandle, ConnectionManager,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    METADATA_DATABASE, METADATA_USER,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sluice_query::session::SERVER_VERSION;
+use sluice_query::{Engine, Error, Param, Session, StatementResult};
+use sqlparser::ast::Statement;
+
+use super::encode::{encode_rows, fields, pg_type};
+use crate::Database;
+
+/// A statement prepared with Parse: its AST and what Describe reports.
+#[derive(Debug)]
+pub struct Prepared {
+    stmt: Statement,
+    params: Vec<Type>,
+    columns: Option<arrow::datatypes::SchemaRef>,
+}
+
+/// Everything a connection needs; shared by all connections.
+pub struct Backend {
+    db: Arc<Database>,
+    manager: Arc<ConnectionManager>,
+    pids: RandomPidSecretKeyGenerator,
+    parser: Arc<SluiceQueryParser>,
+}
+
+/// The handler set `pgwire` asks for.
+pub struct Handlers {
+    backend: Arc<Backend>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl Handlers {
+    /// Handlers over an open database.
+    pub fn new(db: Arc<Database>) -> Self {
+        let manager = Arc::new(ConnectionManager::new());
+        let backend = Arc::new(Backend {
+            parser: Arc::new(SluiceQueryParser {
+                db: Arc::clone(&db),
+            }),
+            db,
+            manager: Arc::clone(&manager),
+            pids: RandomPidSecretKeyGenerator::default(),
+        });
+        Handlers {
+            backend,
+            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::clone(&self.backend)
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::clone(&self.backend)
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::clone(&self.backend)
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        Arc::clone(&self.cancel)
+    }
+}
+
+/// The server parameters sent after authentication: drivers read `server_version`
+/// to decide which PostgreSQL features they may use.
+struct Parameters;
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C>(&self, client: &C) -> Option<HashMap<String, String>>
+    where
+        C: ClientInfo,
+    {
+        let meta = client.metadata();
+        let mut p = HashMap::new();
+        for (k, v) in [
+            ("server_version", SERVER_VERSION),
+            ("server_encoding", "UTF8"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            ("IntervalStyle", "postgres"),
+            ("TimeZone", "UTC"),
+            ("integer_datetimes", "on"),
+            ("standard_conforming_strings", "on"),
+            ("is_superuser", "on"),
+            ("default_transaction_read_only", "off"),
+            ("in_hot_standby", "off"),
+        ] {
+            p.insert(k.to_string(), v.to_string());
+        }
+        p.insert(
+            "application_name".into(),
+            meta.get("application_name").cloned().unwrap_or_default(),
+        );
+        p.insert(
+            "session_authorization".into(),
+            meta.get(METADATA_USER).cloned().unwrap_or_default(),
+        );
+        Some(p)
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Backend {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let PgWireFrontendMessage::Startup(ref startup) = message {
+            protocol_negotiation(client, startup).await?;
+            save_startup_parameters_to_metadata(client, startup);
+            let (pid, key) = self.pids.generate(client);
+            client.set_pid_and_secret_key(pid, key.clone());
+            let (handle, guard) = self.manager.register(pid, key);
+            client
+                .session_extensions()
+                .insert::<Arc<ConnectionHandle>>(handle);
+            client.session_extensions().insert::<ConnectionGuard>(guard);
+            finish_authentication(client, &Parameters).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The connection's session, created on first use from the startup parameters.
+fn session_of<C: ClientInfo>(db: &Database, client: &C) -> Arc<Mutex<Session>> {
+    client.session_extensions().get_or_insert_with(|| {
+        let meta = client.metadata();
+        let user = meta.get(METADATA_USER).map_or("sluice", String::as_str);
+        let database = meta.get(METADATA_DATABASE).map_or(user, String::as_str);
+        let mut session = db.session_for(user, database);
+        session.set_backend_pid(client.pid_and_secret_key().0);
+        if let Some(app) = meta.get("application_name") {
+            let _ = session.set("application_name", app);
+        }
+        Mutex::new(session)
+    })
+}
+
+/// A PostgreSQL error response for a Sluice error.
+fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.to_string())
+}
+
+fn user_error(e: &Error) -> PgWireError {
+    PgWireError::UserError(Box::new(error_info(e)))
+}
+
+/// Sets the statement's cancel flag when dropped: `pgwire` drops the running
+/// statement's future on a CancelRequest, and the engine stops at its next check.
+struct CancelOnDrop(Option<Arc<AtomicBool>>);
+
+impl CancelOnDrop {
+    /// The statement finished: nothing to cancel.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Backend {
+    /// Runs one statement on the blocking pool.
+    async fn run(
+        &self,
+        session: Arc<Mutex<Session>>,
+        stmt: Statement,
+        params: Vec<Param>,
+    ) -> Result<(StatementResult, i64), Error> {
+        let db = Arc::clone(&self.db);
+        let cancel = Arc::new(AtomicBool::new(false));
+        let guard = CancelOnDrop(Some(Arc::clone(&cancel)));
+        let task = tokio::task::spawn_blocking(move || {
+            let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+            let result = db.engine().execute(&stmt, &mut s, &params, cancel);
+            result.map(|r| (r, s.query_options().utc_offset_secs))
+        });
+        let out = task
+            .await
+            .unwrap_or_else(|e| Err(Error::Internal(format!("statement task failed: {e}"))));
+        guard.disarm();
+        out
+    }
+}
+
+/// Turns a statement's result into a protocol response.
+fn to_response(
+    result: StatementResult,
+    offset: i64,
+    format: &dyn Fn(usize) -> FieldFormat,
+) -> PgWireResult<Response> {
+    Ok(match result {
+        StatementResult::Rows { schema, batches } => {
+            let fields = Arc::new(fields(&schema, format));
+            let rows = encode_rows(&batches, &fields, offset)?;
+            Response::Query(QueryResponse::new(fields, stream::iter(rows)))
+        }
+        StatementResult::Command { tag } => match tag.as_str() {
+            "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
+            "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
+            t => match t
+                .strip_prefix("INSERT 0 ")
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                Some(n) => Response::Execution(Tag::new("INSERT").with_oid(0).with_rows(n)),
+                None => Response::Execution(Tag::new(t)),
+            },
+        },
+    })
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = match sluice_query::parse_sql(query) {
+            Ok(s) => s,
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+        };
+        let session = session_of(&self.db, client);
+        let mut responses = Vec::with_capacity(statements.len());
+        // As in PostgreSQL, statements after a failing one in the same message do not run.
+        for stmt in statements {
+            match self.run(Arc::clone(&session), stmt, Vec::new()).await {
+                Ok((result, offset)) => {
+                    responses.push(to_response(result, offset, &|_| FieldFormat::Text)?)
+                }
+                Err(e) => {
+                    responses.push(Response::Error(Box::new(error_info(&e))));
+                    break;
+                }
+            }
+        }
+        Ok(responses)
+    }
+}
+
+/// Parses and describes statements for the extended protocol.
+pub struct SluiceQueryParser {
+    db: Arc<Database>,
+}
+
+#[async_trait]
+impl QueryParser for SluiceQueryParser {
+    type Statement = Arc<Prepared>;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = sluice_query::parse_sql(sql).map_err(|e| user_error(&e))?;
+        if statements.len() > 1 {
+            return Err(user_error(&Error::Syntax(
+                "cannot insert multiple commands into a prepared statement".into(),
+            )));
+        }
+        let Some(stmt) = statements.pop() else {
+            return Ok(None);
+        };
+        let session = session_of(&self.db, client);
+        let snapshot = session.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let description =
+            describe(self.db.engine(), &stmt, &snapshot).map_err(|e| user_error(&e))?;
+        let count = types.len().max(description.params.len());
+        let params = (0..count)
+            .map(|i| match types.get(i) {
+                Some(Some(t)) if *t != Type::UNKNOWN => t.clone(),
+                _ => description.params.get(i).map_or(Type::TEXT, pg_type),
+            })
+            .collect();
+        Ok(Some(Arc::new(Prepared {
+            stmt,
+            params,
+            columns: description.columns,
+        })))
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        Ok(stmt.params.clone())
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(match &stmt.columns {
+            Some(schema) => fields(schema, |i| {
+                format.map_or(FieldFormat::Text, |f| f.format_for(i))
+            }),
+            None => Vec::new(),
+        })
+    }
+}
+
+fn describe(
+    engine: &Engine,
+    stmt: &Statement,
+    session: &Session,
+) -> Result<sluice_query::Description, Error> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        engine.describe(stmt, session)
+    }))
+    .unwrap_or_else(|_| Err(Error::Internal("describing the statement panicked".into())))
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = Arc<Prepared>;
+    type QueryParser = SluiceQueryParser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::clone(&self.parser)
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let params = decode_params(portal, &prepared.params)?;
+        let session = session_of(&self.db, client);
+        let (result, offset) = self
+            .run(session, prepared.stmt.clone(), params)
+            .await
+            .map_err(|e| user_error(&e))?;
+        let format = &portal.result_column_format;
+        to_response(result, offset, &|i| format.format_for(i))
+    }
+}
+
+fn one(array: ArrayRef) -> Param {
+    Param::Value(array)
+}
+
+/// Decodes bound parameter values by their declared types into engine parameters.
+/// Text-typed values stay untyped text, so they convert like PostgreSQL's literals.
+fn decode_params(portal: &Portal<Arc<Prepared>>, types: &[Type]) -> PgWireResult<Vec<Param>> {
+    let bad = |i: usize, e: PgWireError| {
+        user_error(&Error::InvalidText {
+            message: format!("invalid value for parameter ${}: {e}", i + 1),
+            sqlstate: "22P02",
+        })
+    };
+    let mut out = Vec::with_capacity(portal.parameter_len());
+    for i in 0..portal.parameter_len() {
+        let ty = types.get(i).cloned().unwrap_or(Type::TEXT);
+        let p = match ty {
+            Type::BOOL => portal
+                .parameter::<bool>(i, &ty)
+                .map(|v| one(Arc::new(BooleanArray::from(vec![v])))),
+            Type::INT2 => portal
+                .parameter::<i16>(i, &ty)
+                .map(|v| one(Arc::new(Int32Array::from(vec![v.map(i32::from)])))),
+            Type::INT4 => portal
+                .parameter::<i32>(i, &ty)
+                .map(|v| one(Arc::new(Int32Array::from(vec![v])))),
+            Type::INT8 => portal
+                .parameter::<i64>(i, &ty)
+                .map(|v| one(Arc::new(Int64Array::from(vec![v])))),
+            Type::FLOAT4 => portal
+                .parameter::<f32>(i, &ty)
+                .map(|v| one(Arc::new(Float64Array::from(vec![v.map(f64::from)])))),
+            Type::FLOAT8 => portal
+                .parameter::<f64>(i, &ty)
+                .map(|v| one(Arc::new(Float64Array::from(vec![v])))),
+            Type::TIMESTAMP => portal.parameter::<chrono::NaiveDateTime>(i, &ty).map(|v| {
+                one(Arc::new(TimestampMicrosecondArray::from(vec![
+                    v.map(|d| d.and_utc().timestamp_micros())
+                ])))
+            }),
+            Type::TIMESTAMPTZ => portal
+                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, &ty)
+                .map(|v| {
+                    one(Arc::new(
+                        TimestampMicrosecondArray::from(vec![v.map(|d| d.timestamp_micros())])
+                            .with_timezone(sluice_storage::types::UTC),
+                    ))
+                }),
+            Type::DATE => portal.parameter::<chrono::NaiveDate>(i, &ty).map(|v| {
+                one(Arc::new(Date32Array::from(vec![v.map(|d| {
+                    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days()
+                        as i32
+                })])))
+            }),
+            _ if portal.parameter_format.is_binary(i) && !is_textual(&ty) => {
+                return Err(user_error(&Error::NotSupported(format!(
+                    "binary parameters of type {}",
+                    ty.name()
+                ))))
+            }
+            _ => portal.parameter::<String>(i, &Type::TEXT).map(Param::Text),
+        };
+        out.push(p.map_err(|e| bad(i, e))?);
+    }
+    Ok(out)
+}
+
+fn is_textual(t: &Type) -> bool {
+    [
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::BPCHAR,
+        Type::NAME,
+        Type::UNKNOWN,
+    ]
+    .contains(t)
+}

@@ -1,0 +1,389 @@
+//! The PostgreSQL protocol server, end to end: the real `sluice serve` binary on a
+//! free port, driven by tokio-postgres (extended protocol, binary results).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+/// A running `sluice serve`; killed when dropped.
+struct Server {
+    child: Child,
+    pg_port: u16,
+    http_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--pg-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start sluice serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // "sluice 0.1.0 serving DIR — PostgreSQL on 127.0.0.1:P, HTTP on 127.0.0.1:Q"
+    let port_after = |marker: &str| -> u16 {
+        let rest = &line[line.find(marker).unwrap_or_else(|| panic!("{line}")) + marker.len()..];
+        let addr = rest.split([',', ' ', '\n']).next().unwrap();
+        addr.rsplit(':').next().unwrap().parse().unwrap()
+    };
+    Server {
+        pg_port: port_after("PostgreSQL on "),
+        http_port: port_after("HTTP on "),
+        child,
+        _dir: dir,
+    }
+}
+
+async fn connect(port: u16) -> Client {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=dashboard dbname=sluice"),
+        NoTls,
+    )
+    .await
+    .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+async fn setup(client: &Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE orders (ts TIMESTAMP, placed TIMESTAMPTZ, restaurant_id BIGINT, qty INTEGER, \
+             item TEXT, amount DOUBLE PRECISION, paid BOOLEAN) WITH (time_column = 'ts')",
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_and_every_type_round_trip_in_binary() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+
+    let ts = NaiveDate::from_ymd_opt(2024, 5, 1)
+        .unwrap()
+        .and_hms_micro_opt(12, 30, 15, 250_000)
+        .unwrap();
+    let placed = Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap();
+    let insert = client
+        .prepare("INSERT INTO orders VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .await
+        .unwrap();
+    let types: Vec<_> = insert
+        .params()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "timestamp",
+            "timestamptz",
+            "int8",
+            "int4",
+            "text",
+            "float8",
+            "bool"
+        ]
+    );
+    for (i, item) in ["pizza", "soup", "pizza"].iter().enumerate() {
+        let n = client
+            .execute(
+                &insert,
+                &[
+                    &ts,
+                    &placed,
+                    &7i64,
+                    &(i as i32 + 1),
+                    item,
+                    &(10.5 * (i + 1) as f64),
+                    &(i % 2 == 0),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    client
+        .execute("INSERT INTO orders (ts, item) VALUES ($1, NULL)", &[&ts])
+        .await
+        .unwrap();
+
+    let row = client
+        .query_one(
+            "SELECT ts, placed, restaurant_id, qty, item, amount, paid FROM orders WHERE qty = $1",
+            &[&2i32],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, NaiveDateTime>(0), ts);
+    assert_eq!(row.get::<_, chrono::DateTime<Utc>>(1), placed);
+    assert_eq!(row.get::<_, i64>(2), 7);
+    assert_eq!(row.get::<_, i32>(3), 2);
+    assert_eq!(row.get::<_, &str>(4), "soup");
+    assert_eq!(row.get::<_, f64>(5), 21.0);
+    assert!(!row.get::<_, bool>(6));
+
+    // Parameter types are inferred from their context.
+    let stmt = client
+        .prepare("SELECT item, count(*) AS n, sum(amount) FROM orders WHERE restaurant_id = $1 AND ts >= $2 GROUP BY item ORDER BY item")
+        .await
+        .unwrap();
+    let names: Vec<_> = stmt.params().iter().map(|t| t.name().to_string()).collect();
+    assert_eq!(names, ["int8", "timestamp"]);
+    let cols: Vec<_> = stmt
+        .columns()
+        .iter()
+        .map(|c| (c.name().to_string(), c.type_().name().to_string()))
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            ("item".into(), "text".into()),
+            ("n".into(), "int8".into()),
+            ("sum".into(), "float8".into())
+        ]
+    );
+    let rows = client.query(&stmt, &[&7i64, &ts]).await.unwrap();
+    let got: Vec<(String, i64, f64)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pizza".to_string(), 2, 42.0),
+            ("soup".to_string(), 1, 21.0)
+        ]
+    );
+
+    // NULLs, dates and intervals.
+    let row = client
+        .query_one(
+            "SELECT item IS NULL, amount, ts::date, ts - TIMESTAMP '2024-05-01 00:00' FROM orders WHERE item IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0));
+    assert_eq!(row.get::<_, Option<f64>>(1), None);
+    assert_eq!(
+        row.get::<_, NaiveDate>(2),
+        NaiveDate::from_ymd_opt(2024, 5, 1).unwrap()
+    );
+    // interval comes back in PostgreSQL's binary layout: micros, days, months.
+    let raw: Vec<u8> = client
+        .query_one("SELECT INTERVAL '1 day 02:00:00'::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .into_bytes();
+    assert_eq!(raw, b"1 day 02:00:00");
+    let _ = row;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_protocol_errors_and_session_statements() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+
+    let msgs = client
+        .simple_query("SELECT 1 AS one; SELECT 'x' AS two")
+        .await
+        .unwrap();
+    let values: Vec<String> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap().to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(values, ["1", "x"]);
+
+    for (sql, code) in [
+        ("SELEC 1", "42601"),
+        ("SELECT * FROM missing", "42P01"),
+        ("SELECT nope FROM orders", "42703"),
+        ("SELECT 1 / 0", "22012"),
+        ("SET nonsense = 1", "42704"),
+    ] {
+        let err = client.query(sql, &[]).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some(code), "{sql}: {err}");
+        let err = client.simple_query(sql).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some(code), "{sql}: {err}");
+    }
+    // After errors the connection still works.
+    assert_eq!(
+        client
+            .query_one("SELECT 41 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
+
+    // Session settings apply to this connection only.
+    client
+        .batch_execute("SET TimeZone = '+02:00'")
+        .await
+        .unwrap();
+    let shown: String = client.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "+02:00");
+    let text = client
+        .simple_query("SELECT TIMESTAMPTZ '2024-01-01 10:00:00Z'")
+        .await
+        .unwrap();
+    let SimpleQueryMessage::Row(r) = &text[1] else {
+        panic!("{text:?}")
+    };
+    assert_eq!(r.get(0), Some("2024-01-01 12:00:00+02"));
+    let other = connect(server.pg_port).await;
+    let shown: String = other.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "UTC");
+
+    let user: String = client
+        .query_one("SELECT current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(user, "dashboard");
+    client
+        .batch_execute("BEGIN; SELECT 1; COMMIT; START TRANSACTION; ROLLBACK; DISCARD ALL")
+        .await
+        .unwrap();
+    let shown: String = client.query_one("SHOW TimeZone", &[]).await.unwrap().get(0);
+    assert_eq!(shown, "UTC", "DISCARD ALL resets settings");
+
+    // statement_timeout is applied.
+    load_rows(&client, 3000).await;
+    client
+        .batch_execute("SET statement_timeout = '1ms'")
+        .await
+        .unwrap();
+    let err = client
+        .query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+
+    let health = std::net::TcpStream::connect(("127.0.0.1", server.http_port)).map(|mut s| {
+        use std::io::{Read, Write};
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    });
+    assert!(health.unwrap().starts_with("HTTP/1.1 200 OK"));
+}
+
+async fn load_rows(client: &Client, n: usize) {
+    let values: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "('2024-01-01 00:00:00', NULL, {}, {}, 'item-{}', 1.0, true)",
+                i % 100,
+                i,
+                i % 7
+            )
+        })
+        .collect();
+    client
+        .batch_execute(&format!("INSERT INTO orders VALUES {}", values.join(", ")))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_request_stops_the_running_query() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+    load_rows(&client, 20_000).await;
+    let token = client.cancel_token();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    });
+    // 400 million candidate pairs: minutes of work unless cancelled.
+    let err = client
+        .query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 20_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_connections_query_at_once() {
+    let server = start();
+    let admin = connect(server.pg_port).await;
+    setup(&admin).await;
+    load_rows(&admin, 1000).await;
+    let mut tasks = Vec::new();
+    for i in 0..500i64 {
+        let port = server.pg_port;
+        tasks.push(tokio::spawn(async move {
+            let c = connect(port).await;
+            let r = c
+                .query_one(
+                    "SELECT count(*) FROM orders WHERE restaurant_id = $1",
+                    &[&(i % 100)],
+                )
+                .await
+                .unwrap();
+            (r.get::<_, i64>(0), c)
+        }));
+    }
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (n, c) = t.await.unwrap();
+        assert_eq!(n, 10);
+        clients.push(c);
+    }
+    // All 500 stay open and usable.
+    let last = clients.last().unwrap();
+    assert_eq!(
+        last.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+}
