@@ -27,7 +27,7 @@ use crate::format::sql_type_name;
 use crate::logical::{
     arithmetic_result_type, is_numeric, wider_numeric, AggregateExpr, AggregateFunction, BinaryOp,
     DateField, Expr, JoinKind, Literal, LogicalPlan, PlanField, PlanSchema, ScalarFunction,
-    SortKey, TableSource,
+    SortKey, SubqueryKind, TableSource,
 };
 use crate::session::{Session, SERVER_VERSION};
 
@@ -41,6 +41,9 @@ pub struct Binder<'a> {
     params: Option<Vec<Param>>,
     /// The session, for `current_user`, `current_setting()` and friends.
     session: Option<&'a Session>,
+    /// The enclosing query's input while binding a subquery (one level of
+    /// correlation is supported).
+    outer: Vec<PlanSchema>,
     /// The type each `$n` was found to need (describing) or was given.
     param_types: Vec<Option<DataType>>,
 }
@@ -90,15 +93,21 @@ fn null_literal() -> Expr {
 /// The Arrow type for a SQL type name in a CAST or column definition.
 pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
     let text = dt.to_string().to_lowercase();
+    let text = text.trim_start_matches("pg_catalog.").to_string();
+    if text.ends_with("[]") || text.starts_with('_') || text.contains("vector") {
+        // Arrays travel in PostgreSQL's text form, `{a,b}`.
+        return Ok(DataType::Utf8);
+    }
     let base = text.split('(').next().unwrap_or(&text).trim().to_string();
     Ok(match base.as_str() {
         "bool" | "boolean" => DataType::Boolean,
         "int" | "integer" | "int4" | "smallint" | "int2" => DataType::Int32,
-        "bigint" | "int8" => DataType::Int64,
+        "bigint" | "int8" | "oid" | "regproc" | "regclass" | "regtype" | "xid" | "regnamespace"
+        | "regrole" | "regprocedure" | "regoper" | "regoperator" | "regconfig" => DataType::Int64,
         "double precision" | "double" | "float8" | "float" | "real" | "float4" | "numeric"
         | "decimal" => DataType::Float64,
         "text" | "varchar" | "character varying" | "char" | "character" | "string" | "name"
-        | "bpchar" => DataType::Utf8,
+        | "bpchar" | "\"char\"" | "pg_catalog.text" | "pg_catalog.name" => DataType::Utf8,
         "timestamp" | "timestamp without time zone" => {
             DataType::Timestamp(TimeUnit::Microsecond, None)
         }
@@ -126,6 +135,7 @@ impl<'a> Binder<'a> {
             params: None,
             param_types: Vec::new(),
             session: None,
+            outer: Vec::new(),
         }
     }
 
@@ -847,8 +857,8 @@ impl<'a> Binder<'a> {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                if args.is_some() {
-                    return Err(Error::NotSupported(format!("table function {name}")));
+                if let Some(args) = args {
+                    return self.bind_table_function(name, &args.args, alias.as_ref());
                 }
                 let parts = object_name_parts(name);
                 let cte = match parts.as_slice() {
@@ -862,6 +872,28 @@ impl<'a> Binder<'a> {
                 };
                 let plan = match cte {
                     Some(p) => p,
+                    None if self.virtual_table(&parts)?.is_some() => {
+                        let (qualifier, batch) = self
+                            .virtual_table(&parts)?
+                            .ok_or_else(|| Error::Internal("catalog table vanished".into()))?;
+                        let fields = batch
+                            .schema()
+                            .fields()
+                            .iter()
+                            .map(|f| PlanField {
+                                qualifier: Some(qualifier.clone()),
+                                name: f.name().clone(),
+                                data_type: f.data_type().clone(),
+                            })
+                            .collect();
+                        LogicalPlan::Scan {
+                            source: TableSource::Virtual {
+                                name: parts.join("."),
+                                batch,
+                            },
+                            schema: PlanSchema { fields },
+                        }
+                    }
                     None => {
                         let tname = table_name(name)?;
                         let table = self.catalog.table(&tname).map_err(|e| match e {
@@ -996,17 +1028,20 @@ impl<'a> Binder<'a> {
                                 }
                                 return Err(err);
                             }
-                            _ => return Err(err),
+                            _ => return self.outer_column(None, &name).ok_or(err),
                         }
                     }
                 }
             }
             A::CompoundIdentifier(parts) => {
                 let names: Vec<String> = parts.iter().map(ident_name).collect();
-                match names.as_slice() {
-                    [q, c] => Expr::Column(resolve_column(schema, Some(q), c)?),
-                    [_, q, c] => Expr::Column(resolve_column(schema, Some(q), c)?),
+                let (q, c) = match names.as_slice() {
+                    [q, c] | [_, q, c] => (q, c),
                     _ => return Err(Error::UndefinedColumn(names.join("."))),
+                };
+                match resolve_column(schema, Some(q), c) {
+                    Ok(i) => Expr::Column(i),
+                    Err(err) => return self.outer_column(Some(q), c).ok_or(err),
                 }
             }
             A::Value(v) => match &v.value {
@@ -1138,7 +1173,18 @@ impl<'a> Binder<'a> {
                         negated: *negated,
                     }
                 }
-                _ => return Err(Error::NotSupported("IN (subquery)".into())),
+                ast::InTarget::Subquery(q) => {
+                    let x = bind!(expr)?;
+                    let plan = self.bind_subquery(q, schema)?;
+                    Expr::Subquery {
+                        kind: SubqueryKind::In {
+                            expr: Box::new(x),
+                            negated: *negated,
+                        },
+                        plan,
+                    }
+                }
+                _ => return Err(Error::NotSupported("IN UNNEST".into())),
             },
             A::Like {
                 negated,
@@ -1185,8 +1231,27 @@ impl<'a> Binder<'a> {
                     return Err(Error::NotSupported(format!("{kind:?}")));
                 }
                 let inner = bind!(expr)?;
-                let to = sql_to_arrow_type(data_type)?;
-                self.explicit_cast(inner, schema, &to)?
+                let type_name = data_type.to_string().to_lowercase();
+                let type_name = type_name.trim_start_matches("pg_catalog.");
+                match type_name {
+                    "regclass" | "regtype" => {
+                        if matches!(inner.data_type(schema), DataType::Utf8 | DataType::Null) {
+                            use crate::logical::CatalogFunction as C;
+                            let f = if type_name == "regclass" {
+                                C::RegclassOid
+                            } else {
+                                C::RegtypeOid
+                            };
+                            self.call_scalar(ScalarFunction::Catalog(f), vec![inner], schema)?
+                        } else {
+                            self.explicit_cast(inner, schema, &DataType::Int64)?
+                        }
+                    }
+                    _ => {
+                        let to = sql_to_arrow_type(data_type)?;
+                        self.explicit_cast(inner, schema, &to)?
+                    }
+                }
             }
             A::Extract { field, expr, .. } => {
                 let f = date_field(field)?;
@@ -1287,10 +1352,281 @@ impl<'a> Binder<'a> {
                 }
             }
             A::Function(f) => self.bind_function(f, schema, allow_agg)?,
-            A::Subquery(_) | A::Exists { .. } => {
-                return Err(Error::NotSupported("subqueries in expressions".into()))
+            A::CompoundFieldAccess { root, access_chain } => {
+                let mut value = bind!(root)?;
+                for access in access_chain {
+                    let ast::AccessExpr::Subscript(ast::Subscript::Index { index }) = access else {
+                        return Err(Error::NotSupported(format!("field access {access}")));
+                    };
+                    let i = bind!(index)?;
+                    let i = self.coerce(i, schema, &DataType::Int64)?;
+                    let v = self.explicit_cast(value, schema, &DataType::Utf8)?;
+                    use crate::logical::CatalogFunction as C;
+                    value = Expr::Function {
+                        func: ScalarFunction::Catalog(C::ArrayElement),
+                        args: vec![v, i],
+                    };
+                }
+                value
+            }
+            // Sluice compares text by bytes (the C collation) whatever is asked.
+            A::Collate { expr, .. } => bind!(expr)?,
+            A::Subquery(q) => {
+                let plan = self.bind_subquery(q, schema)?;
+                Expr::Subquery {
+                    kind: SubqueryKind::Scalar,
+                    plan,
+                }
+            }
+            A::Exists { subquery, negated } => {
+                let plan = self.bind_subquery(subquery, schema)?;
+                Expr::Subquery {
+                    kind: SubqueryKind::Exists { negated: *negated },
+                    plan,
+                }
+            }
+            A::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            }
+            | A::AllOp {
+                left,
+                compare_op,
+                right,
+            } => {
+                let any = matches!(e, A::AnyOp { .. });
+                let negated = match (compare_op, any) {
+                    (BinaryOperator::Eq, true) => false,
+                    (BinaryOperator::NotEq, false) => true,
+                    _ => {
+                        return Err(Error::NotSupported(format!(
+                            "{compare_op} {}",
+                            if any { "ANY" } else { "ALL" }
+                        )))
+                    }
+                };
+                let x = bind!(left)?;
+                match right.as_ref() {
+                    A::Subquery(q) => {
+                        let plan = self.bind_subquery(q, schema)?;
+                        Expr::Subquery {
+                            kind: SubqueryKind::In {
+                                expr: Box::new(x),
+                                negated,
+                            },
+                            plan,
+                        }
+                    }
+                    other => match self.bind_array_items(other, schema, allow_agg) {
+                        Ok(items) => self.in_list(x, items, negated, schema)?,
+                        Err(_) => {
+                            // An array held in a column, in its text form.
+                            use crate::logical::CatalogFunction as C;
+                            let arr = bind!(other)?;
+                            let x = self.explicit_cast(x, schema, &DataType::Utf8)?;
+                            let arr = self.explicit_cast(arr, schema, &DataType::Utf8)?;
+                            let test = Expr::Function {
+                                func: ScalarFunction::Catalog(C::ArrayContains),
+                                args: vec![x, arr],
+                            };
+                            if negated {
+                                Expr::Not(Box::new(test))
+                            } else {
+                                test
+                            }
+                        }
+                    },
+                }
             }
             other => return Err(Error::NotSupported(format!("expression {other}"))),
+        })
+    }
+
+    /// A `pg_catalog` / `information_schema` table named by `parts`, with the
+    /// qualifier its columns take. A stored table of the same (unqualified) name wins
+    /// for names outside `pg_*`.
+    fn virtual_table(
+        &self,
+        parts: &[String],
+    ) -> Result<Option<(String, arrow::array::RecordBatch)>> {
+        let (schema, name) = match parts {
+            [n] if n.starts_with("pg_") => (None, n.as_str()),
+            [s, n] => (Some(s.as_str()), n.as_str()),
+            [_, s, n] => (Some(s.as_str()), n.as_str()),
+            _ => return Ok(None),
+        };
+        if matches!(schema, Some(s) if s != "pg_catalog" && s != "information_schema") {
+            return Ok(None);
+        }
+        if schema.is_none() && self.catalog.table(name).is_ok() {
+            return Ok(None);
+        }
+        match crate::catalog::virtual_table(schema, name, self.catalog, self.session) {
+            Some(batch) => Ok(Some((name.to_string(), batch?))),
+            None => Ok(None),
+        }
+    }
+
+    /// A function in FROM: `generate_series(start, stop [, step])`.
+    fn bind_table_function(
+        &mut self,
+        name: &ObjectName,
+        args: &[FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<LogicalPlan> {
+        let parts = object_name_parts(name);
+        if parts.last().map(String::as_str) != Some("generate_series") {
+            return Err(Error::NotSupported(format!(
+                "table function {}",
+                parts.join(".")
+            )));
+        }
+        // Arguments may read the enclosing row of a correlated subquery; they are
+        // evaluated when the plan runs.
+        let scope = PlanSchema::default();
+        let mut bound = Vec::new();
+        for a in args {
+            match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => {
+                    bound.push(self.bind_expr(e, &scope, false)?)
+                }
+                other => return Err(Error::NotSupported(format!("argument {other}"))),
+            }
+        }
+        if !(2..=3).contains(&bound.len()) {
+            return Err(Error::undefined_function(
+                "generate_series takes two or three arguments",
+            ));
+        }
+        let ty = match common_type(&bound[..2], &scope, "generate_series")? {
+            t @ (DataType::Int32 | DataType::Int64 | DataType::Timestamp(..)) => t,
+            DataType::Utf8 | DataType::Null => DataType::Int64,
+            DataType::Date32 => DataType::Timestamp(TimeUnit::Microsecond, None),
+            other => {
+                return Err(Error::undefined_function(format!(
+                    "function generate_series({}) does not exist",
+                    sql_type_name(&other)
+                )))
+            }
+        };
+        let start = self.coerce(bound[0].clone(), &scope, &ty)?;
+        let stop = self.coerce(bound[1].clone(), &scope, &ty)?;
+        let is_time = matches!(ty, DataType::Timestamp(..));
+        let step = match bound.get(2) {
+            None if is_time => {
+                return Err(Error::undefined_function(
+                    "generate_series over timestamps needs an interval step",
+                ))
+            }
+            None => None,
+            Some(s) if is_time => Some(self.coerce(
+                s.clone(),
+                &scope,
+                &DataType::Interval(IntervalUnit::MonthDayNano),
+            )?),
+            Some(s) => Some(self.coerce(s.clone(), &scope, &ty)?),
+        };
+        let alias_name = alias.map(|a| ident_name(&a.name));
+        let column = alias
+            .and_then(|a| a.columns.first().map(|c| ident_name(&c.name)))
+            .or_else(|| alias_name.clone())
+            .unwrap_or_else(|| "generate_series".into());
+        Ok(LogicalPlan::GenerateSeries {
+            start,
+            stop,
+            step,
+            schema: PlanSchema {
+                fields: vec![PlanField {
+                    qualifier: Some(alias_name.unwrap_or_else(|| "generate_series".into())),
+                    name: column,
+                    data_type: ty,
+                }],
+            },
+        })
+    }
+
+    /// A column of the enclosing query, for a correlated subquery.
+    fn outer_column(&self, qualifier: Option<&str>, name: &str) -> Option<Expr> {
+        let outer = self.outer.last()?;
+        let index = resolve_column(outer, qualifier, name).ok()?;
+        Some(Expr::OuterColumn {
+            index,
+            data_type: outer.fields[index].data_type.clone(),
+        })
+    }
+
+    /// Binds a subquery whose expressions may refer to `schema`, the enclosing input.
+    fn bind_subquery(
+        &mut self,
+        q: &ast::Query,
+        schema: &PlanSchema,
+    ) -> Result<crate::logical::SubqueryPlan> {
+        if !self.outer.is_empty() && !schema.fields.is_empty() {
+            // A subquery inside a subquery: its outer scope is the middle query.
+        }
+        self.outer.push(schema.clone());
+        let plan = self.bind_query(q);
+        self.outer.pop();
+        let plan = plan?;
+        if plan.schema().fields.len() != 1 {
+            return Err(Error::Syntax("subquery must return only one column".into()));
+        }
+        Ok(crate::logical::SubqueryPlan(Arc::new(plan)))
+    }
+
+    /// The elements of an array written as `ARRAY[a, b]` or `'{a,b}'`.
+    fn bind_array_items(
+        &mut self,
+        e: &ast::Expr,
+        schema: &PlanSchema,
+        allow_agg: bool,
+    ) -> Result<Vec<Expr>> {
+        match e {
+            ast::Expr::Array(a) => a
+                .elem
+                .iter()
+                .map(|x| self.bind_expr(x, schema, allow_agg))
+                .collect(),
+            ast::Expr::Nested(inner) => self.bind_array_items(inner, schema, allow_agg),
+            ast::Expr::Cast { expr, .. } => self.bind_array_items(expr, schema, allow_agg),
+            ast::Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(text) => Ok(parse_array_text(text)
+                    .into_iter()
+                    .map(|item| match item {
+                        Some(t) => untyped_text(&t),
+                        None => null_literal(),
+                    })
+                    .collect()),
+                other => Err(Error::NotSupported(format!("ANY({other})"))),
+            },
+            other => Err(Error::NotSupported(format!("ANY({other})"))),
+        }
+    }
+
+    fn in_list(
+        &mut self,
+        x: Expr,
+        items: Vec<Expr>,
+        negated: bool,
+        schema: &PlanSchema,
+    ) -> Result<Expr> {
+        if items.is_empty() {
+            return Ok(lit(Arc::new(BooleanArray::from(vec![negated]))));
+        }
+        let mut all = vec![x];
+        all.extend(items);
+        let ty = common_type(&all, schema, "IN")?;
+        let mut all = all
+            .into_iter()
+            .map(|e| self.coerce(e, schema, &ty))
+            .collect::<Result<Vec<_>>>()?;
+        let x = all.remove(0);
+        Ok(Expr::InList {
+            expr: Box::new(x),
+            list: all,
+            negated,
         })
     }
 
@@ -1352,6 +1688,32 @@ impl<'a> Binder<'a> {
             BinaryOperator::And => BinaryOp::And,
             BinaryOperator::Or => BinaryOp::Or,
             BinaryOperator::StringConcat => BinaryOp::Concat,
+            BinaryOperator::PGRegexMatch => BinaryOp::RegexMatch,
+            BinaryOperator::PGRegexIMatch => BinaryOp::RegexIMatch,
+            BinaryOperator::PGRegexNotMatch => BinaryOp::RegexNotMatch,
+            BinaryOperator::PGRegexNotIMatch => BinaryOp::RegexNotIMatch,
+            BinaryOperator::PGCustomBinaryOperator(parts) => {
+                let symbol = parts.last().map(String::as_str).unwrap_or_default();
+                let mapped = match symbol {
+                    "~" => BinaryOperator::PGRegexMatch,
+                    "~*" => BinaryOperator::PGRegexIMatch,
+                    "!~" => BinaryOperator::PGRegexNotMatch,
+                    "!~*" => BinaryOperator::PGRegexNotIMatch,
+                    "=" => BinaryOperator::Eq,
+                    "<>" => BinaryOperator::NotEq,
+                    "<" => BinaryOperator::Lt,
+                    "<=" => BinaryOperator::LtEq,
+                    ">" => BinaryOperator::Gt,
+                    ">=" => BinaryOperator::GtEq,
+                    "||" => BinaryOperator::StringConcat,
+                    other => {
+                        return Err(Error::undefined_function(format!(
+                            "operator does not exist: {other}"
+                        )))
+                    }
+                };
+                return self.binary(&mapped, l, r, schema);
+            }
             other => return Err(Error::NotSupported(format!("operator {other}"))),
         };
         match bop {
@@ -1360,6 +1722,15 @@ impl<'a> Binder<'a> {
                 let r = self.require_boolean(r, schema, bop.symbol())?;
                 Ok(Expr::Binary {
                     op: bop,
+                    left: Box::new(l),
+                    right: Box::new(r),
+                })
+            }
+            o if o.is_regex() => {
+                let l = self.coerce_text(l, schema, o.symbol())?;
+                let r = self.coerce_text(r, schema, o.symbol())?;
+                Ok(Expr::Binary {
+                    op: o,
                     left: Box::new(l),
                     right: Box::new(r),
                 })
@@ -1702,6 +2073,13 @@ impl<'a> Binder<'a> {
                 args[0] = self.coerce(args[0].clone(), schema, &DataType::Float64)?;
             }
             F::Extract(_) | F::DatePart(_) => {}
+            F::Catalog(c) => {
+                use crate::logical::CatalogFunction as C;
+                if matches!(c, C::QuoteIdent | C::RegclassOid | C::RegtypeOid) {
+                    arity(1, 1, &args)?;
+                    args[0] = self.explicit_cast(args[0].clone(), schema, &DataType::Utf8)?;
+                }
+            }
         }
         Ok(Expr::Function { func, args })
     }
@@ -1735,6 +2113,13 @@ impl<'a> Binder<'a> {
                 ),
                 list.args.iter().collect(),
             ),
+            FunctionArguments::Subquery(q) if name == "array" => {
+                let plan = self.bind_subquery(q, schema)?;
+                return Ok(Expr::Subquery {
+                    kind: SubqueryKind::Array,
+                    plan,
+                });
+            }
             FunctionArguments::Subquery(_) => {
                 return Err(Error::NotSupported("subquery as function argument".into()))
             }
@@ -1771,6 +2156,7 @@ impl<'a> Binder<'a> {
         if let Some(e) = self.bind_session_function(&name, &args)? {
             return Ok(e);
         }
+        use crate::logical::CatalogFunction as C;
         use ScalarFunction as F;
         let func = match name.as_str() {
             "now"
@@ -1811,6 +2197,41 @@ impl<'a> Binder<'a> {
             "ceil" | "ceiling" => F::Ceil,
             "date_trunc" => F::DateTrunc,
             "to_timestamp" => F::ToTimestamp,
+            "format_type" => F::Catalog(C::FormatType),
+            "pg_table_is_visible" | "pg_type_is_visible" | "pg_function_is_visible" => {
+                F::Catalog(C::TableIsVisible)
+            }
+            "pg_get_userbyid" => F::Catalog(C::GetUserById),
+            "pg_encoding_to_char" => F::Catalog(C::EncodingToChar),
+            "has_table_privilege"
+            | "has_schema_privilege"
+            | "has_any_column_privilege"
+            | "has_column_privilege"
+            | "has_database_privilege"
+            | "pg_has_role" => F::Catalog(C::HasPrivilege),
+            "obj_description"
+            | "col_description"
+            | "shobj_description"
+            | "pg_get_expr"
+            | "pg_get_viewdef"
+            | "pg_get_triggerdef"
+            | "pg_get_functiondef"
+            | "pg_get_statisticsobjdef_columns"
+            | "pg_get_function_result"
+            | "pg_get_function_arguments"
+            | "pg_get_partkeydef"
+            | "pg_get_ruledef" => F::Catalog(C::NullText),
+            "pg_get_constraintdef" => F::Catalog(C::ConstraintDef),
+            "pg_get_indexdef" => F::Catalog(C::IndexDef),
+            "quote_ident" => F::Catalog(C::QuoteIdent),
+            "pg_relation_size" | "pg_total_relation_size" | "pg_table_size" | "pg_indexes_size" => {
+                F::Catalog(C::RelationSize)
+            }
+            "pg_size_pretty" => F::Catalog(C::SizePretty),
+            "array_to_string" => F::Catalog(C::ArrayToString),
+            "array_upper" | "array_length" | "cardinality" => F::Catalog(C::ArrayLength),
+            "array_lower" => F::Catalog(C::ArrayLower),
+            "pg_relation_is_publishable" | "pg_is_in_recovery" => F::Catalog(C::AlwaysFalse),
             "date_part" => {
                 if args.len() != 2 {
                     return Err(Error::undefined_function(
@@ -1851,6 +2272,7 @@ impl<'a> Binder<'a> {
             )),
             ("current_database", 0) => text(self.session.map_or("sluice", |s| s.database())),
             ("current_schema", 0) => text("public"),
+            ("current_schemas", 1) => text("{pg_catalog,public}"),
             ("current_user" | "session_user" | "user" | "current_role", 0) => text(&user),
             ("pg_backend_pid", 0) => Some(lit(Arc::new(Int32Array::from(vec![self
                 .session
@@ -1897,6 +2319,8 @@ impl<'a> Binder<'a> {
             "approx_count_distinct" => A::ApproxCountDistinct,
             "bool_and" | "every" => A::BoolAnd,
             "bool_or" => A::BoolOr,
+            "string_agg" => A::StringAgg,
+            "array_agg" => A::ArrayAgg,
             "percentile_cont" => {
                 let fraction = fraction_arg(args.first())?;
                 if f.within_group.len() != 1 {
@@ -1916,6 +2340,7 @@ impl<'a> Binder<'a> {
                     func: A::PercentileCont(fraction),
                     arg: Some(arg),
                     distinct: false,
+                    separator: None,
                 }));
             }
             "approx_percentile" | "approx_percentile_cont" => {
@@ -1930,6 +2355,7 @@ impl<'a> Binder<'a> {
                     func: A::ApproxPercentile(fraction),
                     arg: Some(arg),
                     distinct: false,
+                    separator: None,
                 }));
             }
             _ => return Ok(None),
@@ -1942,11 +2368,26 @@ impl<'a> Binder<'a> {
                 "WITHIN GROUP is not allowed for {name}"
             )));
         }
+        let mut args = args.to_vec();
+        let separator = if func == A::StringAgg {
+            if args.len() != 2 {
+                return Err(Error::undefined_function(
+                    "string_agg(value, separator) takes two arguments",
+                ));
+            }
+            let sep = args.pop().and_then(|e| const_text(&e)).ok_or_else(|| {
+                Error::NotSupported("string_agg with a non-constant separator".into())
+            })?;
+            Some(sep)
+        } else {
+            None
+        };
         if func == A::CountStar {
             return Ok(Some(AggregateExpr {
                 func,
                 arg: None,
                 distinct: false,
+                separator: None,
             }));
         }
         if args.len() != 1 {
@@ -1972,6 +2413,7 @@ impl<'a> Binder<'a> {
                 }
             }
             A::BoolAnd | A::BoolOr => arg = self.require_boolean(arg, schema, name)?,
+            A::StringAgg => arg = self.explicit_cast(arg, schema, &DataType::Utf8)?,
             _ => {
                 if is_untyped(&arg) {
                     arg = self.coerce(arg, schema, &DataType::Utf8)?;
@@ -1982,6 +2424,7 @@ impl<'a> Binder<'a> {
             func,
             arg: Some(arg),
             distinct: distinct && func == A::Count,
+            separator,
         }))
     }
 }
@@ -2029,8 +2472,64 @@ fn date_field(f: &DateTimeField) -> Result<DateField> {
         .ok_or_else(|| Error::InvalidParameter(format!("unit \"{name}\" not recognized")))
 }
 
+/// The elements of PostgreSQL's array text form `{a,"b c",NULL}`.
+pub fn parse_array_text(text: &str) -> Vec<Option<String>> {
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    if inner.trim().is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' if !quoted => {
+                out.push(array_item(&cur, was_quoted));
+                cur.clear();
+                was_quoted = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    out.push(array_item(&cur, was_quoted));
+    out
+}
+
+fn array_item(raw: &str, quoted: bool) -> Option<String> {
+    let t = if quoted {
+        raw.to_string()
+    } else {
+        raw.trim().to_string()
+    };
+    if !quoted && t.eq_ignore_ascii_case("null") {
+        None
+    } else {
+        Some(t)
+    }
+}
+
+/// True for a value whose type is still open: a quoted literal, or an element
+/// taken out of a text-form array; it takes the type of what it meets.
 fn is_untyped(e: &Expr) -> bool {
     matches!(e, Expr::Literal(Literal { untyped: true, .. }))
+        || matches!(
+            e,
+            Expr::Function {
+                func: ScalarFunction::Catalog(crate::logical::CatalogFunction::ArrayElement),
+                ..
+            }
+        )
 }
 
 fn untyped_text(s: &str) -> Expr {

@@ -43,6 +43,8 @@ struct Inner {
     cancelled: Arc<AtomicBool>,
     memory_used: AtomicUsize,
     now_micros: i64,
+    catalog: Option<Arc<sluice_storage::Catalog>>,
+    user: String,
 }
 
 impl QueryContext {
@@ -56,8 +58,36 @@ impl QueryContext {
                 cancelled: cancel,
                 memory_used: AtomicUsize::new(0),
                 now_micros,
+                catalog: None,
+                user: "sluice".into(),
             }),
         }
+    }
+
+    /// A context whose catalog functions (`pg_get_constraintdef`, `regclass`, ...)
+    /// read `catalog`, for statements run by `user`.
+    pub fn with_catalog(
+        options: QueryOptions,
+        cancel: Arc<AtomicBool>,
+        catalog: Arc<sluice_storage::Catalog>,
+        user: &str,
+    ) -> Self {
+        let mut ctx = QueryContext::new(options, cancel);
+        if let Some(inner) = Arc::get_mut(&mut ctx.inner) {
+            inner.catalog = Some(catalog);
+            inner.user = user.to_string();
+        }
+        ctx
+    }
+
+    /// The catalog, when the statement runs against one.
+    pub fn catalog(&self) -> Option<&Arc<sluice_storage::Catalog>> {
+        self.inner.catalog.as_ref()
+    }
+
+    /// The user running the statement.
+    pub fn user(&self) -> &str {
+        &self.inner.user
     }
 
     /// The statement's options.

@@ -189,7 +189,12 @@ impl Engine {
         params: &[Param],
         cancel: Arc<AtomicBool>,
     ) -> Result<StatementResult> {
-        let ctx = QueryContext::new(session.query_options(), cancel);
+        let ctx = QueryContext::with_catalog(
+            session.query_options(),
+            cancel,
+            Arc::clone(&self.catalog),
+            session.user(),
+        );
         match stmt {
             Statement::Query(q) => {
                 let plan = self

@@ -48,6 +48,9 @@ pub enum Error {
         /// 22P02 or 22007.
         sqlstate: &'static str,
     },
+    /// A scalar subquery returned more than one row (21000).
+    #[error("more than one row returned by a subquery used as an expression")]
+    CardinalityViolation,
     /// Division by zero (22012).
     #[error("division by zero")]
     DivisionByZero,
@@ -99,6 +102,7 @@ impl Error {
             Error::CannotCast { .. } => "42846",
             Error::InvalidText { sqlstate, .. } => sqlstate,
             Error::DivisionByZero => "22012",
+            Error::CardinalityViolation => "21000",
             Error::NumericOutOfRange(_) => "22003",
             Error::InvalidParameter(_) => "22023",
             Error::InvalidDefinition(_) => "42P16",

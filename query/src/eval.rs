@@ -185,6 +185,12 @@ pub fn evaluate_value(
                 "aggregate evaluated outside an aggregation".into(),
             ))
         }
+        Expr::Subquery { kind, plan } => crate::subquery::evaluate(kind, &plan.0, batch, ctx)?,
+        Expr::OuterColumn { .. } => {
+            return Err(Error::Internal(
+                "outer column evaluated outside its subquery".into(),
+            ))
+        }
     })
 }
 
@@ -250,6 +256,32 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
             )?;
             return Ok(wrap(Arc::new(out), both_scalar));
         }
+        o if o.is_regex() => {
+            let n = if both_scalar { 1 } else { rows };
+            let la = l.into_array(n)?;
+            let ra = r.into_array(n)?;
+            let (Some(text), Some(pattern)) =
+                (la.as_string_opt::<i32>(), ra.as_string_opt::<i32>())
+            else {
+                return Err(Error::Internal(
+                    "regular expression operands must be text".into(),
+                ));
+            };
+            let flags = matches!(o, BinaryOp::RegexIMatch | BinaryOp::RegexNotIMatch)
+                .then(|| arrow::array::StringArray::from(vec!["i"; n]));
+            let matched =
+                arrow::compute::kernels::regexp::regexp_is_match(text, pattern, flags.as_ref())
+                    .map_err(|e| Error::InvalidText {
+                        message: format!("invalid regular expression: {e}"),
+                        sqlstate: "2201B",
+                    })?;
+            let out = if matches!(o, BinaryOp::RegexNotMatch | BinaryOp::RegexNotIMatch) {
+                boolean::not(&matched)?
+            } else {
+                matched
+            };
+            return Ok(wrap(Arc::new(out), both_scalar));
+        }
         _ => {}
     }
     let (ld, rd) = (l.datum(), r.datum());
@@ -263,7 +295,13 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
         BinaryOp::GtEq => Arc::new(cmp::gt_eq(ld, rd)?),
         BinaryOp::IsDistinctFrom => Arc::new(cmp::distinct(ld, rd)?),
         BinaryOp::IsNotDistinctFrom => Arc::new(cmp::not_distinct(ld, rd)?),
-        BinaryOp::And | BinaryOp::Or | BinaryOp::Concat => unreachable_op(op)?,
+        BinaryOp::And
+        | BinaryOp::Or
+        | BinaryOp::Concat
+        | BinaryOp::RegexMatch
+        | BinaryOp::RegexIMatch
+        | BinaryOp::RegexNotMatch
+        | BinaryOp::RegexNotIMatch => unreachable_op(op)?,
         BinaryOp::Plus => numeric::add(ld, rd)?,
         BinaryOp::Minus => {
             let out = numeric::sub(ld, rd)?;

@@ -26,15 +26,35 @@ pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch
     ctx.check()?;
     let schema = plan.schema().arrow_schema();
     match plan {
-        LogicalPlan::Scan { source, .. } => {
-            let TableSource::Stored(table) = source;
-            let all: Vec<usize> = (0..schema.fields().len()).collect();
-            scan::scan(table, None, &all, schema, ctx)
-        }
+        LogicalPlan::Scan { source, .. } => match source {
+            TableSource::Stored(table) => {
+                let all: Vec<usize> = (0..schema.fields().len()).collect();
+                scan::scan(table, None, &all, schema, ctx)
+            }
+            TableSource::Virtual { batch, .. } => Ok(vec![RecordBatch::try_new(
+                schema,
+                batch.columns().to_vec(),
+            )?]),
+        },
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
+        LogicalPlan::GenerateSeries {
+            start, stop, step, ..
+        } => generate_series(start, stop, step.as_ref(), schema, ctx),
         LogicalPlan::Filter { input, predicate } => {
-            if let LogicalPlan::Scan { source, .. } = input.as_ref() {
-                let TableSource::Stored(table) = source;
+            if let LogicalPlan::Scan {
+                source: TableSource::Stored(table),
+                ..
+            } = input.as_ref()
+            {
+                if predicate.has_subquery() {
+                    let mut out = Vec::new();
+                    let all: Vec<usize> = (0..schema.fields().len()).collect();
+                    for batch in scan::scan(table, None, &all, Arc::clone(&schema), ctx)? {
+                        let mask = evaluate_predicate(predicate, &batch, ctx)?;
+                        out.push(filter_batch(&batch, &mask)?);
+                    }
+                    return Ok(out);
+                }
                 let all: Vec<usize> = (0..schema.fields().len()).collect();
                 return scan::scan(table, Some(predicate), &all, schema, ctx);
             }
@@ -67,7 +87,11 @@ pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch
                 .collect();
             let args: Vec<Option<Expr>> = aggregates.iter().map(|a| a.arg.clone()).collect();
             let template = Aggregator::new(group_types, specs, ctx.clone())?;
-            if let Some((table, filter)) = table_scan(input) {
+            let plain = !group
+                .iter()
+                .chain(args.iter().flatten())
+                .any(Expr::has_subquery);
+            if let Some((table, filter)) = table_scan(input).filter(|_| plain) {
                 let batch =
                     scan::scan_aggregate(table, filter, group, &args, &template, schema, ctx)?;
                 return Ok(vec![batch]);
@@ -166,13 +190,15 @@ fn table_scan(plan: &LogicalPlan) -> Option<(&Arc<sluice_storage::Table>, Option
             source: TableSource::Stored(t),
             ..
         } => Some((t, None)),
-        LogicalPlan::Filter { input, predicate } => match input.as_ref() {
-            LogicalPlan::Scan {
-                source: TableSource::Stored(t),
-                ..
-            } => Some((t, Some(predicate))),
-            _ => None,
-        },
+        LogicalPlan::Filter { input, predicate } if !predicate.has_subquery() => {
+            match input.as_ref() {
+                LogicalPlan::Scan {
+                    source: TableSource::Stored(t),
+                    ..
+                } => Some((t, Some(predicate))),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -184,7 +210,8 @@ fn project(
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
     // Over a table scan, read only the columns the expressions use.
-    let batches = if let Some((table, filter)) = table_scan(input) {
+    let pushdown = !exprs.iter().any(Expr::has_subquery);
+    let batches = if let Some((table, filter)) = table_scan(input).filter(|_| pushdown) {
         let mut used: Vec<usize> = exprs.iter().flat_map(|e| e.columns()).collect();
         used.sort_unstable();
         used.dedup();
@@ -283,6 +310,114 @@ fn values(rows: &[Vec<Expr>], schema: &PlanSchema, ctx: &QueryContext) -> Result
         return Ok(vec![concat_batches(&arrow_schema, &out)?]);
     }
     Ok(out)
+}
+
+/// Rows of `generate_series`: integers stepping by an integer, or timestamps
+/// stepping by an interval; bounds inclusive; a NULL bound gives no rows.
+fn generate_series(
+    start: &Expr,
+    stop: &Expr,
+    step: Option<&Expr>,
+    schema: SchemaRef,
+    ctx: &QueryContext,
+) -> Result<Vec<RecordBatch>> {
+    use arrow::array::{Array, AsArray, Int64Array};
+    use arrow::datatypes::{
+        DataType, Int64Type, IntervalMonthDayNanoType, TimestampMicrosecondType,
+    };
+    const MAX_ROWS: usize = 10_000_000;
+    let one_row = RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?;
+    let out_type = schema.field(0).data_type().clone();
+    let value = |e: &Expr| evaluate(e, &one_row, ctx);
+    let (a, b) = (value(start)?, value(stop)?);
+    if a.is_null(0) || b.is_null(0) {
+        return Ok(vec![]);
+    }
+    let too_many =
+        || Error::ResourcesExhausted(format!("generate_series of more than {MAX_ROWS} rows"));
+    let column: ArrayRef = if let DataType::Timestamp(_, tz) = &out_type {
+        let (lo, hi) = (
+            a.as_primitive::<TimestampMicrosecondType>().value(0),
+            b.as_primitive::<TimestampMicrosecondType>().value(0),
+        );
+        let step = match step {
+            Some(s) => value(s)?,
+            None => return Err(Error::Internal("timestamp series without a step".into())),
+        };
+        if step.is_null(0) {
+            return Ok(vec![]);
+        }
+        let iv =
+            crate::format::to_interval(step.as_primitive::<IntervalMonthDayNanoType>().value(0));
+        if iv.approx_micros() == 0 {
+            return Err(Error::InvalidParameter(
+                "step size cannot equal zero".into(),
+            ));
+        }
+        let mut values = Vec::new();
+        let mut cur = lo;
+        let forward = iv.approx_micros() > 0;
+        while (forward && cur <= hi) || (!forward && cur >= hi) {
+            values.push(cur);
+            if values.len() > MAX_ROWS {
+                return Err(too_many());
+            }
+            let next = sluice_storage::types::micros_to_datetime(cur)
+                .and_then(|d| {
+                    let d = if iv.months >= 0 {
+                        d.checked_add_months(chrono::Months::new(iv.months as u32))
+                    } else {
+                        d.checked_sub_months(chrono::Months::new(iv.months.unsigned_abs()))
+                    }?;
+                    d.checked_add_signed(chrono::Duration::days(iv.days as i64))?
+                        .checked_add_signed(chrono::Duration::microseconds(iv.micros))
+                })
+                .map(|d| d.and_utc().timestamp_micros())
+                .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
+            cur = next;
+        }
+        Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(values).with_timezone_opt(tz.clone()),
+        )
+    } else {
+        let as_i64 = |x: &ArrayRef| -> Result<i64> {
+            Ok(arrow::compute::cast(x, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .value(0))
+        };
+        let (lo, hi) = (as_i64(&a)?, as_i64(&b)?);
+        let step = match step {
+            Some(s) => {
+                let v = value(s)?;
+                if v.is_null(0) {
+                    return Ok(vec![]);
+                }
+                as_i64(&v)?
+            }
+            None => 1,
+        };
+        if step == 0 {
+            return Err(Error::InvalidParameter(
+                "step size cannot equal zero".into(),
+            ));
+        }
+        let count = if (step > 0 && lo > hi) || (step < 0 && lo < hi) {
+            0
+        } else {
+            ((hi as i128 - lo as i128) / step as i128 + 1) as u128
+        };
+        if count > MAX_ROWS as u128 {
+            return Err(too_many());
+        }
+        ctx.reserve(count as usize * 8)?;
+        let values: Int64Array = (0..count as i64).map(|i| lo + i * step).collect();
+        arrow::compute::cast(&(Arc::new(values) as ArrayRef), &out_type)?
+    };
+    Ok(vec![RecordBatch::try_new(schema, vec![column])?])
 }
 
 /// Flattens batches into one (empty batches allowed).

@@ -18,7 +18,7 @@ use crate::context::QueryContext;
 use crate::error::{Error, Result};
 use crate::eval::{null_as_false, select, ColumnarValue};
 use crate::format::to_interval;
-use crate::logical::{DateField, ScalarFunction};
+use crate::logical::{CatalogFunction, DateField, ScalarFunction};
 
 /// Calls `func` on evaluated arguments over a batch of `rows` rows.
 pub fn call(
@@ -205,6 +205,7 @@ fn call_arrays(
         ScalarFunction::DateTrunc => date_trunc(arg(args, 0)?, arg(args, 1)?, rows, offset)?,
         ScalarFunction::Extract(field) => date_part(field, arg(args, 0)?, false, offset)?,
         ScalarFunction::DatePart(field) => date_part(field, arg(args, 0)?, true, offset)?,
+        ScalarFunction::Catalog(f) => catalog_function(f, args, rows, ctx)?,
         ScalarFunction::ToTimestamp => {
             let a = arg(args, 0)?.as_primitive::<Float64Type>();
             Arc::new(
@@ -215,6 +216,183 @@ fn call_arrays(
             )
         }
     })
+}
+
+/// The catalog functions PostgreSQL clients call (see [`CatalogFunction`]).
+fn catalog_function(
+    f: CatalogFunction,
+    args: &[ArrayRef],
+    rows: usize,
+    ctx: &QueryContext,
+) -> Result<ArrayRef> {
+    use crate::catalog;
+    let oids = |i: usize| -> Result<Vec<Option<i64>>> {
+        let a = arrow::compute::cast(arg(args, i)?, &DataType::Int64)?;
+        Ok(a.as_primitive::<Int64Type>().iter().collect())
+    };
+    let texts = |i: usize| -> Result<Vec<Option<String>>> {
+        let a = arrow::compute::cast(arg(args, i)?, &DataType::Utf8)?;
+        Ok(a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let cat = ctx.catalog();
+    Ok(match f {
+        CatalogFunction::FormatType => Arc::new(
+            oids(0)?
+                .into_iter()
+                .map(|o| o.map(|o| catalog::format_type(o).unwrap_or("???").to_string()))
+                .collect::<StringArray>(),
+        ),
+        CatalogFunction::TableIsVisible | CatalogFunction::HasPrivilege => {
+            Arc::new(arrow::array::BooleanArray::from(vec![true; rows]))
+        }
+        CatalogFunction::GetUserById => Arc::new(StringArray::from(vec![ctx.user(); rows])),
+        CatalogFunction::EncodingToChar => Arc::new(StringArray::from(vec!["UTF8"; rows])),
+        CatalogFunction::NullText => arrow::array::new_null_array(&DataType::Utf8, rows),
+        CatalogFunction::ConstraintDef | CatalogFunction::IndexDef => Arc::new(
+            oids(0)?
+                .into_iter()
+                .map(|o| {
+                    o.zip(cat).and_then(|(o, c)| {
+                        catalog::primary_key_definition(c, o, f == CatalogFunction::IndexDef)
+                    })
+                })
+                .collect::<StringArray>(),
+        ),
+        CatalogFunction::QuoteIdent => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|t| t.map(|t| quote_ident(&t)))
+                .collect::<StringArray>(),
+        ),
+        CatalogFunction::RegclassOid => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|t| {
+                    t.map(|t| {
+                        cat.and_then(|c| catalog::table_oid_by_name(c, &t))
+                            .ok_or_else(|| Error::UndefinedTable(t.clone()))
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Int64Array>>()?,
+        ),
+        CatalogFunction::RegtypeOid => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|t| {
+                    t.map(|t| {
+                        catalog::type_oid_by_name(&t).ok_or_else(|| {
+                            Error::UndefinedFunction(format!("type \"{t}\" does not exist"))
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Int64Array>>()?,
+        ),
+        CatalogFunction::RelationSize => Arc::new(Int64Array::from(vec![0i64; rows])),
+        CatalogFunction::ArrayContains => {
+            let (needles, arrays) = (texts(0)?, texts(1)?);
+            Arc::new(
+                needles
+                    .into_iter()
+                    .zip(arrays)
+                    .map(|(n, a)| {
+                        let (n, a) = (n?, a?);
+                        let items = crate::binder::parse_array_text(&a);
+                        if items.iter().any(|i| i.as_deref() == Some(n.as_str())) {
+                            Some(true)
+                        } else if items.iter().any(Option::is_none) {
+                            None
+                        } else {
+                            Some(false)
+                        }
+                    })
+                    .collect::<arrow::array::BooleanArray>(),
+            )
+        }
+        CatalogFunction::ArrayLength | CatalogFunction::ArrayLower => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|a| {
+                    let n = crate::binder::parse_array_text(&a?).len() as i32;
+                    (n > 0).then_some(if f == CatalogFunction::ArrayLower {
+                        1
+                    } else {
+                        n
+                    })
+                })
+                .collect::<Int32Array>(),
+        ),
+        CatalogFunction::ArrayElement => {
+            let index = oids(1)?;
+            Arc::new(
+                texts(0)?
+                    .into_iter()
+                    .zip(index)
+                    .map(|(a, i)| {
+                        let items = crate::binder::parse_array_text(&a?);
+                        let i = usize::try_from(i?).ok()?.checked_sub(1)?;
+                        items.into_iter().nth(i).flatten()
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        CatalogFunction::AlwaysFalse => {
+            Arc::new(arrow::array::BooleanArray::from(vec![false; rows]))
+        }
+        CatalogFunction::ArrayToString => {
+            let (arrays, seps) = (texts(0)?, texts(1)?);
+            Arc::new(
+                arrays
+                    .into_iter()
+                    .zip(seps)
+                    .map(|(a, sep)| {
+                        let (a, sep) = (a?, sep?);
+                        let items: Vec<String> = crate::binder::parse_array_text(&a)
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                        Some(items.join(&sep))
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        CatalogFunction::SizePretty => Arc::new(
+            oids(0)?
+                .into_iter()
+                .map(|b| b.map(size_pretty))
+                .collect::<StringArray>(),
+        ),
+    })
+}
+
+/// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
+pub fn quote_ident(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        s.to_string()
+    } else {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    }
+}
+
+fn size_pretty(bytes: i64) -> String {
+    let units = ["bytes", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v.abs() >= 10.0 * 1024.0 && u + 1 < units.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{} {}", v.round() as i64, units[u])
 }
 
 fn overflow() -> Error {

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod binder;
 pub mod cast;
+pub mod catalog;
 pub mod context;
 pub mod engine;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod join;
 pub mod logical;
 pub mod scan;
 pub mod session;
+pub mod subquery;
 
 pub use binder::Param;
 pub use context::{QueryContext, QueryOptions};

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, IntervalUnit, Schema, SchemaRef, TimeUnit};
 use sluice_storage::Table;
 
@@ -118,6 +118,14 @@ pub enum BinaryOp {
     IsDistinctFrom,
     /// `IS NOT DISTINCT FROM`
     IsNotDistinctFrom,
+    /// `~`: POSIX regular expression match
+    RegexMatch,
+    /// `~*`: case-insensitive regular expression match
+    RegexIMatch,
+    /// `!~`
+    RegexNotMatch,
+    /// `!~*`
+    RegexNotIMatch,
 }
 
 impl BinaryOp {
@@ -155,7 +163,22 @@ impl BinaryOp {
             BinaryOp::Concat => "||",
             BinaryOp::IsDistinctFrom => "IS DISTINCT FROM",
             BinaryOp::IsNotDistinctFrom => "IS NOT DISTINCT FROM",
+            BinaryOp::RegexMatch => "~",
+            BinaryOp::RegexIMatch => "~*",
+            BinaryOp::RegexNotMatch => "!~",
+            BinaryOp::RegexNotIMatch => "!~*",
         }
+    }
+
+    /// True for the regular-expression operators.
+    pub fn is_regex(self) -> bool {
+        matches!(
+            self,
+            BinaryOp::RegexMatch
+                | BinaryOp::RegexIMatch
+                | BinaryOp::RegexNotMatch
+                | BinaryOp::RegexNotIMatch
+        )
     }
 }
 
@@ -285,6 +308,52 @@ pub enum ScalarFunction {
     DatePart(DateField),
     /// to_timestamp(double seconds since epoch)
     ToTimestamp,
+    /// A function over Sluice's catalog, for PostgreSQL clients.
+    Catalog(CatalogFunction),
+}
+
+/// Functions that PostgreSQL clients call on catalog OIDs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogFunction {
+    /// format_type(type_oid, typmod): the type's SQL name
+    FormatType,
+    /// pg_table_is_visible(oid): true
+    TableIsVisible,
+    /// pg_get_userbyid(oid): the user's name
+    GetUserById,
+    /// pg_encoding_to_char(int): 'UTF8'
+    EncodingToChar,
+    /// has_*_privilege(...): true (every user may do everything)
+    HasPrivilege,
+    /// obj_description, col_description, shobj_description, pg_get_expr,
+    /// pg_get_viewdef: NULL (Sluice keeps no comments, defaults or views)
+    NullText,
+    /// pg_get_constraintdef(oid [, pretty])
+    ConstraintDef,
+    /// pg_get_indexdef(oid [, col, pretty])
+    IndexDef,
+    /// quote_ident(text)
+    QuoteIdent,
+    /// `'name'::regclass`: a table's OID by name
+    RegclassOid,
+    /// `'name'::regtype`: a type's OID by name
+    RegtypeOid,
+    /// pg_relation_size / pg_total_relation_size / pg_table_size: bytes (0: in memory)
+    RelationSize,
+    /// pg_size_pretty(bigint)
+    SizePretty,
+    /// array_to_string(array, separator), over arrays in their text form
+    ArrayToString,
+    /// `x = ANY(array)` for an array in its text form (not a constant)
+    ArrayContains,
+    /// array_upper(array, dim) / array_length / cardinality over the text form
+    ArrayLength,
+    /// array_lower(array, dim): 1 for a non-empty array
+    ArrayLower,
+    /// `array[i]` over the text form: the element as text
+    ArrayElement,
+    /// pg_relation_is_publishable(oid) and other predicates that are always false here
+    AlwaysFalse,
 }
 
 impl ScalarFunction {
@@ -314,6 +383,27 @@ impl ScalarFunction {
             ScalarFunction::Extract(_) => "extract",
             ScalarFunction::DatePart(_) => "date_part",
             ScalarFunction::ToTimestamp => "to_timestamp",
+            ScalarFunction::Catalog(f) => match f {
+                CatalogFunction::FormatType => "format_type",
+                CatalogFunction::TableIsVisible => "pg_table_is_visible",
+                CatalogFunction::GetUserById => "pg_get_userbyid",
+                CatalogFunction::EncodingToChar => "pg_encoding_to_char",
+                CatalogFunction::HasPrivilege => "has_table_privilege",
+                CatalogFunction::NullText => "obj_description",
+                CatalogFunction::ConstraintDef => "pg_get_constraintdef",
+                CatalogFunction::IndexDef => "pg_get_indexdef",
+                CatalogFunction::QuoteIdent => "quote_ident",
+                CatalogFunction::RegclassOid => "regclass",
+                CatalogFunction::RegtypeOid => "regtype",
+                CatalogFunction::RelationSize => "pg_relation_size",
+                CatalogFunction::SizePretty => "pg_size_pretty",
+                CatalogFunction::ArrayToString => "array_to_string",
+                CatalogFunction::ArrayContains => "any",
+                CatalogFunction::ArrayLength => "array_upper",
+                CatalogFunction::ArrayLower => "array_lower",
+                CatalogFunction::ArrayElement => "array_element",
+                CatalogFunction::AlwaysFalse => "pg_relation_is_publishable",
+            },
         }
     }
 }
@@ -343,6 +433,10 @@ pub enum AggregateFunction {
     BoolAnd,
     /// bool_or(x)
     BoolOr,
+    /// string_agg(x, separator)
+    StringAgg,
+    /// array_agg(x), as PostgreSQL's array text form
+    ArrayAgg,
 }
 
 impl AggregateFunction {
@@ -359,6 +453,8 @@ impl AggregateFunction {
             AggregateFunction::ApproxPercentile(_) => "approx_percentile",
             AggregateFunction::BoolAnd => "bool_and",
             AggregateFunction::BoolOr => "bool_or",
+            AggregateFunction::StringAgg => "string_agg",
+            AggregateFunction::ArrayAgg => "array_agg",
         }
     }
 
@@ -380,6 +476,7 @@ impl AggregateFunction {
                 arg.cloned().unwrap_or(DataType::Null)
             }
             AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
+            AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => DataType::Utf8,
         }
     }
 }
@@ -393,6 +490,8 @@ pub struct AggregateExpr {
     pub arg: Option<Expr>,
     /// `COUNT(DISTINCT x)`.
     pub distinct: bool,
+    /// The separator of `string_agg(x, sep)`.
+    pub separator: Option<String>,
 }
 
 /// A bound expression. Column references are positions in the input schema.
@@ -466,6 +565,51 @@ pub enum Expr {
     /// An aggregate call; only exists while binding a SELECT, before the aggregate
     /// node is built.
     Aggregate(Box<AggregateExpr>),
+    /// A subquery used as a value: scalar, EXISTS or IN.
+    Subquery {
+        /// How its rows become a value.
+        kind: SubqueryKind,
+        /// The subquery; it may read the enclosing row through [`Expr::OuterColumn`].
+        plan: SubqueryPlan,
+    },
+    /// Inside a correlated subquery: a column of the enclosing query's current row.
+    OuterColumn {
+        /// Position in the enclosing query's input.
+        index: usize,
+        /// Its type.
+        data_type: DataType,
+    },
+}
+
+/// How a subquery's rows become a value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SubqueryKind {
+    /// `(SELECT x ...)`: its single value, NULL without rows, an error with several.
+    Scalar,
+    /// `[NOT] EXISTS (...)`.
+    Exists {
+        /// NOT EXISTS.
+        negated: bool,
+    },
+    /// `ARRAY(SELECT x ...)`: the values in PostgreSQL's array text form `{a,b}`.
+    Array,
+    /// `expr [NOT] IN (SELECT x ...)`, also `= ANY (SELECT ...)`.
+    In {
+        /// The value looked up.
+        expr: Box<Expr>,
+        /// NOT IN.
+        negated: bool,
+    },
+}
+
+/// A subquery's plan, shared; two are equal only if they are the same plan.
+#[derive(Clone, Debug)]
+pub struct SubqueryPlan(pub Arc<LogicalPlan>);
+
+impl PartialEq for SubqueryPlan {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Expr {
@@ -487,7 +631,8 @@ impl Expr {
                 .map_or(DataType::Null, |f| f.data_type.clone()),
             Expr::Literal(l) => l.data_type().clone(),
             Expr::Binary { op, left, right } => {
-                if op.is_comparison() || matches!(op, BinaryOp::And | BinaryOp::Or) {
+                if op.is_comparison() || op.is_regex() || matches!(op, BinaryOp::And | BinaryOp::Or)
+                {
                     return DataType::Boolean;
                 }
                 if *op == BinaryOp::Concat {
@@ -514,6 +659,17 @@ impl Expr {
             Expr::Aggregate(a) => a
                 .func
                 .return_type(a.arg.as_ref().map(|e| e.data_type(input)).as_ref()),
+            Expr::Subquery { kind, plan } => match kind {
+                SubqueryKind::Array => DataType::Utf8,
+                SubqueryKind::Scalar => plan
+                    .0
+                    .schema()
+                    .fields
+                    .first()
+                    .map_or(DataType::Null, |f| f.data_type.clone()),
+                _ => DataType::Boolean,
+            },
+            Expr::OuterColumn { data_type, .. } => data_type.clone(),
         }
     }
 
@@ -521,7 +677,13 @@ impl Expr {
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Column(_) | Expr::Literal(_) => {}
+            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => {}
+            // The subquery's own plan is not walked: its columns are not ours.
+            Expr::Subquery { kind, .. } => {
+                if let SubqueryKind::In { expr, .. } = kind {
+                    expr.walk(f);
+                }
+            }
             Expr::Binary { left, right, .. } => {
                 left.walk(f);
                 right.walk(f);
@@ -570,6 +732,14 @@ impl Expr {
         cols
     }
 
+    /// True if the expression contains a subquery (the scan fast path then steps
+    /// aside: a correlated subquery reads columns the scan cannot see).
+    pub fn has_subquery(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| found |= matches!(e, Expr::Subquery { .. }));
+        found
+    }
+
     /// True if the expression contains an aggregate call.
     pub fn has_aggregate(&self) -> bool {
         let mut found = false;
@@ -593,7 +763,17 @@ impl Expr {
         }
         let mut t = |e: &Expr| Box::new(e.transform(f));
         match self {
-            Expr::Column(_) | Expr::Literal(_) => self.clone(),
+            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => self.clone(),
+            Expr::Subquery { kind, plan } => Expr::Subquery {
+                kind: match kind {
+                    SubqueryKind::In { expr, negated } => SubqueryKind::In {
+                        expr: t(expr),
+                        negated: *negated,
+                    },
+                    other => other.clone(),
+                },
+                plan: plan.clone(),
+            },
             Expr::Binary { op, left, right } => Expr::Binary {
                 op: *op,
                 left: t(left),
@@ -644,6 +824,7 @@ impl Expr {
                 func: a.func,
                 arg: a.arg.as_ref().map(|e| *t(e)),
                 distinct: a.distinct,
+                separator: a.separator.clone(),
             })),
         }
     }
@@ -730,6 +911,21 @@ impl Expr {
             }
             Expr::Function { func, args } => format!("{}({})", func.name(), list(args)),
             Expr::Aggregate(a) => a.display(input),
+            Expr::Subquery { kind, .. } => match kind {
+                SubqueryKind::Scalar => "(subquery)".into(),
+                SubqueryKind::Array => "ARRAY(subquery)".into(),
+                SubqueryKind::Exists { negated } => {
+                    format!("{}EXISTS (subquery)", if *negated { "NOT " } else { "" })
+                }
+                SubqueryKind::In { expr, negated } => {
+                    format!(
+                        "{} {}IN (subquery)",
+                        d(expr),
+                        if *negated { "NOT " } else { "" }
+                    )
+                }
+            },
+            Expr::OuterColumn { index, .. } => format!("outer.#{index}"),
         }
     }
 }
@@ -815,6 +1011,17 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
         ScalarFunction::Extract(f) if f.is_fractional() => DataType::Float64,
         ScalarFunction::Extract(_) => DataType::Int64,
         ScalarFunction::DatePart(_) => DataType::Float64,
+        ScalarFunction::Catalog(f) => match f {
+            CatalogFunction::TableIsVisible
+            | CatalogFunction::HasPrivilege
+            | CatalogFunction::ArrayContains
+            | CatalogFunction::AlwaysFalse => DataType::Boolean,
+            CatalogFunction::ArrayLength | CatalogFunction::ArrayLower => DataType::Int32,
+            CatalogFunction::RegclassOid
+            | CatalogFunction::RegtypeOid
+            | CatalogFunction::RelationSize => DataType::Int64,
+            _ => DataType::Utf8,
+        },
         ScalarFunction::ToTimestamp => DataType::Timestamp(
             TimeUnit::Microsecond,
             Some(sluice_storage::types::UTC.into()),
@@ -847,12 +1054,20 @@ pub struct SortKey {
 pub enum TableSource {
     /// A stored table, read through its segments.
     Stored(Arc<Table>),
+    /// A catalog table (`pg_catalog`, `information_schema`), built when bound.
+    Virtual {
+        /// The table's name, for EXPLAIN.
+        name: String,
+        /// Its rows.
+        batch: RecordBatch,
+    },
 }
 
 impl fmt::Debug for TableSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TableSource::Stored(t) => write!(f, "Stored({})", t.name()),
+            TableSource::Virtual { name, .. } => write!(f, "Virtual({name})"),
         }
     }
 }
@@ -934,6 +1149,17 @@ pub enum LogicalPlan {
         /// Output columns.
         schema: PlanSchema,
     },
+    /// `generate_series(start, stop [, step])` in FROM: integers or timestamps.
+    GenerateSeries {
+        /// First value.
+        start: Expr,
+        /// Last value (inclusive).
+        stop: Expr,
+        /// Increment (1, or an interval for timestamps).
+        step: Option<Expr>,
+        /// One column.
+        schema: PlanSchema,
+    },
     /// UNION ALL of inputs with the same column count.
     Union {
         /// Inputs.
@@ -952,11 +1178,118 @@ impl LogicalPlan {
             | LogicalPlan::Project { schema, .. }
             | LogicalPlan::Aggregate { schema, .. }
             | LogicalPlan::Join { schema, .. }
+            | LogicalPlan::GenerateSeries { schema, .. }
             | LogicalPlan::Union { schema, .. } => schema,
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. } => input.schema(),
         }
+    }
+
+    /// The same plan with `f` applied to every expression in it (used to bind a
+    /// correlated subquery to one row of the enclosing query).
+    pub fn map_exprs(&self, f: &dyn Fn(&Expr) -> Expr) -> LogicalPlan {
+        let m = |p: &LogicalPlan| Box::new(p.map_exprs(f));
+        match self {
+            LogicalPlan::Scan { .. } => self.clone(),
+            LogicalPlan::Values { schema, rows } => LogicalPlan::Values {
+                schema: schema.clone(),
+                rows: rows.iter().map(|r| r.iter().map(f).collect()).collect(),
+            },
+            LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+                input: m(input),
+                predicate: f(predicate),
+            },
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
+            } => LogicalPlan::Project {
+                input: m(input),
+                exprs: exprs.iter().map(f).collect(),
+                schema: schema.clone(),
+            },
+            LogicalPlan::Aggregate {
+                input,
+                group,
+                aggregates,
+                schema,
+            } => LogicalPlan::Aggregate {
+                input: m(input),
+                group: group.iter().map(f).collect(),
+                aggregates: aggregates
+                    .iter()
+                    .map(|a| AggregateExpr {
+                        func: a.func,
+                        arg: a.arg.as_ref().map(f),
+                        distinct: a.distinct,
+                        separator: a.separator.clone(),
+                    })
+                    .collect(),
+                schema: schema.clone(),
+            },
+            LogicalPlan::Sort { input, keys, fetch } => LogicalPlan::Sort {
+                input: m(input),
+                keys: keys
+                    .iter()
+                    .map(|k| SortKey {
+                        expr: f(&k.expr),
+                        descending: k.descending,
+                        nulls_first: k.nulls_first,
+                    })
+                    .collect(),
+                fetch: *fetch,
+            },
+            LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
+                input: m(input),
+                skip: *skip,
+                fetch: *fetch,
+            },
+            LogicalPlan::Join {
+                left,
+                right,
+                kind,
+                on,
+                filter,
+                schema,
+            } => LogicalPlan::Join {
+                left: m(left),
+                right: m(right),
+                kind: *kind,
+                on: on.iter().map(|(l, r)| (f(l), f(r))).collect(),
+                filter: filter.as_ref().map(f),
+                schema: schema.clone(),
+            },
+            LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
+                inputs: inputs.iter().map(|p| p.map_exprs(f)).collect(),
+                schema: schema.clone(),
+            },
+            LogicalPlan::GenerateSeries {
+                start,
+                stop,
+                step,
+                schema,
+            } => LogicalPlan::GenerateSeries {
+                start: f(start),
+                stop: f(stop),
+                step: step.as_ref().map(f),
+                schema: schema.clone(),
+            },
+        }
+    }
+
+    /// True if some expression in the plan reads the enclosing query's row.
+    pub fn is_correlated(&self) -> bool {
+        let found = std::cell::Cell::new(false);
+        self.map_exprs(&|e| {
+            e.walk(&mut |x| {
+                if matches!(x, Expr::OuterColumn { .. }) {
+                    found.set(true);
+                }
+            });
+            e.clone()
+        });
+        found.get()
     }
 
     /// Renders the plan as indented text, one node per line (for EXPLAIN).
@@ -977,8 +1310,11 @@ impl LogicalPlan {
         };
         let line = match self {
             LogicalPlan::Scan { source, schema } => {
-                let TableSource::Stored(t) = source;
-                format!("Scan: {} columns=[{}]", t.name(), cols(schema))
+                let name = match source {
+                    TableSource::Stored(t) => t.name().to_string(),
+                    TableSource::Virtual { name, .. } => name.clone(),
+                };
+                format!("Scan: {name} columns=[{}]", cols(schema))
             }
             LogicalPlan::Values { rows, .. } => format!("Values: rows={}", rows.len()),
             LogicalPlan::Filter { input, predicate } => {
@@ -1061,12 +1397,15 @@ impl LogicalPlan {
                     .map_or(String::new(), |f| format!(" filter={}", f.display(schema)))
             ),
             LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
+            LogicalPlan::GenerateSeries { .. } => "GenerateSeries".to_string(),
         };
         out.push_str(&pad);
         out.push_str(&line);
         out.push('\n');
         match self {
-            LogicalPlan::Scan { .. } | LogicalPlan::Values { .. } => {}
+            LogicalPlan::Scan { .. }
+            | LogicalPlan::Values { .. }
+            | LogicalPlan::GenerateSeries { .. } => {}
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }

@@ -76,6 +76,16 @@ impl Table {
         &self.dir
     }
 
+    /// The table's number in its data directory: stable for the table's life and
+    /// never reused while the directory exists (catalog OIDs derive from it).
+    pub fn id(&self) -> u64 {
+        self.dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Appends full-width rows (one value per column, in column order). Values are
     /// coerced to the column types first; if any row fails, nothing is written.
     /// Returns when the rows are durable and visible to the next query.

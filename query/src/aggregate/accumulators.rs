@@ -49,6 +49,7 @@ pub fn new_accumulator(
     func: AggregateFunction,
     distinct: bool,
     arg: Option<&DataType>,
+    separator: Option<&str>,
 ) -> Result<Box<dyn GroupAccumulator>> {
     let arg_type = arg.cloned().unwrap_or(DataType::Null);
     Ok(match func {
@@ -81,6 +82,11 @@ pub fn new_accumulator(
         AggregateFunction::ApproxPercentile(f) => Box::new(ApproxPercentile {
             fraction: f,
             digests: Vec::new(),
+        }),
+        AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => Box::new(StringAgg {
+            separator: separator.unwrap_or(",").to_string(),
+            array: func == AggregateFunction::ArrayAgg,
+            values: Vec::new(),
         }),
         AggregateFunction::BoolAnd | AggregateFunction::BoolOr => Box::new(BoolAgg {
             and: func == AggregateFunction::BoolAnd,
@@ -696,6 +702,93 @@ impl GroupAccumulator for ApproxPercentile {
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+}
+
+/// string_agg and array_agg: the values in input order, joined at the end.
+struct StringAgg {
+    separator: String,
+    array: bool,
+    values: Vec<Option<Vec<Option<String>>>>,
+}
+
+impl GroupAccumulator for StringAgg {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.values.resize(n, None);
+        let v = plain(values)?;
+        for (i, g) in groups.iter().enumerate() {
+            let text = crate::format::format_value(v.as_ref(), i, 0)?;
+            if text.is_none() && !self.array {
+                continue;
+            }
+            self.values[*g as usize]
+                .get_or_insert_with(Vec::new)
+                .push(text);
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<StringAgg>(other)?;
+        self.values.resize(n, None);
+        for (g, v) in other.values.into_iter().enumerate() {
+            if let Some(v) = v {
+                self.values[mapping[g] as usize]
+                    .get_or_insert_with(Vec::new)
+                    .extend(v);
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.values.resize(n, None);
+        let out: arrow::array::StringArray = self
+            .values
+            .iter()
+            .map(|v| {
+                v.as_ref().map(|items| {
+                    if self.array {
+                        let parts: Vec<String> = items
+                            .iter()
+                            .map(|i| array_item_text(i.as_deref()))
+                            .collect();
+                        format!("{{{}}}", parts.join(","))
+                    } else {
+                        items
+                            .iter()
+                            .flatten()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(&self.separator)
+                    }
+                })
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        self.values
+            .iter()
+            .flatten()
+            .map(|v| v.iter().flatten().map(|s| s.len() + 24).sum::<usize>())
+            .sum()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// One element of PostgreSQL's array text form, quoted where needed.
+pub fn array_item_text(item: Option<&str>) -> String {
+    match item {
+        None => "NULL".to_string(),
+        Some(t)
+            if t.is_empty()
+                || t.eq_ignore_ascii_case("null")
+                || t.contains([',', '"', ' ', '{', '}', '\\']) =>
+        {
+            format!("\"{}\"", t.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+        Some(t) => t.to_string(),
     }
 }
 

@@ -45,7 +45,14 @@ impl Aggregator {
     ) -> Result<Self> {
         let accumulators = specs
             .iter()
-            .map(|s| new_accumulator(s.expr.func, s.expr.distinct, s.arg_type.as_ref()))
+            .map(|s| {
+                new_accumulator(
+                    s.expr.func,
+                    s.expr.distinct,
+                    s.arg_type.as_ref(),
+                    s.expr.separator.as_deref(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Aggregator {
             groups: GroupTable::new(&group_types),
