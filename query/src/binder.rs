@@ -647,6 +647,63 @@ impl<'a> Binder<'a> {
             };
         }
 
+        // Window functions run after grouping and HAVING, before the projection.
+        let mut windows: Vec<crate::logical::WindowExpr> = Vec::new();
+        let mut find = |e: &Expr| {
+            e.walk(&mut |n| {
+                if let Expr::Window(w) = n {
+                    if !windows.contains(w) {
+                        windows.push((**w).clone());
+                    }
+                }
+            })
+        };
+        items.iter().for_each(|(e, _)| find(e));
+        for (t, _) in &order {
+            if let OrderTarget::Input(e) = t {
+                find(e);
+            }
+        }
+        if !windows.is_empty() {
+            let pre = plan.schema().clone();
+            let base = pre.fields.len();
+            let mut fields = pre.fields.clone();
+            for w in &windows {
+                fields.push(PlanField {
+                    qualifier: None,
+                    name: match w.func {
+                        crate::logical::WindowFunction::RowNumber => "row_number".into(),
+                        crate::logical::WindowFunction::Rank => "rank".into(),
+                        crate::logical::WindowFunction::DenseRank => "dense_rank".into(),
+                        crate::logical::WindowFunction::Aggregate(f) => f.name().into(),
+                    },
+                    data_type: w.data_type(&pre),
+                });
+            }
+            let replace = |e: &Expr| {
+                e.transform(&mut |n| match n {
+                    Expr::Window(w) => windows
+                        .iter()
+                        .position(|x| x == w.as_ref())
+                        .map(|i| Expr::Column(base + i)),
+                    _ => None,
+                })
+            };
+            for (e, _) in items.iter_mut() {
+                *e = replace(e);
+            }
+            for (t, _) in order.iter_mut() {
+                if let OrderTarget::Input(e) = t {
+                    *e = replace(e);
+                }
+            }
+            plan = LogicalPlan::Window {
+                input: Box::new(plan),
+                windows,
+                schema: PlanSchema { fields },
+            };
+        }
+
         // Projection, with hidden columns for ORDER BY expressions not in the list.
         let pre_schema = plan.schema().clone();
         let visible = items.len();
@@ -1478,10 +1535,7 @@ impl<'a> Binder<'a> {
     ) -> Result<LogicalPlan> {
         let parts = object_name_parts(name);
         if parts.last().map(String::as_str) != Some("generate_series") {
-            return Err(Error::NotSupported(format!(
-                "table function {}",
-                parts.join(".")
-            )));
+            return self.bind_scalar_function_relation(name, args, alias);
         }
         // Arguments may read the enclosing row of a correlated subquery; they are
         // evaluated when the plan runs.
@@ -1544,6 +1598,48 @@ impl<'a> Binder<'a> {
                     data_type: ty,
                 }],
             },
+        })
+    }
+
+    /// A scalar function in FROM is a relation of one row and one column, as in
+    /// PostgreSQL (`FROM string_to_array(current_setting('search_path'), ',') s`).
+    fn bind_scalar_function_relation(
+        &mut self,
+        name: &ObjectName,
+        args: &[FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<LogicalPlan> {
+        let call = ast::Expr::Function(ast::Function {
+            name: name.clone(),
+            uses_odbc_syntax: false,
+            parameters: FunctionArguments::None,
+            args: FunctionArguments::List(ast::FunctionArgumentList {
+                duplicate_treatment: None,
+                args: args.to_vec(),
+                clauses: vec![],
+            }),
+            within_group: vec![],
+            filter: None,
+            null_treatment: None,
+            over: None,
+        });
+        let value = self.bind_expr(&call, &PlanSchema::default(), false)?;
+        let fname = object_name_parts(name).last().cloned().unwrap_or_default();
+        let alias_name = alias.map(|a| ident_name(&a.name));
+        let column = alias
+            .and_then(|a| a.columns.first().map(|c| ident_name(&c.name)))
+            .or_else(|| alias_name.clone())
+            .unwrap_or_else(|| fname.clone());
+        let data_type = value.data_type(&PlanSchema::default());
+        Ok(LogicalPlan::Values {
+            schema: PlanSchema {
+                fields: vec![PlanField {
+                    qualifier: Some(alias_name.unwrap_or(fname)),
+                    name: column,
+                    data_type,
+                }],
+            },
+            rows: vec![vec![value]],
         })
     }
 
@@ -2075,9 +2171,24 @@ impl<'a> Binder<'a> {
             F::Extract(_) | F::DatePart(_) => {}
             F::Catalog(c) => {
                 use crate::logical::CatalogFunction as C;
-                if matches!(c, C::QuoteIdent | C::RegclassOid | C::RegtypeOid) {
-                    arity(1, 1, &args)?;
+                if matches!(
+                    c,
+                    C::QuoteIdent
+                        | C::RegclassOid
+                        | C::RegtypeOid
+                        | C::ParseIdent
+                        | C::ToRegclass
+                        | C::ToRegtype
+                ) {
+                    arity(1, 2, &args)?;
                     args[0] = self.explicit_cast(args[0].clone(), schema, &DataType::Utf8)?;
+                }
+                if c == C::StringToArray {
+                    arity(2, 2, &args)?;
+                    args = args
+                        .into_iter()
+                        .map(|a| self.explicit_cast(a, schema, &DataType::Utf8))
+                        .collect::<Result<_>>()?;
                 }
             }
         }
@@ -2101,9 +2212,6 @@ impl<'a> Binder<'a> {
                 )))
             }
         };
-        if f.over.is_some() {
-            return Err(Error::NotSupported("window functions".into()));
-        }
         let (distinct, raw_args): (bool, Vec<&FunctionArg>) = match &f.args {
             FunctionArguments::None => (false, vec![]),
             FunctionArguments::List(list) => (
@@ -2134,6 +2242,9 @@ impl<'a> Binder<'a> {
                 FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => star = true,
                 _ => return Err(Error::NotSupported(format!("argument {a} of {name}"))),
             }
+        }
+        if let Some(over) = &f.over {
+            return self.bind_window(&name, f, over, distinct, star, args, schema, allow_agg);
         }
         if let Some(agg) = self.bind_aggregate(&name, f, distinct, star, &args, schema)? {
             if !allow_agg {
@@ -2198,9 +2309,11 @@ impl<'a> Binder<'a> {
             "date_trunc" => F::DateTrunc,
             "to_timestamp" => F::ToTimestamp,
             "format_type" => F::Catalog(C::FormatType),
-            "pg_table_is_visible" | "pg_type_is_visible" | "pg_function_is_visible" => {
-                F::Catalog(C::TableIsVisible)
-            }
+            "pg_table_is_visible"
+            | "pg_type_is_visible"
+            | "pg_function_is_visible"
+            | "pg_collation_is_visible"
+            | "pg_opclass_is_visible" => F::Catalog(C::TableIsVisible),
             "pg_get_userbyid" => F::Catalog(C::GetUserById),
             "pg_encoding_to_char" => F::Catalog(C::EncodingToChar),
             "has_table_privilege"
@@ -2217,6 +2330,7 @@ impl<'a> Binder<'a> {
             | "pg_get_triggerdef"
             | "pg_get_functiondef"
             | "pg_get_statisticsobjdef_columns"
+            | "pg_get_serial_sequence"
             | "pg_get_function_result"
             | "pg_get_function_arguments"
             | "pg_get_partkeydef"
@@ -2232,6 +2346,11 @@ impl<'a> Binder<'a> {
             "array_upper" | "array_length" | "cardinality" => F::Catalog(C::ArrayLength),
             "array_lower" => F::Catalog(C::ArrayLower),
             "pg_relation_is_publishable" | "pg_is_in_recovery" => F::Catalog(C::AlwaysFalse),
+            "string_to_array" => F::Catalog(C::StringToArray),
+            "to_regclass" => F::Catalog(C::ToRegclass),
+            "json_build_object" | "jsonb_build_object" => F::Catalog(C::JsonBuildObject),
+            "to_regtype" => F::Catalog(C::ToRegtype),
+            "parse_ident" => F::Catalog(C::ParseIdent),
             "date_part" => {
                 if args.len() != 2 {
                     return Err(Error::undefined_function(
@@ -2258,6 +2377,88 @@ impl<'a> Binder<'a> {
             }
         };
         self.call_scalar(func, args, schema)
+    }
+
+    /// `func(...) OVER (PARTITION BY ... ORDER BY ...)`.
+    #[allow(clippy::too_many_arguments)]
+    fn bind_window(
+        &mut self,
+        name: &str,
+        f: &ast::Function,
+        over: &ast::WindowType,
+        distinct: bool,
+        star: bool,
+        args: Vec<Expr>,
+        schema: &PlanSchema,
+        allow_agg: bool,
+    ) -> Result<Expr> {
+        use crate::logical::{WindowExpr, WindowFunction};
+        if !allow_agg {
+            return Err(Error::Grouping(format!(
+                "window function {name} is not allowed here"
+            )));
+        }
+        let ast::WindowType::WindowSpec(spec) = over else {
+            return Err(Error::NotSupported("named windows".into()));
+        };
+        if spec.window_frame.is_some() || spec.window_name.is_some() {
+            return Err(Error::NotSupported("window frames".into()));
+        }
+        if distinct {
+            return Err(Error::NotSupported("DISTINCT in window functions".into()));
+        }
+        let (func, arg) = match name {
+            "row_number" => (WindowFunction::RowNumber, None),
+            "rank" => (WindowFunction::Rank, None),
+            "dense_rank" => (WindowFunction::DenseRank, None),
+            _ => match self.bind_aggregate(name, f, false, star, &args, schema)? {
+                Some(a)
+                    if !matches!(
+                        a.func,
+                        AggregateFunction::PercentileCont(_)
+                            | AggregateFunction::ApproxPercentile(_)
+                            | AggregateFunction::StringAgg
+                    ) =>
+                {
+                    (WindowFunction::Aggregate(a.func), a.arg)
+                }
+                Some(_) => {
+                    return Err(Error::NotSupported(format!(
+                        "{name}() as a window function"
+                    )))
+                }
+                None => {
+                    return Err(Error::undefined_function(format!(
+                        "window function {name} does not exist"
+                    )))
+                }
+            },
+        };
+        if matches!(
+            func,
+            WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank
+        ) && !args.is_empty()
+        {
+            return Err(Error::undefined_function(format!(
+                "function {name} takes no arguments"
+            )));
+        }
+        let partition_by = spec
+            .partition_by
+            .iter()
+            .map(|e| self.bind_expr(e, schema, true))
+            .collect::<Result<Vec<_>>>()?;
+        let order_by = spec
+            .order_by
+            .iter()
+            .map(|o| Ok(sort_key(self.bind_expr(&o.expr, schema, true)?, &o.options)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Expr::Window(Box::new(WindowExpr {
+            func,
+            arg,
+            partition_by,
+            order_by,
+        })))
     }
 
     /// Functions whose value is fixed for the statement: identity, version, settings.

@@ -233,14 +233,21 @@ impl Engine {
                 })
             }
             Statement::Rollback { savepoint, .. } => {
-                if savepoint.is_some() {
-                    return Err(Error::NotSupported("ROLLBACK TO SAVEPOINT".into()));
+                // Statements take effect when they complete; a savepoint marks
+                // nothing to go back to (see docs/sql.md, transactions).
+                if savepoint.is_none() {
+                    session.set_in_transaction(false);
                 }
-                session.set_in_transaction(false);
                 Ok(StatementResult::Command {
                     tag: "ROLLBACK".into(),
                 })
             }
+            Statement::Savepoint { .. } => Ok(StatementResult::Command {
+                tag: "SAVEPOINT".into(),
+            }),
+            Statement::ReleaseSavepoint { .. } => Ok(StatementResult::Command {
+                tag: "RELEASE".into(),
+            }),
             Statement::Discard { object_type } => {
                 if matches!(object_type, ast::DiscardObject::ALL) {
                     session.reset(None);

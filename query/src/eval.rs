@@ -191,6 +191,11 @@ pub fn evaluate_value(
                 "outer column evaluated outside its subquery".into(),
             ))
         }
+        Expr::Window(_) => {
+            return Err(Error::Internal(
+                "window function evaluated outside a Window node".into(),
+            ))
+        }
     })
 }
 

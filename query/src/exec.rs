@@ -37,6 +37,16 @@ pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch
             )?]),
         },
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
+        LogicalPlan::Window { input, windows, .. } => {
+            let batches = execute(input, ctx)?;
+            Ok(vec![crate::window::execute_window(
+                &batches,
+                input.schema(),
+                windows,
+                schema,
+                ctx,
+            )?])
+        }
         LogicalPlan::GenerateSeries {
             start, stop, step, ..
         } => generate_series(start, stop, step.as_ref(), schema, ctx),

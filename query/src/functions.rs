@@ -292,6 +292,35 @@ fn catalog_function(
                 })
                 .collect::<Result<Int64Array>>()?,
         ),
+        CatalogFunction::JsonBuildObject => {
+            let mut out = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let mut fields = Vec::new();
+                for pair in args.chunks(2) {
+                    let key =
+                        crate::format::format_value(pair[0].as_ref(), r, 0)?.unwrap_or_default();
+                    let value = match pair.get(1) {
+                        Some(v) => json_value(v.as_ref(), r)?,
+                        None => "null".to_string(),
+                    };
+                    fields.push(format!("{} : {value}", json_string(&key)));
+                }
+                out.push(Some(format!("{{{}}}", fields.join(", "))));
+            }
+            Arc::new(StringArray::from(out))
+        }
+        CatalogFunction::ToRegclass => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|t| t.and_then(|t| cat.and_then(|c| catalog::table_oid_by_name(c, &t))))
+                .collect::<Int64Array>(),
+        ),
+        CatalogFunction::ToRegtype => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|t| t.and_then(|t| catalog::type_oid_by_name(&t)))
+                .collect::<Int64Array>(),
+        ),
         CatalogFunction::RelationSize => Arc::new(Int64Array::from(vec![0i64; rows])),
         CatalogFunction::ArrayContains => {
             let (needles, arrays) = (texts(0)?, texts(1)?);
@@ -343,6 +372,45 @@ fn catalog_function(
         CatalogFunction::AlwaysFalse => {
             Arc::new(arrow::array::BooleanArray::from(vec![false; rows]))
         }
+        CatalogFunction::StringToArray => {
+            let (values, seps) = (texts(0)?, texts(1)?);
+            Arc::new(
+                values
+                    .into_iter()
+                    .zip(seps)
+                    .map(|(v, sep)| {
+                        let v = v?;
+                        let parts: Vec<String> = match sep {
+                            Some(sep) if !sep.is_empty() => v
+                                .split(sep.as_str())
+                                .map(|p| crate::aggregate::accumulators::array_item_text(Some(p)))
+                                .collect(),
+                            _ => v
+                                .chars()
+                                .map(|c| {
+                                    crate::aggregate::accumulators::array_item_text(Some(
+                                        &c.to_string(),
+                                    ))
+                                })
+                                .collect(),
+                        };
+                        Some(format!("{{{}}}", parts.join(",")))
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
+        CatalogFunction::ParseIdent => Arc::new(
+            texts(0)?
+                .into_iter()
+                .map(|v| {
+                    let parts: Vec<String> = split_identifier(&v?)
+                        .iter()
+                        .map(|p| crate::aggregate::accumulators::array_item_text(Some(p)))
+                        .collect();
+                    Some(format!("{{{}}}", parts.join(",")))
+                })
+                .collect::<StringArray>(),
+        ),
         CatalogFunction::ArrayToString => {
             let (arrays, seps) = (texts(0)?, texts(1)?);
             Arc::new(
@@ -366,6 +434,62 @@ fn catalog_function(
                 .map(|b| b.map(size_pretty))
                 .collect::<StringArray>(),
         ),
+    })
+}
+
+/// The parts of a possibly qualified, possibly quoted name: `a."B c".d` -> a, B c, d.
+fn split_identifier(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            c if quoted => cur.push(c),
+            c => cur.extend(c.to_lowercase()),
+        }
+    }
+    parts.push(cur);
+    parts.into_iter().map(|p| p.trim().to_string()).collect()
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One value as JSON: numbers and booleans bare, NULL as null, the rest as strings.
+fn json_value(a: &dyn Array, row: usize) -> Result<String> {
+    Ok(match crate::format::format_value(a, row, 0)? {
+        None => "null".into(),
+        Some(t) => match a.data_type() {
+            DataType::Int32 | DataType::Int64 | DataType::Float64 => t,
+            DataType::Boolean => {
+                if t == "t" {
+                    "true".into()
+                } else {
+                    "false".into()
+                }
+            }
+            _ => json_string(&t),
+        },
     })
 }
 

@@ -19,6 +19,7 @@ pub mod logical;
 pub mod scan;
 pub mod session;
 pub mod subquery;
+pub mod window;
 
 pub use binder::Param;
 pub use context::{QueryContext, QueryOptions};

@@ -338,6 +338,12 @@ pub enum CatalogFunction {
     RegclassOid,
     /// `'name'::regtype`: a type's OID by name
     RegtypeOid,
+    /// to_regclass(text): a table's OID, NULL if there is none
+    ToRegclass,
+    /// json_build_object(key, value, ...): JSON text
+    JsonBuildObject,
+    /// to_regtype(text): a type's OID, NULL if there is none
+    ToRegtype,
     /// pg_relation_size / pg_total_relation_size / pg_table_size: bytes (0: in memory)
     RelationSize,
     /// pg_size_pretty(bigint)
@@ -354,6 +360,10 @@ pub enum CatalogFunction {
     ArrayElement,
     /// pg_relation_is_publishable(oid) and other predicates that are always false here
     AlwaysFalse,
+    /// string_to_array(text, separator): an array in text form
+    StringToArray,
+    /// parse_ident(text): the parts of a qualified name, as an array in text form
+    ParseIdent,
 }
 
 impl ScalarFunction {
@@ -395,6 +405,9 @@ impl ScalarFunction {
                 CatalogFunction::QuoteIdent => "quote_ident",
                 CatalogFunction::RegclassOid => "regclass",
                 CatalogFunction::RegtypeOid => "regtype",
+                CatalogFunction::ToRegclass => "to_regclass",
+                CatalogFunction::JsonBuildObject => "json_build_object",
+                CatalogFunction::ToRegtype => "to_regtype",
                 CatalogFunction::RelationSize => "pg_relation_size",
                 CatalogFunction::SizePretty => "pg_size_pretty",
                 CatalogFunction::ArrayToString => "array_to_string",
@@ -403,6 +416,8 @@ impl ScalarFunction {
                 CatalogFunction::ArrayLower => "array_lower",
                 CatalogFunction::ArrayElement => "array_element",
                 CatalogFunction::AlwaysFalse => "pg_relation_is_publishable",
+                CatalogFunction::StringToArray => "string_to_array",
+                CatalogFunction::ParseIdent => "parse_ident",
             },
         }
     }
@@ -572,6 +587,9 @@ pub enum Expr {
         /// The subquery; it may read the enclosing row through [`Expr::OuterColumn`].
         plan: SubqueryPlan,
     },
+    /// A window function call; only exists while binding a SELECT, before the
+    /// Window node is built.
+    Window(Box<WindowExpr>),
     /// Inside a correlated subquery: a column of the enclosing query's current row.
     OuterColumn {
         /// Position in the enclosing query's input.
@@ -579,6 +597,65 @@ pub enum Expr {
         /// Its type.
         data_type: DataType,
     },
+}
+
+/// A window function.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum WindowFunction {
+    /// row_number()
+    RowNumber,
+    /// rank()
+    Rank,
+    /// dense_rank()
+    DenseRank,
+    /// An aggregate over the partition (cumulative up to the current row's peers
+    /// when the window is ordered).
+    Aggregate(AggregateFunction),
+}
+
+/// `func(arg) OVER (PARTITION BY ... ORDER BY ...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WindowExpr {
+    /// The function.
+    pub func: WindowFunction,
+    /// Its argument (none for ranking functions and COUNT(*)).
+    pub arg: Option<Expr>,
+    /// PARTITION BY.
+    pub partition_by: Vec<Expr>,
+    /// ORDER BY.
+    pub order_by: Vec<SortKey>,
+}
+
+impl WindowExpr {
+    /// The result type over `input`.
+    pub fn data_type(&self, input: &PlanSchema) -> DataType {
+        match self.func {
+            WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank => {
+                DataType::Int64
+            }
+            WindowFunction::Aggregate(f) => {
+                f.return_type(self.arg.as_ref().map(|a| a.data_type(input)).as_ref())
+            }
+        }
+    }
+
+    /// The same window with `t` applied to each of its expressions.
+    pub fn map(&self, t: &mut dyn FnMut(&Expr) -> Expr) -> WindowExpr {
+        WindowExpr {
+            func: self.func,
+            arg: self.arg.as_ref().map(&mut *t),
+            partition_by: self.partition_by.iter().map(&mut *t).collect(),
+            order_by: self
+                .order_by
+                .iter()
+                .map(|k| SortKey {
+                    expr: t(&k.expr),
+                    descending: k.descending,
+                    nulls_first: k.nulls_first,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// How a subquery's rows become a value.
@@ -670,6 +747,7 @@ impl Expr {
                 _ => DataType::Boolean,
             },
             Expr::OuterColumn { data_type, .. } => data_type.clone(),
+            Expr::Window(w) => w.data_type(input),
         }
     }
 
@@ -678,6 +756,11 @@ impl Expr {
         f(self);
         match self {
             Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => {}
+            Expr::Window(w) => {
+                w.arg.iter().for_each(|e| e.walk(f));
+                w.partition_by.iter().for_each(|e| e.walk(f));
+                w.order_by.iter().for_each(|k| k.expr.walk(f));
+            }
             // The subquery's own plan is not walked: its columns are not ours.
             Expr::Subquery { kind, .. } => {
                 if let SubqueryKind::In { expr, .. } = kind {
@@ -764,6 +847,7 @@ impl Expr {
         let mut t = |e: &Expr| Box::new(e.transform(f));
         match self {
             Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => self.clone(),
+            Expr::Window(w) => Expr::Window(Box::new(w.map(&mut |e| *t(e)))),
             Expr::Subquery { kind, plan } => Expr::Subquery {
                 kind: match kind {
                     SubqueryKind::In { expr, negated } => SubqueryKind::In {
@@ -926,6 +1010,17 @@ impl Expr {
                 }
             },
             Expr::OuterColumn { index, .. } => format!("outer.#{index}"),
+            Expr::Window(w) => format!(
+                "{:?}({}) OVER (PARTITION BY {} ORDER BY {})",
+                w.func,
+                w.arg.as_ref().map_or(String::new(), d),
+                list(&w.partition_by),
+                w.order_by
+                    .iter()
+                    .map(|k| d(&k.expr))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     }
 }
@@ -1018,6 +1113,8 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             | CatalogFunction::AlwaysFalse => DataType::Boolean,
             CatalogFunction::ArrayLength | CatalogFunction::ArrayLower => DataType::Int32,
             CatalogFunction::RegclassOid
+            | CatalogFunction::ToRegclass
+            | CatalogFunction::ToRegtype
             | CatalogFunction::RegtypeOid
             | CatalogFunction::RelationSize => DataType::Int64,
             _ => DataType::Utf8,
@@ -1160,6 +1257,16 @@ pub enum LogicalPlan {
         /// One column.
         schema: PlanSchema,
     },
+    /// Window functions: output is the input's columns followed by one column per
+    /// window expression.
+    Window {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// The window expressions, over the input.
+        windows: Vec<WindowExpr>,
+        /// Output columns.
+        schema: PlanSchema,
+    },
     /// UNION ALL of inputs with the same column count.
     Union {
         /// Inputs.
@@ -1179,6 +1286,7 @@ impl LogicalPlan {
             | LogicalPlan::Aggregate { schema, .. }
             | LogicalPlan::Join { schema, .. }
             | LogicalPlan::GenerateSeries { schema, .. }
+            | LogicalPlan::Window { schema, .. }
             | LogicalPlan::Union { schema, .. } => schema,
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Sort { input, .. }
@@ -1262,6 +1370,15 @@ impl LogicalPlan {
             },
             LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
                 inputs: inputs.iter().map(|p| p.map_exprs(f)).collect(),
+                schema: schema.clone(),
+            },
+            LogicalPlan::Window {
+                input,
+                windows,
+                schema,
+            } => LogicalPlan::Window {
+                input: m(input),
+                windows: windows.iter().map(|w| w.map(&mut |e| f(e))).collect(),
                 schema: schema.clone(),
             },
             LogicalPlan::GenerateSeries {
@@ -1398,6 +1515,14 @@ impl LogicalPlan {
             ),
             LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             LogicalPlan::GenerateSeries { .. } => "GenerateSeries".to_string(),
+            LogicalPlan::Window { input, windows, .. } => format!(
+                "Window: {}",
+                windows
+                    .iter()
+                    .map(|w| Expr::Window(Box::new(w.clone())).display(input.schema()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         out.push_str(&pad);
         out.push_str(&line);
@@ -1410,7 +1535,8 @@ impl LogicalPlan {
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }
             | LogicalPlan::Sort { input, .. }
-            | LogicalPlan::Limit { input, .. } => input.fmt_indent(out, depth + 1),
+            | LogicalPlan::Limit { input, .. }
+            | LogicalPlan::Window { input, .. } => input.fmt_indent(out, depth + 1),
             LogicalPlan::Join { left, right, .. } => {
                 left.fmt_indent(out, depth + 1);
                 right.fmt_indent(out, depth + 1);

@@ -1,0 +1,57 @@
+"""SQLAlchemy 2 reflection and psycopg 3 (binary results, server-side parameters)
+against a running Sluice. Every step asserts on the rows it gets back."""
+import datetime
+import os
+import sys
+
+import psycopg
+import sqlalchemy as sa
+
+dsn = f"host=127.0.0.1 port={os.environ['PGPORT']} user=sluice dbname=sluice"
+
+def step(name, fn):
+    fn()
+    print(f"ok python: {name}")
+
+def sqlalchemy_reflection():
+    engine = sa.create_engine(f"postgresql+psycopg://sluice@127.0.0.1:{os.environ['PGPORT']}/sluice")
+    insp = sa.inspect(engine)
+    tables = insp.get_table_names()
+    assert "orders" in tables, tables
+    cols = {c["name"]: str(c["type"]) for c in insp.get_columns("orders")}
+    assert cols["amount"] == "DOUBLE PRECISION", cols
+    assert cols["restaurant_id"] == "BIGINT", cols
+    assert cols["ts"] == "TIMESTAMP", cols
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT item, count(*) AS n FROM orders WHERE restaurant_id = :r GROUP BY item ORDER BY item"),
+            {"r": 7},
+        ).all()
+        assert [tuple(r) for r in rows] == [("pizza", 2), ("soup", 1)], rows
+
+def psycopg_binary_server_side_params():
+    with psycopg.connect(dsn) as conn:
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                "SELECT restaurant_id, sum(amount), max(ts) FROM orders WHERE restaurant_id = %s AND amount > %s GROUP BY restaurant_id",
+                (7, 1.5),
+            )
+            rows = cur.fetchall()
+            assert rows == [(7, 32.5, datetime.datetime(2024, 5, 1, 12, 10))], rows
+            # Run the same statement again so psycopg prepares it on the server.
+            for _ in range(6):
+                cur.execute("SELECT count(*) FROM orders WHERE item = %s", ("pizza",), prepare=True)
+                assert cur.fetchone() == (3,)
+        cur = conn.execute("INSERT INTO orders VALUES (%s, %s, %s, %s, %s)",
+                           (datetime.datetime(2024, 5, 2, 9, 0), "o-100", 8, "salad", 7.25))
+        assert cur.rowcount == 1
+        (n,) = conn.execute("SELECT count(*) FROM orders WHERE restaurant_id = 8").fetchone()
+        assert n == 2, n
+        try:
+            conn.execute("SELECT * FROM no_such_table")
+            raise AssertionError("expected an error")
+        except psycopg.errors.UndefinedTable:
+            pass
+
+step("SQLAlchemy inspect + text() parameters", sqlalchemy_reflection)
+step("psycopg binary cursor, server-side parameters, prepared statements, errors", psycopg_binary_server_side_params)

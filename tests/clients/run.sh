@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Client compatibility: real PostgreSQL clients against a real `sluice serve`.
+# Every step asserts on the rows it gets back. Needs psql, python3 with psycopg and
+# SQLAlchemy, node with `pg` (npm install here), and Java with Debian's pgjdbc jar;
+# .ci/run installs them. Usage: tests/clients/run.sh [path/to/sluice]
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${1:-$root/target/debug/sluice}
+work=$(mktemp -d)
+"$bin" serve --data-dir "$work/db" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$work/out" 2>"$work/err" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q "PostgreSQL on" "$work/out" && break; sleep 0.1; done
+port=$(sed -n 's/.*PostgreSQL on [0-9.]*:\([0-9]*\).*/\1/p' "$work/out")
+[ -n "$port" ] || { echo "server did not start"; cat "$work/err"; exit 1; }
+export PGHOST=127.0.0.1 PGPORT=$port PGUSER=sluice PGDATABASE=sluice
+
+passed=0
+failed=0
+# expect NAME NEEDLE COMMAND...: runs COMMAND, passes if it succeeds and prints NEEDLE.
+expect() {
+  local name=$1 needle=$2
+  shift 2
+  local out
+  if out=$("$@" 2>&1) && grep -qF -- "$needle" <<<"$out"; then
+    passed=$((passed + 1)); echo "ok $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name (wanted: $needle)"; echo "$out" | head -40
+  fi
+}
+# run NAME COMMAND...: passes if COMMAND succeeds (the command asserts itself).
+run() {
+  local name=$1
+  shift
+  local out
+  if out=$("$@" 2>&1); then
+    passed=$((passed + 1)); echo "$out"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; echo "$out" | head -40
+  fi
+}
+
+psql -v ON_ERROR_STOP=1 -q <<'SQL' || { echo "setup failed"; exit 1; }
+CREATE TABLE orders (ts TIMESTAMP NOT NULL, order_id TEXT, restaurant_id BIGINT, item TEXT, amount DOUBLE PRECISION,
+                     PRIMARY KEY (order_id)) WITH (time_column = 'ts');
+INSERT INTO orders VALUES ('2024-05-01 12:00', 'o-1', 7, 'pizza', 12.5), ('2024-05-01 12:05', 'o-2', 7, 'pizza', 12.5),
+  ('2024-05-01 12:10', 'o-3', 7, 'soup', 7.5), ('2024-05-01 13:00', 'o-4', 8, 'pizza', 11.0);
+SQL
+
+# psql 15 has no \bind (it came in psql 16); the extended protocol is covered by the
+# drivers below.
+expect "psql: SELECT version()" "PostgreSQL 15.0 (Sluice" psql -Atc 'SELECT version()'
+expect "psql: \\dt lists the table" "public | orders | table" psql -c '\dt'
+expect "psql: \\d shows column types" "amount        | double precision" psql -c '\d orders'
+expect "psql: \\d shows the primary key" '"orders_pkey" PRIMARY KEY, btree (order_id)' psql -c '\d orders'
+expect "psql: \\l lists the database" "sluice" psql -c '\l'
+expect "psql: \\dn lists public" "public" psql -c '\dn'
+expect "psql: aggregation" "pizza|3|36" psql -Atc 'SELECT item, count(*), sum(amount) FROM orders GROUP BY item ORDER BY item'
+
+search_path="quote_ident(table_schema) IN (SELECT CASE WHEN trim(s[i]) = '\"\$user\"' THEN user ELSE trim(s[i]) END FROM generate_series(array_lower(string_to_array(current_setting('search_path'),','),1), array_upper(string_to_array(current_setting('search_path'),','),1)) as i, string_to_array(current_setting('search_path'),',') s)"
+expect "grafana: version" "1500" psql -Atc "SELECT current_setting('server_version_num')::int/100 as version"
+expect "grafana: schemas" "public" psql -Atc "SELECT schema_name AS \"name\" FROM information_schema.schemata WHERE schema_name NOT IN ('information_schema', 'pg_catalog', 'pg_toast') ORDER BY schema_name"
+expect "grafana: table picker" "orders" psql -Atc "SELECT CASE WHEN $search_path THEN quote_ident(table_name) ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog') ORDER BY CASE WHEN $search_path THEN 0 ELSE 1 END, 1"
+expect "grafana: column picker" "amount|double precision" psql -Atc "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE CASE WHEN array_length(parse_ident('orders'),1) = 2 THEN quote_ident(table_schema) = (parse_ident('orders'))[1] AND quote_ident(table_name) = (parse_ident('orders'))[2] ELSE quote_ident(table_name) = 'orders' AND $search_path END"
+
+run "python" python3 "$here/python_check.py"
+run "node" node "$here/node_check.js"
+jar=/usr/share/java/postgresql.jar
+if javac -d "$work" -cp "$jar" "$here/JdbcCheck.java" >"$work/javac.log" 2>&1; then
+  run "java" java -cp "$work:$jar" JdbcCheck
+else
+  failed=$((failed + 1)); echo "FAIL java: compile"; cat "$work/javac.log"
+fi
+
+echo "clients: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
