@@ -304,6 +304,76 @@ async fn simple_protocol_errors_and_session_statements() {
     assert!(health.unwrap().starts_with("HTTP/1.1 200 OK"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_set_config_unnest_and_error_positions() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+    load_rows(&client, 10).await;
+    let rows = |msgs: Vec<SimpleQueryMessage>| -> Vec<String> {
+        msgs.into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    client
+        .batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT qty FROM orders ORDER BY qty")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(client.simple_query("FETCH 3 FROM c").await.unwrap()),
+        ["0", "1", "2"]
+    );
+    assert_eq!(
+        rows(client.simple_query("FETCH NEXT FROM c").await.unwrap()),
+        ["3"]
+    );
+    assert_eq!(
+        rows(client.simple_query("FETCH ALL FROM c").await.unwrap()).len(),
+        6
+    );
+    assert!(rows(client.simple_query("FETCH 5 FROM c").await.unwrap()).is_empty());
+    client.batch_execute("CLOSE c; COMMIT").await.unwrap();
+    let err = client.simple_query("FETCH 1 FROM c").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("34000"));
+
+    let v: String = client
+        .query_one("SELECT set_config('application_name', 'board', false)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "board");
+    let shown: String = client
+        .query_one("SHOW application_name", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "board");
+
+    assert_eq!(
+        rows(
+            client
+                .simple_query("SELECT x FROM unnest(string_to_array('a,b', ',')) AS x")
+                .await
+                .unwrap()
+        ),
+        ["a", "b"]
+    );
+
+    let err = client
+        .simple_query("SELECT 1 FROM orders WHER x")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42601");
+    assert_eq!(
+        db.position(),
+        Some(&tokio_postgres::error::ErrorPosition::Original(27))
+    );
+}
+
 async fn load_rows(client: &Client, n: usize) {
     let values: Vec<String> = (0..n)
         .map(|i| {

@@ -44,6 +44,8 @@ pub struct Binder<'a> {
     /// The enclosing query's input while binding a subquery (one level of
     /// correlation is supported).
     outer: Vec<PlanSchema>,
+    /// Settings changed by set_config(), applied after the statement runs.
+    settings: Vec<(String, String)>,
     /// The type each `$n` was found to need (describing) or was given.
     param_types: Vec<Option<DataType>>,
 }
@@ -136,7 +138,13 @@ impl<'a> Binder<'a> {
             param_types: Vec::new(),
             session: None,
             outer: Vec::new(),
+            settings: Vec::new(),
         }
+    }
+
+    /// The settings `set_config()` calls asked for, to apply once the statement ran.
+    pub fn take_settings(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.settings)
     }
 
     /// Lets session functions (`current_user`, `current_setting`, ...) see `session`.
@@ -1017,6 +1025,22 @@ impl<'a> Binder<'a> {
                     None => Ok(plan),
                 }
             }
+            TableFactor::UNNEST {
+                alias,
+                array_exprs,
+                with_offset,
+                with_ordinality,
+                ..
+            } => {
+                if *with_offset || *with_ordinality {
+                    return Err(Error::NotSupported("UNNEST ... WITH ORDINALITY".into()));
+                }
+                let args: Vec<FunctionArg> = array_exprs
+                    .iter()
+                    .map(|e| FunctionArg::Unnamed(FunctionArgExpr::Expr(e.clone())))
+                    .collect();
+                self.bind_unnest(&args, alias.as_ref())
+            }
             other => Err(Error::NotSupported(format!("FROM item {other}"))),
         }
     }
@@ -1534,6 +1558,9 @@ impl<'a> Binder<'a> {
         alias: Option<&ast::TableAlias>,
     ) -> Result<LogicalPlan> {
         let parts = object_name_parts(name);
+        if parts.last().map(String::as_str) == Some("unnest") {
+            return self.bind_unnest(args, alias);
+        }
         if parts.last().map(String::as_str) != Some("generate_series") {
             return self.bind_scalar_function_relation(name, args, alias);
         }
@@ -1596,6 +1623,60 @@ impl<'a> Binder<'a> {
                     qualifier: Some(alias_name.unwrap_or_else(|| "generate_series".into())),
                     name: column,
                     data_type: ty,
+                }],
+            },
+        })
+    }
+
+    /// `unnest(array)` in FROM: one row per element of an array (text form).
+    fn bind_unnest(
+        &mut self,
+        args: &[FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Result<LogicalPlan> {
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(e))] = args else {
+            return Err(Error::NotSupported("unnest of several arrays".into()));
+        };
+        let scope = PlanSchema::default();
+        let array = match self.bind_array_items(e, &scope, false) {
+            // A constant array: its elements are known now.
+            Ok(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|i| {
+                        let t = match i {
+                            Expr::Literal(l) => {
+                                crate::format::format_value(l.value.as_ref(), 0, 0)?
+                            }
+                            _ => None,
+                        };
+                        Ok(crate::aggregate::accumulators::array_item_text(
+                            t.as_deref(),
+                        ))
+                    })
+                    .collect::<Result<_>>()?;
+                lit(Arc::new(StringArray::from(vec![format!(
+                    "{{{}}}",
+                    parts.join(",")
+                )])))
+            }
+            Err(_) => {
+                let v = self.bind_expr(e, &scope, false)?;
+                self.explicit_cast(v, &scope, &DataType::Utf8)?
+            }
+        };
+        let alias_name = alias.map(|a| ident_name(&a.name));
+        let column = alias
+            .and_then(|a| a.columns.first().map(|c| ident_name(&c.name)))
+            .or_else(|| alias_name.clone())
+            .unwrap_or_else(|| "unnest".into());
+        Ok(LogicalPlan::Unnest {
+            array,
+            schema: PlanSchema {
+                fields: vec![PlanField {
+                    qualifier: Some(alias_name.unwrap_or_else(|| "unnest".into())),
+                    name: column,
+                    data_type: DataType::Utf8,
                 }],
             },
         })
@@ -2478,6 +2559,15 @@ impl<'a> Binder<'a> {
             ("pg_backend_pid", 0) => Some(lit(Arc::new(Int32Array::from(vec![self
                 .session
                 .map_or(0, |s| s.backend_pid())])))),
+            ("set_config", 3) => {
+                let (Some(name), Some(value)) = (const_text(&args[0]), const_text(&args[1])) else {
+                    return Err(Error::NotSupported(
+                        "set_config with non-constant arguments".into(),
+                    ));
+                };
+                self.settings.push((name, value.clone()));
+                text(&value)
+            }
             ("current_setting", 1 | 2) => {
                 let key = const_text(&args[0]).ok_or_else(|| {
                     Error::NotSupported("current_setting of a non-constant name".into())

@@ -197,11 +197,59 @@ impl Engine {
         );
         match stmt {
             Statement::Query(q) => {
-                let plan = self
-                    .binder(&ctx, session)
-                    .with_params(params.to_vec())
-                    .bind_query(q)?;
-                run_query(&plan, &ctx)
+                let mut binder = self.binder(&ctx, session).with_params(params.to_vec());
+                let plan = binder.bind_query(q)?;
+                let settings = binder.take_settings();
+                drop(binder);
+                let result = run_query(&plan, &ctx)?;
+                // set_config() takes effect once its statement has run.
+                for (name, value) in settings {
+                    session.set(&name, &value)?;
+                }
+                Ok(result)
+            }
+            Statement::Declare { stmts, .. } => {
+                for d in stmts {
+                    let Some(query) = &d.for_query else {
+                        return Err(Error::NotSupported("DECLARE without FOR query".into()));
+                    };
+                    let plan = self
+                        .binder(&ctx, session)
+                        .with_params(params.to_vec())
+                        .bind_query(query)?;
+                    let schema = plan.schema().arrow_schema();
+                    let batches = execute(&plan, &ctx)?;
+                    let rows = arrow::compute::concat_batches(&schema, &batches)?;
+                    for name in &d.names {
+                        session.cursors().insert(
+                            ident_name(name),
+                            crate::session::Cursor {
+                                rows: rows.clone(),
+                                position: 0,
+                            },
+                        );
+                    }
+                }
+                Ok(StatementResult::Command {
+                    tag: "DECLARE CURSOR".into(),
+                })
+            }
+            Statement::Fetch {
+                name, direction, ..
+            } => fetch(session, &ident_name(name), direction),
+            Statement::Close { cursor } => {
+                match cursor {
+                    ast::CloseCursor::All => session.cursors().clear(),
+                    ast::CloseCursor::Specific { name } => {
+                        let n = ident_name(name);
+                        if session.cursors().remove(&n).is_none() {
+                            return Err(Error::InvalidCursor(n));
+                        }
+                    }
+                }
+                Ok(StatementResult::Command {
+                    tag: "CLOSE CURSOR".into(),
+                })
             }
             Statement::Explain {
                 statement, analyze, ..
@@ -597,6 +645,39 @@ fn session_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementR
     )?;
     Ok(StatementResult::Rows {
         schema,
+        batches: vec![batch],
+    })
+}
+
+/// FETCH from a cursor: the next rows (n, NEXT, ALL, FORWARD n/ALL).
+fn fetch(
+    session: &mut Session,
+    name: &str,
+    direction: &ast::FetchDirection,
+) -> Result<StatementResult> {
+    use ast::FetchDirection as D;
+    let count = |v: &ast::ValueWithSpan| -> Result<usize> {
+        v.value
+            .to_string()
+            .parse::<usize>()
+            .map_err(|_| Error::NotSupported(format!("FETCH {}", v.value)))
+    };
+    let cursor = session
+        .cursors()
+        .get_mut(name)
+        .ok_or_else(|| Error::InvalidCursor(name.to_string()))?;
+    let remaining = cursor.rows.num_rows() - cursor.position;
+    let n = match direction {
+        D::Count { limit } | D::Forward { limit: Some(limit) } => count(limit)?,
+        D::Next | D::Forward { limit: None } => 1,
+        D::All | D::ForwardAll => remaining,
+        other => return Err(Error::NotSupported(format!("FETCH {other}"))),
+    }
+    .min(remaining);
+    let batch = cursor.rows.slice(cursor.position, n);
+    cursor.position += n;
+    Ok(StatementResult::Rows {
+        schema: batch.schema(),
         batches: vec![batch],
     })
 }

@@ -66,6 +66,9 @@ pub enum Error {
     /// A protocol-level mistake, e.g. a missing parameter value (08P01).
     #[error("{0}")]
     Protocol(String),
+    /// A cursor that does not exist (34000).
+    #[error("cursor \"{0}\" does not exist")]
+    InvalidCursor(String),
     /// An unknown configuration parameter (42704).
     #[error("unrecognized configuration parameter \"{0}\"")]
     UnknownSetting(String),
@@ -109,6 +112,7 @@ impl Error {
             Error::NotSupported(_) => "0A000",
             Error::Protocol(_) => "08P01",
             Error::UnknownSetting(_) => "42704",
+            Error::InvalidCursor(_) => "34000",
             Error::Cancelled(_) => "57014",
             Error::ResourcesExhausted(_) => "53200",
             Error::Internal(_) => "XX000",

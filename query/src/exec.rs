@@ -37,6 +37,20 @@ pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch
             )?]),
         },
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
+        LogicalPlan::Unnest { array, .. } => {
+            let one_row = RecordBatch::try_new_with_options(
+                Arc::new(arrow::datatypes::Schema::empty()),
+                vec![],
+                &RecordBatchOptions::new().with_row_count(Some(1)),
+            )?;
+            let value =
+                crate::format::format_value(evaluate(array, &one_row, ctx)?.as_ref(), 0, 0)?;
+            let items = value
+                .map(|v| crate::binder::parse_array_text(&v))
+                .unwrap_or_default();
+            let column: ArrayRef = Arc::new(arrow::array::StringArray::from(items));
+            Ok(vec![RecordBatch::try_new(schema, vec![column])?])
+        }
         LogicalPlan::Window { input, windows, .. } => {
             let batches = execute(input, ctx)?;
             Ok(vec![crate::window::execute_window(

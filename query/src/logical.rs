@@ -1257,6 +1257,13 @@ pub enum LogicalPlan {
         /// One column.
         schema: PlanSchema,
     },
+    /// `unnest(array)` in FROM: one text row per element of an array in text form.
+    Unnest {
+        /// The array.
+        array: Expr,
+        /// One column.
+        schema: PlanSchema,
+    },
     /// Window functions: output is the input's columns followed by one column per
     /// window expression.
     Window {
@@ -1286,6 +1293,7 @@ impl LogicalPlan {
             | LogicalPlan::Aggregate { schema, .. }
             | LogicalPlan::Join { schema, .. }
             | LogicalPlan::GenerateSeries { schema, .. }
+            | LogicalPlan::Unnest { schema, .. }
             | LogicalPlan::Window { schema, .. }
             | LogicalPlan::Union { schema, .. } => schema,
             LogicalPlan::Filter { input, .. }
@@ -1370,6 +1378,10 @@ impl LogicalPlan {
             },
             LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
                 inputs: inputs.iter().map(|p| p.map_exprs(f)).collect(),
+                schema: schema.clone(),
+            },
+            LogicalPlan::Unnest { array, schema } => LogicalPlan::Unnest {
+                array: f(array),
                 schema: schema.clone(),
             },
             LogicalPlan::Window {
@@ -1515,6 +1527,7 @@ impl LogicalPlan {
             ),
             LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
             LogicalPlan::GenerateSeries { .. } => "GenerateSeries".to_string(),
+            LogicalPlan::Unnest { .. } => "Unnest".to_string(),
             LogicalPlan::Window { input, windows, .. } => format!(
                 "Window: {}",
                 windows
@@ -1530,7 +1543,8 @@ impl LogicalPlan {
         match self {
             LogicalPlan::Scan { .. }
             | LogicalPlan::Values { .. }
-            | LogicalPlan::GenerateSeries { .. } => {}
+            | LogicalPlan::GenerateSeries { .. }
+            | LogicalPlan::Unnest { .. } => {}
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Aggregate { input, .. }

@@ -1,8 +1,10 @@
 //! Per-connection session state: the settings `SET`, `SHOW` and `RESET` work on, and
 //! what they change about each statement (time zone, statement timeout).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
+
+use arrow::array::RecordBatch;
 
 use crate::context::QueryOptions;
 use crate::error::{Error, Result};
@@ -65,6 +67,16 @@ pub struct Session {
     in_transaction: bool,
     backend_pid: i32,
     timeout_set: bool,
+    cursors: HashMap<String, Cursor>,
+}
+
+/// An open cursor (`DECLARE ... CURSOR FOR`): its rows and how far FETCH has read.
+#[derive(Clone, Debug)]
+pub struct Cursor {
+    /// All of the query's rows.
+    pub rows: RecordBatch,
+    /// The next row FETCH returns.
+    pub position: usize,
 }
 
 impl Session {
@@ -87,6 +99,7 @@ impl Session {
             in_transaction: false,
             backend_pid: 0,
             timeout_set: false,
+            cursors: HashMap::new(),
         }
     }
 
@@ -108,6 +121,11 @@ impl Session {
     /// Records the connection's process id.
     pub fn set_backend_pid(&mut self, pid: i32) {
         self.backend_pid = pid;
+    }
+
+    /// The session's open cursors, by name.
+    pub fn cursors(&mut self) -> &mut HashMap<String, Cursor> {
+        &mut self.cursors
     }
 
     /// True between BEGIN and COMMIT/ROLLBACK (statements still apply at once).

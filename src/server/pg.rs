@@ -182,6 +182,35 @@ fn error_info(e: &Error) -> ErrorInfo {
     ErrorInfo::new("ERROR".to_string(), e.sqlstate().to_string(), e.to_string())
 }
 
+/// As [`error_info`], with the character position of a syntax error in `sql`
+/// (1-based, as PostgreSQL reports it) so clients can point at it.
+fn error_info_in(e: &Error, sql: &str) -> ErrorInfo {
+    let mut info = error_info(e);
+    if let Error::Syntax(message) = e {
+        info.position = syntax_position(sql, message).map(|p| p.to_string());
+    }
+    info
+}
+
+/// Turns the parser's "Line: L, Column: C" into a character offset into `sql`.
+fn syntax_position(sql: &str, message: &str) -> Option<usize> {
+    let at = message.rfind("Line: ")?;
+    let rest = &message[at + "Line: ".len()..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let line: usize = line.trim().parse().ok()?;
+    let column: usize = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let before: usize = sql
+        .split('\n')
+        .take(line.checked_sub(1)?)
+        .map(|l| l.chars().count() + 1)
+        .sum();
+    Some(before + column)
+}
+
 fn user_error(e: &Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(e)))
 }
@@ -266,7 +295,7 @@ impl SimpleQueryHandler for Backend {
     {
         let statements = match sluice_query::parse_sql(query) {
             Ok(s) => s,
-            Err(e) => return Ok(vec![Response::Error(Box::new(error_info(&e)))]),
+            Err(e) => return Ok(vec![Response::Error(Box::new(error_info_in(&e, query)))]),
         };
         let session = session_of(&self.db, client);
         let mut responses = Vec::with_capacity(statements.len());
@@ -304,7 +333,8 @@ impl QueryParser for SluiceQueryParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let mut statements = sluice_query::parse_sql(sql).map_err(|e| user_error(&e))?;
+        let mut statements = sluice_query::parse_sql(sql)
+            .map_err(|e| PgWireError::UserError(Box::new(error_info_in(&e, sql))))?;
         if statements.len() > 1 {
             return Err(user_error(&Error::Syntax(
                 "cannot insert multiple commands into a prepared statement".into(),
