@@ -34,6 +34,15 @@ enum Command {
         /// Address for HTTP (/health).
         #[arg(long)]
         http_addr: Option<String>,
+        /// Require this password (SCRAM-SHA-256) from every client.
+        #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// TLS certificate chain (PEM); needs --tls-key.
+        #[arg(long)]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM); needs --tls-cert.
+        #[arg(long)]
+        tls_key: Option<PathBuf>,
     },
     /// Run SQL statements against a data directory and print the results.
     ///
@@ -66,6 +75,9 @@ fn main() -> ExitCode {
             data_dir,
             pg_addr,
             http_addr,
+            password,
+            tls_cert,
+            tls_key,
         } => {
             let mut cfg = match config {
                 Some(path) => match sluice::server::ServerConfig::from_file(&path) {
@@ -85,6 +97,15 @@ fn main() -> ExitCode {
             }
             if let Some(a) = http_addr {
                 cfg.http_addr = a;
+            }
+            if password.is_some() {
+                cfg.password = password;
+            }
+            if tls_cert.is_some() {
+                cfg.tls_cert = tls_cert;
+            }
+            if tls_key.is_some() {
+                cfg.tls_key = tls_key;
             }
             match sluice::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -24,6 +24,10 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args([
@@ -35,6 +39,7 @@ fn start() -> Server {
             "--data-dir",
         ])
         .arg(dir.path())
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("start sluice serve");
@@ -372,6 +377,57 @@ async fn cursors_set_config_unnest_and_error_positions() {
         db.position(),
         Some(&tokio_postgres::error::ErrorPosition::Original(27))
     );
+}
+
+async fn try_connect(
+    port: u16,
+    user: &str,
+    password: Option<&str>,
+) -> Result<Client, tokio_postgres::Error> {
+    let mut config = format!("host=127.0.0.1 port={port} user={user} dbname=sluice");
+    if let Some(p) = password {
+        config.push_str(&format!(" password={p}"));
+    }
+    let (client, conn) = tokio_postgres::connect(&config, NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_configured_users_require_scram() {
+    let server = start_with(&["--password", "s3cret"]);
+    let c = try_connect(server.pg_port, "anyone", Some("s3cret"))
+        .await
+        .unwrap();
+    let who: String = c
+        .query_one("SELECT current_user", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(who, "anyone");
+    let err = try_connect(server.pg_port, "anyone", Some("wrong"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
+    assert!(try_connect(server.pg_port, "anyone", None).await.is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, "[users]\nbob = \"b0b\"\ncarol = \"c4rol\"\n").unwrap();
+    let server = start_with(&["--config", config.to_str().unwrap()]);
+    assert!(try_connect(server.pg_port, "bob", Some("b0b"))
+        .await
+        .is_ok());
+    assert!(try_connect(server.pg_port, "carol", Some("c4rol"))
+        .await
+        .is_ok());
+    assert!(try_connect(server.pg_port, "bob", Some("c4rol"))
+        .await
+        .is_err());
+    assert!(try_connect(server.pg_port, "mallory", Some("b0b"))
+        .await
+        .is_err());
 }
 
 async fn load_rows(client: &Client, n: usize) {

@@ -1,10 +1,12 @@
 //! `sluice serve`: the PostgreSQL protocol server and the HTTP endpoint over one
 //! embedded database, with settings from flags and an optional TOML file.
 
+pub mod auth;
 pub mod encode;
 pub mod http;
 pub mod pg;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +27,14 @@ pub struct ServerConfig {
     pub pg_addr: String,
     /// HTTP address (`/health`).
     pub http_addr: String,
+    /// A password every user name may log in with (SCRAM-SHA-256).
+    pub password: Option<String>,
+    /// Users and their passwords (SCRAM-SHA-256).
+    pub users: BTreeMap<String, String>,
+    /// PEM certificate chain; with `tls_key`, enables TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -33,12 +43,17 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./sluice-data"),
             pg_addr: "127.0.0.1:5433".into(),
             http_addr: "127.0.0.1:9433".into(),
+            password: None,
+            users: BTreeMap::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 impl ServerConfig {
-    /// Reads a TOML config file (keys: `data_dir`, `pg_addr`, `http_addr`).
+    /// Reads a TOML config file (keys: `data_dir`, `pg_addr`, `http_addr`,
+    /// `password`, `tls_cert`, `tls_key`, and a `[users]` table of name = password).
     ///
     /// # Errors
     /// The file cannot be read, or it is not valid TOML for these keys.
@@ -73,7 +88,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
     let pg_addr = pg.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    warn_if_exposed(pg_addr);
+    let credentials = auth::Credentials::new(&config.users, config.password.as_deref());
+    if credentials.is_none() {
+        warn_if_exposed(pg_addr);
+    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        (None, None) => None,
+        _ => return Err("TLS needs both tls_cert and tls_key".into()),
+    };
+
     println!(
         "sluice {} serving {} — PostgreSQL on {pg_addr}, HTTP on {http_addr}",
         env!("CARGO_PKG_VERSION"),
@@ -82,15 +106,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(http::serve(http, Arc::clone(&stop)));
-    let handlers = Arc::new(pg::Handlers::new(Arc::clone(&db)));
+    let handlers = Arc::new(pg::Handlers::new(Arc::clone(&db), credentials));
     let accept = async {
         loop {
             match pg.accept().await {
                 Ok((socket, _)) => {
                     let _ = socket.set_nodelay(true);
                     let h = Arc::clone(&handlers);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, None, h).await {
+                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
@@ -109,11 +134,27 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// A TLS acceptor from PEM files (certificate chain and PKCS#8/RSA/EC key).
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcceptor, String> {
+    use pgwire::tokio::tokio_rustls::rustls;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("TLS configuration: {e}"))?;
+    Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn warn_if_exposed(addr: SocketAddr) {
     if !addr.ip().is_loopback() {
         eprintln!(
             "WARNING: listening on {addr}, which is reachable from other machines, \
-             and connections are not authenticated (trust)."
+             and connections are not authenticated (trust); set --password or users."
         );
     }
 }

@@ -13,6 +13,8 @@ use arrow::array::{
 };
 use async_trait::async_trait;
 use futures::{stream, Sink};
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     ServerParameterProvider, StartupHandler,
@@ -34,6 +36,7 @@ use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult};
 use sqlparser::ast::Statement;
 
+use super::auth::Credentials;
 use super::encode::{encode_rows, fields, pg_type};
 use crate::Database;
 
@@ -56,12 +59,45 @@ pub struct Backend {
 /// The handler set `pgwire` asks for.
 pub struct Handlers {
     backend: Arc<Backend>,
+    startup: Arc<Startup>,
     cancel: Arc<DefaultCancelHandler>,
 }
 
+/// How connections authenticate.
+pub enum Startup {
+    /// No password (the default on loopback).
+    Trust(Arc<Backend>),
+    /// SCRAM-SHA-256 against configured passwords.
+    Scram(Arc<SASLAuthStartupHandler<Parameters>>),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(b) => b.on_startup(client, message).await,
+            Startup::Scram(s) => s.on_startup(client, message).await,
+        }
+    }
+}
+
 impl Handlers {
-    /// Handlers over an open database.
-    pub fn new(db: Arc<Database>) -> Self {
+    /// Handlers over an open database. With `credentials`, clients must
+    /// authenticate with SCRAM-SHA-256.
+    ///
+    /// Channel binding (SCRAM-SHA-256-PLUS) is not offered: `pgwire` would offer it
+    /// on plain connections too when a certificate is configured, and clients refuse
+    /// that, so a TLS server could not accept non-TLS clients.
+    pub fn new(db: Arc<Database>, credentials: Option<Credentials>) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let backend = Arc::new(Backend {
             parser: Arc::new(SluiceQueryParser {
@@ -71,8 +107,21 @@ impl Handlers {
             manager: Arc::clone(&manager),
             pids: RandomPidSecretKeyGenerator::default(),
         });
+        let startup = match credentials {
+            None => Startup::Trust(Arc::clone(&backend)),
+            Some(c) => {
+                let mut scram = ScramAuth::new(Arc::new(c));
+                scram.set_iterations(super::auth::ITERATIONS);
+                Startup::Scram(Arc::new(
+                    SASLAuthStartupHandler::new(Arc::new(Parameters))
+                        .with_scram(scram)
+                        .with_connection_manager(Arc::clone(&manager)),
+                ))
+            }
+        };
         Handlers {
             backend,
+            startup: Arc::new(startup),
             cancel: Arc::new(DefaultCancelHandler::new(manager)),
         }
     }
@@ -88,7 +137,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::clone(&self.backend)
+        Arc::clone(&self.startup)
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -98,7 +147,7 @@ impl PgWireServerHandlers for Handlers {
 
 /// The server parameters sent after authentication: drivers read `server_version`
 /// to decide which PostgreSQL features they may use.
-struct Parameters;
+pub struct Parameters;
 
 impl ServerParameterProvider for Parameters {
     fn server_parameters<C>(&self, client: &C) -> Option<HashMap<String, String>>
@@ -142,7 +191,7 @@ impl StartupHandler for Backend {
         message: PgWireFrontendMessage,
     ) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {

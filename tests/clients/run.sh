@@ -73,5 +73,22 @@ else
   failed=$((failed + 1)); echo "FAIL java: compile"; cat "$work/javac.log"
 fi
 
+# TLS and SCRAM-SHA-256: a second server with a password and a self-signed certificate.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" -days 1 \
+  -subj "/CN=localhost" >/dev/null 2>&1
+"$bin" serve --data-dir "$work/db2" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --password s3cret \
+  --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" >"$work/out2" 2>"$work/err2" &
+pid2=$!
+trap 'kill $pid $pid2 2>/dev/null; wait $pid $pid2 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q "PostgreSQL on" "$work/out2" && break; sleep 0.1; done
+port2=$(sed -n 's/.*PostgreSQL on [0-9.]*:\([0-9]*\).*/\1/p' "$work/out2")
+expect "psql: TLS + SCRAM" "SSL connection (protocol: TLSv1.3" env PGPORT="$port2" PGPASSWORD=s3cret psql "sslmode=require" -c '\conninfo'
+expect "psql: SCRAM without TLS" "plain" env PGPORT="$port2" PGPASSWORD=s3cret psql "sslmode=disable" -Atc "SELECT 'plain'"
+if env PGPORT="$port2" PGPASSWORD=wrong psql -w -Atc 'SELECT 1' >/dev/null 2>&1; then
+  failed=$((failed + 1)); echo "FAIL psql: a wrong password was accepted"
+else
+  passed=$((passed + 1)); echo "ok psql: a wrong password is refused"
+fi
+
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
