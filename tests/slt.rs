@@ -10,6 +10,11 @@
 //!                                                    # rewrite expectations from PostgreSQL
 //! ```
 //!
+//! Each file runs three ways: against Sluice through its embedding API, against
+//! `sluice serve` over the PostgreSQL protocol (every query prepared and described
+//! first, results decoded by their reported types), and, with `SLUICE_PG_URL`,
+//! against PostgreSQL itself.
+//!
 //! Values are compared as PostgreSQL's text output, with two normalisations applied
 //! the same way to both engines: numbers (double, numeric) compare by value, printed
 //! as integers when integral and to three decimals otherwise (Sluice computes AVG in
@@ -135,6 +140,8 @@ impl sqllogictest::DB for Sluice {
 /// PostgreSQL through tokio-postgres: the oracle.
 struct Postgres {
     client: tokio_postgres::Client,
+    /// True for a real PostgreSQL, which does not know Sluice's table options.
+    strip_options: bool,
 }
 
 /// Removes the Sluice-only `WITH (...)` clause from a CREATE TABLE.
@@ -164,7 +171,11 @@ impl AsyncDB for Postgres {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         use tokio_postgres::types::Type;
-        let sql = strip_table_options(sql);
+        let sql = if self.strip_options {
+            strip_table_options(sql)
+        } else {
+            sql.to_string()
+        };
         let is_query = {
             let l = sql.trim_start().to_ascii_lowercase();
             l.starts_with("select")
@@ -262,7 +273,74 @@ async fn connect_postgres(url: &str, file: &Path) -> Result<Postgres, SltError> 
         )
         .await
         .map_err(pg_error)?;
-    Ok(Postgres { client })
+    Ok(Postgres {
+        client,
+        strip_options: true,
+    })
+}
+
+/// A `sluice serve` on a fresh data directory, for one file; killed when dropped.
+struct WireServer {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WireServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> WireServer {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--pg-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sluice serve");
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+    }
+    let port = line
+        .split("PostgreSQL on ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ' ']).next())
+        .and_then(|addr| addr.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    WireServer {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Sluice over the PostgreSQL protocol, through the same adapter as the oracle:
+/// every query is prepared (Describe) and its text results decoded by type.
+async fn connect_sluice_wire(port: u16) -> Result<Postgres, SltError> {
+    let (client, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=slt dbname=sluice"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .map_err(pg_error)?;
+    tokio::spawn(conn);
+    Ok(Postgres {
+        client,
+        strip_options: false,
+    })
 }
 
 fn slt_files(filter: Option<&str>) -> Vec<PathBuf> {
@@ -351,6 +429,24 @@ fn main() {
             Err(e) => {
                 failed += records;
                 eprintln!("FAILED (sluice) {}:\n{e}\n", f.display());
+            }
+        }
+        let server = start_server();
+        let port = server.port;
+        let wire = rt.block_on(async {
+            let mut runner = Runner::new(move || connect_sluice_wire(port));
+            runner.add_label("sluice");
+            runner.run_file_async(f).await
+        });
+        drop(server);
+        match wire {
+            Ok(()) => passed += records,
+            Err(e) => {
+                failed += records;
+                eprintln!(
+                    "FAILED (sluice over the PostgreSQL protocol) {}:\n{e}\n",
+                    f.display()
+                );
             }
         }
         if let Some(url) = &pg_url {
