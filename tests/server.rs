@@ -379,6 +379,33 @@ async fn cursors_set_config_unnest_and_error_positions() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_oids_have_the_oid_type() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+    let row = client
+        .query_one(
+            "SELECT c.oid, 'orders'::regclass, a.atttypid, format_type(a.atttypid, a.atttypmod) \
+             FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
+             WHERE c.relname = 'orders' AND a.attname = 'qty'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let oid: u32 = row.get(0);
+    assert_eq!(row.get::<_, u32>(1), oid);
+    assert_eq!(row.get::<_, u32>(2), 23);
+    assert_eq!(row.get::<_, &str>(3), "integer");
+    let stmt = client
+        .prepare("SELECT relname FROM pg_class WHERE oid = $1")
+        .await
+        .unwrap();
+    assert_eq!(stmt.params()[0].name(), "oid");
+    let name: String = client.query_one(&stmt, &[&oid]).await.unwrap().get(0);
+    assert_eq!(name, "orders");
+}
+
 async fn try_connect(
     port: u16,
     user: &str,

@@ -104,8 +104,9 @@ pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
     Ok(match base.as_str() {
         "bool" | "boolean" => DataType::Boolean,
         "int" | "integer" | "int4" | "smallint" | "int2" => DataType::Int32,
-        "bigint" | "int8" | "oid" | "regproc" | "regclass" | "regtype" | "xid" | "regnamespace"
-        | "regrole" | "regprocedure" | "regoper" | "regoperator" | "regconfig" => DataType::Int64,
+        "bigint" | "int8" | "xid" => DataType::Int64,
+        "oid" | "regproc" | "regclass" | "regtype" | "regnamespace" | "regrole"
+        | "regprocedure" | "regoper" | "regoperator" | "regconfig" => DataType::UInt32,
         "double precision" | "double" | "float8" | "float" | "real" | "float4" | "numeric"
         | "decimal" => DataType::Float64,
         "text" | "varchar" | "character varying" | "char" | "character" | "string" | "name"
@@ -1325,7 +1326,7 @@ impl<'a> Binder<'a> {
                             };
                             self.call_scalar(ScalarFunction::Catalog(f), vec![inner], schema)?
                         } else {
-                            self.explicit_cast(inner, schema, &DataType::Int64)?
+                            self.explicit_cast(inner, schema, &DataType::UInt32)?
                         }
                     }
                     _ => {

@@ -96,7 +96,7 @@ fn parse_text(
                 .map(|v| v.map(st::parse_bool).transpose())
                 .collect::<sluice_storage::Result<BooleanArray>>()?,
         ),
-        DataType::Int32 | DataType::Int64 => {
+        DataType::Int32 | DataType::Int64 | DataType::UInt32 => {
             let ints = text
                 .iter()
                 .map(|v| {

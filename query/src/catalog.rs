@@ -137,6 +137,110 @@ pub fn type_oid_by_name(name: &str) -> Option<i64> {
     TYPES.iter().find(|t| t.1 == canonical).map(|t| t.0)
 }
 
+/// Catalog columns of type `oid`.
+const OID_COLUMNS: &[&str] = &[
+    "oid",
+    "relnamespace",
+    "reltype",
+    "reloftype",
+    "relowner",
+    "relam",
+    "relfilenode",
+    "reltablespace",
+    "reltoastrelid",
+    "relrewrite",
+    "attrelid",
+    "atttypid",
+    "attcollation",
+    "typnamespace",
+    "typowner",
+    "typrelid",
+    "typelem",
+    "typarray",
+    "typbasetype",
+    "typcollation",
+    "datdba",
+    "dattablespace",
+    "indexrelid",
+    "indrelid",
+    "connamespace",
+    "conrelid",
+    "contypid",
+    "conindid",
+    "conparentid",
+    "confrelid",
+    "nspowner",
+    "usesysid",
+    "relid",
+    "collnamespace",
+    "collowner",
+    "objoid",
+    "classoid",
+    "adrelid",
+    "inhrelid",
+    "inhparent",
+    "pronamespace",
+    "proowner",
+    "prolang",
+    "prorettype",
+    "enumtypid",
+    "rngtypid",
+    "rngsubtype",
+    "rngmultitypid",
+    "rngcollation",
+    "rngsubopc",
+    "extowner",
+    "extnamespace",
+    "tgrelid",
+    "tgparentid",
+    "tgfoid",
+    "tgconstraint",
+    "ev_class",
+    "polrelid",
+    "stxrelid",
+    "stxnamespace",
+    "stxowner",
+    "pubowner",
+    "prpubid",
+    "prrelid",
+    "pnpubid",
+    "pnnspid",
+    "ftrelid",
+    "ftserver",
+    "srvowner",
+    "srvfdw",
+    "partrelid",
+    "partdefid",
+    "seqrelid",
+    "seqtypid",
+    "classid",
+    "objid",
+    "refclassid",
+    "refobjid",
+    "spcowner",
+    "evtowner",
+    "evtfoid",
+    "castsource",
+    "casttarget",
+    "castfunc",
+    "oprnamespace",
+    "oprowner",
+    "oprleft",
+    "oprright",
+    "oprresult",
+    "lanowner",
+    "opcmethod",
+    "opcnamespace",
+    "opcowner",
+    "opcfamily",
+    "opcintype",
+    "opckeytype",
+    "roleid",
+    "member",
+    "grantor",
+    "datid",
+];
+
 /// One cell of a catalog row.
 enum V {
     I(i64),
@@ -158,8 +262,19 @@ struct TableBuilder {
 
 impl TableBuilder {
     fn new(columns: &[(&'static str, DataType)]) -> Self {
+        // Columns that hold OIDs have PostgreSQL's `oid` type.
+        let columns = columns
+            .iter()
+            .map(|(n, t)| {
+                if *t == DataType::Int64 && OID_COLUMNS.contains(n) {
+                    (*n, DataType::UInt32)
+                } else {
+                    (*n, t.clone())
+                }
+            })
+            .collect();
         TableBuilder {
-            columns: columns.to_vec(),
+            columns,
             rows: Vec::new(),
         }
     }
@@ -192,6 +307,17 @@ impl TableBuilder {
                             })
                         })
                         .collect::<Result<Int64Array>>()?,
+                ),
+                DataType::UInt32 => Arc::new(
+                    self.rows
+                        .iter()
+                        .map(|r| {
+                            Ok(match cell(r, c, name)? {
+                                V::I(v) => u32::try_from(*v).ok(),
+                                _ => None,
+                            })
+                        })
+                        .collect::<Result<arrow::array::UInt32Array>>()?,
                 ),
                 DataType::Int32 => Arc::new(
                     self.rows

@@ -80,6 +80,7 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
         .to_string(),
         DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_string(),
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
+        DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
         DataType::Float64 => format_float(array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
         DataType::Timestamp(TimeUnit::Microsecond, None) => {
@@ -123,6 +124,7 @@ pub fn sql_type_name(dt: &DataType) -> String {
         DataType::Boolean => "boolean".into(),
         DataType::Int32 => "integer".into(),
         DataType::Int64 => "bigint".into(),
+        DataType::UInt32 => "oid".into(),
         DataType::Float64 => "double precision".into(),
         DataType::Utf8 => "text".into(),
         DataType::Timestamp(_, None) => "timestamp without time zone".into(),

@@ -277,7 +277,8 @@ fn catalog_function(
                     })
                     .transpose()
                 })
-                .collect::<Result<Int64Array>>()?,
+                .collect::<Result<Int64Array>>()?
+                .unary::<_, arrow::datatypes::UInt32Type>(|v| v as u32),
         ),
         CatalogFunction::RegtypeOid => Arc::new(
             texts(0)?
@@ -290,7 +291,8 @@ fn catalog_function(
                     })
                     .transpose()
                 })
-                .collect::<Result<Int64Array>>()?,
+                .collect::<Result<Int64Array>>()?
+                .unary::<_, arrow::datatypes::UInt32Type>(|v| v as u32),
         ),
         CatalogFunction::JsonBuildObject => {
             let mut out = Vec::with_capacity(rows);
@@ -312,14 +314,20 @@ fn catalog_function(
         CatalogFunction::ToRegclass => Arc::new(
             texts(0)?
                 .into_iter()
-                .map(|t| t.and_then(|t| cat.and_then(|c| catalog::table_oid_by_name(c, &t))))
-                .collect::<Int64Array>(),
+                .map(|t| {
+                    t.and_then(|t| cat.and_then(|c| catalog::table_oid_by_name(c, &t)))
+                        .map(|o| o as u32)
+                })
+                .collect::<arrow::array::UInt32Array>(),
         ),
         CatalogFunction::ToRegtype => Arc::new(
             texts(0)?
                 .into_iter()
-                .map(|t| t.and_then(|t| catalog::type_oid_by_name(&t)))
-                .collect::<Int64Array>(),
+                .map(|t| {
+                    t.and_then(|t| catalog::type_oid_by_name(&t))
+                        .map(|o| o as u32)
+                })
+                .collect::<arrow::array::UInt32Array>(),
         ),
         CatalogFunction::RelationSize => Arc::new(Int64Array::from(vec![0i64; rows])),
         CatalogFunction::ArrayContains => {

@@ -1067,16 +1067,24 @@ pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Optio
     }
 }
 
-/// True for the numeric types the engine computes with.
+/// True for the numeric types the engine computes with (`UInt32` is PostgreSQL's
+/// `oid`, which compares with integers).
 pub fn is_numeric(t: &DataType) -> bool {
-    matches!(t, DataType::Int32 | DataType::Int64 | DataType::Float64)
+    matches!(
+        t,
+        DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::UInt32
+    )
 }
 
-/// The wider of two numeric types (int < bigint < double).
+/// The wider of two numeric types (int < bigint < double; an oid with another
+/// integer type meets it as bigint).
 pub fn wider_numeric(a: &DataType, b: &DataType) -> DataType {
     match (a, b) {
         (DataType::Float64, _) | (_, DataType::Float64) => DataType::Float64,
-        (DataType::Int64, _) | (_, DataType::Int64) => DataType::Int64,
+        (DataType::UInt32, DataType::UInt32) => DataType::UInt32,
+        (DataType::Int64 | DataType::UInt32, _) | (_, DataType::Int64 | DataType::UInt32) => {
+            DataType::Int64
+        }
         _ => DataType::Int32,
     }
 }
@@ -1115,8 +1123,8 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             CatalogFunction::RegclassOid
             | CatalogFunction::ToRegclass
             | CatalogFunction::ToRegtype
-            | CatalogFunction::RegtypeOid
-            | CatalogFunction::RelationSize => DataType::Int64,
+            | CatalogFunction::RegtypeOid => DataType::UInt32,
+            CatalogFunction::RelationSize => DataType::Int64,
             _ => DataType::Utf8,
         },
         ScalarFunction::ToTimestamp => DataType::Timestamp(

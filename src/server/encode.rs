@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Float64Type, Int32Type, Int64Type, IntervalMonthDayNanoType,
-    TimestampMicrosecondType,
+    TimestampMicrosecondType, UInt32Type,
 };
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
@@ -27,6 +27,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Boolean => Type::BOOL,
         DataType::Int32 => Type::INT4,
         DataType::Int64 => Type::INT8,
+        DataType::UInt32 => Type::OID,
         DataType::Float64 => Type::FLOAT8,
         DataType::Utf8 => Type::TEXT,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
@@ -135,6 +136,7 @@ fn encode_value(
         DataType::Boolean => enc.encode_field(&array.as_boolean().value(row)),
         DataType::Int32 => enc.encode_field(&array.as_primitive::<Int32Type>().value(row)),
         DataType::Int64 => enc.encode_field(&array.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt32 => enc.encode_field(&array.as_primitive::<UInt32Type>().value(row)),
         DataType::Float64 => enc.encode_field(&array.as_primitive::<Float64Type>().value(row)),
         DataType::Utf8 => enc.encode_field(&array.as_string::<i32>().value(row)),
         DataType::Timestamp(_, tz) => {

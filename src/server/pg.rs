@@ -501,6 +501,9 @@ fn decode_params(portal: &Portal<Arc<Prepared>>, types: &[Type]) -> PgWireResult
             Type::INT8 => portal
                 .parameter::<i64>(i, &ty)
                 .map(|v| one(Arc::new(Int64Array::from(vec![v])))),
+            Type::OID => portal
+                .parameter::<u32>(i, &ty)
+                .map(|v| one(Arc::new(arrow::array::UInt32Array::from(vec![v])))),
             Type::FLOAT4 => portal
                 .parameter::<f32>(i, &ty)
                 .map(|v| one(Arc::new(Float64Array::from(vec![v.map(f64::from)])))),

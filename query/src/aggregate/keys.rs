@@ -89,6 +89,12 @@ impl KeyColumn {
                     .iter()
                     .map(|v| v.map(|x| x as u64)),
             ),
+            DataType::UInt32 => codes.extend(
+                array
+                    .as_primitive::<arrow::datatypes::UInt32Type>()
+                    .iter()
+                    .map(|v| v.map(u64::from)),
+            ),
             DataType::Date32 => codes.extend(
                 array
                     .as_primitive::<Date32Type>()
@@ -152,6 +158,10 @@ impl KeyColumn {
                     .collect::<Int32Array>(),
             ),
             DataType::Int64 => Arc::new(it.map(|c| c.map(|v| v as i64)).collect::<Int64Array>()),
+            DataType::UInt32 => Arc::new(
+                it.map(|c| c.map(|v| v as u32))
+                    .collect::<arrow::array::UInt32Array>(),
+            ),
             DataType::Date32 => Arc::new(
                 it.map(|c| c.map(|v| v as i64 as i32))
                     .collect::<Date32Array>(),
