@@ -982,17 +982,7 @@ impl<'a> Binder<'a> {
                         }
                     }
                 };
-                match alias {
-                    Some(a) => alias_plan(
-                        plan,
-                        &ident_name(&a.name),
-                        &a.columns
-                            .iter()
-                            .map(|c| ident_name(&c.name))
-                            .collect::<Vec<_>>(),
-                    ),
-                    None => Ok(plan),
-                }
+                apply_alias(plan, alias.as_ref())
             }
             TableFactor::Derived {
                 subquery,
@@ -1004,17 +994,7 @@ impl<'a> Binder<'a> {
                     return Err(Error::NotSupported("LATERAL".into()));
                 }
                 let plan = self.bind_query(subquery)?;
-                match alias {
-                    Some(a) => alias_plan(
-                        plan,
-                        &ident_name(&a.name),
-                        &a.columns
-                            .iter()
-                            .map(|c| ident_name(&c.name))
-                            .collect::<Vec<_>>(),
-                    ),
-                    None => Ok(plan),
-                }
+                apply_alias(plan, alias.as_ref())
             }
             TableFactor::NestedJoin {
                 table_with_joins,
@@ -2988,6 +2968,21 @@ fn rewrite_over_aggregate(
     match error {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+/// Applies `AS alias [(columns)]` to a plan, if there is an alias.
+fn apply_alias(plan: LogicalPlan, alias: Option<&ast::TableAlias>) -> Result<LogicalPlan> {
+    match alias {
+        Some(a) => alias_plan(
+            plan,
+            &ident_name(&a.name),
+            &a.columns
+                .iter()
+                .map(|c| ident_name(&c.name))
+                .collect::<Vec<_>>(),
+        ),
+        None => Ok(plan),
     }
 }
 

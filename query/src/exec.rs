@@ -38,11 +38,7 @@ pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch
         },
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
         LogicalPlan::Unnest { array, .. } => {
-            let one_row = RecordBatch::try_new_with_options(
-                Arc::new(arrow::datatypes::Schema::empty()),
-                vec![],
-                &RecordBatchOptions::new().with_row_count(Some(1)),
-            )?;
+            let one_row = one_row_batch()?;
             let value =
                 crate::format::format_value(evaluate(array, &one_row, ctx)?.as_ref(), 0, 0)?;
             let items = value
@@ -304,11 +300,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, ctx: &QueryContext) -> Resul
 
 fn values(rows: &[Vec<Expr>], schema: &PlanSchema, ctx: &QueryContext) -> Result<Vec<RecordBatch>> {
     let arrow_schema = schema.arrow_schema();
-    let one_row = RecordBatch::try_new_with_options(
-        Arc::new(arrow::datatypes::Schema::empty()),
-        vec![],
-        &RecordBatchOptions::new().with_row_count(Some(1)),
-    )?;
+    let one_row = one_row_batch()?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let columns = row
@@ -350,11 +342,7 @@ fn generate_series(
         DataType, Int64Type, IntervalMonthDayNanoType, TimestampMicrosecondType,
     };
     const MAX_ROWS: usize = 10_000_000;
-    let one_row = RecordBatch::try_new_with_options(
-        Arc::new(arrow::datatypes::Schema::empty()),
-        vec![],
-        &RecordBatchOptions::new().with_row_count(Some(1)),
-    )?;
+    let one_row = one_row_batch()?;
     let out_type = schema.field(0).data_type().clone();
     let value = |e: &Expr| evaluate(e, &one_row, ctx);
     let (a, b) = (value(start)?, value(stop)?);
@@ -442,6 +430,15 @@ fn generate_series(
         arrow::compute::cast(&(Arc::new(values) as ArrayRef), &out_type)?
     };
     Ok(vec![RecordBatch::try_new(schema, vec![column])?])
+}
+
+/// A batch of one row and no columns: what constant expressions are evaluated on.
+pub fn one_row_batch() -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &RecordBatchOptions::new().with_row_count(Some(1)),
+    )?)
 }
 
 /// Flattens batches into one (empty batches allowed).

@@ -78,9 +78,25 @@ fn run_parallel<S: Send>(
     })
 }
 
-/// Columns `needed` of `block`, and `exprs` rewritten to read from that projection.
-fn project_block(block: &RecordBatch, needed: &[usize]) -> Result<RecordBatch> {
-    Ok(block.project(needed)?)
+/// The rows of `block` where `filter` holds, cut to the `needed` columns (which
+/// `filter` is written against); `None` when no row qualifies.
+fn select_rows(
+    block: &RecordBatch,
+    needed: &[usize],
+    filter: Option<&Expr>,
+    ctx: &QueryContext,
+) -> Result<Option<RecordBatch>> {
+    let block = block.project(needed)?;
+    match filter {
+        None => Ok(Some(block)),
+        Some(f) => {
+            let mask = predicate_mask(f, &block, ctx)?;
+            if mask.true_count() == 0 {
+                return Ok(None);
+            }
+            Ok(Some(filter_batch(&block, &mask)?))
+        }
+    }
 }
 
 fn remap(expr: &Expr, needed: &[usize]) -> Expr {
@@ -226,16 +242,8 @@ pub fn scan(
         ctx,
         || Ok(Vec::<(usize, RecordBatch)>::new()),
         |out, i, block| {
-            let block = project_block(block, &needed)?;
-            let selected = match &filter {
-                Some(f) => {
-                    let mask = predicate_mask(f, &block, ctx)?;
-                    if mask.true_count() == 0 {
-                        return Ok(());
-                    }
-                    filter_batch(&block, &mask)?
-                }
-                None => block,
+            let Some(selected) = select_rows(block, &needed, filter.as_ref(), ctx)? else {
+                return Ok(());
             };
             let columns = out_positions
                 .iter()
@@ -284,16 +292,8 @@ pub fn scan_aggregate(
         ctx,
         || template.empty_like(),
         |agg, _, block| {
-            let block = project_block(block, &needed)?;
-            let selected = match &filter {
-                Some(f) => {
-                    let mask = predicate_mask(f, &block, ctx)?;
-                    if mask.true_count() == 0 {
-                        return Ok(());
-                    }
-                    filter_batch(&block, &mask)?
-                }
-                None => block,
+            let Some(selected) = select_rows(block, &needed, filter.as_ref(), ctx)? else {
+                return Ok(());
             };
             let keys = group
                 .iter()
