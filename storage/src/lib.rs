@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod mutable_segment;
 pub mod schema;
+pub mod segment;
 pub mod table;
 pub mod types;
 pub mod wal;

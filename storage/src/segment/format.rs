@@ -1,0 +1,111 @@
+//! The footer of a segment file: everything needed to find and check each section.
+//! Encoded as JSON (it is read once per segment open and is small next to the data),
+//! followed by a fixed 16-byte tail. docs/format.md describes the whole file.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::ColumnType;
+
+/// Magic bytes at the start of every segment file.
+pub const HEAD_MAGIC: &[u8; 8] = b"SLUICESG";
+/// Magic bytes ending every segment file.
+pub const TAIL_MAGIC: &[u8; 4] = b"SLSG";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes in the tail: footer length, footer checksum, version, magic.
+pub const TAIL_LEN: usize = 16;
+
+/// A byte range of the file with the CRC-32 of its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Section {
+    /// Start, from the beginning of the file.
+    pub offset: u64,
+    /// Length in bytes as stored.
+    pub len: u64,
+    /// CRC-32 (IEEE) of the stored bytes.
+    pub crc: u32,
+    /// True if the stored bytes are zstd-compressed.
+    pub zstd: bool,
+}
+
+/// How a column's blocks are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// Integers, timestamps, booleans and dictionary ids: `(value - base) / scale`
+    /// bit-packed at `width` bits per value.
+    BitPacked,
+    /// Doubles: little-endian IEEE 754, zstd-compressed per block.
+    RawF64,
+}
+
+/// A value in a zone map. Text columns store dictionary ids: the dictionary is
+/// sorted, so id order is text order.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Stat {
+    /// Integer, timestamp, boolean (0/1) or dictionary id.
+    Int(i64),
+    /// Double.
+    Float(f64),
+}
+
+/// One block of one column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// Rows in the block.
+    pub rows: u32,
+    /// The block's values.
+    pub section: Section,
+    /// Frame of reference (bit-packed blocks).
+    pub base: i64,
+    /// Common divisor of `value - base` (bit-packed blocks; at least 1).
+    pub scale: u64,
+    /// Bits per packed value.
+    pub width: u8,
+    /// Smallest non-null value, if any.
+    pub min: Option<Stat>,
+    /// Largest non-null value, if any.
+    pub max: Option<Stat>,
+}
+
+/// One column of a segment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ColumnMeta {
+    /// Column name.
+    pub name: String,
+    /// Stored type.
+    pub ty: ColumnType,
+    /// Block encoding.
+    pub encoding: Encoding,
+    /// Sorted dictionary (TEXT): `[count u32][count + 1 offsets u32][utf-8 bytes]`.
+    pub dictionary: Option<Section>,
+    /// Inverted index (TEXT): per dictionary id, a portable roaring bitmap of rows;
+    /// `[count u32][count + 1 offsets u32][bitmaps]`.
+    pub index: Option<Section>,
+    /// Rows that are NULL, as a portable roaring bitmap; absent if none are.
+    pub nulls: Option<Section>,
+    /// The column's blocks, in row order.
+    pub blocks: Vec<BlockMeta>,
+    /// Smallest non-null value of the column.
+    pub min: Option<Stat>,
+    /// Largest non-null value of the column.
+    pub max: Option<Stat>,
+}
+
+/// The footer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Footer {
+    /// Format version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// Rows in the segment.
+    pub rows: u64,
+    /// Rows per block (the last block may be shorter).
+    pub block_rows: u32,
+    /// Position of the table's time column.
+    pub time_column: usize,
+    /// Smallest time in the segment, microseconds.
+    pub time_min: Option<i64>,
+    /// Largest time in the segment, microseconds.
+    pub time_max: Option<i64>,
+    /// The columns, in table order.
+    pub columns: Vec<ColumnMeta>,
+}

@@ -1,0 +1,394 @@
+//! A sealed segment, read through a memory map. Opening reads only the tail and the
+//! footer (and checks them); a column's block is decoded when a query asks for it,
+//! after its section's checksum is verified. Every length and offset read from disk
+//! is checked against the file before it is used: a damaged file is an error naming
+//! the file and the section, never a panic or a wrong answer.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array,
+    StringArray, TimestampMicrosecondArray, UInt32Array,
+};
+use arrow::buffer::NullBuffer;
+use memmap2::Mmap;
+use roaring::RoaringBitmap;
+
+use super::bitpack;
+use super::format::*;
+use crate::error::{Error, Result};
+use crate::types::{ColumnType, UTC};
+
+/// An open, immutable segment file.
+pub struct SealedSegment {
+    path: PathBuf,
+    map: Mmap,
+    footer: Footer,
+    dictionaries: Vec<OnceLock<Arc<StringArray>>>,
+}
+
+impl std::fmt::Debug for SealedSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSegment")
+            .field("path", &self.path)
+            .field("rows", &self.footer.rows)
+            .finish()
+    }
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let b = bytes.get(at..at + 4)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+impl SealedSegment {
+    /// Opens a segment file: maps it, checks the magic, version and footer checksum,
+    /// and that every section lies inside the data area.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be read; [`Error::Corrupt`] naming the file and
+    /// section if it is truncated, damaged or of another format version.
+    pub fn open(path: &Path) -> Result<Self> {
+        let corrupt = |section: &str, detail: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            section: section.to_string(),
+            detail,
+        };
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: segment files are immutable once renamed into place (they are
+        // written under a temporary name, and never modified or truncated after), so
+        // the mapping cannot change under us while the segment is open.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let len = map.len();
+        if len < HEAD_MAGIC.len() + TAIL_LEN || &map[..HEAD_MAGIC.len()] != HEAD_MAGIC {
+            return Err(corrupt(
+                "header",
+                format!("not a Sluice segment ({len} bytes)"),
+            ));
+        }
+        let tail = &map[len - TAIL_LEN..];
+        if &tail[12..16] != TAIL_MAGIC {
+            return Err(corrupt(
+                "tail",
+                "bad magic: truncated or not a segment".into(),
+            ));
+        }
+        let footer_len = read_u32(tail, 0).unwrap_or(0) as usize;
+        let footer_crc = read_u32(tail, 4).unwrap_or(0);
+        let version = read_u32(tail, 8).unwrap_or(0);
+        if version != FORMAT_VERSION {
+            return Err(corrupt(
+                "tail",
+                format!("format version {version}, this build reads {FORMAT_VERSION}"),
+            ));
+        }
+        let data_end = (len - TAIL_LEN)
+            .checked_sub(footer_len)
+            .filter(|end| *end >= HEAD_MAGIC.len())
+            .ok_or_else(|| {
+                corrupt(
+                    "tail",
+                    format!("footer length {footer_len} exceeds the file"),
+                )
+            })?;
+        let footer_bytes = &map[data_end..len - TAIL_LEN];
+        if crc32fast::hash(footer_bytes) != footer_crc {
+            return Err(corrupt("footer", "checksum mismatch".into()));
+        }
+        let footer: Footer =
+            serde_json::from_slice(footer_bytes).map_err(|e| corrupt("footer", e.to_string()))?;
+        let in_bounds = |s: &Section| {
+            s.offset >= HEAD_MAGIC.len() as u64
+                && s.offset
+                    .checked_add(s.len)
+                    .is_some_and(|end| end <= data_end as u64)
+        };
+        for c in &footer.columns {
+            let mut sections: Vec<(String, &Section)> = c
+                .blocks
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (format!("column {} block {i}", c.name), &b.section))
+                .collect();
+            for (kind, s) in [
+                ("dictionary", &c.dictionary),
+                ("index", &c.index),
+                ("nulls", &c.nulls),
+            ] {
+                if let Some(s) = s {
+                    sections.push((format!("column {} {kind}", c.name), s));
+                }
+            }
+            for (name, s) in sections {
+                if !in_bounds(s) {
+                    return Err(corrupt(
+                        &name,
+                        format!("range {}+{} outside the data", s.offset, s.len),
+                    ));
+                }
+            }
+            let block_rows: u64 = c.blocks.iter().map(|b| b.rows as u64).sum();
+            if block_rows != footer.rows {
+                return Err(corrupt(
+                    &format!("column {}", c.name),
+                    format!("blocks hold {block_rows} rows, footer says {}", footer.rows),
+                ));
+            }
+        }
+        Ok(SealedSegment {
+            path: path.to_path_buf(),
+            dictionaries: footer.columns.iter().map(|_| OnceLock::new()).collect(),
+            map,
+            footer,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The footer: rows, time range, columns, zone maps.
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// Rows in the segment.
+    pub fn rows(&self) -> usize {
+        self.footer.rows as usize
+    }
+
+    /// Bytes on disk.
+    pub fn bytes(&self) -> usize {
+        self.map.len()
+    }
+
+    fn corrupt(&self, section: String, detail: impl Into<String>) -> Error {
+        Error::Corrupt {
+            path: self.path.clone(),
+            section,
+            detail: detail.into(),
+        }
+    }
+
+    /// A section's bytes, checksum verified and decompressed.
+    fn section(
+        &self,
+        s: &Section,
+        name: impl Fn() -> String,
+    ) -> Result<std::borrow::Cow<'_, [u8]>> {
+        // `open` checked the range against the file.
+        let start = s.offset as usize;
+        let stored = self
+            .map
+            .get(start..start + s.len as usize)
+            .ok_or_else(|| self.corrupt(name(), "range outside the file"))?;
+        if crc32fast::hash(stored) != s.crc {
+            return Err(self.corrupt(name(), "checksum mismatch"));
+        }
+        if s.zstd {
+            let out = zstd::stream::decode_all(stored)
+                .map_err(|e| self.corrupt(name(), format!("zstd: {e}")))?;
+            Ok(std::borrow::Cow::Owned(out))
+        } else {
+            Ok(std::borrow::Cow::Borrowed(stored))
+        }
+    }
+
+    fn column(&self, c: usize) -> Result<&ColumnMeta> {
+        self.footer
+            .columns
+            .get(c)
+            .ok_or_else(|| self.corrupt(format!("column {c}"), "no such column"))
+    }
+
+    /// The sorted dictionary of a TEXT column, decoded once and shared.
+    pub fn dictionary(&self, c: usize) -> Result<Arc<StringArray>> {
+        if let Some(d) = self.dictionaries.get(c).and_then(|d| d.get()) {
+            return Ok(Arc::clone(d));
+        }
+        let meta = self.column(c)?;
+        let name = || format!("column {} dictionary", meta.name);
+        let section = meta
+            .dictionary
+            .as_ref()
+            .ok_or_else(|| self.corrupt(name(), "missing"))?;
+        let bytes = self.section(section, name)?;
+        let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
+        let offsets_end = 4usize
+            .checked_add(
+                count
+                    .checked_add(1)
+                    .and_then(|n| n.checked_mul(4))
+                    .ok_or_else(|| self.corrupt(name(), "bad count"))?,
+            )
+            .ok_or_else(|| self.corrupt(name(), "bad count"))?;
+        let data = bytes
+            .get(offsets_end..)
+            .ok_or_else(|| self.corrupt(name(), "truncated offsets"))?;
+        let mut values = Vec::with_capacity(count);
+        for i in 0..count {
+            let (a, b) = (read_u32(&bytes, 4 + i * 4), read_u32(&bytes, 8 + i * 4));
+            let (Some(a), Some(b)) = (a, b) else {
+                return Err(self.corrupt(name(), "truncated offsets"));
+            };
+            let s = data
+                .get(a as usize..b as usize)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .ok_or_else(|| {
+                    self.corrupt(name(), format!("entry {i} is out of range or not UTF-8"))
+                })?;
+            values.push(s);
+        }
+        let dict = Arc::new(StringArray::from(values));
+        if let Some(slot) = self.dictionaries.get(c) {
+            let _ = slot.set(Arc::clone(&dict));
+        }
+        Ok(dict)
+    }
+
+    /// The rows holding dictionary entry `id` of TEXT column `c` (its inverted index).
+    pub fn rows_with(&self, c: usize, id: u32) -> Result<RoaringBitmap> {
+        let meta = self.column(c)?;
+        let name = || format!("column {} index", meta.name);
+        let section = meta
+            .index
+            .as_ref()
+            .ok_or_else(|| self.corrupt(name(), "missing"))?;
+        let bytes = self.section(section, name)?;
+        let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
+        if id as usize >= count {
+            return Ok(RoaringBitmap::new());
+        }
+        let body_start = 4 + (count + 1) * 4;
+        let (Some(a), Some(b)) = (
+            read_u32(&bytes, 4 + id as usize * 4),
+            read_u32(&bytes, 8 + id as usize * 4),
+        ) else {
+            return Err(self.corrupt(name(), "truncated offsets"));
+        };
+        let slice = bytes
+            .get(body_start + a as usize..body_start + b as usize)
+            .ok_or_else(|| self.corrupt(name(), format!("bitmap {id} out of range")))?;
+        RoaringBitmap::deserialize_from(slice).map_err(|e| self.corrupt(name(), e.to_string()))
+    }
+
+    /// The NULL rows of column `c`.
+    pub fn nulls(&self, c: usize) -> Result<RoaringBitmap> {
+        let meta = self.column(c)?;
+        match &meta.nulls {
+            None => Ok(RoaringBitmap::new()),
+            Some(s) => {
+                let name = || format!("column {} nulls", meta.name);
+                let bytes = self.section(s, name)?;
+                RoaringBitmap::deserialize_from(&bytes[..])
+                    .map_err(|e| self.corrupt(name(), e.to_string()))
+            }
+        }
+    }
+
+    /// Decodes block `b` of column `c` into an Arrow array: TEXT as a dictionary
+    /// array over the segment's sorted dictionary (so ids are comparable across the
+    /// segment's blocks), other types plain.
+    pub fn read_block(&self, c: usize, b: usize) -> Result<ArrayRef> {
+        let meta = self.column(c)?;
+        let block = meta.blocks.get(b).ok_or_else(|| {
+            self.corrupt(format!("column {} block {b}", meta.name), "no such block")
+        })?;
+        let name = || format!("column {} block {b}", meta.name);
+        let start_row: u64 = meta.blocks[..b].iter().map(|x| x.rows as u64).sum();
+        let rows = block.rows as usize;
+        let null_rows = self.nulls(c)?;
+        let validity: Option<NullBuffer> = if null_rows.is_empty() {
+            None
+        } else {
+            Some(NullBuffer::from(
+                (0..rows)
+                    .map(|i| !null_rows.contains((start_row + i as u64) as u32))
+                    .collect::<Vec<_>>(),
+            ))
+        };
+        let bytes = self.section(&block.section, name)?;
+        if meta.encoding == Encoding::RawF64 {
+            if bytes.len() != rows * 8 {
+                return Err(
+                    self.corrupt(name(), format!("{} bytes for {rows} doubles", bytes.len()))
+                );
+            }
+            let values: Vec<f64> = bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect();
+            return Ok(Arc::new(Float64Array::new(values.into(), validity)));
+        }
+        let mut packed = Vec::new();
+        if !bitpack::unpack(&bytes, block.width, rows, &mut packed) {
+            return Err(self.corrupt(name(), "packed data shorter than its row count"));
+        }
+        let value = |p: u64| {
+            block
+                .base
+                .wrapping_add((p.wrapping_mul(block.scale)) as i64)
+        };
+        Ok(match meta.ty {
+            ColumnType::Boolean => Arc::new(BooleanArray::new(
+                packed.iter().map(|p| *p != 0).collect::<Vec<_>>().into(),
+                validity,
+            )),
+            ColumnType::Integer => Arc::new(Int32Array::new(
+                packed
+                    .iter()
+                    .map(|p| value(*p) as i32)
+                    .collect::<Vec<_>>()
+                    .into(),
+                validity,
+            )),
+            ColumnType::BigInt => Arc::new(Int64Array::new(
+                packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
+                validity,
+            )),
+            ColumnType::Timestamp => Arc::new(TimestampMicrosecondArray::new(
+                packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
+                validity,
+            )),
+            ColumnType::TimestampTz => Arc::new(
+                TimestampMicrosecondArray::new(
+                    packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
+                    validity,
+                )
+                .with_timezone(UTC),
+            ),
+            ColumnType::Double => return Err(self.corrupt(name(), "doubles must be stored raw")),
+            ColumnType::Text => {
+                let dict = self.dictionary(c)?;
+                let keys: Vec<u32> = packed.iter().map(|p| value(*p) as u32).collect();
+                if keys.iter().any(|k| *k as usize >= dict.len()) {
+                    return Err(self.corrupt(name(), "dictionary id out of range"));
+                }
+                let keys = UInt32Array::new(keys.into(), validity);
+                Arc::new(
+                    DictionaryArray::try_new(keys, dict as ArrayRef)
+                        .map_err(|e| self.corrupt(name(), e.to_string()))?,
+                )
+            }
+        })
+    }
+
+    /// Checks every section's checksum (for `sluice inspect` and after writing).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first damaged section.
+    pub fn verify(&self) -> Result<()> {
+        for (c, meta) in self.footer.columns.iter().enumerate() {
+            for b in 0..meta.blocks.len() {
+                self.read_block(c, b)?;
+            }
+            if meta.index.is_some() {
+                self.rows_with(c, 0)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,212 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::UInt32Type;
+
+use super::format::Stat;
+use super::*;
+use crate::error::Error;
+use crate::mutable_segment::MutableSegment;
+use crate::schema::{ColumnDef, TableSchema};
+use crate::types::{ColumnType, Value};
+
+fn schema() -> TableSchema {
+    let col = |name: &str, ty| ColumnDef {
+        name: name.into(),
+        ty,
+        nullable: true,
+    };
+    TableSchema::new(
+        "orders",
+        vec![
+            col("ts", ColumnType::Timestamp),
+            col("restaurant_id", ColumnType::BigInt),
+            col("qty", ColumnType::Integer),
+            col("item", ColumnType::Text),
+            col("amount", ColumnType::Double),
+            col("paid", ColumnType::Boolean),
+            col("placed", ColumnType::TimestampTz),
+        ],
+        vec![],
+        BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+    )
+    .unwrap()
+}
+
+/// `n` rows through the mutable segment (the path sealing will take).
+fn rows(n: usize) -> Vec<RecordBatch> {
+    let mut seg = MutableSegment::new(&schema());
+    let rows: Vec<Vec<Value>> = (0..n)
+        .map(|i| {
+            let null = i % 17 == 0;
+            vec![
+                // Whole milliseconds: the GCD makes these pack small.
+                Value::Timestamp(1_700_000_000_000_000 + i as i64 * 1_000),
+                if null {
+                    Value::Null
+                } else {
+                    Value::Int((i % 1000) as i64 - 500)
+                },
+                Value::Int((i % 7) as i64),
+                if null {
+                    Value::Null
+                } else {
+                    Value::Text(format!("item-{:03}", i % 200))
+                },
+                if i % 11 == 0 {
+                    Value::Null
+                } else {
+                    Value::Float(i as f64 * 0.25)
+                },
+                Value::Bool(i % 3 == 0),
+                Value::Timestamp(i as i64),
+            ]
+        })
+        .collect();
+    seg.append(&rows).unwrap();
+    seg.blocks()
+}
+
+fn flatten(arrays: Vec<ArrayRef>) -> ArrayRef {
+    let refs: Vec<&dyn Array> = arrays.iter().map(|a| a.as_ref()).collect();
+    arrow::compute::concat(&refs).unwrap()
+}
+
+fn plain(a: &ArrayRef) -> ArrayRef {
+    match a.data_type() {
+        arrow::datatypes::DataType::Dictionary(_, v) => arrow::compute::cast(a, v).unwrap(),
+        _ => Arc::clone(a),
+    }
+}
+
+#[test]
+fn every_type_round_trips_across_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-1.sluice");
+    let n = SEALED_BLOCK_ROWS * 2 + 123;
+    let input = rows(n);
+    let footer = write_segment(&path, &schema(), &input).unwrap();
+    assert_eq!(footer.rows, n as u64);
+    let seg = SealedSegment::open(&path).unwrap();
+    assert_eq!(seg.rows(), n);
+    seg.verify().unwrap();
+    for c in 0..schema().columns.len() {
+        let blocks = seg.footer().columns[c].blocks.len();
+        assert_eq!(blocks, 3);
+        let got = flatten(
+            (0..blocks)
+                .map(|b| plain(&seg.read_block(c, b).unwrap()))
+                .collect(),
+        );
+        let want = flatten(input.iter().map(|b| plain(b.column(c))).collect());
+        assert_eq!(got.to_data(), want.to_data(), "column {c}");
+    }
+    // Time range and zone maps.
+    assert_eq!(footer.time_min, Some(1_700_000_000_000_000));
+    assert_eq!(
+        footer.time_max,
+        Some(1_700_000_000_000_000 + (n as i64 - 1) * 1_000)
+    );
+    let rid = &seg.footer().columns[1];
+    assert_eq!(rid.min, Some(Stat::Int(-500)));
+    assert_eq!(rid.max, Some(Stat::Int(499)));
+    let amount = &seg.footer().columns[4];
+    assert_eq!(amount.blocks[0].min, Some(Stat::Float(0.25)));
+    // The timestamps are whole milliseconds apart: packed at the scale of 1000.
+    assert_eq!(seg.footer().columns[0].blocks[0].scale, 1_000);
+    assert!(seg.footer().columns[0].blocks[0].width <= 16);
+}
+
+#[test]
+fn text_is_a_sorted_dictionary_with_an_inverted_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg.sluice");
+    let input = rows(5000);
+    write_segment(&path, &schema(), &input).unwrap();
+    let seg = SealedSegment::open(&path).unwrap();
+    let dict = seg.dictionary(3).unwrap();
+    assert_eq!(dict.len(), 200);
+    let values: Vec<&str> = dict.iter().flatten().collect();
+    let mut sorted = values.clone();
+    sorted.sort_unstable();
+    assert_eq!(values, sorted);
+    let id = values.binary_search(&"item-042").unwrap() as u32;
+    let by_index: Vec<u32> = seg.rows_with(3, id).unwrap().iter().collect();
+    let block = seg.read_block(3, 0).unwrap();
+    let keys = block.as_dictionary::<UInt32Type>().keys().clone();
+    let by_scan: Vec<u32> = (0..keys.len())
+        .filter(|i| keys.is_valid(*i) && keys.value(*i) == id)
+        .map(|i| i as u32)
+        .collect();
+    assert_eq!(by_index, by_scan);
+    assert!(!by_index.is_empty());
+    assert_eq!(
+        seg.nulls(3).unwrap().len(),
+        (0..5000).filter(|i| i % 17 == 0).count() as u64
+    );
+}
+
+fn flip(path: &std::path::Path, at: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x5a;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_byte_names_the_file_and_section_and_never_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-7.sluice");
+    let input = rows(3000);
+    write_segment(&path, &schema(), &input).unwrap();
+    let footer = SealedSegment::open(&path).unwrap().footer().clone();
+    let mut targets = Vec::new();
+    for c in &footer.columns {
+        targets.push((format!("column {} block 0", c.name), c.blocks[0].section));
+        for (kind, s) in [
+            ("dictionary", c.dictionary),
+            ("index", c.index),
+            ("nulls", c.nulls),
+        ] {
+            if let Some(s) = s {
+                targets.push((format!("column {} {kind}", c.name), s));
+            }
+        }
+    }
+    assert!(targets.len() >= 10, "{targets:?}");
+    let pristine = std::fs::read(&path).unwrap();
+    for (name, section) in targets {
+        std::fs::write(&path, &pristine).unwrap();
+        flip(&path, section.offset + section.len / 2);
+        let seg = SealedSegment::open(&path).unwrap();
+        let err = seg.verify().unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::Corrupt { .. }), "{text}");
+        assert!(text.contains("seg-7.sluice"), "{text}");
+        assert!(text.contains(&name), "wanted {name}: {text}");
+    }
+    // Damage in the footer or tail is found at open.
+    let len = pristine.len() as u64;
+    for at in [len - 20, len - 3, 2] {
+        std::fs::write(&path, &pristine).unwrap();
+        flip(&path, at);
+        let err = SealedSegment::open(&path).unwrap_err().to_string();
+        assert!(err.contains("seg-7.sluice"), "{err}");
+    }
+    // Truncation anywhere is an error, not a panic.
+    for keep in [0, 5, 100, pristine.len() / 2, pristine.len() - 1] {
+        std::fs::write(&path, &pristine[..keep]).unwrap();
+        assert!(SealedSegment::open(&path).is_err(), "kept {keep}");
+    }
+}
+
+#[test]
+fn an_empty_segment_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.sluice");
+    write_segment(&path, &schema(), &[]).unwrap();
+    let seg = SealedSegment::open(&path).unwrap();
+    assert_eq!(seg.rows(), 0);
+    assert_eq!(seg.footer().time_min, None);
+    seg.verify().unwrap();
+}

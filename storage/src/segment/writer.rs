@@ -1,0 +1,351 @@
+//! Writes a segment file from a table's rows: per column an encoding chosen from
+//! the data, a sorted dictionary and inverted index for TEXT, zone maps per block,
+//! a NULL bitmap, and a checksum per section. The file is written to a temporary
+//! name, fsynced and renamed into place: a segment file either exists whole or not.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type, TimestampMicrosecondType};
+use roaring::RoaringBitmap;
+
+use super::bitpack;
+use super::format::*;
+use crate::error::{Error, Result};
+use crate::schema::TableSchema;
+use crate::types::ColumnType;
+
+/// Rows per block of a sealed segment.
+pub const SEALED_BLOCK_ROWS: usize = 64 * 1024;
+
+/// Appends sections to the file image, recording their checksums.
+struct Sections {
+    bytes: Vec<u8>,
+}
+
+impl Sections {
+    fn put(&mut self, data: &[u8], compress: bool) -> Result<Section> {
+        let stored;
+        let data = if compress {
+            stored = zstd::bulk::compress(data, 3)
+                .map_err(|e| Error::OutOfRange(format!("zstd: {e}")))?;
+            // Keep the smaller form: compression only where it pays.
+            if stored.len() < data.len() {
+                &stored[..]
+            } else {
+                return self.put(data, false);
+            }
+        } else {
+            data
+        };
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(data);
+        Ok(Section {
+            offset,
+            len: data.len() as u64,
+            crc: crc32fast::hash(data),
+            zstd: compress,
+        })
+    }
+}
+
+/// Writes `batches` (the table's rows, in block schema: TEXT as dictionaries or
+/// plain strings) as a segment file at `path`. Returns the footer written.
+///
+/// # Errors
+/// I/O errors naming the file; a batch whose columns do not match the schema.
+pub fn write_segment(path: &Path, schema: &TableSchema, batches: &[RecordBatch]) -> Result<Footer> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut sections = Sections {
+        bytes: HEAD_MAGIC.to_vec(),
+    };
+    let mut columns = Vec::with_capacity(schema.columns.len());
+    for (c, def) in schema.columns.iter().enumerate() {
+        let parts: Vec<ArrayRef> = batches
+            .iter()
+            .map(|b| {
+                b.columns()
+                    .get(c)
+                    .map(|a| plain(a))
+                    .ok_or_else(|| Error::Arity(format!("a batch lacks column {}", def.name)))?
+            })
+            .collect::<Result<_>>()?;
+        let refs: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        let column = if refs.is_empty() {
+            arrow::array::new_empty_array(&def.ty.arrow_type())
+        } else {
+            arrow::compute::concat(&refs)
+                .map_err(|e| Error::Arity(format!("column {}: {e}", def.name)))?
+        };
+        columns.push(write_column(&mut sections, &def.name, def.ty, &column)?);
+    }
+    let time_column = schema.time_column_index();
+    let (time_min, time_max) = match (&columns[time_column].min, &columns[time_column].max) {
+        (Some(Stat::Int(a)), Some(Stat::Int(b))) => (Some(*a), Some(*b)),
+        _ => (None, None),
+    };
+    let footer = Footer {
+        version: FORMAT_VERSION,
+        rows: rows as u64,
+        block_rows: SEALED_BLOCK_ROWS as u32,
+        time_column,
+        time_min,
+        time_max,
+        columns,
+    };
+    let encoded = serde_json::to_vec(&footer).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        section: "footer".into(),
+        detail: e.to_string(),
+    })?;
+    let mut image = sections.bytes;
+    image.extend_from_slice(&encoded);
+    image.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+    image.extend_from_slice(&crc32fast::hash(&encoded).to_le_bytes());
+    image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    image.extend_from_slice(TAIL_MAGIC);
+
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(&image)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(footer)
+}
+
+/// Dictionary arrays decoded to their values; other arrays as they are.
+fn plain(a: &ArrayRef) -> Result<ArrayRef> {
+    match a.data_type() {
+        DataType::Dictionary(_, v) => {
+            arrow::compute::cast(a, v).map_err(|e| Error::Arity(e.to_string()))
+        }
+        _ => Ok(std::sync::Arc::clone(a)),
+    }
+}
+
+fn write_column(
+    sections: &mut Sections,
+    name: &str,
+    ty: ColumnType,
+    column: &ArrayRef,
+) -> Result<ColumnMeta> {
+    let n = column.len();
+    let mut nulls = RoaringBitmap::new();
+    for i in 0..n {
+        if column.is_null(i) {
+            nulls.insert(i as u32);
+        }
+    }
+    let nulls = if nulls.is_empty() {
+        None
+    } else {
+        let mut buf = Vec::new();
+        nulls
+            .serialize_into(&mut buf)
+            .map_err(|e| Error::io("null bitmap", e))?;
+        Some(sections.put(&buf, false)?)
+    };
+    let (encoding, dictionary, index, values): (
+        Encoding,
+        Option<Section>,
+        Option<Section>,
+        Vec<Option<i64>>,
+    ) =
+        match ty {
+            ColumnType::Double => {
+                let a = column.as_primitive::<Float64Type>();
+                let mut blocks = Vec::new();
+                for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
+                    let len = SEALED_BLOCK_ROWS.min(n - start);
+                    let mut raw = Vec::with_capacity(len * 8);
+                    let (mut min, mut max) = (None::<f64>, None::<f64>);
+                    for i in start..start + len {
+                        let v = if a.is_valid(i) { a.value(i) } else { 0.0 };
+                        raw.extend_from_slice(&v.to_le_bytes());
+                        if a.is_valid(i) && !v.is_nan() {
+                            min = Some(min.map_or(v, |m| m.min(v)));
+                            max = Some(max.map_or(v, |m| m.max(v)));
+                        }
+                    }
+                    blocks.push(BlockMeta {
+                        rows: len as u32,
+                        section: sections.put(&raw, true)?,
+                        base: 0,
+                        scale: 1,
+                        width: 64,
+                        min: min.map(Stat::Float),
+                        max: max.map(Stat::Float),
+                    });
+                }
+                let min = blocks
+                    .iter()
+                    .filter_map(|b| b.min)
+                    .fold(None, |acc: Option<Stat>, s| match (acc, s) {
+                        (None, s) => Some(s),
+                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(a.min(b))),
+                        (acc, _) => acc,
+                    });
+                let max = blocks
+                    .iter()
+                    .filter_map(|b| b.max)
+                    .fold(None, |acc: Option<Stat>, s| match (acc, s) {
+                        (None, s) => Some(s),
+                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(a.max(b))),
+                        (acc, _) => acc,
+                    });
+                return Ok(ColumnMeta {
+                    name: name.to_string(),
+                    ty,
+                    encoding: Encoding::RawF64,
+                    dictionary: None,
+                    index: None,
+                    nulls,
+                    blocks,
+                    min,
+                    max,
+                });
+            }
+            ColumnType::Text => {
+                let a = column.as_string::<i32>();
+                let mut distinct: Vec<&str> = a.iter().flatten().collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                let ids: Vec<Option<i64>> = a
+                    .iter()
+                    .map(|v| v.map(|s| distinct.binary_search(&s).unwrap_or(0) as i64))
+                    .collect();
+                // Dictionary: count, offsets, bytes.
+                let mut dict = Vec::new();
+                dict.extend_from_slice(&(distinct.len() as u32).to_le_bytes());
+                let mut offset = 0u32;
+                dict.extend_from_slice(&offset.to_le_bytes());
+                for s in &distinct {
+                    offset += s.len() as u32;
+                    dict.extend_from_slice(&offset.to_le_bytes());
+                }
+                for s in &distinct {
+                    dict.extend_from_slice(s.as_bytes());
+                }
+                // Inverted index: one bitmap of rows per dictionary id.
+                let mut bitmaps = vec![RoaringBitmap::new(); distinct.len()];
+                for (row, id) in ids.iter().enumerate() {
+                    if let Some(id) = id {
+                        bitmaps[*id as usize].insert(row as u32);
+                    }
+                }
+                let mut index = Vec::new();
+                index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
+                let mut body = Vec::new();
+                let mut offsets = vec![0u32];
+                for b in &bitmaps {
+                    b.serialize_into(&mut body)
+                        .map_err(|e| Error::io("inverted index", e))?;
+                    offsets.push(body.len() as u32);
+                }
+                for o in offsets {
+                    index.extend_from_slice(&o.to_le_bytes());
+                }
+                index.extend_from_slice(&body);
+                (
+                    Encoding::BitPacked,
+                    Some(sections.put(&dict, true)?),
+                    Some(sections.put(&index, false)?),
+                    ids,
+                )
+            }
+            ColumnType::Boolean => (
+                Encoding::BitPacked,
+                None,
+                None,
+                column
+                    .as_boolean()
+                    .iter()
+                    .map(|v| v.map(i64::from))
+                    .collect(),
+            ),
+            ColumnType::Integer => (
+                Encoding::BitPacked,
+                None,
+                None,
+                column
+                    .as_primitive::<Int32Type>()
+                    .iter()
+                    .map(|v| v.map(i64::from))
+                    .collect(),
+            ),
+            ColumnType::BigInt => (
+                Encoding::BitPacked,
+                None,
+                None,
+                column.as_primitive::<Int64Type>().iter().collect(),
+            ),
+            ColumnType::Timestamp | ColumnType::TimestampTz => (
+                Encoding::BitPacked,
+                None,
+                None,
+                column
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .iter()
+                    .collect(),
+            ),
+        };
+    let mut blocks = Vec::new();
+    for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
+        let len = SEALED_BLOCK_ROWS.min(n - start);
+        blocks.push(write_packed_block(sections, &values[start..start + len])?);
+    }
+    let min = blocks.iter().filter_map(|b| b.min).min_by_key(stat_int);
+    let max = blocks.iter().filter_map(|b| b.max).max_by_key(stat_int);
+    Ok(ColumnMeta {
+        name: name.to_string(),
+        ty,
+        encoding,
+        dictionary,
+        index,
+        nulls,
+        blocks,
+        min,
+        max,
+    })
+}
+
+fn stat_int(s: &Stat) -> i64 {
+    match s {
+        Stat::Int(v) => *v,
+        Stat::Float(f) => *f as i64,
+    }
+}
+
+/// Frame of reference, then a common divisor, then bit-packing. NULL slots hold
+/// the base (the NULL bitmap says they are NULL).
+fn write_packed_block(sections: &mut Sections, values: &[Option<i64>]) -> Result<BlockMeta> {
+    let present = || values.iter().flatten().copied();
+    let min = present().min();
+    let max = present().max();
+    let base = min.unwrap_or(0);
+    let deltas: Vec<u64> = values
+        .iter()
+        .map(|v| v.unwrap_or(base).wrapping_sub(base) as u64)
+        .collect();
+    let scale = bitpack::gcd_of(deltas.iter().copied()).max(1);
+    let scaled: Vec<u64> = deltas.iter().map(|d| d / scale).collect();
+    let width = bitpack::width_for(scaled.iter().copied().max().unwrap_or(0));
+    let packed = bitpack::pack(&scaled, width);
+    Ok(BlockMeta {
+        rows: values.len() as u32,
+        section: sections.put(&packed, false)?,
+        base,
+        scale,
+        width,
+        min: min.map(Stat::Int),
+        max: max.map(Stat::Int),
+    })
+}
