@@ -45,6 +45,12 @@ pub struct Database {
     options: QueryOptions,
 }
 
+impl Drop for Database {
+    fn drop(&mut self) {
+        self.engine.catalog().stop_maintenance();
+    }
+}
+
 impl Database {
     /// Opens the database in `path`, creating the directory if needed, and replays
     /// rows not yet sealed. Only one process may have a directory open.
@@ -52,9 +58,10 @@ impl Database {
     /// # Errors
     /// I/O errors naming the file, or a corrupt-file error naming the file and section.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let catalog = Catalog::open(path.as_ref())?;
+        let catalog = Arc::new(Catalog::open(path.as_ref())?);
+        catalog.start_maintenance();
         Ok(Database {
-            engine: Engine::new(Arc::new(catalog)),
+            engine: Engine::new(catalog),
             options: QueryOptions::default(),
         })
     }
@@ -135,6 +142,22 @@ impl Database {
         }
         let stmt = stmts.remove(0);
         self.engine.execute(&stmt, &mut self.session(), &[], cancel)
+    }
+
+    /// Seals every table's rows held in memory into segment files now, whatever
+    /// their size or age (the background thread does this when `segment_rows` or
+    /// `segment_age` is reached). Returns the number of segments written.
+    ///
+    /// # Errors
+    /// I/O errors naming the file; unsealed rows stay durable in the write-ahead file.
+    pub fn seal(&self) -> Result<usize> {
+        let mut n = 0;
+        for t in self.engine.catalog().tables() {
+            if t.seal_now()?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Appends rows to `table` through the same path as INSERT: each row has one value

@@ -147,6 +147,63 @@ fn approx_count_distinct_is_within_two_percent_at_a_million_values() {
     assert!((nums[0] - 1e6).abs() / 1e6 < 0.02, "estimate {}", nums[0]);
 }
 
+/// Queries racing seals: every query sees each acknowledged row exactly once.
+#[test]
+fn queries_racing_seals_see_every_row_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = std::sync::Arc::new(Database::open(dir.path()).unwrap());
+    db.execute("CREATE TABLE t (ts TIMESTAMP, id BIGINT, k TEXT) WITH (time_column = 'ts')")
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sealer = {
+        let (db, stop) = (std::sync::Arc::clone(&db), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut seals = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seals += db.seal().unwrap();
+            }
+            seals
+        })
+    };
+    let mut appended = 0i64;
+    let mut last_seen = 0i64;
+    for round in 0..60 {
+        let rows = (0..50)
+            .map(|i| {
+                let id = round * 50 + i;
+                vec![
+                    Value::Timestamp(id),
+                    Value::Int(id),
+                    Value::Text(format!("k{}", id % 7)),
+                ]
+            })
+            .collect();
+        db.append("t", rows).unwrap();
+        appended += 50;
+        let text = one_text(&db, "SELECT count(*), count(DISTINCT id), sum(id) FROM t");
+        let nums: Vec<i64> = text
+            .lines()
+            .nth(3)
+            .unwrap()
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert_eq!(nums[0], nums[1], "a row counted twice: {text}");
+        assert_eq!(nums[0], appended, "rows missing or extra: {text}");
+        assert_eq!(nums[2], appended * (appended - 1) / 2);
+        assert!(nums[0] >= last_seen);
+        last_seen = nums[0];
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seals = sealer.join().unwrap();
+    assert!(seals >= 3, "only {seals} seals happened");
+    // And after a restart, the same rows.
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert!(one_text(&db, "SELECT count(*) FROM t").contains(&appended.to_string()));
+}
+
 #[test]
 fn a_failed_insert_applies_nothing() {
     let (_dir, db) = orders(10);

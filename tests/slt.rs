@@ -10,7 +10,9 @@
 //!                                                    # rewrite expectations from PostgreSQL
 //! ```
 //!
-//! Each file runs three ways: against Sluice through its embedding API, against
+//! Each file runs four ways: against Sluice through its embedding API (once as is,
+//! once sealing every table after each statement so queries read segment files),
+//! against
 //! `sluice serve` over the PostgreSQL protocol (every query prepared and described
 //! first, results decoded by their reported types), and, with `SLUICE_PG_URL`,
 //! against PostgreSQL itself.
@@ -78,6 +80,8 @@ fn cell(text: Option<String>) -> String {
 struct Sluice {
     db: Database,
     _dir: tempfile::TempDir,
+    /// Seal every table after each statement, so queries read segment files.
+    seal_each: bool,
 }
 
 impl sqllogictest::DB for Sluice {
@@ -89,6 +93,11 @@ impl sqllogictest::DB for Sluice {
             .db
             .execute(sql)
             .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
+        if self.seal_each {
+            self.db
+                .seal()
+                .map_err(|e| SltError(format!("sealing: {e}")))?;
+        }
         match results.pop() {
             Some(StatementResult::Rows { schema, batches }) => {
                 let types = schema
@@ -418,17 +427,28 @@ fn main() {
     let (mut passed, mut failed) = (0usize, 0usize);
     for f in &files {
         let records = count_records(f);
-        let mut runner = Runner::new(|| async {
-            let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
-            let db = Database::open(dir.path()).map_err(|e| SltError(e.to_string()))?;
-            Ok(Sluice { db, _dir: dir })
-        });
-        runner.add_label("sluice");
-        match runner.run_file(f) {
-            Ok(()) => passed += records,
-            Err(e) => {
-                failed += records;
-                eprintln!("FAILED (sluice) {}:\n{e}\n", f.display());
+        for seal_each in [false, true] {
+            let mut runner = Runner::new(move || async move {
+                let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
+                let db = Database::open(dir.path()).map_err(|e| SltError(e.to_string()))?;
+                Ok(Sluice {
+                    db,
+                    _dir: dir,
+                    seal_each,
+                })
+            });
+            runner.add_label("sluice");
+            match runner.run_file(f) {
+                Ok(()) => passed += records,
+                Err(e) => {
+                    failed += records;
+                    let how = if seal_each {
+                        "sluice, sealed after each statement"
+                    } else {
+                        "sluice"
+                    };
+                    eprintln!("FAILED ({how}) {}:\n{e}\n", f.display());
+                }
             }
         }
         let server = start_server();

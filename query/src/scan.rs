@@ -18,7 +18,8 @@ use arrow::array::{
 };
 use arrow::compute::kernels::boolean::and_kleene;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
-use sluice_storage::Table;
+use sluice_storage::segment::SealedSegment;
+use sluice_storage::{SegmentSnapshot, Table};
 
 use crate::aggregate::Aggregator;
 use crate::context::QueryContext;
@@ -26,20 +27,74 @@ use crate::error::{Error, Result};
 use crate::eval::{decode_dictionary, evaluate, filter_batch, null_as_false};
 use crate::logical::{BinaryOp, Expr, ScalarFunction};
 
-/// One block of one segment.
-struct Morsel {
-    block: RecordBatch,
+/// One block of one segment: rows in memory, or a block of a sealed segment file
+/// (decoded when a worker takes it, and only the columns the query reads).
+enum Morsel {
+    Memory(RecordBatch),
+    Sealed {
+        segment: Arc<SealedSegment>,
+        block: usize,
+        rows: usize,
+    },
 }
 
-fn morsels(table: &Table) -> Vec<Morsel> {
-    table
-        .snapshot()
-        .segments
-        .into_iter()
-        .flat_map(|s| s.blocks)
-        .filter(|b| b.num_rows() > 0)
-        .map(|block| Morsel { block })
-        .collect()
+impl Morsel {
+    /// The morsel's columns `needed` (positions in the table), TEXT still
+    /// dictionary-encoded.
+    fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+        match self {
+            Morsel::Memory(b) => Ok(b.project(needed)?),
+            Morsel::Sealed {
+                segment,
+                block,
+                rows,
+            } => {
+                let columns = needed
+                    .iter()
+                    .map(|c| segment.read_block(*c, *block))
+                    .collect::<sluice_storage::Result<Vec<_>>>()?;
+                Ok(RecordBatch::try_new_with_options(
+                    Arc::new(schema.project(needed)?),
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(*rows)),
+                )?)
+            }
+        }
+    }
+}
+
+/// The table's segments as morsels, and the schema of their blocks.
+fn morsels(table: &Table) -> (Vec<Morsel>, SchemaRef) {
+    let snapshot = table.snapshot();
+    let mut out = Vec::new();
+    for segment in snapshot.segments {
+        match segment {
+            SegmentSnapshot::Memory(blocks) => out.extend(
+                blocks
+                    .into_iter()
+                    .filter(|b| b.num_rows() > 0)
+                    .map(Morsel::Memory),
+            ),
+            SegmentSnapshot::Sealed(seg) => {
+                let blocks: Vec<usize> = seg
+                    .footer()
+                    .columns
+                    .first()
+                    .map(|c| c.blocks.iter().map(|b| b.rows as usize).collect())
+                    .unwrap_or_default();
+                for (block, rows) in blocks.into_iter().enumerate() {
+                    if rows > 0 {
+                        out.push(Morsel::Sealed {
+                            segment: Arc::clone(&seg),
+                            block,
+                            rows,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    (out, snapshot.block_schema)
 }
 
 /// Runs `work` on every morsel on up to `threads` workers, each with its own state
@@ -48,7 +103,7 @@ fn run_parallel<S: Send>(
     morsels: &[Morsel],
     ctx: &QueryContext,
     init: impl Fn() -> Result<S> + Sync,
-    work: impl Fn(&mut S, usize, &RecordBatch) -> Result<()> + Sync,
+    work: impl Fn(&mut S, usize, &Morsel) -> Result<()> + Sync,
 ) -> Result<Vec<S>> {
     let workers = ctx.options().threads.clamp(1, morsels.len().max(1));
     let next = AtomicUsize::new(0);
@@ -60,7 +115,7 @@ fn run_parallel<S: Send>(
                 return Ok(state);
             };
             ctx.check()?;
-            work(&mut state, i, &m.block)?;
+            work(&mut state, i, m)?;
         }
     };
     if workers == 1 {
@@ -78,15 +133,16 @@ fn run_parallel<S: Send>(
     })
 }
 
-/// The rows of `block` where `filter` holds, cut to the `needed` columns (which
+/// The rows of `morsel` where `filter` holds, cut to the `needed` columns (which
 /// `filter` is written against); `None` when no row qualifies.
 fn select_rows(
-    block: &RecordBatch,
+    morsel: &Morsel,
     needed: &[usize],
+    schema: &SchemaRef,
     filter: Option<&Expr>,
     ctx: &QueryContext,
 ) -> Result<Option<RecordBatch>> {
-    let block = block.project(needed)?;
+    let block = morsel.load(needed, schema)?;
     match filter {
         None => Ok(Some(block)),
         Some(f) => {
@@ -225,7 +281,7 @@ pub fn scan(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
-    let morsels = morsels(table);
+    let (morsels, block_schema) = morsels(table);
     let mut needed: Vec<usize> = projection.to_vec();
     if let Some(f) = filter {
         needed.extend(f.columns());
@@ -241,8 +297,9 @@ pub fn scan(
         &morsels,
         ctx,
         || Ok(Vec::<(usize, RecordBatch)>::new()),
-        |out, i, block| {
-            let Some(selected) = select_rows(block, &needed, filter.as_ref(), ctx)? else {
+        |out, i, morsel| {
+            let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
+            else {
                 return Ok(());
             };
             let columns = out_positions
@@ -274,7 +331,7 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let morsels = morsels(table);
+    let (morsels, block_schema) = morsels(table);
     let mut needed: Vec<usize> = Vec::new();
     for e in group.iter().chain(args.iter().flatten()).chain(filter) {
         needed.extend(e.columns());
@@ -291,8 +348,9 @@ pub fn scan_aggregate(
         &morsels,
         ctx,
         || template.empty_like(),
-        |agg, _, block| {
-            let Some(selected) = select_rows(block, &needed, filter.as_ref(), ctx)? else {
+        |agg, _, morsel| {
+            let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
+            else {
                 return Ok(());
             };
             let keys = group

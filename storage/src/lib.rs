@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod manifest;
 pub mod mutable_segment;
 pub mod schema;
 pub mod segment;
@@ -18,5 +19,5 @@ pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
 pub use schema::{ColumnDef, TableOptions, TableSchema};
-pub use table::{Table, TableSnapshot};
+pub use table::{SegmentSnapshot, Table, TableSnapshot};
 pub use types::{ColumnType, Interval, Value};

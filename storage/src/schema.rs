@@ -52,10 +52,29 @@ pub struct TableOptions {
     pub raw: BTreeMap<String, String>,
 }
 
+/// Default rows at which a mutable segment is sealed.
+pub const DEFAULT_SEGMENT_ROWS: usize = 1_000_000;
+/// Default age at which a mutable segment is sealed.
+pub const DEFAULT_SEGMENT_AGE: &str = "10 minutes";
+
 impl TableOptions {
     /// The value of an option as given, if it was.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.raw.get(key).map(String::as_str)
+    }
+
+    /// Rows at which the mutable segment is sealed (`segment_rows`).
+    pub fn segment_rows(&self) -> usize {
+        self.get("segment_rows")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_SEGMENT_ROWS)
+    }
+
+    /// Age at which the mutable segment is sealed (`segment_age`).
+    pub fn segment_age(&self) -> std::time::Duration {
+        let micros = parse_duration_micros(self.get("segment_age").unwrap_or(DEFAULT_SEGMENT_AGE))
+            .unwrap_or(600_000_000);
+        std::time::Duration::from_micros(micros.max(0) as u64)
     }
 }
 

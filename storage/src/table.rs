@@ -3,24 +3,54 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
+use crate::segment::{write_segment, SealedSegment};
 use crate::types::Value;
 use crate::wal::WriteAheadLog;
 
 /// A table of the catalog. Cheap to share (`Arc<Table>`); all methods take `&self`.
+///
+/// Rows arrive in the mutable segment (and, first, in the current write-ahead
+/// generation). Sealing freezes the mutable segment, starts a new one and a new
+/// write-ahead generation, writes the frozen rows as a segment file without holding
+/// any lock that appends or queries need, commits the manifest, and then swaps the
+/// frozen rows for the sealed segment in one step under the state lock, so a query
+/// sees every row exactly once whenever it takes its snapshot.
 pub struct Table {
     schema: Arc<TableSchema>,
     dir: PathBuf,
-    segment: RwLock<MutableSegment>,
+    state: RwLock<TableState>,
     /// Held across "write the record, apply the rows" so the file's order is the
-    /// segment's order.
-    wal: Mutex<WriteAheadLog>,
+    /// segment's order; also held while a seal rotates the generation.
+    wal: Mutex<Wal>,
+    /// One seal at a time.
+    sealing: Mutex<()>,
+}
+
+/// The write-ahead generation rows are being written to.
+struct Wal {
+    log: WriteAheadLog,
+    generation: u64,
+}
+
+/// What readers see, swapped under one lock.
+struct TableState {
+    sealed: Vec<Arc<SealedSegment>>,
+    /// Rows frozen for a seal in progress (or one that failed and will be retried),
+    /// with the last write-ahead generation that holds them.
+    frozen: Option<(Vec<RecordBatch>, u64)>,
+    mutable: MutableSegment,
+    /// When the first row of the mutable segment arrived.
+    mutable_since: Option<Instant>,
+    manifest: Manifest,
 }
 
 /// What a query reads: the table's schema and an immutable view of its segments.
@@ -30,34 +60,107 @@ pub struct TableSnapshot {
     pub schema: Arc<TableSchema>,
     /// Schema of the blocks (TEXT dictionary-encoded).
     pub block_schema: SchemaRef,
-    /// The segments, each a list of blocks.
+    /// The segments: sealed ones first, then rows not yet sealed.
     pub segments: Vec<SegmentSnapshot>,
 }
 
 /// One segment as of a snapshot.
 #[derive(Clone)]
-pub struct SegmentSnapshot {
-    /// Position of the segment in the table, for EXPLAIN and system tables.
-    pub id: u64,
-    /// The segment's rows, in blocks of at most [`crate::BLOCK_ROWS`].
-    pub blocks: Vec<RecordBatch>,
+pub enum SegmentSnapshot {
+    /// A sealed segment file.
+    Sealed(Arc<SealedSegment>),
+    /// Rows in memory (the mutable segment, or rows being sealed), in blocks of at
+    /// most [`crate::BLOCK_ROWS`].
+    Memory(Vec<RecordBatch>),
+}
+
+fn wal_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("wal-{generation:06}.log"))
+}
+
+fn segment_file(id: u64) -> String {
+    format!("seg-{id:06}.sluice")
 }
 
 impl Table {
-    /// Opens a table in `dir`, replaying its write-ahead file into a new mutable segment.
+    /// Opens a table in `dir`: maps its committed segments, removes files an
+    /// interrupted seal left behind, and replays the write-ahead generations the
+    /// manifest does not cover into a new mutable segment.
     pub(crate) fn open(schema: TableSchema, dir: &Path) -> Result<Self> {
-        let (wal, replay) = WriteAheadLog::open(&dir.join("wal.log"))?;
-        let mut segment = MutableSegment::new(&schema);
-        let replay = coerce_rows(&schema, replay)?;
-        segment.append(&replay)?;
-        if !replay.is_empty() {
-            tracing::info!(table = %schema.name, rows = replay.len(), "replayed write-ahead file");
+        // Data directories from before write-ahead generations had one file.
+        let legacy = dir.join("wal.log");
+        if legacy.exists() {
+            std::fs::rename(&legacy, wal_path(dir, 0)).map_err(|e| Error::io(&legacy, e))?;
+        }
+        let manifest = Manifest::load(dir)?;
+        let mut sealed = Vec::new();
+        for entry in &manifest.segments {
+            sealed.push(Arc::new(SealedSegment::open(&dir.join(&entry.file))?));
+        }
+        let mut generations = Vec::new();
+        let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let orphan_segment =
+                name.starts_with("seg-") && !manifest.segments.iter().any(|s| s.file == name);
+            if orphan_segment || name.ends_with(".tmp") {
+                tracing::info!(file = %path.display(), "removing a file left by an interrupted seal");
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                continue;
+            }
+            if let Some(g) = name
+                .strip_prefix("wal-")
+                .and_then(|r| r.strip_suffix(".log"))
+                .and_then(|g| g.parse::<u64>().ok())
+            {
+                if g < manifest.wal_floor {
+                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                } else {
+                    generations.push(g);
+                }
+            }
+        }
+        generations.sort_unstable();
+        let mut mutable = MutableSegment::new(&schema);
+        let mut replayed = 0;
+        let mut wal = None;
+        for (i, g) in generations.iter().enumerate() {
+            let (log, rows) = WriteAheadLog::open(&wal_path(dir, *g))?;
+            let rows = coerce_rows(&schema, rows)?;
+            replayed += rows.len();
+            mutable.append(&rows)?;
+            if i + 1 == generations.len() {
+                wal = Some(Wal {
+                    log,
+                    generation: *g,
+                });
+            }
+        }
+        let wal = match wal {
+            Some(w) => w,
+            None => {
+                let generation = manifest.wal_floor;
+                let (log, _) = WriteAheadLog::open(&wal_path(dir, generation))?;
+                Wal { log, generation }
+            }
+        };
+        if replayed > 0 {
+            tracing::info!(table = %schema.name, rows = replayed, "replayed write-ahead file");
         }
         Ok(Table {
             schema: Arc::new(schema),
             dir: dir.to_path_buf(),
-            segment: RwLock::new(segment),
+            state: RwLock::new(TableState {
+                sealed,
+                frozen: None,
+                mutable_since: (mutable.rows() > 0).then(Instant::now),
+                mutable,
+                manifest,
+            }),
             wal: Mutex::new(wal),
+            sealing: Mutex::new(()),
         })
     }
 
@@ -98,12 +201,12 @@ impl Table {
             return Ok(0);
         }
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
-        wal.append(&rows)?;
-        let mut segment = self.segment.write().unwrap_or_else(|p| p.into_inner());
-        segment.append(&rows)?;
+        wal.log.append(&rows)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        state.mutable.append(&rows)?;
+        state.mutable_since.get_or_insert_with(Instant::now);
         Ok(rows.len())
     }
-
     /// Appends rows that give values for the named columns only; the other columns
     /// are NULL. Column names are matched exactly.
     ///
@@ -142,25 +245,124 @@ impl Table {
         self.append(full)
     }
 
-    /// An immutable view of the table for one query.
+    /// An immutable view of the table for one query: taken under one lock, so a
+    /// seal completing at the same moment never shows a row twice or not at all.
     pub fn snapshot(&self) -> TableSnapshot {
-        let segment = self.segment.read().unwrap_or_else(|p| p.into_inner());
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut segments: Vec<SegmentSnapshot> = state
+            .sealed
+            .iter()
+            .map(|s| SegmentSnapshot::Sealed(Arc::clone(s)))
+            .collect();
+        if let Some((frozen, _)) = &state.frozen {
+            segments.push(SegmentSnapshot::Memory(frozen.clone()));
+        }
+        segments.push(SegmentSnapshot::Memory(state.mutable.blocks()));
         TableSnapshot {
             schema: Arc::clone(&self.schema),
-            block_schema: segment.block_schema(),
-            segments: vec![SegmentSnapshot {
-                id: 0,
-                blocks: segment.blocks(),
-            }],
+            block_schema: state.mutable.block_schema(),
+            segments,
         }
     }
 
     /// Number of rows in the table.
     pub fn rows(&self) -> usize {
-        self.segment
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        state.sealed.iter().map(|s| s.rows()).sum::<usize>()
+            + state
+                .frozen
+                .as_ref()
+                .map_or(0, |(f, _)| f.iter().map(|b| b.num_rows()).sum())
+            + state.mutable.rows()
+    }
+
+    /// Rows in the mutable segment and how long ago its first row arrived.
+    pub fn mutable_rows_and_age(&self) -> (usize, Option<std::time::Duration>) {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        (
+            state.mutable.rows(),
+            state.mutable_since.map(|t| t.elapsed()),
+        )
+    }
+
+    /// The sealed segments as the manifest records them.
+    pub fn manifest(&self) -> Manifest {
+        self.state
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .rows()
+            .manifest
+            .clone()
+    }
+
+    /// Seals the mutable segment now (and retries a seal that failed before).
+    /// Appends and queries go on meanwhile. Returns the new segment's number, or
+    /// `None` if there was nothing to seal.
+    ///
+    /// # Errors
+    /// I/O errors naming the file; the rows stay in memory and in the write-ahead
+    /// file, and the next seal retries them.
+    pub fn seal_now(&self) -> Result<Option<u64>> {
+        let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        // 1. Freeze: the mutable segment's rows go aside (still visible), appends
+        //    continue into a new segment and a new write-ahead generation.
+        let (frozen, last_generation) = {
+            let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            match &state.frozen {
+                Some((f, g)) => (f.clone(), *g),
+                None => {
+                    if state.mutable.rows() == 0 {
+                        return Ok(None);
+                    }
+                    let next = wal.generation + 1;
+                    let (log, _) = WriteAheadLog::open(&wal_path(&self.dir, next))?;
+                    let old = std::mem::replace(&mut wal.generation, next);
+                    wal.log = log;
+                    let mutable =
+                        std::mem::replace(&mut state.mutable, MutableSegment::new(&self.schema));
+                    state.mutable_since = None;
+                    let frozen = mutable.blocks();
+                    state.frozen = Some((frozen.clone(), old));
+                    (frozen, old)
+                }
+            }
+        };
+        // 2. Write the segment file with no lock held.
+        let mut manifest = self.manifest();
+        let id = manifest.next_segment;
+        let file = segment_file(id);
+        let path = self.dir.join(&file);
+        let footer = write_segment(&path, &self.schema, &frozen)?;
+        let segment = Arc::new(SealedSegment::open(&path)?);
+        // 3. Commit: the manifest now lists the segment and no longer needs the
+        //    write-ahead generations that held its rows.
+        manifest.segments.push(SegmentEntry {
+            id,
+            file,
+            rows: footer.rows,
+            time_min: footer.time_min,
+            time_max: footer.time_max,
+            created_micros: chrono::Utc::now().timestamp_micros(),
+        });
+        manifest.next_segment = id + 1;
+        manifest.wal_floor = last_generation + 1;
+        manifest.save(&self.dir)?;
+        // 4. Swap for readers, in one step.
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            state.sealed.push(segment);
+            state.frozen = None;
+            state.manifest = manifest;
+        }
+        // 5. The old generations are no longer needed.
+        for g in 0..=last_generation {
+            let p = wal_path(&self.dir, g);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
+        tracing::debug!(table = %self.schema.name, segment = id, rows = footer.rows, "sealed");
+        Ok(Some(id))
     }
 }
 

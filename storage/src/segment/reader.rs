@@ -334,7 +334,11 @@ impl SealedSegment {
         };
         Ok(match meta.ty {
             ColumnType::Boolean => Arc::new(BooleanArray::new(
-                packed.iter().map(|p| *p != 0).collect::<Vec<_>>().into(),
+                packed
+                    .iter()
+                    .map(|p| value(*p) != 0)
+                    .collect::<Vec<_>>()
+                    .into(),
                 validity,
             )),
             ColumnType::Integer => Arc::new(Int32Array::new(

@@ -201,6 +201,34 @@ fn a_flipped_byte_names_the_file_and_section_and_never_panics() {
 }
 
 #[test]
+fn a_block_of_only_true_keeps_its_values() {
+    // base = 1 and every delta 0: decoding must add the base back.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bools.sluice");
+    let mut seg = MutableSegment::new(&schema());
+    seg.append(&[vec![
+        Value::Timestamp(5),
+        Value::Int(7),
+        Value::Int(7),
+        Value::Text("x".into()),
+        Value::Float(1.0),
+        Value::Bool(true),
+        Value::Timestamp(5),
+    ]])
+    .unwrap();
+    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    let seg = SealedSegment::open(&path).unwrap();
+    assert!(seg.read_block(5, 0).unwrap().as_boolean().value(0));
+    assert_eq!(
+        seg.read_block(2, 0)
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .value(0),
+        7
+    );
+}
+
+#[test]
 fn an_empty_segment_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.sluice");
