@@ -28,6 +28,8 @@ SELECT TIMESTAMP '2024-05-01' + INTERVAL '1 second' * g, g % 1000, 'item-' || (g
 FROM generate_series(1, $rows) AS g;
 SQL
 echo "loaded $(psql -Atc 'SELECT count(*) FROM orders') rows"
+sleep 2  # the background sealer takes segment_rows (1M) rows into a segment file
+echo "sealed segment files: $(ls "$work"/db/tables/*/seg-*.sluice 2>/dev/null | wc -l)"
 
 cat >"$work/q.sql" <<'SQL'
 \set r random(0, 999)

@@ -4,9 +4,10 @@
 //! is checked against the file before it is used: a damaged file is an error naming
 //! the file and the section, never a panic or a wrong answer.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array,
@@ -27,6 +28,46 @@ pub struct SealedSegment {
     map: Mmap,
     footer: Footer,
     dictionaries: Vec<OnceLock<Arc<StringArray>>>,
+    /// Offsets of sections whose checksum has been verified (the file never
+    /// changes, so once is enough).
+    verified: Mutex<HashSet<u64>>,
+    /// Decoded blocks, keyed by (column, block), within [`BLOCK_CACHE_BYTES`].
+    cache: Mutex<BlockCache>,
+}
+
+/// Bytes of decoded blocks a segment keeps for the queries that follow.
+pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
+
+/// A bounded cache of decoded blocks: when full, the oldest entries go first.
+#[derive(Default)]
+struct BlockCache {
+    blocks: HashMap<(usize, usize), ArrayRef>,
+    order: VecDeque<(usize, usize)>,
+    bytes: usize,
+}
+
+impl BlockCache {
+    fn get(&self, key: (usize, usize)) -> Option<ArrayRef> {
+        self.blocks.get(&key).cloned()
+    }
+
+    fn put(&mut self, key: (usize, usize), array: ArrayRef) {
+        let size = array.get_array_memory_size();
+        if size > BLOCK_CACHE_BYTES || self.blocks.contains_key(&key) {
+            return;
+        }
+        while self.bytes + size > BLOCK_CACHE_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(a) = self.blocks.remove(&old) {
+                self.bytes -= a.get_array_memory_size();
+            }
+        }
+        self.bytes += size;
+        self.order.push_back(key);
+        self.blocks.insert(key, array);
+    }
 }
 
 impl std::fmt::Debug for SealedSegment {
@@ -140,6 +181,8 @@ impl SealedSegment {
         Ok(SealedSegment {
             path: path.to_path_buf(),
             dictionaries: footer.columns.iter().map(|_| OnceLock::new()).collect(),
+            verified: Mutex::new(HashSet::new()),
+            cache: Mutex::new(BlockCache::default()),
             map,
             footer,
         })
@@ -185,8 +228,18 @@ impl SealedSegment {
             .map
             .get(start..start + s.len as usize)
             .ok_or_else(|| self.corrupt(name(), "range outside the file"))?;
-        if crc32fast::hash(stored) != s.crc {
-            return Err(self.corrupt(name(), "checksum mismatch"));
+        let known_good = self
+            .verified
+            .lock()
+            .map(|v| v.contains(&s.offset))
+            .unwrap_or(false);
+        if !known_good {
+            if crc32fast::hash(stored) != s.crc {
+                return Err(self.corrupt(name(), "checksum mismatch"));
+            }
+            if let Ok(mut v) = self.verified.lock() {
+                v.insert(s.offset);
+            }
         }
         if s.zstd {
             let out = zstd::stream::decode_all(stored)
@@ -293,6 +346,17 @@ impl SealedSegment {
     /// array over the segment's sorted dictionary (so ids are comparable across the
     /// segment's blocks), other types plain.
     pub fn read_block(&self, c: usize, b: usize) -> Result<ArrayRef> {
+        if let Some(hit) = self.cache.lock().ok().and_then(|cache| cache.get((c, b))) {
+            return Ok(hit);
+        }
+        let array = self.decode_block(c, b)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.put((c, b), Arc::clone(&array));
+        }
+        Ok(array)
+    }
+
+    fn decode_block(&self, c: usize, b: usize) -> Result<ArrayRef> {
         let meta = self.column(c)?;
         let block = meta.blocks.get(b).ok_or_else(|| {
             self.corrupt(format!("column {} block {b}", meta.name), "no such block")
@@ -385,9 +449,12 @@ impl SealedSegment {
     /// # Errors
     /// [`Error::Corrupt`] naming the first damaged section.
     pub fn verify(&self) -> Result<()> {
+        if let Ok(mut v) = self.verified.lock() {
+            v.clear();
+        }
         for (c, meta) in self.footer.columns.iter().enumerate() {
             for b in 0..meta.blocks.len() {
-                self.read_block(c, b)?;
+                self.decode_block(c, b)?;
             }
             if meta.index.is_some() {
                 self.rows_with(c, 0)?;
