@@ -204,6 +204,81 @@ fn queries_racing_seals_see_every_row_exactly_once() {
     assert!(one_text(&db, "SELECT count(*) FROM t").contains(&appended.to_string()));
 }
 
+/// A one-restaurant, last-hour query over sealed, time-ordered segments: zone maps
+/// skip the segments and blocks outside the hour, the inverted index the blocks
+/// without the status, and the answer equals the unpruned one.
+#[test]
+fn explain_analyze_shows_segments_pruned_and_the_index_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, status TEXT) WITH (time_column = 'ts')",
+    )
+    .unwrap();
+    let hour = 3_600_000_000i64;
+    for day in 0..4i64 {
+        let rows = (0..100_000i64)
+            .map(|i| {
+                let t = day * 24 * hour + i * (24 * hour / 100_000);
+                vec![
+                    Value::Timestamp(t),
+                    Value::Int(i % 500),
+                    Value::Text(if i % 1000 == 0 {
+                        "CANCELLED".into()
+                    } else {
+                        "DELIVERED".into()
+                    }),
+                ]
+            })
+            .collect();
+        db.append("orders", rows).unwrap();
+        db.seal().unwrap();
+    }
+    let last_hour = "ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7";
+    let plan = one_text(
+        &db,
+        &format!("EXPLAIN ANALYZE SELECT count(*) FROM orders WHERE {last_hour} AND status = 'CANCELLED'"),
+    );
+    let scan_line = plan
+        .lines()
+        .find(|l| l.contains("Scan orders: sealed segments=4"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    let number = |label: &str| -> usize {
+        let rest = &scan_line[scan_line
+            .find(label)
+            .unwrap_or_else(|| panic!("{label}: {scan_line}"))
+            + label.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(number("pruned="), 3, "{scan_line}");
+    assert!(number("pruned by zone maps=") >= 6, "{scan_line}");
+    assert!(number("index lookups=") >= 1, "{scan_line}");
+    // Same answers with and without pruning (an expression defeats it).
+    for filter in [
+        last_hour.to_string(),
+        format!("{last_hour} AND status = 'CANCELLED'"),
+    ] {
+        let pruned = one_text(
+            &db,
+            &format!("SELECT count(*), sum(restaurant_id) FROM orders WHERE {filter}"),
+        );
+        let unpruned = one_text(
+            &db,
+            &format!(
+                "SELECT count(*), sum(restaurant_id) FROM orders WHERE {} ",
+                filter
+                    .replace("ts >=", "ts + INTERVAL '0 seconds' >=")
+                    .replace("restaurant_id = 7", "restaurant_id + 0 = 7")
+            ),
+        );
+        assert_eq!(pruned.lines().nth(3), unpruned.lines().nth(3), "{filter}");
+    }
+}
+
 #[test]
 fn a_failed_insert_applies_nothing() {
     let (_dir, db) = orders(10);

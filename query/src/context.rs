@@ -45,6 +45,7 @@ struct Inner {
     now_micros: i64,
     catalog: Option<Arc<sluice_storage::Catalog>>,
     user: String,
+    scans: std::sync::Mutex<Vec<(String, crate::prune::ScanStats)>>,
 }
 
 impl QueryContext {
@@ -60,6 +61,7 @@ impl QueryContext {
                 now_micros,
                 catalog: None,
                 user: "sluice".into(),
+                scans: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -83,6 +85,22 @@ impl QueryContext {
     /// The catalog, when the statement runs against one.
     pub fn catalog(&self) -> Option<&Arc<sluice_storage::Catalog>> {
         self.inner.catalog.as_ref()
+    }
+
+    /// Records what a table scan read and skipped (for EXPLAIN ANALYZE).
+    pub fn record_scan(&self, table: &str, stats: crate::prune::ScanStats) {
+        if let Ok(mut scans) = self.inner.scans.lock() {
+            scans.push((table.to_string(), stats));
+        }
+    }
+
+    /// The scans recorded so far.
+    pub fn scans(&self) -> Vec<(String, crate::prune::ScanStats)> {
+        self.inner
+            .scans
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// The user running the statement.

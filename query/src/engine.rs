@@ -370,6 +370,17 @@ impl Engine {
         if analyze {
             let start = Instant::now();
             let result = run_query(&plan, ctx)?;
+            for (table, st) in ctx.scans() {
+                lines.push(format!(
+                    "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}",
+                    st.segments,
+                    st.segments_pruned,
+                    st.blocks,
+                    st.blocks_pruned_by_zone_maps,
+                    st.blocks_pruned_by_index,
+                    st.index_lookups
+                ));
+            }
             lines.push(format!(
                 "Execution: rows={} time={:.3} ms",
                 result.row_count(),

@@ -63,19 +63,29 @@ impl Morsel {
     }
 }
 
-/// The table's segments as morsels, and the schema of their blocks.
-fn morsels(table: &Table) -> (Vec<Morsel>, SchemaRef) {
+/// The table's segments as morsels, less the sealed blocks that `filter` (over the
+/// table's columns) cannot match, and the schema of their blocks.
+fn morsels(
+    table: &Table,
+    filter: Option<&Expr>,
+    ctx: &QueryContext,
+) -> Result<(Vec<Morsel>, SchemaRef)> {
     let snapshot = table.snapshot();
     let mut out = Vec::new();
+    let mut stats = crate::prune::ScanStats::default();
     for segment in snapshot.segments {
         match segment {
-            SegmentSnapshot::Memory(blocks) => out.extend(
-                blocks
-                    .into_iter()
-                    .filter(|b| b.num_rows() > 0)
-                    .map(Morsel::Memory),
-            ),
+            SegmentSnapshot::Memory(blocks) => {
+                stats.blocks += blocks.len();
+                out.extend(
+                    blocks
+                        .into_iter()
+                        .filter(|b| b.num_rows() > 0)
+                        .map(Morsel::Memory),
+                )
+            }
             SegmentSnapshot::Sealed(seg) => {
+                let keep = crate::prune::blocks_to_read(&seg, filter, &mut stats)?;
                 let blocks: Vec<usize> = seg
                     .footer()
                     .columns
@@ -83,7 +93,7 @@ fn morsels(table: &Table) -> (Vec<Morsel>, SchemaRef) {
                     .map(|c| c.blocks.iter().map(|b| b.rows as usize).collect())
                     .unwrap_or_default();
                 for (block, rows) in blocks.into_iter().enumerate() {
-                    if rows > 0 {
+                    if rows > 0 && keep.get(block).copied().unwrap_or(true) {
                         out.push(Morsel::Sealed {
                             segment: Arc::clone(&seg),
                             block,
@@ -94,7 +104,8 @@ fn morsels(table: &Table) -> (Vec<Morsel>, SchemaRef) {
             }
         }
     }
-    (out, snapshot.block_schema)
+    ctx.record_scan(table.name(), stats);
+    Ok((out, snapshot.block_schema))
 }
 
 /// Runs `work` on every morsel on up to `threads` workers, each with its own state
@@ -281,7 +292,7 @@ pub fn scan(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
-    let (morsels, block_schema) = morsels(table);
+    let (morsels, block_schema) = morsels(table, filter, ctx)?;
     let mut needed: Vec<usize> = projection.to_vec();
     if let Some(f) = filter {
         needed.extend(f.columns());
@@ -331,7 +342,7 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let (morsels, block_schema) = morsels(table);
+    let (morsels, block_schema) = morsels(table, filter, ctx)?;
     let mut needed: Vec<usize> = Vec::new();
     for e in group.iter().chain(args.iter().flatten()).chain(filter) {
         needed.extend(e.columns());
