@@ -306,3 +306,101 @@ fn a_failed_insert_applies_nothing() {
     assert!(err.to_string().contains("row has 1 values"), "{err}");
     assert!(one_text(&db, "SELECT count(*) FROM orders").contains("10"));
 }
+
+/// A damaged sealed segment fails the query that reads it with an error naming the
+/// file, is then left out of queries (its rows gone, the rest answered), and
+/// `sluice.segments` reports it with the check it failed.
+#[test]
+fn a_corrupt_segment_is_named_then_quarantined_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = |from: i64| -> Vec<Vec<Value>> {
+        (from..from + 10_000)
+            .map(|i| vec![Value::Timestamp(i * 1_000_000), Value::Int(i)])
+            .collect()
+    };
+    {
+        let db = Database::open(dir.path()).unwrap();
+        db.execute("CREATE TABLE events (ts TIMESTAMP, n BIGINT) WITH (time_column = 'ts')")
+            .unwrap();
+        for from in [0, 10_000] {
+            db.append("events", rows(from)).unwrap();
+            db.seal().unwrap();
+        }
+        db.append("events", rows(20_000)).unwrap();
+    }
+    // Flip one byte inside the first segment's first block of `n`.
+    let table_dir = std::fs::read_dir(dir.path().join("tables"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut segments: Vec<_> = std::fs::read_dir(&table_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sluice"))
+        .collect();
+    segments.sort();
+    let file = &segments[0];
+    let file_name = file.file_name().unwrap().to_string_lossy().into_owned();
+    let section = sluice_storage::segment::SealedSegment::open(file)
+        .unwrap()
+        .footer()
+        .columns[1]
+        .blocks[0]
+        .section;
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[(section.offset + section.len / 2) as usize] ^= 0xff;
+    std::fs::write(file, bytes).unwrap();
+
+    let db = Database::open(dir.path()).unwrap();
+    let err = db
+        .query("SELECT sum(n) FROM events")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&file_name), "{err}");
+    // The damaged segment's 10,000 rows are left out; the rest still answer.
+    let sum: i64 = (10_000..30_000).sum();
+    assert_eq!(
+        cells(&db, "SELECT count(*), sum(n) FROM events"),
+        [["20000".to_string(), sum.to_string()]]
+    );
+    let report = cells(
+        &db,
+        "SELECT segment_id, state, rows, error IS NOT NULL \
+         FROM sluice.segments WHERE table_name = 'events' ORDER BY segment_id",
+    );
+    let expected: Vec<Vec<String>> = [
+        ["0", "corrupt", "10000", "true"],
+        ["1", "sealed", "10000", "false"],
+        ["2", "mutable", "10000", "false"],
+    ]
+    .iter()
+    .map(|r| r.iter().map(|c| c.to_string()).collect())
+    .collect();
+    assert_eq!(report, expected);
+    let error = cells(
+        &db,
+        "SELECT error FROM sluice.segments WHERE state = 'corrupt'",
+    );
+    assert!(error[0][0].contains("checksum"), "{error:?}");
+}
+
+/// A query's rows as display strings.
+fn cells(db: &Database, sql: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for batch in db.query(sql).unwrap() {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| {
+                arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                    .unwrap()
+            })
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    rows
+}

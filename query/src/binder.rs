@@ -1506,7 +1506,7 @@ impl<'a> Binder<'a> {
         })
     }
 
-    /// A `pg_catalog` / `information_schema` table named by `parts`, with the
+    /// A `pg_catalog` / `information_schema` / `sluice` table named by `parts`, with the
     /// qualifier its columns take. A stored table of the same (unqualified) name wins
     /// for names outside `pg_*`.
     fn virtual_table(
@@ -1519,7 +1519,8 @@ impl<'a> Binder<'a> {
             [_, s, n] => (Some(s.as_str()), n.as_str()),
             _ => return Ok(None),
         };
-        if matches!(schema, Some(s) if s != "pg_catalog" && s != "information_schema") {
+        if matches!(schema, Some(s) if !matches!(s, "pg_catalog" | "information_schema" | "sluice"))
+        {
             return Ok(None);
         }
         if schema.is_none() && self.catalog.table(name).is_ok() {

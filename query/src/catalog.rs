@@ -341,6 +341,18 @@ impl TableBuilder {
                         })
                         .collect::<Result<BooleanArray>>()?,
                 ),
+                DataType::Timestamp(_, _) => Arc::new(
+                    self.rows
+                        .iter()
+                        .map(|r| {
+                            Ok(match cell(r, c, name)? {
+                                V::I(v) => Some(*v),
+                                _ => None,
+                            })
+                        })
+                        .collect::<Result<arrow::array::TimestampMicrosecondArray>>()?
+                        .with_timezone("UTC"),
+                ),
                 DataType::Float64 => Arc::new(
                     self.rows
                         .iter()
@@ -386,6 +398,12 @@ pub fn virtual_table(
 ) -> Option<Result<RecordBatch>> {
     let in_pg = matches!(schema, None | Some("pg_catalog"));
     let in_info = schema == Some("information_schema");
+    if schema == Some("sluice") {
+        return match name {
+            "segments" => Some(sluice_segments(&catalog.tables())),
+            _ => None,
+        };
+    }
     let user = session.map_or("sluice", Session::user).to_string();
     let database = session.map_or("sluice", Session::database).to_string();
     let tables = catalog.tables();
@@ -1282,6 +1300,40 @@ fn pg_stat_user_tables(tables: &[Arc<Table>], _: &str, _: &str) -> Result<Record
             V::I(rows),
             V::I(0),
         ]);
+    }
+    b.finish()
+}
+
+/// `sluice.segments`: every segment of every table, with its state. A corrupt
+/// segment shows the check it failed.
+fn sluice_segments(tables: &[Arc<Table>]) -> Result<RecordBatch> {
+    let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let mut b = TableBuilder::new(&[
+        ("table_name", T),
+        ("segment_id", I8),
+        ("state", T),
+        ("rows", I8),
+        ("bytes", I8),
+        ("min_time", ts.clone()),
+        ("max_time", ts.clone()),
+        ("sealed_at", ts),
+        ("error", T),
+    ]);
+    let opt = |v: Option<i64>| v.map_or(V::N, V::I);
+    for t in tables {
+        for seg in t.segment_states() {
+            b.row(vec![
+                V::S(t.name().to_string()),
+                V::I(seg.id as i64),
+                s(seg.state),
+                V::I(seg.rows as i64),
+                opt(seg.bytes.map(|b| b as i64)),
+                opt(seg.time_min),
+                opt(seg.time_max),
+                opt(seg.created_micros),
+                seg.error.map_or(V::N, V::S),
+            ]);
+        }
     }
     b.finish()
 }

@@ -108,6 +108,15 @@ fn morsels(
     Ok((out, snapshot.block_schema))
 }
 
+/// Takes a segment that failed a check out of the table's later queries; the
+/// error still fails this query, naming the file and section.
+fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
+    if let Error::Storage(sluice_storage::Error::Corrupt { path, .. }) = &e {
+        table.quarantine(path, &e.to_string());
+    }
+    e
+}
+
 /// Runs `work` on every morsel on up to `threads` workers, each with its own state
 /// from `init`; returns the workers' states.
 fn run_parallel<S: Send>(
@@ -325,7 +334,8 @@ pub fn scan(
             out.push((i, batch));
             Ok(())
         },
-    )?;
+    );
+    let states = states.map_err(|e| quarantine_on_corruption(table, e))?;
     let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
     all.sort_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, b)| b).collect())
@@ -378,7 +388,8 @@ pub fn scan_aggregate(
                 .collect::<Result<Vec<_>>>()?;
             agg.update(&keys, &values, selected.num_rows())
         },
-    )?;
+    );
+    let partials = partials.map_err(|e| quarantine_on_corruption(table, e))?;
     let mut iter = partials.into_iter();
     let mut total = match iter.next() {
         Some(first) => first,

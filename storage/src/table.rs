@@ -44,6 +44,9 @@ struct Wal {
 /// What readers see, swapped under one lock.
 struct TableState {
     sealed: Vec<Arc<SealedSegment>>,
+    /// Segments the manifest lists that failed their checks: kept on disk, left
+    /// out of queries, reported by `sluice.segments`.
+    corrupt: Vec<(u64, String)>,
     /// Rows frozen for a seal in progress (or one that failed and will be retried),
     /// with the last write-ahead generation that holds them.
     frozen: Option<(Vec<RecordBatch>, u64)>,
@@ -94,8 +97,15 @@ impl Table {
         }
         let manifest = Manifest::load(dir)?;
         let mut sealed = Vec::new();
+        let mut corrupt = Vec::new();
         for entry in &manifest.segments {
-            sealed.push(Arc::new(SealedSegment::open(&dir.join(&entry.file))?));
+            match SealedSegment::open(&dir.join(&entry.file)) {
+                Ok(seg) => sealed.push(Arc::new(seg)),
+                Err(e) => {
+                    tracing::error!(table = %schema.name, error = %e, "segment left out: it failed its checks");
+                    corrupt.push((entry.id, e.to_string()));
+                }
+            }
         }
         let mut generations = Vec::new();
         let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
@@ -154,6 +164,7 @@ impl Table {
             dir: dir.to_path_buf(),
             state: RwLock::new(TableState {
                 sealed,
+                corrupt,
                 frozen: None,
                 mutable_since: (mutable.rows() > 0).then(Instant::now),
                 mutable,
@@ -276,6 +287,68 @@ impl Table {
             + state.mutable.rows()
     }
 
+    /// Takes the sealed segment at `path` out of queries after it failed a check;
+    /// it stays on disk and in the manifest, and `sluice.segments` reports it.
+    pub fn quarantine(&self, path: &Path, error: &str) {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let Some(pos) = state.sealed.iter().position(|s| s.path() == path) else {
+            return;
+        };
+        state.sealed.remove(pos);
+        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        let id = state
+            .manifest
+            .segments
+            .iter()
+            .find(|e| Some(&e.file) == file.as_ref())
+            .map_or(0, |e| e.id);
+        tracing::error!(table = %self.schema.name, segment = id, error, "segment left out: it failed its checks");
+        state.corrupt.push((id, error.to_string()));
+    }
+
+    /// Every segment with its state, for `sluice.segments`.
+    pub fn segment_states(&self) -> Vec<SegmentState> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for entry in &state.manifest.segments {
+            let sealed = state.sealed.iter().find(|s| {
+                s.path()
+                    .file_name()
+                    .is_some_and(|f| f.to_string_lossy() == entry.file)
+            });
+            let corrupt = state.corrupt.iter().find(|(id, _)| *id == entry.id);
+            out.push(SegmentState {
+                id: entry.id,
+                state: if corrupt.is_some() {
+                    "corrupt"
+                } else {
+                    "sealed"
+                },
+                rows: entry.rows,
+                bytes: sealed.map(|s| s.bytes() as u64),
+                time_min: entry.time_min,
+                time_max: entry.time_max,
+                created_micros: Some(entry.created_micros),
+                error: corrupt.map(|(_, e)| e.clone()),
+            });
+        }
+        let frozen_rows: usize = state
+            .frozen
+            .as_ref()
+            .map_or(0, |(f, _)| f.iter().map(|b| b.num_rows()).sum());
+        out.push(SegmentState {
+            id: state.manifest.next_segment,
+            state: "mutable",
+            rows: (state.mutable.rows() + frozen_rows) as u64,
+            bytes: None,
+            time_min: None,
+            time_max: None,
+            created_micros: None,
+            error: None,
+        });
+        out
+    }
+
     /// Rows in the mutable segment and how long ago its first row arrived.
     pub fn mutable_rows_and_age(&self) -> (usize, Option<std::time::Duration>) {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -364,6 +437,27 @@ impl Table {
         tracing::debug!(table = %self.schema.name, segment = id, rows = footer.rows, "sealed");
         Ok(Some(id))
     }
+}
+
+/// One segment as `sluice.segments` shows it.
+#[derive(Clone, Debug)]
+pub struct SegmentState {
+    /// The segment's number in its table (the next number for the mutable one).
+    pub id: u64,
+    /// `sealed`, `corrupt` or `mutable`.
+    pub state: &'static str,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes on disk (sealed segments).
+    pub bytes: Option<u64>,
+    /// Time range, microseconds (sealed segments).
+    pub time_min: Option<i64>,
+    /// Time range, microseconds (sealed segments).
+    pub time_max: Option<i64>,
+    /// When it was sealed, microseconds since the epoch.
+    pub created_micros: Option<i64>,
+    /// Why a corrupt segment is left out.
+    pub error: Option<String>,
 }
 
 /// Coerces every value to its column's type and checks NOT NULL and row width.

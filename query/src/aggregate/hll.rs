@@ -112,7 +112,6 @@ fn add_dense(regs: &mut [u8], hash: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::hash::BuildHasher;
 
     #[test]
     fn estimate_is_within_two_percent_at_a_million() {
