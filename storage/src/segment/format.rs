@@ -61,6 +61,11 @@ pub struct BlockMeta {
     pub scale: u64,
     /// Bits per packed value.
     pub width: u8,
+    /// Set on delta-packed blocks: the block's first value. The packed values are
+    /// then the differences between neighbours (`base` and `scale` apply to them),
+    /// which for time-ordered columns are far narrower than the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_first: Option<i64>,
     /// Smallest non-null value, if any.
     pub min: Option<Stat>,
     /// Largest non-null value, if any.

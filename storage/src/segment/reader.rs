@@ -391,48 +391,49 @@ impl SealedSegment {
         if !bitpack::unpack(&bytes, block.width, rows, &mut packed) {
             return Err(self.corrupt(name(), "packed data shorter than its row count"));
         }
-        let value = |p: u64| {
+        let offset = |p: &u64| {
             block
                 .base
                 .wrapping_add((p.wrapping_mul(block.scale)) as i64)
         };
+        let values: Vec<i64> = match block.delta_first {
+            None => packed.iter().map(offset).collect(),
+            // Delta-packed: a running sum from the first value (the first packed
+            // slot is not a difference).
+            Some(first) => packed
+                .iter()
+                .enumerate()
+                .scan(first, |last, (i, p)| {
+                    if i > 0 {
+                        *last = last.wrapping_add(offset(p));
+                    }
+                    Some(*last)
+                })
+                .collect(),
+        };
         Ok(match meta.ty {
             ColumnType::Boolean => Arc::new(BooleanArray::new(
-                packed
-                    .iter()
-                    .map(|p| value(*p) != 0)
-                    .collect::<Vec<_>>()
-                    .into(),
+                values.iter().map(|v| *v != 0).collect::<Vec<_>>().into(),
                 validity,
             )),
             ColumnType::Integer => Arc::new(Int32Array::new(
-                packed
-                    .iter()
-                    .map(|p| value(*p) as i32)
-                    .collect::<Vec<_>>()
-                    .into(),
+                values.iter().map(|v| *v as i32).collect::<Vec<_>>().into(),
                 validity,
             )),
-            ColumnType::BigInt => Arc::new(Int64Array::new(
-                packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
-                validity,
-            )),
-            ColumnType::Timestamp => Arc::new(TimestampMicrosecondArray::new(
-                packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
-                validity,
-            )),
-            ColumnType::TimestampTz => Arc::new(
-                TimestampMicrosecondArray::new(
-                    packed.iter().map(|p| value(*p)).collect::<Vec<_>>().into(),
-                    validity,
-                )
-                .with_timezone(UTC),
-            ),
+            ColumnType::BigInt => Arc::new(Int64Array::new(values.into(), validity)),
+            ColumnType::Timestamp => {
+                Arc::new(TimestampMicrosecondArray::new(values.into(), validity))
+            }
+            ColumnType::TimestampTz => {
+                Arc::new(TimestampMicrosecondArray::new(values.into(), validity).with_timezone(UTC))
+            }
             ColumnType::Double => return Err(self.corrupt(name(), "doubles must be stored raw")),
             ColumnType::Text => {
                 let dict = self.dictionary(c)?;
-                let keys: Vec<u32> = packed.iter().map(|p| value(*p) as u32).collect();
-                if keys.iter().any(|k| *k as usize >= dict.len()) {
+                let keys: Vec<u32> = values.iter().map(|v| *v as u32).collect();
+                // NULL slots hold no id (a column of only NULLs has an empty dictionary).
+                let is_valid = |i: usize| validity.as_ref().is_none_or(|v| v.is_valid(i));
+                if (0..rows).any(|i| is_valid(i) && keys[i] as usize >= dict.len()) {
                     return Err(self.corrupt(name(), "dictionary id out of range"));
                 }
                 let keys = UInt32Array::new(keys.into(), validity);

@@ -181,6 +181,7 @@ fn write_column(
                         base: 0,
                         scale: 1,
                         width: 64,
+                        delta_first: None,
                         min: min.map(Stat::Float),
                         max: max.map(Stat::Float),
                     });
@@ -324,28 +325,84 @@ fn stat_int(s: &Stat) -> i64 {
     }
 }
 
-/// Frame of reference, then a common divisor, then bit-packing. NULL slots hold
-/// the base (the NULL bitmap says they are NULL).
+/// Frame of reference, then a common divisor, then bit-packing; over the values or,
+/// when that packs narrower (sorted or slowly changing columns such as event
+/// time), over the differences between neighbours. NULL slots hold the previous
+/// value, or the first present one (the NULL bitmap says they are NULL).
 fn write_packed_block(sections: &mut Sections, values: &[Option<i64>]) -> Result<BlockMeta> {
     let present = || values.iter().flatten().copied();
     let min = present().min();
     let max = present().max();
     let base = min.unwrap_or(0);
-    let deltas: Vec<u64> = values
+    let first_present = present().next().unwrap_or(base);
+    let filled: Vec<i64> = values
         .iter()
-        .map(|v| v.unwrap_or(base).wrapping_sub(base) as u64)
+        .scan(first_present, |last, v| {
+            *last = v.unwrap_or(*last);
+            Some(*last)
+        })
         .collect();
-    let scale = bitpack::gcd_of(deltas.iter().copied()).max(1);
-    let scaled: Vec<u64> = deltas.iter().map(|d| d / scale).collect();
-    let width = bitpack::width_for(scaled.iter().copied().max().unwrap_or(0));
-    let packed = bitpack::pack(&scaled, width);
+    let mut packing = Packing::frame_of_reference(&filled, base);
+    if let Some(delta) = Packing::delta(&filled) {
+        if delta.width < packing.width {
+            packing = delta;
+        }
+    }
+    let packed = bitpack::pack(&packing.packed, packing.width);
     Ok(BlockMeta {
         rows: values.len() as u32,
         section: sections.put(&packed, false)?,
-        base,
-        scale,
-        width,
+        base: packing.base,
+        scale: packing.scale,
+        width: packing.width,
+        delta_first: packing.delta_first,
         min: min.map(Stat::Int),
         max: max.map(Stat::Int),
     })
+}
+
+/// One way of packing a block's integers.
+struct Packing {
+    base: i64,
+    scale: u64,
+    width: u8,
+    delta_first: Option<i64>,
+    packed: Vec<u64>,
+}
+
+impl Packing {
+    /// `(value - base) / scale`, `base` the smallest value.
+    fn frame_of_reference(values: &[i64], base: i64) -> Packing {
+        let offsets: Vec<u64> = values.iter().map(|v| v.wrapping_sub(base) as u64).collect();
+        Packing::scaled(offsets, base, None)
+    }
+
+    /// Frame of reference over the differences between neighbours (the first
+    /// difference is taken as the smallest, so it packs as 0). `None` if a
+    /// difference does not fit in an i64.
+    fn delta(values: &[i64]) -> Option<Packing> {
+        let (&first, _) = values.split_first()?;
+        let diffs: Vec<i64> = values
+            .windows(2)
+            .map(|w| w[1].checked_sub(w[0]))
+            .collect::<Option<_>>()?;
+        let base = diffs.iter().copied().min().unwrap_or(0);
+        let offsets: Vec<u64> = std::iter::once(0)
+            .chain(diffs.iter().map(|d| d.wrapping_sub(base) as u64))
+            .collect();
+        Some(Packing::scaled(offsets, base, Some(first)))
+    }
+
+    fn scaled(offsets: Vec<u64>, base: i64, delta_first: Option<i64>) -> Packing {
+        let scale = bitpack::gcd_of(offsets.iter().copied()).max(1);
+        let packed: Vec<u64> = offsets.iter().map(|d| d / scale).collect();
+        let width = bitpack::width_for(packed.iter().copied().max().unwrap_or(0));
+        Packing {
+            base,
+            scale,
+            width,
+            delta_first,
+            packed,
+        }
+    }
 }
