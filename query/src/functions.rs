@@ -627,17 +627,26 @@ fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> 
     };
     let values = ts.as_primitive::<TimestampMicrosecondType>();
     let mut out = Vec::with_capacity(rows);
+    // The unit is nearly always one literal: parse it once, not once a row.
+    let mut parsed: Option<(&str, DateField)> = None;
     for r in 0..rows {
         if units.is_null(r) || values.is_null(r) {
             out.push(None);
             continue;
         }
-        let field = DateField::parse(units.value(r)).ok_or_else(|| {
-            Error::InvalidParameter(format!(
-                "unit \"{}\" not recognized for type timestamp",
-                units.value(r)
-            ))
-        })?;
+        let unit = units.value(r);
+        let field = match parsed {
+            Some((u, f)) if u == unit => f,
+            _ => {
+                let f = DateField::parse(unit).ok_or_else(|| {
+                    Error::InvalidParameter(format!(
+                        "unit \"{unit}\" not recognized for type timestamp"
+                    ))
+                })?;
+                parsed = Some((unit, f));
+                f
+            }
+        };
         out.push(Some(
             truncate_micros(values.value(r) + shift, field)? - shift,
         ));
@@ -649,6 +658,16 @@ fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> 
 
 fn truncate_micros(micros: i64, field: DateField) -> Result<i64> {
     let floor_to = |unit: i64| micros.div_euclid(unit) * unit;
+    // Fixed-width units need no calendar.
+    match field {
+        DateField::Microseconds => return Ok(micros),
+        DateField::Milliseconds => return Ok(floor_to(1000)),
+        DateField::Second => return Ok(floor_to(MICROS_PER_SEC)),
+        DateField::Minute => return Ok(floor_to(60 * MICROS_PER_SEC)),
+        DateField::Hour => return Ok(floor_to(3600 * MICROS_PER_SEC)),
+        DateField::Day => return Ok(floor_to(MICROS_PER_DAY)),
+        _ => {}
+    }
     let dt = micros_to_datetime(micros)
         .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
     let date_micros = |d: Option<NaiveDate>| -> Result<i64> {
@@ -658,12 +677,6 @@ fn truncate_micros(micros: i64, field: DateField) -> Result<i64> {
     };
     let year = dt.year();
     Ok(match field {
-        DateField::Microseconds => micros,
-        DateField::Milliseconds => floor_to(1000),
-        DateField::Second => floor_to(MICROS_PER_SEC),
-        DateField::Minute => floor_to(60 * MICROS_PER_SEC),
-        DateField::Hour => floor_to(3600 * MICROS_PER_SEC),
-        DateField::Day => floor_to(MICROS_PER_DAY),
         DateField::Week => {
             let days_from_monday = dt.weekday().num_days_from_monday() as i64;
             floor_to(MICROS_PER_DAY) - days_from_monday * MICROS_PER_DAY
