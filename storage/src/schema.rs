@@ -141,6 +141,18 @@ impl TableSchema {
         self.column_index(&self.options.time_column).unwrap_or(0)
     }
 
+    /// Positions of the columns that order rows inside a sealed segment: the
+    /// `sort_key` option's, or the time column (so a time filter is a range).
+    pub fn sort_key_indices(&self) -> Vec<usize> {
+        match self.options.get("sort_key") {
+            Some(key) => key
+                .split(',')
+                .filter_map(|name| self.column_index(name.trim()))
+                .collect(),
+            None => vec![self.time_column_index()],
+        }
+    }
+
     /// The Arrow schema of the table as the query engine sees it (plain types).
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
