@@ -5,7 +5,11 @@ rows: Sluice generates them with INSERT ... SELECT over generate_series, the pee
 read a Parquet file numpy built from the same integer formulas, and each query's
 answers are compared across engines before any time is reported.
 
-Usage: python compare.py SLUICE_BINARY ROWS WORK_DIR
+Usage: python compare.py SLUICE_BINARY ROWS WORK_DIR [SORT_KEY]
+
+SORT_KEY (default "ts") is the storage order every engine gets: Sluice's
+`sort_key` table option, chDB's MergeTree ORDER BY, the order DuckDB's table is
+written in.
 """
 
 import datetime as dt
@@ -164,6 +168,8 @@ def dir_bytes(path, pattern):
 
 def main():
     binary, rows, work = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    sort_key = sys.argv[4] if len(sys.argv) > 4 else "ts"
+    print(f"storage order: {sort_key}", flush=True)
     step = step_micros(rows)
     # Segments of a million rows (Sluice's default), or four segments on a small run.
     chunk = max(1, min(CHUNK, rows // 4))
@@ -198,7 +204,8 @@ def main():
         t = time.perf_counter()
         conn.execute(
             "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, item TEXT, status TEXT, "
-            f"amount DOUBLE PRECISION) WITH (time_column = 'ts', segment_rows = '{chunk}')"
+            f"amount DOUBLE PRECISION) WITH (time_column = 'ts', segment_rows = '{chunk}', "
+            f"sort_key = '{sort_key}')"
         )
         for lo in range(0, rows, chunk):
             conn.execute(sluice_insert(lo, min(lo + chunk, rows), step))
@@ -222,14 +229,15 @@ def main():
         # DuckDB and chDB, each in its own native storage.
         t = time.perf_counter()
         duck = duckdb.connect(os.path.join(work, "duck.db"))
-        duck.execute(f"CREATE OR REPLACE TABLE orders AS SELECT * FROM read_parquet('{parquet}')")
+        duck.execute(f"CREATE OR REPLACE TABLE orders AS SELECT * FROM read_parquet('{parquet}') ORDER BY {sort_key}")
         print(f"duckdb: loaded in {time.perf_counter() - t:.1f} s", flush=True)
         t = time.perf_counter()
         ch = chdb.session.Session(os.path.join(work, "chdb"))
         ch.query("DROP TABLE IF EXISTS orders")
         ch.query(
             "CREATE TABLE orders (ts DateTime64(6, 'UTC'), restaurant_id Int64, item LowCardinality(String), "
-            "status LowCardinality(String), amount Float64) ENGINE = MergeTree ORDER BY ts"
+            "status LowCardinality(String), amount Float64) ENGINE = MergeTree "
+            f"ORDER BY ({sort_key})"
         )
         ch.query(f"INSERT INTO orders SELECT * FROM file('{parquet}', Parquet)")
         ch.query("OPTIMIZE TABLE orders FINAL")
