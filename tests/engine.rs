@@ -255,6 +255,25 @@ fn explain_analyze_shows_segments_pruned_and_the_index_used() {
             .unwrap()
     };
     assert_eq!(number("pruned="), 3, "{scan_line}");
+    // Time and rows per operator; the filter runs inside the scan.
+    let aggregate = plan
+        .lines()
+        .find(|l| l.contains("Aggregate:"))
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(
+        aggregate.contains("(time=") && aggregate.contains(" rows=1)"),
+        "{plan}"
+    );
+    assert!(plan.contains("(in the scan above)"), "{plan}");
+    let cancelled = cells(
+        &db,
+        &format!("SELECT count(*) FROM orders WHERE {last_hour} AND status = 'CANCELLED'"),
+    );
+    assert_eq!(
+        number("rows selected=").to_string(),
+        cancelled[0][0],
+        "{scan_line}"
+    );
     assert!(number("pruned by zone maps=") >= 6, "{scan_line}");
     assert!(number("index lookups=") >= 1, "{scan_line}");
     // Same answers with and without pruning (an expression defeats it).

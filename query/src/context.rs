@@ -1,6 +1,7 @@
 //! Per-statement execution context: the deadline, the cancel flag, the memory bound
 //! and the statement's start time (`now()`), shared by every operator and worker.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +47,17 @@ struct Inner {
     catalog: Option<Arc<sluice_storage::Catalog>>,
     user: String,
     scans: std::sync::Mutex<Vec<(String, crate::prune::ScanStats)>>,
+    /// Per plan node (by address), time and rows, when EXPLAIN ANALYZE asks.
+    profile: std::sync::Mutex<Option<HashMap<usize, OperatorStats>>>,
+}
+
+/// What one plan operator did, for EXPLAIN ANALYZE.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OperatorStats {
+    /// Wall time, including the operator's inputs.
+    pub elapsed: std::time::Duration,
+    /// Rows it produced.
+    pub rows: usize,
 }
 
 impl QueryContext {
@@ -62,6 +74,7 @@ impl QueryContext {
                 catalog: None,
                 user: "sluice".into(),
                 scans: std::sync::Mutex::new(Vec::new()),
+                profile: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -92,6 +105,38 @@ impl QueryContext {
         if let Ok(mut scans) = self.inner.scans.lock() {
             scans.push((table.to_string(), stats));
         }
+    }
+
+    /// Starts recording each operator's time and rows (EXPLAIN ANALYZE).
+    pub fn enable_profiling(&self) {
+        if let Ok(mut p) = self.inner.profile.lock() {
+            p.get_or_insert_with(HashMap::new);
+        }
+    }
+
+    /// True if operators should report to [`QueryContext::record_operator`].
+    pub fn profiling(&self) -> bool {
+        self.inner.profile.lock().is_ok_and(|p| p.is_some())
+    }
+
+    /// Adds a run of the operator `node` (a plan node's address).
+    pub fn record_operator(&self, node: usize, elapsed: std::time::Duration, rows: usize) {
+        if let Ok(mut guard) = self.inner.profile.lock() {
+            if let Some(p) = guard.as_mut() {
+                let s = p.entry(node).or_default();
+                s.elapsed += elapsed;
+                s.rows += rows;
+            }
+        }
+    }
+
+    /// What the operator `node` did, if it ran while profiling.
+    pub fn operator(&self, node: usize) -> Option<OperatorStats> {
+        self.inner
+            .profile
+            .lock()
+            .ok()
+            .and_then(|p| p.as_ref().and_then(|p| p.get(&node).copied()))
     }
 
     /// The scans recorded so far.

@@ -366,40 +366,48 @@ impl Engine {
             .binder(ctx, session)
             .with_params(params.to_vec())
             .bind_query(q)?;
-        let mut lines: Vec<String> = plan.display_indent().lines().map(String::from).collect();
-        if analyze {
-            let start = Instant::now();
-            let result = run_query(&plan, ctx)?;
-            for (table, st) in ctx.scans() {
-                lines.push(format!(
-                    "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}",
-                    st.segments,
-                    st.segments_pruned,
-                    st.blocks,
-                    st.blocks_pruned_by_zone_maps,
-                    st.blocks_pruned_by_index,
-                    st.index_lookups
-                ));
-            }
+        if !analyze {
+            let lines = plan.display_indent().lines().map(String::from).collect();
+            return explain_result(lines);
+        }
+        ctx.enable_profiling();
+        let start = Instant::now();
+        let result = run_query(&plan, ctx)?;
+        let elapsed = start.elapsed();
+        // Operators the scan fast path runs inside their parent report nothing.
+        let note = |node: &LogicalPlan| {
+            Some(match ctx.operator(node.node_id()) {
+                Some(s) => format!(
+                    "(time={:.3} ms rows={})",
+                    s.elapsed.as_secs_f64() * 1e3,
+                    s.rows
+                ),
+                None => "(in the scan above)".to_string(),
+            })
+        };
+        let mut lines: Vec<String> = plan
+            .display_indent_with(&note)
+            .lines()
+            .map(String::from)
+            .collect();
+        for (table, st) in ctx.scans() {
             lines.push(format!(
-                "Execution: rows={} time={:.3} ms",
-                result.row_count(),
-                start.elapsed().as_secs_f64() * 1e3
+                "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}; rows selected={}",
+                st.segments,
+                st.segments_pruned,
+                st.blocks,
+                st.blocks_pruned_by_zone_maps,
+                st.blocks_pruned_by_index,
+                st.index_lookups,
+                st.rows_selected
             ));
         }
-        let schema = Arc::new(Schema::new(vec![Field::new(
-            "QUERY PLAN",
-            DataType::Utf8,
-            false,
-        )]));
-        let batch = RecordBatch::try_new(
-            Arc::clone(&schema),
-            vec![Arc::new(StringArray::from(lines))],
-        )?;
-        Ok(StatementResult::Rows {
-            schema,
-            batches: vec![batch],
-        })
+        lines.push(format!(
+            "Execution: rows={} time={:.3} ms",
+            result.row_count(),
+            elapsed.as_secs_f64() * 1e3
+        ));
+        explain_result(lines)
     }
 
     fn create_table(&self, ct: &ast::CreateTable) -> Result<StatementResult> {
@@ -765,5 +773,22 @@ fn to_value(c: &ArrayRef, r: usize) -> Result<Value> {
                 crate::format::sql_type_name(other)
             )))
         }
+    })
+}
+
+/// EXPLAIN's answer: one text column, one row per line.
+fn explain_result(lines: Vec<String>) -> Result<StatementResult> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "QUERY PLAN",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(lines))],
+    )?;
+    Ok(StatementResult::Rows {
+        schema,
+        batches: vec![batch],
     })
 }

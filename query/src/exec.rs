@@ -23,6 +23,17 @@ use crate::scan;
 /// Any evaluation error, [`Error::Cancelled`] on timeout or cancel, and
 /// [`Error::ResourcesExhausted`] past the memory bound.
 pub fn execute(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch>> {
+    if !ctx.profiling() {
+        return execute_node(plan, ctx);
+    }
+    let start = std::time::Instant::now();
+    let out = execute_node(plan, ctx)?;
+    let rows = out.iter().map(RecordBatch::num_rows).sum();
+    ctx.record_operator(plan.node_id(), start.elapsed(), rows);
+    Ok(out)
+}
+
+fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatch>> {
     ctx.check()?;
     let schema = plan.schema().arrow_schema();
     match plan {

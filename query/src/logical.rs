@@ -1431,12 +1431,29 @@ impl LogicalPlan {
 
     /// Renders the plan as indented text, one node per line (for EXPLAIN).
     pub fn display_indent(&self) -> String {
+        self.display_indent_with(&|_| None)
+    }
+
+    /// [`LogicalPlan::display_indent`] with `note(node)` appended to each node's
+    /// line where it has one (EXPLAIN ANALYZE's time and rows).
+    pub fn display_indent_with(&self, note: &dyn Fn(&LogicalPlan) -> Option<String>) -> String {
         let mut out = String::new();
-        self.fmt_indent(&mut out, 0);
+        self.fmt_indent(&mut out, 0, note);
         out
     }
 
-    fn fmt_indent(&self, out: &mut String, depth: usize) {
+    /// This node's identity while the plan is alive (its address), for keying
+    /// per-operator statistics.
+    pub fn node_id(&self) -> usize {
+        self as *const LogicalPlan as usize
+    }
+
+    fn fmt_indent(
+        &self,
+        out: &mut String,
+        depth: usize,
+        note: &dyn Fn(&LogicalPlan) -> Option<String>,
+    ) {
         let pad = "  ".repeat(depth);
         let cols = |s: &PlanSchema| {
             s.fields
@@ -1547,6 +1564,10 @@ impl LogicalPlan {
         };
         out.push_str(&pad);
         out.push_str(&line);
+        if let Some(note) = note(self) {
+            out.push_str("  ");
+            out.push_str(&note);
+        }
         out.push('\n');
         match self {
             LogicalPlan::Scan { .. }
@@ -1558,14 +1579,14 @@ impl LogicalPlan {
             | LogicalPlan::Aggregate { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. }
-            | LogicalPlan::Window { input, .. } => input.fmt_indent(out, depth + 1),
+            | LogicalPlan::Window { input, .. } => input.fmt_indent(out, depth + 1, note),
             LogicalPlan::Join { left, right, .. } => {
-                left.fmt_indent(out, depth + 1);
-                right.fmt_indent(out, depth + 1);
+                left.fmt_indent(out, depth + 1, note);
+                right.fmt_indent(out, depth + 1, note);
             }
-            LogicalPlan::Union { inputs, .. } => {
-                inputs.iter().for_each(|i| i.fmt_indent(out, depth + 1))
-            }
+            LogicalPlan::Union { inputs, .. } => inputs
+                .iter()
+                .for_each(|i| i.fmt_indent(out, depth + 1, note)),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct ScanStats {
     pub blocks_pruned_by_index: usize,
     /// Inverted-index lookups made.
     pub index_lookups: usize,
+    /// Rows that passed the scan's filter.
+    pub rows_selected: usize,
 }
 
 /// A constant a column is compared with.

@@ -64,12 +64,12 @@ impl Morsel {
 }
 
 /// The table's segments as morsels, less the sealed blocks that `filter` (over the
-/// table's columns) cannot match, and the schema of their blocks.
+/// table's columns) cannot match, the schema of their blocks, and what pruning did
+/// (the caller fills in the rows selected).
 fn morsels(
     table: &Table,
     filter: Option<&Expr>,
-    ctx: &QueryContext,
-) -> Result<(Vec<Morsel>, SchemaRef)> {
+) -> Result<(Vec<Morsel>, SchemaRef, crate::prune::ScanStats)> {
     let snapshot = table.snapshot();
     let mut out = Vec::new();
     let mut stats = crate::prune::ScanStats::default();
@@ -104,8 +104,7 @@ fn morsels(
             }
         }
     }
-    ctx.record_scan(table.name(), stats);
-    Ok((out, snapshot.block_schema))
+    Ok((out, snapshot.block_schema, stats))
 }
 
 /// Takes a segment that failed a check out of the table's later queries; the
@@ -301,7 +300,7 @@ pub fn scan(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
-    let (morsels, block_schema) = morsels(table, filter, ctx)?;
+    let (morsels, block_schema, mut stats) = morsels(table, filter)?;
     let mut needed: Vec<usize> = projection.to_vec();
     if let Some(f) = filter {
         needed.extend(f.columns());
@@ -338,6 +337,8 @@ pub fn scan(
     let states = states.map_err(|e| quarantine_on_corruption(table, e))?;
     let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
     all.sort_by_key(|(i, _)| *i);
+    stats.rows_selected = all.iter().map(|(_, b)| b.num_rows()).sum();
+    ctx.record_scan(table.name(), stats);
     Ok(all.into_iter().map(|(_, b)| b).collect())
 }
 
@@ -352,7 +353,8 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let (morsels, block_schema) = morsels(table, filter, ctx)?;
+    let (morsels, block_schema, mut stats) = morsels(table, filter)?;
+    let selected_rows = AtomicUsize::new(0);
     let mut needed: Vec<usize> = Vec::new();
     for e in group.iter().chain(args.iter().flatten()).chain(filter) {
         needed.extend(e.columns());
@@ -386,10 +388,13 @@ pub fn scan_aggregate(
                         .transpose()
                 })
                 .collect::<Result<Vec<_>>>()?;
+            selected_rows.fetch_add(selected.num_rows(), Ordering::Relaxed);
             agg.update(&keys, &values, selected.num_rows())
         },
     );
     let partials = partials.map_err(|e| quarantine_on_corruption(table, e))?;
+    stats.rows_selected = selected_rows.into_inner();
+    ctx.record_scan(table.name(), stats);
     let mut iter = partials.into_iter();
     let mut total = match iter.next() {
         Some(first) => first,
