@@ -214,12 +214,21 @@ pub fn blocks_to_read(
                 .collect()
         })
         .unwrap_or_default();
-    for cond in conditions(filter) {
+    // Zone maps first: they cost nothing, and a segment they rule out needs no
+    // index lookup.
+    let mut conds = conditions(filter);
+    conds.sort_by_key(|c| {
+        footer
+            .columns
+            .get(c.column)
+            .is_some_and(|m| m.ty == ColumnType::Text)
+    });
+    for cond in conds {
         let Some(meta) = footer.columns.get(cond.column) else {
             continue;
         };
         if meta.ty == ColumnType::Text {
-            if cond.op != BinaryOp::Eq {
+            if cond.op != BinaryOp::Eq || !keep.contains(&true) {
                 continue;
             }
             // =/IN on TEXT: the inverted index says exactly which rows hold the values.
