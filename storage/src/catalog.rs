@@ -161,11 +161,7 @@ impl Catalog {
     pub fn seal_due(&self) -> usize {
         let mut sealed = 0;
         for t in self.tables() {
-            let (rows, age) = t.mutable_rows_and_age();
-            let opts = &t.schema().options;
-            let due = rows >= opts.segment_rows()
-                || (rows > 0 && age.is_some_and(|a| a >= opts.segment_age()));
-            if due {
+            if t.seal_is_due() {
                 match t.seal_now() {
                     Ok(Some(_)) => sealed += 1,
                     Ok(None) => {}
@@ -331,6 +327,25 @@ mod tests {
 
     fn row(ts: &str, v: i64) -> Vec<Value> {
         vec![Value::Text(ts.into()), Value::Int(v)]
+    }
+
+    #[test]
+    fn the_sealer_seals_a_mutable_segment_at_segment_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let mut options = schema("a").options.raw;
+        options.insert("segment_bytes".into(), "1kB".into());
+        let a_schema = TableSchema::new("a", schema("a").columns, vec![], options).unwrap();
+        cat.create_table(a_schema, false).unwrap();
+        let a = cat.table("a").unwrap();
+        // A row is 16 bytes (a timestamp and a bigint): 63 rows stay under 1 KiB.
+        a.append((0..63).map(|i| row("2024-01-01", i)).collect())
+            .unwrap();
+        assert_eq!(cat.seal_due(), 0);
+        a.append(vec![row("2024-01-02", 63)]).unwrap();
+        assert_eq!(cat.seal_due(), 1);
+        assert_eq!(a.manifest().segments.len(), 1);
+        assert_eq!(a.manifest().segments[0].rows, 64);
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub struct MutableSegment {
     finished: Vec<RecordBatch>,
     active: Vec<ColumnBuilder>,
     rows: usize,
+    /// Approximate bytes of the values appended (see [`MutableSegment::bytes`]).
+    bytes: usize,
 }
 
 impl MutableSegment {
@@ -149,12 +151,21 @@ impl MutableSegment {
             types,
             finished: Vec::new(),
             rows: 0,
+            bytes: 0,
         }
     }
 
     /// Number of rows in the segment.
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// Approximate size of the values appended, in bytes: 8 per number or
+    /// timestamp, 1 per boolean or NULL, a string's length plus 4. It is what the
+    /// rows weigh before dictionary encoding, a bound on what they hold in memory;
+    /// `segment_bytes` compares against it.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// Schema of the blocks (TEXT as `Dictionary(UInt32, Utf8)`).
@@ -179,6 +190,11 @@ impl MutableSegment {
             }
             for (builder, value) in self.active.iter_mut().zip(row) {
                 builder.push(value)?;
+                self.bytes += match value {
+                    Value::Null | Value::Bool(_) => 1,
+                    Value::Text(t) => t.len() + 4,
+                    _ => 8,
+                };
             }
             self.rows += 1;
             if self.active.first().map_or(0, ColumnBuilder::len) >= BLOCK_ROWS {

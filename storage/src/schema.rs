@@ -34,6 +34,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "kafka_topic",
     "format",
     "segment_rows",
+    "segment_bytes",
     "segment_age",
     "sort_key",
 ];
@@ -54,6 +55,9 @@ pub struct TableOptions {
 
 /// Default rows at which a mutable segment is sealed.
 pub const DEFAULT_SEGMENT_ROWS: usize = 1_000_000;
+/// Default size (approximate bytes of the values held) at which a mutable segment
+/// is sealed: 256 MiB, so wide rows seal before they crowd memory.
+pub const DEFAULT_SEGMENT_BYTES: usize = 256 << 20;
 /// Default age at which a mutable segment is sealed.
 pub const DEFAULT_SEGMENT_AGE: &str = "10 minutes";
 
@@ -68,6 +72,14 @@ impl TableOptions {
         self.get("segment_rows")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_SEGMENT_ROWS)
+    }
+
+    /// Approximate bytes of values at which the mutable segment is sealed
+    /// (`segment_bytes`).
+    pub fn segment_bytes(&self) -> usize {
+        self.get("segment_bytes")
+            .and_then(parse_size_bytes)
+            .unwrap_or(DEFAULT_SEGMENT_BYTES)
     }
 
     /// Age at which the mutable segment is sealed (`segment_age`).
@@ -256,6 +268,13 @@ fn validate_options(
             }
         }
     }
+    if let Some(size) = raw.get("segment_bytes") {
+        parse_size_bytes(size).ok_or_else(|| {
+            Error::InvalidDefinition(format!(
+                "segment_bytes '{size}' is not a positive size such as '256MB' or '1048576'"
+            ))
+        })?;
+    }
     if let Some(age) = raw.get("segment_age") {
         parse_duration_micros(age).map_err(|_| {
             Error::InvalidDefinition(format!(
@@ -275,6 +294,23 @@ fn validate_options(
         retention_micros,
         raw,
     })
+}
+
+/// A size such as `1048576`, `512kB`, `256MB` or `1GB` (units of 1024, as
+/// PostgreSQL's settings take them) in bytes; `None` unless it is one and positive.
+fn parse_size_bytes(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: usize = number.parse().ok()?;
+    let scale: usize = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1 << 10,
+        "mb" => 1 << 20,
+        "gb" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(scale).filter(|bytes| *bytes > 0)
 }
 
 #[cfg(test)]
@@ -338,5 +374,29 @@ mod tests {
             ("segment_rows", "10"),
         ]);
         assert!(TableSchema::new("t", cols(), vec![], later).is_ok());
+    }
+
+    #[test]
+    fn segment_bytes_takes_a_size_with_units_of_1024() {
+        let with = |size: &str| {
+            TableSchema::new(
+                "t",
+                cols(),
+                vec![],
+                opts(&[("time_column", "ts"), ("segment_bytes", size)]),
+            )
+        };
+        assert_eq!(with("256MB").unwrap().options.segment_bytes(), 256 << 20);
+        assert_eq!(with(" 512 kB ").unwrap().options.segment_bytes(), 512 << 10);
+        assert_eq!(with("4096").unwrap().options.segment_bytes(), 4096);
+        for bad in ["0", "lots", "12 parsecs", "-1MB", "99999999999999999999GB"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("segment_bytes"), "{bad}: {err}");
+        }
+        let default = TableSchema::new("t", cols(), vec![], opts(&[("time_column", "ts")]));
+        assert_eq!(
+            default.unwrap().options.segment_bytes(),
+            DEFAULT_SEGMENT_BYTES
+        );
     }
 }

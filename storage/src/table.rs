@@ -349,13 +349,18 @@ impl Table {
         out
     }
 
-    /// Rows in the mutable segment and how long ago its first row arrived.
-    pub fn mutable_rows_and_age(&self) -> (usize, Option<std::time::Duration>) {
+    /// True when the mutable segment has reached `segment_rows`, `segment_bytes`
+    /// or `segment_age`.
+    pub fn seal_is_due(&self) -> bool {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
-        (
-            state.mutable.rows(),
-            state.mutable_since.map(|t| t.elapsed()),
-        )
+        let opts = &self.schema.options;
+        let rows = state.mutable.rows();
+        rows > 0
+            && (rows >= opts.segment_rows()
+                || state.mutable.bytes() >= opts.segment_bytes()
+                || state
+                    .mutable_since
+                    .is_some_and(|t| t.elapsed() >= opts.segment_age()))
     }
 
     /// The sealed segments as the manifest records them.
