@@ -569,7 +569,7 @@ async fn acknowledged_inserts_survive_kill_9_during_inserts_and_seals() {
             client
                 .batch_execute(
                     "CREATE TABLE k (ts TIMESTAMP, id BIGINT) \
-                     WITH (time_column = 'ts', segment_rows = '150')",
+                     WITH (time_column = 'ts', segment_rows = '1000')",
                 )
                 .await
                 .unwrap();

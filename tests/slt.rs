@@ -10,9 +10,11 @@
 //!                                                    # rewrite expectations from PostgreSQL
 //! ```
 //!
-//! Each file runs four ways: against Sluice through its embedding API (once as is,
-//! once sealing every table after each statement so queries read segment files),
-//! against
+//! Each file runs five ways: against Sluice through its embedding API (once as is;
+//! once sealing every table after each statement so queries read segment files;
+//! once with `segment_rows = '2'`, a seal before each INSERT and each multi-row
+//! INSERT ... VALUES split so its last row stays unsealed: a table is many small
+//! segments plus a mutable one), against
 //! `sluice serve` over the PostgreSQL protocol (every query prepared and described
 //! first, results decoded by their reported types), and, with `SLUICE_PG_URL`,
 //! against PostgreSQL itself.
@@ -79,9 +81,81 @@ fn cell(text: Option<String>) -> String {
 /// Sluice through its embedding API.
 struct Sluice {
     db: Database,
+    /// For [`Mode::TinySegments`]: a second database that runs every statement
+    /// except queries first, so an INSERT that would fail is never split.
+    probe: Option<Database>,
     _dir: tempfile::TempDir,
-    /// Seal every table after each statement, so queries read segment files.
-    seal_each: bool,
+    /// Where the rows are when queries run.
+    mode: Mode,
+    /// `segment_rows` for [`Mode::TinySegments`].
+    tiny_rows: usize,
+}
+
+/// How the embedded runs lay out a table's rows.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// All in the mutable segment.
+    Mutable,
+    /// Sealed after each statement: queries read segment files only.
+    SealedEachStatement,
+    /// Two-row segments, sealed before each INSERT, and each multi-row
+    /// `INSERT ... VALUES` run as all rows but the last (then sealed) and the last:
+    /// queries see many small segment files plus a mutable segment.
+    TinySegments,
+}
+
+impl Mode {
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Mutable => "sluice",
+            Mode::SealedEachStatement => "sluice, sealed after each statement",
+            Mode::TinySegments => "sluice, two-row segments plus a mutable one",
+        }
+    }
+}
+
+/// An `INSERT ... VALUES` of two or more rows as two statements: all rows but the
+/// last, and the last; `None` for any other statement.
+fn split_insert(sql: &str) -> Option<(String, String)> {
+    use sqlparser::ast::{SetExpr, Statement};
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    let mut statements = sqlparser::parser::Parser::parse_sql(&dialect, sql).ok()?;
+    let Some(Statement::Insert(insert)) = statements.pop() else {
+        return None;
+    };
+    let SetExpr::Values(values) = insert.source.as_ref()?.body.as_ref() else {
+        return None;
+    };
+    if values.rows.len() < 2 {
+        return None;
+    }
+    let part = |rows: &[_]| {
+        let mut one = insert.clone();
+        if let Some(source) = one.source.as_mut() {
+            let mut v = values.clone();
+            v.rows = rows.to_vec();
+            *source.body = SetExpr::Values(v);
+        }
+        Statement::Insert(one).to_string()
+    };
+    let (head, last) = values.rows.split_at(values.rows.len() - 1);
+    Some((part(head), part(last)))
+}
+
+/// `sql` with `segment_rows = 'rows'` added to a CREATE TABLE's options.
+fn with_tiny_segments(sql: &str, rows: usize) -> String {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.trim_start().starts_with("create table") {
+        return sql.to_string();
+    }
+    match lower.rfind("with (") {
+        Some(at) => format!(
+            "{}segment_rows = '{rows}', {}",
+            &sql[..at + "with (".len()],
+            &sql[at + "with (".len()..]
+        ),
+        None => sql.to_string(),
+    }
 }
 
 impl sqllogictest::DB for Sluice {
@@ -89,11 +163,44 @@ impl sqllogictest::DB for Sluice {
     type ColumnType = DefaultColumnType;
 
     fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+        let sql = match self.mode {
+            Mode::TinySegments => {
+                let sql = with_tiny_segments(sql, self.tiny_rows);
+                let is_query = sql.trim_start().to_ascii_lowercase().starts_with("select");
+                if let (Some(probe), false) = (&self.probe, is_query) {
+                    probe
+                        .execute(&sql)
+                        .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
+                }
+                // The statement is known to succeed: seal what came before, then
+                // insert all rows but the last, seal them into two-row segments,
+                // and leave the last row in the mutable segment.
+                let seal = |db: &Database| {
+                    db.seal()
+                        .map(|_| ())
+                        .map_err(|e| SltError(format!("sealing: {e}")))
+                };
+                if sql.trim_start().to_ascii_lowercase().starts_with("insert") {
+                    seal(&self.db)?;
+                }
+                match split_insert(&sql) {
+                    Some((head, last)) => {
+                        self.db
+                            .execute(&head)
+                            .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
+                        seal(&self.db)?;
+                        last
+                    }
+                    None => sql,
+                }
+            }
+            _ => sql.to_string(),
+        };
         let mut results = self
             .db
-            .execute(sql)
+            .execute(&sql)
             .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
-        if self.seal_each {
+        if matches!(self.mode, Mode::SealedEachStatement) {
             self.db
                 .seal()
                 .map_err(|e| SltError(format!("sealing: {e}")))?;
@@ -427,14 +534,33 @@ fn main() {
     let (mut passed, mut failed) = (0usize, 0usize);
     for f in &files {
         let records = count_records(f);
-        for seal_each in [false, true] {
+        // Two-row segments, except where a file bulk-loads with INSERT ... SELECT:
+        // 72,000 rows would make 36,000 files, each a memory map, past the
+        // kernel's default limit of 65,530 maps (compaction is not built yet).
+        let bulk = std::fs::read_to_string(f)
+            .map(|text| {
+                text.lines()
+                    .any(|l| l.starts_with("INSERT") && l.contains(" SELECT "))
+            })
+            .unwrap_or(false);
+        let tiny_rows = if bulk { 2_000 } else { 2 };
+        for mode in [Mode::Mutable, Mode::SealedEachStatement, Mode::TinySegments] {
             let mut runner = Runner::new(move || async move {
                 let dir = tempfile::tempdir().map_err(|e| SltError(e.to_string()))?;
                 let db = Database::open(dir.path()).map_err(|e| SltError(e.to_string()))?;
+                let probe = match mode {
+                    Mode::TinySegments => Some(
+                        Database::open(dir.path().join("probe"))
+                            .map_err(|e| SltError(e.to_string()))?,
+                    ),
+                    _ => None,
+                };
                 Ok(Sluice {
                     db,
+                    probe,
                     _dir: dir,
-                    seal_each,
+                    mode,
+                    tiny_rows,
                 })
             });
             runner.add_label("sluice");
@@ -442,12 +568,7 @@ fn main() {
                 Ok(()) => passed += records,
                 Err(e) => {
                     failed += records;
-                    let how = if seal_each {
-                        "sluice, sealed after each statement"
-                    } else {
-                        "sluice"
-                    };
-                    eprintln!("FAILED ({how}) {}:\n{e}\n", f.display());
+                    eprintln!("FAILED ({}) {}:\n{e}\n", mode.describe(), f.display());
                 }
             }
         }

@@ -330,6 +330,27 @@ mod tests {
     }
 
     #[test]
+    fn a_seal_cuts_segments_of_segment_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        let mut options = schema("a").options.raw;
+        options.insert("segment_rows".into(), "2".into());
+        let a_schema = TableSchema::new("a", schema("a").columns, vec![], options).unwrap();
+        cat.create_table(a_schema, false).unwrap();
+        let a = cat.table("a").unwrap();
+        a.append((0..5).map(|i| row("2024-01-01", i)).collect())
+            .unwrap();
+        assert_eq!(a.seal_now().unwrap(), Some(0));
+        let rows: Vec<u64> = a.manifest().segments.iter().map(|s| s.rows).collect();
+        assert_eq!(rows, [2, 2, 1]);
+        assert_eq!(a.rows(), 5);
+        drop(a);
+        drop(cat);
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert_eq!(cat.table("a").unwrap().rows(), 5);
+    }
+
+    #[test]
     fn the_sealer_seals_a_mutable_segment_at_segment_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(dir.path()).unwrap();

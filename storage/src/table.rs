@@ -372,9 +372,10 @@ impl Table {
             .clone()
     }
 
-    /// Seals the mutable segment now (and retries a seal that failed before).
-    /// Appends and queries go on meanwhile. Returns the new segment's number, or
-    /// `None` if there was nothing to seal.
+    /// Seals the mutable segment now (and retries a seal that failed before), into
+    /// segments of at most `segment_rows` rows. Appends and queries go on
+    /// meanwhile. Returns the first new segment's number, or `None` if there was
+    /// nothing to seal.
     ///
     /// # Errors
     /// I/O errors naming the file; the rows stay in memory and in the write-ahead
@@ -405,30 +406,35 @@ impl Table {
                 }
             }
         };
-        // 2. Write the segment file with no lock held.
+        // 2. Write the segment files with no lock held: one per `segment_rows`
+        //    rows, so one huge INSERT still makes segments of the usual size. A
+        //    file written before a failure is an orphan the next open removes.
         let mut manifest = self.manifest();
-        let id = manifest.next_segment;
-        let file = segment_file(id);
-        let path = self.dir.join(&file);
-        let footer = write_segment(&path, &self.schema, &frozen)?;
-        let segment = Arc::new(SealedSegment::open(&path)?);
-        // 3. Commit: the manifest now lists the segment and no longer needs the
-        //    write-ahead generations that held its rows.
-        manifest.segments.push(SegmentEntry {
-            id,
-            file,
-            rows: footer.rows,
-            time_min: footer.time_min,
-            time_max: footer.time_max,
-            created_micros: chrono::Utc::now().timestamp_micros(),
-        });
-        manifest.next_segment = id + 1;
+        let first = manifest.next_segment;
+        let mut segments = Vec::new();
+        for (id, rows) in (first..).zip(split_rows(&frozen, self.schema.options.segment_rows())) {
+            let file = segment_file(id);
+            let path = self.dir.join(&file);
+            let footer = write_segment(&path, &self.schema, &rows)?;
+            segments.push(Arc::new(SealedSegment::open(&path)?));
+            manifest.segments.push(SegmentEntry {
+                id,
+                file,
+                rows: footer.rows,
+                time_min: footer.time_min,
+                time_max: footer.time_max,
+                created_micros: chrono::Utc::now().timestamp_micros(),
+            });
+            manifest.next_segment = id + 1;
+        }
+        // 3. Commit: the manifest now lists the segments and no longer needs the
+        //    write-ahead generations that held their rows.
         manifest.wal_floor = last_generation + 1;
         manifest.save(&self.dir)?;
         // 4. Swap for readers, in one step.
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            state.sealed.push(segment);
+            state.sealed.extend(segments);
             state.frozen = None;
             state.manifest = manifest;
         }
@@ -439,9 +445,32 @@ impl Table {
                 std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             }
         }
-        tracing::debug!(table = %self.schema.name, segment = id, rows = footer.rows, "sealed");
-        Ok(Some(id))
+        tracing::debug!(table = %self.schema.name, first_segment = first, "sealed");
+        Ok(Some(first))
     }
+}
+
+/// `batches` cut into runs of at most `max_rows` rows (slices share the buffers).
+fn split_rows(batches: &[RecordBatch], max_rows: usize) -> Vec<Vec<RecordBatch>> {
+    let max_rows = max_rows.max(1);
+    let mut out: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut room = max_rows;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if room == 0 {
+                out.push(Vec::new());
+                room = max_rows;
+            }
+            let take = room.min(batch.num_rows() - offset);
+            if let Some(run) = out.last_mut() {
+                run.push(batch.slice(offset, take));
+            }
+            offset += take;
+            room -= take;
+        }
+    }
+    out
 }
 
 /// One segment as `sluice.segments` shows it.
