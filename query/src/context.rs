@@ -47,8 +47,10 @@ struct Inner {
     catalog: Option<Arc<sluice_storage::Catalog>>,
     user: String,
     scans: std::sync::Mutex<Vec<(String, crate::prune::ScanStats)>>,
-    /// Per plan node (by address), time and rows, when EXPLAIN ANALYZE asks.
-    profile: std::sync::Mutex<Option<HashMap<usize, OperatorStats>>>,
+    /// Set by EXPLAIN ANALYZE; read on every operator, so an atomic, not the lock.
+    profiling: AtomicBool,
+    /// Per plan node (by address), time and rows, while `profiling`.
+    profile: std::sync::Mutex<HashMap<usize, OperatorStats>>,
 }
 
 /// What one plan operator did, for EXPLAIN ANALYZE.
@@ -74,7 +76,8 @@ impl QueryContext {
                 catalog: None,
                 user: "sluice".into(),
                 scans: std::sync::Mutex::new(Vec::new()),
-                profile: std::sync::Mutex::new(None),
+                profiling: AtomicBool::new(false),
+                profile: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -109,24 +112,20 @@ impl QueryContext {
 
     /// Starts recording each operator's time and rows (EXPLAIN ANALYZE).
     pub fn enable_profiling(&self) {
-        if let Ok(mut p) = self.inner.profile.lock() {
-            p.get_or_insert_with(HashMap::new);
-        }
+        self.inner.profiling.store(true, Ordering::Relaxed);
     }
 
     /// True if operators should report to [`QueryContext::record_operator`].
     pub fn profiling(&self) -> bool {
-        self.inner.profile.lock().is_ok_and(|p| p.is_some())
+        self.inner.profiling.load(Ordering::Relaxed)
     }
 
     /// Adds a run of the operator `node` (a plan node's address).
     pub fn record_operator(&self, node: usize, elapsed: std::time::Duration, rows: usize) {
-        if let Ok(mut guard) = self.inner.profile.lock() {
-            if let Some(p) = guard.as_mut() {
-                let s = p.entry(node).or_default();
-                s.elapsed += elapsed;
-                s.rows += rows;
-            }
+        if let Ok(mut profile) = self.inner.profile.lock() {
+            let s = profile.entry(node).or_default();
+            s.elapsed += elapsed;
+            s.rows += rows;
         }
     }
 
@@ -136,7 +135,7 @@ impl QueryContext {
             .profile
             .lock()
             .ok()
-            .and_then(|p| p.as_ref().and_then(|p| p.get(&node).copied()))
+            .and_then(|p| p.get(&node).copied())
     }
 
     /// The scans recorded so far.

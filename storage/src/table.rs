@@ -44,9 +44,9 @@ struct Wal {
 /// What readers see, swapped under one lock.
 struct TableState {
     sealed: Vec<Arc<SealedSegment>>,
-    /// Segments the manifest lists that failed their checks: kept on disk, left
-    /// out of queries, reported by `sluice.segments`.
-    corrupt: Vec<(u64, String)>,
+    /// Segment files the manifest lists that failed their checks, with the check:
+    /// kept on disk, left out of queries, reported by `sluice.segments`.
+    corrupt: Vec<(String, String)>,
     /// Rows frozen for a seal in progress (or one that failed and will be retried),
     /// with the last write-ahead generation that holds them.
     frozen: Option<(Vec<RecordBatch>, u64)>,
@@ -103,7 +103,7 @@ impl Table {
                 Ok(seg) => sealed.push(Arc::new(seg)),
                 Err(e) => {
                     tracing::error!(table = %schema.name, error = %e, "segment left out: it failed its checks");
-                    corrupt.push((entry.id, e.to_string()));
+                    corrupt.push((entry.file.clone(), e.to_string()));
                 }
             }
         }
@@ -295,15 +295,11 @@ impl Table {
             return;
         };
         state.sealed.remove(pos);
-        let file = path.file_name().map(|f| f.to_string_lossy().into_owned());
-        let id = state
-            .manifest
-            .segments
-            .iter()
-            .find(|e| Some(&e.file) == file.as_ref())
-            .map_or(0, |e| e.id);
-        tracing::error!(table = %self.schema.name, segment = id, error, "segment left out: it failed its checks");
-        state.corrupt.push((id, error.to_string()));
+        let file = path
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        tracing::error!(table = %self.schema.name, file, error, "segment left out: it failed its checks");
+        state.corrupt.push((file, error.to_string()));
     }
 
     /// Every segment with its state, for `sluice.segments`.
@@ -316,7 +312,7 @@ impl Table {
                     .file_name()
                     .is_some_and(|f| f.to_string_lossy() == entry.file)
             });
-            let corrupt = state.corrupt.iter().find(|(id, _)| *id == entry.id);
+            let corrupt = state.corrupt.iter().find(|(file, _)| *file == entry.file);
             out.push(SegmentState {
                 id: entry.id,
                 state: if corrupt.is_some() {
