@@ -491,19 +491,7 @@ impl Engine {
             .binder(ctx, session)
             .with_params(params.to_vec())
             .bind_query(source)?;
-        let columns: Vec<String> = if ins.columns.is_empty() {
-            table
-                .schema()
-                .columns
-                .iter()
-                .map(|c| c.name.clone())
-                .collect()
-        } else {
-            ins.columns
-                .iter()
-                .map(|c| object_name_parts(c).last().cloned().unwrap_or_default())
-                .collect()
-        };
+        let columns = insert_targets(&table, ins);
         let width = plan.schema().fields.len();
         if width > columns.len() {
             return Err(Error::Syntax(
