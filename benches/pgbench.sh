@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pgbench against `sluice serve`: a parameterised per-restaurant aggregation, the
 # dashboard backend's typical query, in pgbench's simple, extended and prepared
-# protocol modes. Usage: benches/pgbench.sh [rows] [seconds]
+# protocol modes, then single-row INSERTs with 1 and 16 clients. Usage: benches/pgbench.sh [rows] [seconds]
 # Prints one line per mode with pgbench's tps; see docs/benchmarks.md.
 set -euo pipefail
 rows=${1:-1000000}
@@ -41,4 +41,18 @@ for mode in simple extended prepared; do
   failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
   lat=$(sed -n 's/^latency average = \(.*\)$/\1/p' <<<"$out")
   echo "mode=$mode tps=$tps latency_avg=$lat failed=${failed:-0}"
+done
+
+# Single-row INSERTs, each acknowledged only once fsynced: with one client every
+# INSERT waits for its own fsync; with many, concurrent INSERTs share one (group
+# commit), so tps should grow with the clients.
+cat >"$work/insert.sql" <<'SQL'
+\set r random(0, 999)
+INSERT INTO orders VALUES (TIMESTAMP '2024-06-01 12:00:00', :r, 'item-1', 'NEW', 1.5);
+SQL
+for clients in 1 16; do
+  out=$(pgbench -n -M prepared -f "$work/insert.sql" -c "$clients" -j 2 -T "$secs" 2>&1)
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+  failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' <<<"$out")
+  echo "insert clients=$clients tps=$tps failed=${failed:-0}"
 done

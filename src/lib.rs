@@ -160,6 +160,23 @@ impl Database {
         Ok(n)
     }
 
+    /// Merges every table's small sealed segments now (the background thread does
+    /// this as well): adjacent segments of at most half `segment_rows` rows each
+    /// become one of at most `segment_rows`. Returns the number of merges made.
+    ///
+    /// # Errors
+    /// I/O errors naming the file, or a segment failing its checks (it is then
+    /// quarantined); the segments involved stay as they were.
+    pub fn compact(&self) -> Result<usize> {
+        let mut n = 0;
+        for t in self.engine.catalog().tables() {
+            while t.compact_now()?.is_some() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Appends rows to `table` through the same path as INSERT: each row has one value
     /// per column in column order; values are converted as an INSERT would convert
     /// them; if any row is rejected, none is written. Returns once the rows are

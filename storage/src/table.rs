@@ -2,7 +2,7 @@
 //! append path that every writer (INSERT, the embedding API, later Kafka) goes through.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
@@ -28,17 +28,71 @@ pub struct Table {
     schema: Arc<TableSchema>,
     dir: PathBuf,
     state: RwLock<TableState>,
-    /// Held across "write the record, apply the rows" so the file's order is the
-    /// segment's order; also held while a seal rotates the generation.
+    /// Orders writes to the write-ahead file; a seal holds it to rotate the
+    /// generation. See [`Table::append`] for the group commit.
     wal: Mutex<Wal>,
+    /// Signalled when a group's sync finishes.
+    wal_synced: Condvar,
     /// One seal at a time.
     sealing: Mutex<()>,
 }
 
-/// The write-ahead generation rows are being written to.
+/// The write-ahead generation rows are being written to, and the group commit's
+/// bookkeeping. Records are numbered in file order across generations.
 struct Wal {
     log: WriteAheadLog,
     generation: u64,
+    /// Records written so far.
+    written: u64,
+    /// Records known durable (and applied to the mutable segment).
+    durable: u64,
+    /// Rows of the records written but not yet synced, in file order.
+    pending: Vec<Vec<Vec<Value>>>,
+    /// A writer is syncing the file (with the lock released).
+    syncing: bool,
+    /// Set when a sync failed. After a failed fsync the kernel may have dropped
+    /// the dirty pages, so a retry could report success for data that is gone;
+    /// like PostgreSQL, the table takes no more writes until it is reopened,
+    /// which replays what really is on disk.
+    failed: Option<String>,
+    /// Syncs made (each covering one or more records).
+    syncs: u64,
+}
+
+impl Wal {
+    fn new(log: WriteAheadLog, generation: u64) -> Self {
+        Wal {
+            log,
+            generation,
+            written: 0,
+            durable: 0,
+            pending: Vec::new(),
+            syncing: false,
+            failed: None,
+            syncs: 0,
+        }
+    }
+
+    fn check_failed(&self) -> Result<()> {
+        match &self.failed {
+            Some(e) => Err(Error::io(
+                self.log.path(),
+                std::io::Error::other(format!(
+                    "an earlier sync of the write-ahead file failed ({e}); writes are refused until Sluice restarts"
+                )),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Write-ahead counters of a table, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Records (one per append) written since the table was opened.
+    pub records: u64,
+    /// fsyncs made for them: fewer than `records` when concurrent writers shared one.
+    pub syncs: u64,
 }
 
 /// What readers see, swapped under one lock.
@@ -142,10 +196,7 @@ impl Table {
             replayed += rows.len();
             mutable.append(&rows)?;
             if i + 1 == generations.len() {
-                wal = Some(Wal {
-                    log,
-                    generation: *g,
-                });
+                wal = Some(Wal::new(log, *g));
             }
         }
         let wal = match wal {
@@ -153,7 +204,7 @@ impl Table {
             None => {
                 let generation = manifest.wal_floor;
                 let (log, _) = WriteAheadLog::open(&wal_path(dir, generation))?;
-                Wal { log, generation }
+                Wal::new(log, generation)
             }
         };
         if replayed > 0 {
@@ -171,6 +222,7 @@ impl Table {
                 manifest,
             }),
             wal: Mutex::new(wal),
+            wal_synced: Condvar::new(),
             sealing: Mutex::new(()),
         })
     }
@@ -204,6 +256,14 @@ impl Table {
     /// coerced to the column types first; if any row fails, nothing is written.
     /// Returns when the rows are durable and visible to the next query.
     ///
+    /// Group commit: each writer writes its record under the write-ahead lock, then
+    /// either waits for a sync already running to finish or, if none is, syncs the
+    /// file itself with the lock released, covering every record written so far.
+    /// Writers arriving during one fsync share the next, so concurrent INSERTs
+    /// cost one fsync per group rather than one each. The syncing writer applies
+    /// the group's rows to the mutable segment in file order before anyone
+    /// returns, so a replay after a crash rebuilds the same rows in the same order.
+    ///
     /// # Errors
     /// Type, range, NOT NULL and width errors name the column; I/O errors the file.
     pub fn append(&self, rows: Vec<Vec<Value>>) -> Result<usize> {
@@ -211,12 +271,69 @@ impl Table {
         if rows.is_empty() {
             return Ok(0);
         }
+        let count = rows.len();
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
-        wal.log.append(&rows)?;
-        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        state.mutable.append(&rows)?;
-        state.mutable_since.get_or_insert_with(Instant::now);
-        Ok(rows.len())
+        wal.check_failed()?;
+        wal.log.write(&rows)?;
+        wal.written += 1;
+        let mine = wal.written;
+        wal.pending.push(rows);
+        loop {
+            wal.check_failed()?;
+            if wal.durable >= mine {
+                return Ok(count);
+            }
+            wal = if wal.syncing {
+                self.wal_synced.wait(wal).unwrap_or_else(|p| p.into_inner())
+            } else {
+                self.sync_group(wal)
+            };
+        }
+    }
+
+    /// Syncs every record written so far and applies their rows to the mutable
+    /// segment; the write-ahead lock is released during the fsync so the next
+    /// group can write meanwhile. Returns the lock again.
+    fn sync_group<'a>(&'a self, mut wal: MutexGuard<'a, Wal>) -> MutexGuard<'a, Wal> {
+        wal.syncing = true;
+        let target = wal.written;
+        let group = std::mem::take(&mut wal.pending);
+        let file = wal.log.sync_handle();
+        drop(wal);
+        let synced = file.sync_data();
+        if synced.is_ok() {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            for rows in &group {
+                // The rows were coerced to the column types before they were
+                // written, so this cannot fail short of a bug; the rows are durable
+                // and come back on replay, so it is logged rather than returned.
+                if let Err(e) = state.mutable.append(rows) {
+                    tracing::error!(table = %self.schema.name, error = %e, "durable rows could not be applied in memory");
+                }
+            }
+            state.mutable_since.get_or_insert_with(Instant::now);
+        }
+        let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        wal.syncing = false;
+        wal.syncs += 1;
+        match synced {
+            Ok(()) => wal.durable = target,
+            Err(e) => {
+                tracing::error!(file = %wal.log.path().display(), error = %e, "fsync of the write-ahead file failed; the table refuses writes until restart");
+                wal.failed = Some(e.to_string());
+            }
+        }
+        self.wal_synced.notify_all();
+        wal
+    }
+
+    /// Write-ahead counters since the table was opened.
+    pub fn wal_stats(&self) -> WalStats {
+        let wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        WalStats {
+            records: wal.written,
+            syncs: wal.syncs,
+        }
     }
     /// Appends rows that give values for the named columns only; the other columns
     /// are NULL. Column names are matched exactly.
@@ -382,6 +499,17 @@ impl Table {
         //    continue into a new segment and a new write-ahead generation.
         let (frozen, last_generation) = {
             let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+            // Records written to this generation but not yet synced must reach the
+            // mutable segment before it is frozen: their generation is deleted once
+            // the frozen rows are sealed.
+            while wal.syncing || !wal.pending.is_empty() {
+                wal.check_failed()?;
+                wal = if wal.syncing {
+                    self.wal_synced.wait(wal).unwrap_or_else(|p| p.into_inner())
+                } else {
+                    self.sync_group(wal)
+                };
+            }
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             match &state.frozen {
                 Some((f, g)) => (f.clone(), *g),
@@ -444,6 +572,129 @@ impl Table {
         tracing::debug!(table = %self.schema.name, first_segment = first, "sealed");
         Ok(Some(first))
     }
+
+    /// Merges the first run of adjacent small sealed segments (see
+    /// [`compaction_run`]) into one, committed through the manifest like a seal.
+    /// Queries running meanwhile keep the segments of their snapshot; later ones
+    /// see the merged segment instead, never both. Returns the new segment's
+    /// number, or `None` if no run qualifies.
+    ///
+    /// # Errors
+    /// I/O errors naming the file, or a segment of the run failing its checks (it
+    /// is then quarantined); the run's segments stay as they were.
+    pub fn compact_now(&self) -> Result<Option<u64>> {
+        let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut manifest, run) = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let usable = |e: &SegmentEntry| {
+                state
+                    .sealed
+                    .iter()
+                    .find(|s| s.path() == self.dir.join(&e.file))
+            };
+            let Some(range) = compaction_run(
+                &state.manifest.segments,
+                self.schema.options.segment_rows(),
+                |e| usable(e).is_some(),
+            ) else {
+                return Ok(None);
+            };
+            let run: Vec<Arc<SealedSegment>> = state.manifest.segments[range.clone()]
+                .iter()
+                .filter_map(|e| usable(e).cloned())
+                .collect();
+            (state.manifest.clone(), (range, run))
+        };
+        let (range, inputs) = run;
+        let mut batches = Vec::new();
+        for segment in &inputs {
+            match segment.read_all() {
+                Ok(mut b) => batches.append(&mut b),
+                Err(e) => {
+                    self.quarantine(segment.path(), &e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        let id = manifest.next_segment;
+        let file = segment_file(id);
+        let path = self.dir.join(&file);
+        let footer = write_segment(&path, &self.schema, &batches)?;
+        let merged = Arc::new(SealedSegment::open(&path)?);
+        let replaced: Vec<SegmentEntry> = manifest
+            .segments
+            .splice(
+                range.clone(),
+                [SegmentEntry {
+                    id,
+                    file,
+                    rows: footer.rows,
+                    time_min: footer.time_min,
+                    time_max: footer.time_max,
+                    created_micros: chrono::Utc::now().timestamp_micros(),
+                }],
+            )
+            .collect();
+        manifest.next_segment = id + 1;
+        manifest.save(&self.dir)?;
+        {
+            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            let is_input = |p: &Path| inputs.iter().any(|s| s.path() == p);
+            let at = state
+                .sealed
+                .iter()
+                .position(|s| is_input(s.path()))
+                .unwrap_or(state.sealed.len());
+            state.sealed.insert(at, merged);
+            state.sealed.retain(|s| !is_input(s.path()));
+            state
+                .corrupt
+                .retain(|(f, _)| !replaced.iter().any(|e| e.file == *f));
+            state.manifest = manifest;
+        }
+        for entry in &replaced {
+            let p = self.dir.join(&entry.file);
+            if let Err(e) = std::fs::remove_file(&p) {
+                // Committed already; the next open removes it as an orphan.
+                tracing::warn!(file = %p.display(), error = %e, "could not delete a compacted segment");
+            }
+        }
+        tracing::debug!(table = %self.schema.name, segment = id, merged = replaced.len(), "compacted");
+        Ok(Some(id))
+    }
+}
+
+/// The first run of two or more adjacent segments (in manifest order, which is
+/// the order they were sealed in, so a merged segment keeps a narrow time range)
+/// that are each at most half of `segment_rows`, readable (`usable`), and
+/// together at most `segment_rows`. Only small segments are taken so that no row
+/// is rewritten more than a few times over its life: a segment that is over
+/// half full is left alone.
+pub(crate) fn compaction_run(
+    segments: &[SegmentEntry],
+    segment_rows: usize,
+    usable: impl Fn(&SegmentEntry) -> bool,
+) -> Option<std::ops::Range<usize>> {
+    let limit = segment_rows.max(2) as u64;
+    let small = |e: &SegmentEntry| e.rows <= limit / 2 && usable(e);
+    let mut start = 0;
+    while start < segments.len() {
+        if !small(&segments[start]) {
+            start += 1;
+            continue;
+        }
+        let mut end = start + 1;
+        let mut rows = segments[start].rows;
+        while end < segments.len() && small(&segments[end]) && rows + segments[end].rows <= limit {
+            rows += segments[end].rows;
+            end += 1;
+        }
+        if end - start >= 2 {
+            return Some(start..end);
+        }
+        start = end;
+    }
+    None
 }
 
 /// `batches` cut into runs of at most `max_rows` rows (slices share the buffers).

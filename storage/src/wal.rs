@@ -2,13 +2,16 @@
 //! here before they are acknowledged, and replayed into the mutable segment on start.
 //!
 //! A record is `[len: u32 LE][crc32 of payload: u32 LE][payload]`, the payload a JSON
-//! array of rows. A torn record at the end (a write cut short by a crash, which was
+//! array of rows. Writing a record and making it durable are separate steps
+//! ([`WriteAheadLog::write`], then [`WriteAheadLog::sync_handle`]'s `sync_data`) so
+//! the table can commit a group of writers' records with one fsync. A torn record at the end (a write cut short by a crash, which was
 //! never acknowledged) is cut off on open; a bad record before the end is corruption
 //! and is reported with the file name.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::types::Value;
@@ -18,7 +21,10 @@ const HEADER: usize = 8;
 /// An open write-ahead file.
 pub struct WriteAheadLog {
     path: PathBuf,
-    file: File,
+    /// Shared so a sync can run without the lock that orders writes.
+    file: Arc<File>,
+    /// Bytes of whole records in the file.
+    len: u64,
 }
 
 impl WriteAheadLog {
@@ -53,7 +59,8 @@ impl WriteAheadLog {
         Ok((
             WriteAheadLog {
                 path: path.to_path_buf(),
-                file,
+                file: Arc::new(file),
+                len: good_len as u64,
             },
             rows,
         ))
@@ -62,8 +69,29 @@ impl WriteAheadLog {
     /// Appends one record holding `rows` and waits until it is on disk.
     ///
     /// # Errors
-    /// [`Error::Io`] if writing or syncing fails; the caller must then not apply the rows.
+    /// As [`WriteAheadLog::write`], or [`Error::Io`] if syncing fails.
     pub fn append(&mut self, rows: &[Vec<Value>]) -> Result<()> {
+        self.write(rows)?;
+        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+    }
+
+    /// The file, for syncing the records written so far without holding `&mut self`.
+    pub fn sync_handle(&self) -> Arc<File> {
+        Arc::clone(&self.file)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one record holding `rows` to the file (the page cache); it is durable
+    /// only after a later sync. A write that fails part-way is cut off again, so the
+    /// file never holds half a record before a good one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if writing fails; the caller must then not apply the rows.
+    pub fn write(&mut self, rows: &[Vec<Value>]) -> Result<()> {
         let payload = serde_json::to_vec(rows).map_err(|e| Error::Corrupt {
             path: self.path.clone(),
             section: "record".into(),
@@ -76,10 +104,14 @@ impl WriteAheadLog {
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
         record.extend_from_slice(&payload);
-        self.file
-            .write_all(&record)
-            .and_then(|_| self.file.sync_data())
-            .map_err(|e| Error::io(&self.path, e))
+        if let Err(e) = (&*self.file).write_all(&record) {
+            if let Err(cut) = self.file.set_len(self.len) {
+                tracing::error!(file = %self.path.display(), error = %cut, "cannot cut off a failed write");
+            }
+            return Err(Error::io(&self.path, e));
+        }
+        self.len += record.len() as u64;
+        Ok(())
     }
 }
 

@@ -445,6 +445,36 @@ impl SealedSegment {
         })
     }
 
+    /// Every row of the segment, block by block, all columns (TEXT as dictionary
+    /// arrays), for compaction. Bypasses the decoded-block cache: the segment is
+    /// about to be replaced, and its blocks would only push out ones queries need.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the first damaged section.
+    pub fn read_all(&self) -> Result<Vec<arrow::record_batch::RecordBatch>> {
+        let blocks = self.footer.columns.first().map_or(0, |c| c.blocks.len());
+        let mut out = Vec::with_capacity(blocks);
+        for b in 0..blocks {
+            let columns = (0..self.footer.columns.len())
+                .map(|c| self.decode_block(c, b))
+                .collect::<Result<Vec<_>>>()?;
+            let fields: Vec<arrow::datatypes::Field> = self
+                .footer
+                .columns
+                .iter()
+                .zip(&columns)
+                .map(|(m, a)| arrow::datatypes::Field::new(&m.name, a.data_type().clone(), true))
+                .collect();
+            let batch = arrow::record_batch::RecordBatch::try_new(
+                Arc::new(arrow::datatypes::Schema::new(fields)),
+                columns,
+            )
+            .map_err(|e| self.corrupt(format!("block {b}"), e.to_string()))?;
+            out.push(batch);
+        }
+        Ok(out)
+    }
+
     /// Checks every section's checksum (for `sluice inspect` and after writing).
     ///
     /// # Errors
