@@ -430,3 +430,30 @@ fn cells(db: &Database, sql: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// `string_agg` without ORDER BY follows scan order (segments in the order they
+/// were sealed) even though the scan runs on several workers.
+#[test]
+fn string_agg_over_many_segments_keeps_scan_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE t (ts TIMESTAMP, name TEXT) WITH (time_column = 'ts', segment_rows = '1')",
+    )
+    .unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        db.append(
+            "t",
+            vec![vec![Value::Timestamp(i as i64), Value::Text(n.clone())]],
+        )
+        .unwrap();
+        db.seal().unwrap();
+    }
+    for _ in 0..5 {
+        assert_eq!(
+            cells(&db, "SELECT string_agg(name, ',') FROM t")[0][0],
+            names.join(",")
+        );
+    }
+}

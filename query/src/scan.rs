@@ -116,15 +116,20 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
     e
 }
 
-/// Runs `work` on every morsel on up to `threads` workers, each with its own state
-/// from `init`; returns the workers' states.
+/// Runs `work` on every morsel on up to `threads` workers (and at most
+/// `max_workers`), each with its own state from `init`; returns the workers' states.
 fn run_parallel<S: Send>(
     morsels: &[Morsel],
     ctx: &QueryContext,
+    max_workers: usize,
     init: impl Fn() -> Result<S> + Sync,
     work: impl Fn(&mut S, usize, &Morsel) -> Result<()> + Sync,
 ) -> Result<Vec<S>> {
-    let workers = ctx.options().threads.clamp(1, morsels.len().max(1));
+    let workers = ctx
+        .options()
+        .threads
+        .min(max_workers)
+        .clamp(1, morsels.len().max(1));
     let next = AtomicUsize::new(0);
     let run = || -> Result<S> {
         let mut state = init()?;
@@ -315,6 +320,7 @@ pub fn scan(
     let states = run_parallel(
         &morsels,
         ctx,
+        usize::MAX,
         || Ok(Vec::<(usize, RecordBatch)>::new()),
         |out, i, morsel| {
             let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
@@ -367,9 +373,15 @@ pub fn scan_aggregate(
         .iter()
         .map(|a| a.as_ref().map(|e| remap(e, &needed)))
         .collect();
+    let max_workers = if template.order_sensitive() {
+        1
+    } else {
+        usize::MAX
+    };
     let partials = run_parallel(
         &morsels,
         ctx,
+        max_workers,
         || template.empty_like(),
         |agg, _, morsel| {
             let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?

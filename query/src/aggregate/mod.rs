@@ -65,6 +65,19 @@ impl Aggregator {
         })
     }
 
+    /// True if an aggregate's result depends on the order rows arrive in
+    /// (`string_agg`, `array_agg`): such an aggregation must see rows in scan
+    /// order, so it is not split across workers whose partials would interleave.
+    pub fn order_sensitive(&self) -> bool {
+        self.specs.iter().any(|s| {
+            matches!(
+                s.expr.func,
+                crate::logical::AggregateFunction::StringAgg
+                    | crate::logical::AggregateFunction::ArrayAgg
+            )
+        })
+    }
+
     /// A new, empty aggregator of the same shape (for another worker).
     pub fn empty_like(&self) -> Result<Self> {
         Aggregator::new(
