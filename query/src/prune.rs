@@ -1,9 +1,13 @@
-//! Block pruning for sealed segments: before any column data is decoded, each
-//! conjunct of a scan's filter that compares a column with constants is checked
-//! against the segment's and each block's zone maps (min/max, which include the
-//! time range), and `=`/`IN` on a TEXT column against the inverted index. A block
-//! is skipped only if it cannot hold a matching row; the filter still runs on the
-//! blocks that remain, so pruning never changes an answer.
+//! Pruning and row selection for sealed segments, before any column data is
+//! decoded. First, each conjunct of a scan's filter that compares a column with
+//! constants is checked against the segment's and each block's zone maps (min/max,
+//! which include the time range). Then the parts of the filter over TEXT columns
+//! (`=`, `<>`, `IN`, `NOT IN`, ranges and `LIKE 'prefix%'`, under AND, OR and NOT)
+//! are answered from the sorted dictionary and the inverted index as a bitmap of
+//! rows: blocks without a selected row are skipped, and in the others the filter
+//! runs only on the selected rows. The selection is always a superset of the rows
+//! the filter accepts and the filter still runs on it, so neither step can change
+//! an answer.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
@@ -171,87 +175,291 @@ fn range_may_match(min: Option<Stat>, max: Option<Stat>, op: BinaryOp, v: &Const
     }
 }
 
-/// The id of `value` in a sorted dictionary, if present.
-fn dictionary_position(dict: &arrow::array::StringArray, value: &str) -> Option<usize> {
+/// The first position in the sorted dictionary whose entry is not `before`.
+fn partition(dict: &arrow::array::StringArray, before: impl Fn(&str) -> bool) -> u32 {
     let (mut lo, mut hi) = (0usize, dict.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
-        match dict.value(mid).cmp(value) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Some(mid),
+        if before(dict.value(mid)) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    None
+    lo as u32
+}
+
+/// The dictionary ids (a range, the dictionary being sorted) of the entries that
+/// satisfy `entry op value`.
+fn id_range(dict: &arrow::array::StringArray, op: BinaryOp, value: &str) -> std::ops::Range<u32> {
+    let lower = partition(dict, |e| e < value);
+    let upper = partition(dict, |e| e <= value);
+    let len = dict.len() as u32;
+    match op {
+        BinaryOp::Eq => lower..upper,
+        BinaryOp::Lt => 0..lower,
+        BinaryOp::LtEq => 0..upper,
+        BinaryOp::Gt => upper..len,
+        BinaryOp::GtEq => lower..len,
+        _ => 0..len,
+    }
+}
+
+/// The prefix of a LIKE pattern of the form `prefix%` (or the whole pattern if it
+/// has no wildcard, marked `false`); `None` for any other pattern.
+fn like_prefix(pattern: &str) -> Option<(&str, bool)> {
+    let special = |c: char| matches!(c, '%' | '_' | '\\');
+    match pattern.strip_suffix('%') {
+        Some(prefix) if !prefix.contains(special) => Some((prefix, true)),
+        None if !pattern.contains(special) => Some((pattern, false)),
+        _ => None,
+    }
+}
+
+/// A bitmap of rows of one sealed segment computed from its TEXT columns'
+/// dictionaries and inverted indexes.
+struct IndexSelection<'a> {
+    segment: &'a SealedSegment,
+    stats: &'a mut ScanStats,
+}
+
+impl IndexSelection<'_> {
+    fn text_column(&self, e: &Expr) -> Option<usize> {
+        let Expr::Column(c) = e else { return None };
+        let meta = self.segment.footer().columns.get(*c)?;
+        (meta.ty == ColumnType::Text && meta.index.is_some()).then_some(*c)
+    }
+
+    fn all_rows(&self) -> RoaringBitmap {
+        let mut all = RoaringBitmap::new();
+        all.insert_range(0..self.segment.rows() as u32);
+        all
+    }
+
+    /// The rows whose value of column `c` has a dictionary id in `ids`.
+    fn rows_with_ids(&mut self, c: usize, ids: impl Iterator<Item = u32>) -> Result<RoaringBitmap> {
+        let mut rows = RoaringBitmap::new();
+        for id in ids {
+            self.stats.index_lookups += 1;
+            rows |= self.segment.rows_with(c, id)?;
+        }
+        Ok(rows)
+    }
+
+    /// The outcome of a condition on column `c` whose true rows are exactly `rows`:
+    /// it is false on the other non-NULL rows, NULL on the NULL ones. Negated
+    /// (`<>`, `NOT IN`, `NOT LIKE`) when `negated`; only the sides in `want` are
+    /// computed.
+    fn leaf(&self, c: usize, rows: RoaringBitmap, negated: bool, want: Want) -> Result<Outcome> {
+        let want_false_rows = if negated {
+            want.true_rows
+        } else {
+            want.false_rows
+        };
+        let false_rows = if want_false_rows {
+            Some(self.all_rows() - &rows - self.segment.nulls(c)?)
+        } else {
+            None
+        };
+        let o = Outcome {
+            may_be_true: Some(rows),
+            may_be_false: false_rows,
+        };
+        Ok(if negated { o.negated() } else { o })
+    }
+
+    /// Which rows `e` may be true on and which it may be false on, from the
+    /// indexes (three-valued: a row where `e` is NULL is in neither). Only the
+    /// sides in `want` are worked out; the others may be left `None`.
+    fn outcome(&mut self, e: &Expr, want: Want) -> Result<Outcome> {
+        match e {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
+                let (a, b) = (self.outcome(left, want)?, self.outcome(right, want)?);
+                Ok(Outcome {
+                    may_be_true: intersect(a.may_be_true, b.may_be_true),
+                    may_be_false: union(a.may_be_false, b.may_be_false),
+                })
+            }
+            Expr::Binary {
+                op: BinaryOp::Or,
+                left,
+                right,
+            } => {
+                let (a, b) = (self.outcome(left, want)?, self.outcome(right, want)?);
+                Ok(Outcome {
+                    may_be_true: union(a.may_be_true, b.may_be_true),
+                    may_be_false: intersect(a.may_be_false, b.may_be_false),
+                })
+            }
+            Expr::Not(inner) => {
+                let o = self.outcome(
+                    inner,
+                    Want {
+                        true_rows: want.false_rows,
+                        false_rows: want.true_rows,
+                    },
+                )?;
+                Ok(Outcome {
+                    may_be_true: o.may_be_false,
+                    may_be_false: o.may_be_true,
+                })
+            }
+            Expr::Binary { op, left, right } => {
+                let (c, op, value) = match (self.text_column(left), self.text_column(right)) {
+                    (Some(c), None) => (c, *op, right.as_ref()),
+                    (None, Some(c)) => (c, flip(*op), left.as_ref()),
+                    _ => return Ok(Outcome::UNKNOWN),
+                };
+                let Some(Constant::Text(v)) = constant(value) else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                let dict = self.segment.dictionary(c)?;
+                match op {
+                    BinaryOp::NotEq => {
+                        let rows = self.rows_with_ids(c, id_range(&dict, BinaryOp::Eq, &v))?;
+                        self.leaf(c, rows, true, want)
+                    }
+                    BinaryOp::Eq
+                    | BinaryOp::Lt
+                    | BinaryOp::LtEq
+                    | BinaryOp::Gt
+                    | BinaryOp::GtEq => {
+                        let rows = self.rows_with_ids(c, id_range(&dict, op, &v))?;
+                        self.leaf(c, rows, false, want)
+                    }
+                    _ => Ok(Outcome::UNKNOWN),
+                }
+            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let Some(c) = self.text_column(expr) else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                let dict = self.segment.dictionary(c)?;
+                let mut ids: Vec<u32> = Vec::new();
+                for item in list {
+                    // A NULL in the list, or anything but a text constant: unknown.
+                    let Some(Constant::Text(t)) = constant(item) else {
+                        return Ok(Outcome::UNKNOWN);
+                    };
+                    ids.extend(id_range(&dict, BinaryOp::Eq, &t));
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let rows = self.rows_with_ids(c, ids.into_iter())?;
+                self.leaf(c, rows, *negated, want)
+            }
+            Expr::Like {
+                expr,
+                pattern,
+                negated,
+                case_insensitive: false,
+            } => {
+                let (Some(c), Some(Constant::Text(p))) =
+                    (self.text_column(expr), constant(pattern))
+                else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                let Some((prefix, open)) = like_prefix(&p) else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                let dict = self.segment.dictionary(c)?;
+                let ids = if open {
+                    partition(&dict, |e| e < prefix)..partition(&dict, |e| {
+                        e < prefix || e.starts_with(prefix)
+                    })
+                } else {
+                    id_range(&dict, BinaryOp::Eq, prefix)
+                };
+                let rows = self.rows_with_ids(c, ids)?;
+                self.leaf(c, rows, *negated, want)
+            }
+            _ => Ok(Outcome::UNKNOWN),
+        }
+    }
+}
+
+/// Which sides of an [`Outcome`] are needed.
+#[derive(Clone, Copy)]
+struct Want {
+    true_rows: bool,
+    false_rows: bool,
+}
+
+/// What the indexes tell about a condition on one segment: supersets of the rows
+/// where it is true and of those where it is false (`None`: any row).
+struct Outcome {
+    may_be_true: Option<RoaringBitmap>,
+    may_be_false: Option<RoaringBitmap>,
+}
+
+impl Outcome {
+    const UNKNOWN: Outcome = Outcome {
+        may_be_true: None,
+        may_be_false: None,
+    };
+
+    fn negated(self) -> Outcome {
+        Outcome {
+            may_be_true: self.may_be_false,
+            may_be_false: self.may_be_true,
+        }
+    }
+}
+
+fn intersect(a: Option<RoaringBitmap>, b: Option<RoaringBitmap>) -> Option<RoaringBitmap> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a & b),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn union(a: Option<RoaringBitmap>, b: Option<RoaringBitmap>) -> Option<RoaringBitmap> {
+    Some(a? | b?)
+}
+
+/// What to read of one sealed segment.
+pub struct SegmentPlan {
+    /// Per block: may it hold a matching row?
+    pub keep: Vec<bool>,
+    /// The rows the inverted indexes selected (a superset of the matching rows),
+    /// when the filter has a part they answer.
+    pub selection: Option<RoaringBitmap>,
 }
 
 /// Which blocks of `segment` may hold rows matching `filter` (columns are table
-/// positions). Updates `stats`.
-pub fn blocks_to_read(
+/// positions), and which rows the indexes select. Updates `stats`.
+pub fn plan_segment(
     segment: &SealedSegment,
     filter: Option<&Expr>,
     stats: &mut ScanStats,
-) -> Result<Vec<bool>> {
+) -> Result<SegmentPlan> {
     let footer = segment.footer();
     let blocks = footer.columns.first().map_or(0, |c| c.blocks.len());
     stats.segments += 1;
     stats.blocks += blocks;
     let mut keep = vec![true; blocks];
     let Some(filter) = filter else {
-        return Ok(keep);
+        return Ok(SegmentPlan {
+            keep,
+            selection: None,
+        });
     };
-    let starts: Vec<u32> = footer
-        .columns
-        .first()
-        .map(|c| {
-            c.blocks
-                .iter()
-                .scan(0u32, |acc, b| {
-                    let s = *acc;
-                    *acc += b.rows;
-                    Some(s)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     // Zone maps first: they cost nothing, and a segment they rule out needs no
     // index lookup.
-    let mut conds = conditions(filter);
-    conds.sort_by_key(|c| {
-        footer
-            .columns
-            .get(c.column)
-            .is_some_and(|m| m.ty == ColumnType::Text)
-    });
-    for cond in conds {
+    for cond in conditions(filter) {
         let Some(meta) = footer.columns.get(cond.column) else {
             continue;
         };
         if meta.ty == ColumnType::Text {
-            if cond.op != BinaryOp::Eq || !keep.contains(&true) {
-                continue;
-            }
-            // =/IN on TEXT: the inverted index says exactly which rows hold the values.
-            let dict = segment.dictionary(cond.column)?;
-            let mut rows = RoaringBitmap::new();
-            for v in &cond.values {
-                let Constant::Text(t) = v else { continue };
-                if let Some(id) = dictionary_position(&dict, t) {
-                    stats.index_lookups += 1;
-                    rows |= segment.rows_with(cond.column, id as u32)?;
-                }
-            }
-            for (b, k) in keep.iter_mut().enumerate() {
-                if !*k {
-                    continue;
-                }
-                let start = starts[b];
-                let end = start + meta.blocks[b].rows;
-                if rows.range_cardinality(start..end) == 0 {
-                    *k = false;
-                    stats.blocks_pruned_by_index += 1;
-                }
-            }
             continue;
         }
         for (b, k) in keep.iter_mut().enumerate() {
@@ -269,8 +477,32 @@ pub fn blocks_to_read(
             }
         }
     }
+    let mut selection = None;
+    if keep.contains(&true) {
+        let mut index = IndexSelection {
+            segment,
+            stats: &mut *stats,
+        };
+        let want = Want {
+            true_rows: true,
+            false_rows: false,
+        };
+        if let Some(rows) = index.outcome(filter, want)?.may_be_true {
+            let mut start = 0u32;
+            let block_rows = footer.columns.first().map(|c| &c.blocks);
+            for (b, k) in keep.iter_mut().enumerate() {
+                let n = block_rows.map_or(0, |br| br[b].rows);
+                if *k && rows.range_cardinality(start..start + n) == 0 {
+                    *k = false;
+                    stats.blocks_pruned_by_index += 1;
+                }
+                start += n;
+            }
+            selection = Some(rows);
+        }
+    }
     if blocks > 0 && keep.iter().all(|k| !k) {
         stats.segments_pruned += 1;
     }
-    Ok(keep)
+    Ok(SegmentPlan { keep, selection })
 }

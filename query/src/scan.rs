@@ -18,6 +18,7 @@ use arrow::array::{
 };
 use arrow::compute::kernels::boolean::and_kleene;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
+use roaring::RoaringBitmap;
 use sluice_storage::segment::SealedSegment;
 use sluice_storage::{SegmentSnapshot, Table};
 
@@ -35,10 +36,38 @@ enum Morsel {
         segment: Arc<SealedSegment>,
         block: usize,
         rows: usize,
+        /// The block's first row in the segment.
+        first_row: u32,
+        /// Rows of the segment the inverted indexes selected, if they were used.
+        selection: Option<Arc<RoaringBitmap>>,
     },
 }
 
 impl Morsel {
+    /// The block's rows the inverted indexes selected, as a mask, when they are
+    /// few enough that cutting the block down before the filter pays (under half);
+    /// `None` to run the filter on every row.
+    fn index_mask(&self) -> Option<BooleanArray> {
+        let Morsel::Sealed {
+            rows,
+            first_row,
+            selection: Some(selection),
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let range = *first_row..*first_row + *rows as u32;
+        if selection.range_cardinality(range.clone()) * 2 >= *rows as u64 {
+            return None;
+        }
+        let mut mask = vec![false; *rows];
+        for r in selection.range(range) {
+            mask[(r - first_row) as usize] = true;
+        }
+        Some(BooleanArray::from(mask))
+    }
+
     /// The morsel's columns `needed` (positions in the table), TEXT still
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
@@ -48,6 +77,7 @@ impl Morsel {
                 segment,
                 block,
                 rows,
+                ..
             } => {
                 let columns = needed
                     .iter()
@@ -85,21 +115,26 @@ fn morsels(
                 )
             }
             SegmentSnapshot::Sealed(seg) => {
-                let keep = crate::prune::blocks_to_read(&seg, filter, &mut stats)?;
+                let plan = crate::prune::plan_segment(&seg, filter, &mut stats)?;
+                let selection = plan.selection.map(Arc::new);
                 let blocks: Vec<usize> = seg
                     .footer()
                     .columns
                     .first()
                     .map(|c| c.blocks.iter().map(|b| b.rows as usize).collect())
                     .unwrap_or_default();
+                let mut first_row = 0u32;
                 for (block, rows) in blocks.into_iter().enumerate() {
-                    if rows > 0 && keep.get(block).copied().unwrap_or(true) {
+                    if rows > 0 && plan.keep.get(block).copied().unwrap_or(true) {
                         out.push(Morsel::Sealed {
                             segment: Arc::clone(&seg),
                             block,
                             rows,
+                            first_row,
+                            selection: selection.clone(),
                         });
                     }
+                    first_row += rows as u32;
                 }
             }
         }
@@ -166,7 +201,10 @@ fn select_rows(
     filter: Option<&Expr>,
     ctx: &QueryContext,
 ) -> Result<Option<RecordBatch>> {
-    let block = morsel.load(needed, schema)?;
+    let mut block = morsel.load(needed, schema)?;
+    if let Some(mask) = morsel.index_mask() {
+        block = filter_batch(&block, &mask)?;
+    }
     match filter {
         None => Ok(Some(block)),
         Some(f) => {
