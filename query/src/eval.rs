@@ -427,11 +427,26 @@ fn case(
         results.push(values);
     }
     // Unify types: branches that produced nothing are NULL-typed placeholders.
-    let target = results
+    let mut target = results
         .iter()
         .map(|a| a.data_type().clone())
         .find(|t| *t != DataType::Null)
         .unwrap_or(DataType::Null);
+    if target == DataType::Null {
+        // No row took a branch with a value (a block where the CASE is NULL
+        // throughout): the type still comes from the branches, found by
+        // evaluating them on no rows, so a function over the CASE sees the type
+        // the binder checked.
+        let empty = batch.slice(0, 0);
+        let exprs = branches.iter().map(|(_, e)| e).chain(else_expr);
+        for e in exprs {
+            let t = evaluate(e, &empty, ctx)?.data_type().clone();
+            if t != DataType::Null {
+                target = t;
+                break;
+            }
+        }
+    }
     let results = results
         .into_iter()
         .map(|a| {
