@@ -28,6 +28,16 @@ pub fn call(
     ctx: &QueryContext,
 ) -> Result<ColumnarValue> {
     let all_scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+    // date_trunc('hour', ts) on every row of a dashboard's GROUP BY: the unit is
+    // a constant, so parse it once and truncate the values in one tight loop.
+    if let (ScalarFunction::DateTrunc, [ColumnarValue::Scalar(unit), ColumnarValue::Array(ts)]) =
+        (func, args.as_slice())
+    {
+        let offset = ctx.options().utc_offset_secs;
+        return Ok(ColumnarValue::Array(date_trunc_by_constant(
+            unit, ts, offset,
+        )?));
+    }
     let n = if all_scalar { 1 } else { rows };
     let arrays = args
         .into_iter()
@@ -609,22 +619,57 @@ fn trim(func: ScalarFunction, args: &[ArrayRef], rows: usize) -> Result<ArrayRef
 
 /// Truncates a timestamp (microseconds) to a unit; TIMESTAMPTZ values are truncated
 /// in the session's time zone.
+/// The time zone of a timestamp argument of date_trunc, and the shift that turns
+/// its values into local time (the session's offset for timestamptz, else 0).
+fn date_trunc_zone(ts: &ArrayRef, offset_secs: i64) -> Result<(Option<Arc<str>>, i64)> {
+    match ts.data_type() {
+        DataType::Timestamp(_, tz) => Ok((
+            tz.clone(),
+            if tz.is_some() {
+                offset_secs * MICROS_PER_SEC
+            } else {
+                0
+            },
+        )),
+        other => Err(Error::undefined_function(format!(
+            "function date_trunc(unknown, {}) does not exist",
+            crate::format::sql_type_name(other)
+        ))),
+    }
+}
+
+/// date_trunc with a constant unit (`unit` has one row) over a column.
+fn date_trunc_by_constant(unit: &ArrayRef, ts: &ArrayRef, offset_secs: i64) -> Result<ArrayRef> {
+    let (tz, shift) = date_trunc_zone(ts, offset_secs)?;
+    let units = unit.as_string::<i32>();
+    if units.is_empty() || units.is_null(0) {
+        return Ok(arrow::array::new_null_array(ts.data_type(), ts.len()));
+    }
+    let field = DateField::parse(units.value(0)).ok_or_else(|| {
+        Error::InvalidParameter(format!(
+            "unit \"{}\" not recognized for type timestamp",
+            units.value(0)
+        ))
+    })?;
+    let values = ts.as_primitive::<TimestampMicrosecondType>();
+    let mut out = Vec::with_capacity(values.len());
+    for (i, &v) in values.values().iter().enumerate() {
+        // A NULL slot holds an arbitrary value: never truncate it (it could be
+        // out of the calendar's range).
+        out.push(if values.is_null(i) {
+            0
+        } else {
+            truncate_micros(v + shift, field)? - shift
+        });
+    }
+    Ok(Arc::new(
+        TimestampMicrosecondArray::new(out.into(), values.nulls().cloned()).with_timezone_opt(tz),
+    ))
+}
+
 fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> Result<ArrayRef> {
     let units = unit.as_string::<i32>();
-    let tz = match ts.data_type() {
-        DataType::Timestamp(_, tz) => tz.clone(),
-        other => {
-            return Err(Error::undefined_function(format!(
-                "function date_trunc(unknown, {}) does not exist",
-                crate::format::sql_type_name(other)
-            )))
-        }
-    };
-    let shift = if tz.is_some() {
-        offset_secs * MICROS_PER_SEC
-    } else {
-        0
-    };
+    let (tz, shift) = date_trunc_zone(ts, offset_secs)?;
     let values = ts.as_primitive::<TimestampMicrosecondType>();
     let mut out = Vec::with_capacity(rows);
     // The unit is nearly always one literal: parse it once, not once a row.
