@@ -54,6 +54,18 @@ struct Condition {
     values: Vec<Constant>,
 }
 
+/// The value of an integer or timestamp constant (not NULL, not boolean).
+pub(crate) fn integer_constant(e: &Expr) -> Option<i64> {
+    let Expr::Literal(l) = e else { return None };
+    if matches!(l.value.data_type(), DataType::Boolean) {
+        return None;
+    }
+    match constant(e)? {
+        Constant::Int(i) => Some(i),
+        _ => None,
+    }
+}
+
 fn constant(e: &Expr) -> Option<Constant> {
     let Expr::Literal(l) = e else { return None };
     if l.is_null() {
@@ -71,7 +83,8 @@ fn constant(e: &Expr) -> Option<Constant> {
     })
 }
 
-fn flip(op: BinaryOp) -> BinaryOp {
+/// The operator with its operands swapped (`a < b` is `b > a`).
+pub(crate) fn flip(op: BinaryOp) -> BinaryOp {
     match op {
         BinaryOp::Lt => BinaryOp::Gt,
         BinaryOp::LtEq => BinaryOp::GtEq,

@@ -68,6 +68,32 @@ impl Morsel {
         Some(BooleanArray::from(mask))
     }
 
+    /// `conjunct` evaluated on the block's packed codes, if it compares an integer
+    /// column (position in `needed`) with a constant and this is a sealed block
+    /// packed by frame of reference; `None` to evaluate it the usual way.
+    fn compare_codes(&self, conjunct: &Expr, needed: &[usize]) -> Result<Option<BooleanArray>> {
+        let Morsel::Sealed { segment, block, .. } = self else {
+            return Ok(None);
+        };
+        let Expr::Binary { op, left, right } = conjunct else {
+            return Ok(None);
+        };
+        let (column, op, constant) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), other) => (*c, *op, other),
+            (other, Expr::Column(c)) => (*c, crate::prune::flip(*op), other),
+            _ => return Ok(None),
+        };
+        let (Some(&table_column), Some(value)) =
+            (needed.get(column), crate::prune::integer_constant(constant))
+        else {
+            return Ok(None);
+        };
+        match segment.read_block_codes(table_column, *block)? {
+            Some(codes) => crate::packed::compare(&codes, op, value),
+            None => Ok(None),
+        }
+    }
+
     /// The morsel's columns `needed` (positions in the table), TEXT still
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
@@ -194,6 +220,11 @@ fn run_parallel<S: Send>(
 
 /// The rows of `morsel` where `filter` holds, cut to the `needed` columns (which
 /// `filter` is written against); `None` when no row qualifies.
+///
+/// On a sealed block, two things narrow the rows before the filter's other
+/// conjuncts run: the inverted indexes' selection, and conjuncts comparing an
+/// integer column with a constant, which run on the block's packed codes. If
+/// they leave no row, no column is loaded at all.
 fn select_rows(
     morsel: &Morsel,
     needed: &[usize],
@@ -201,34 +232,54 @@ fn select_rows(
     filter: Option<&Expr>,
     ctx: &QueryContext,
 ) -> Result<Option<RecordBatch>> {
-    let mut block = morsel.load(needed, schema)?;
-    if let Some(mask) = morsel.index_mask() {
-        block = filter_batch(&block, &mask)?;
+    let mut conjuncts = Vec::new();
+    if let Some(f) = filter {
+        split_conjunction(f, &mut conjuncts);
     }
-    match filter {
-        None => Ok(Some(block)),
-        Some(f) => {
-            let mask = predicate_mask(f, &block, ctx)?;
-            if mask.true_count() == 0 {
-                return Ok(None);
+    let mut pre_mask = morsel.index_mask();
+    let mut rest = Vec::with_capacity(conjuncts.len());
+    for c in conjuncts {
+        match morsel.compare_codes(c, needed)? {
+            Some(m) => {
+                let m = null_as_false(&m);
+                pre_mask = Some(match pre_mask {
+                    Some(prev) => arrow::compute::kernels::boolean::and(&prev, &m)?,
+                    None => m,
+                });
             }
-            Ok(Some(filter_batch(&block, &mask)?))
+            None => rest.push(c),
         }
     }
+    let selected = pre_mask.as_ref().map(|m| (m.true_count(), m.len()));
+    if selected.is_some_and(|(n, _)| n == 0) {
+        return Ok(None);
+    }
+    let mut block = morsel.load(needed, schema)?;
+    if let (Some(mask), Some((n, len))) = (pre_mask, selected) {
+        if n < len {
+            block = filter_batch(&block, &mask)?;
+        }
+    }
+    if rest.is_empty() {
+        return Ok((block.num_rows() > 0).then_some(block));
+    }
+    let mask = conjunction_mask(&rest, &block, ctx)?;
+    if mask.true_count() == 0 {
+        return Ok(None);
+    }
+    Ok(Some(filter_batch(&block, &mask)?))
 }
 
 fn remap(expr: &Expr, needed: &[usize]) -> Expr {
     expr.remap_columns(&|i| needed.iter().position(|n| *n == i).unwrap_or(usize::MAX))
 }
 
-/// The selection mask of `predicate` over a block (NULL counts as false).
-fn predicate_mask(
-    predicate: &Expr,
+/// The selection mask of the AND of `conjuncts` over a block (NULL counts as false).
+fn conjunction_mask(
+    conjuncts: &[&Expr],
     block: &RecordBatch,
     ctx: &QueryContext,
 ) -> Result<BooleanArray> {
-    let mut conjuncts = Vec::new();
-    split_conjunction(predicate, &mut conjuncts);
     let mut mask: Option<BooleanArray> = None;
     for c in conjuncts {
         let m = evaluate_lifted(c, block, ctx)?;

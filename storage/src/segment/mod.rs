@@ -8,7 +8,7 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{Footer, FORMAT_VERSION};
-pub use reader::SealedSegment;
+pub use reader::{BlockCodes, SealedSegment};
 pub use writer::{write_segment, SEALED_BLOCK_ROWS};
 
 #[cfg(test)]
