@@ -41,46 +41,66 @@ def step_micros(rows):
 
 
 # The generator, once as SQL (Sluice) and once as numpy (the peers). Integer-only
-# arithmetic so both produce identical rows:
-#   restaurant_id: a multiplicative hash of g, 10,000 values, uniform
-#   item: 200 values, skewed (the cube of a uniform 10-bit hash)
+# arithmetic so both produce identical rows. Each column draws on its own hash of
+# the row number g: a quadratic mod the prime 2^31 - 1, so that no column is a
+# periodic or linear sequence a compressor could exploit (an earlier generator
+# used affine hashes mod 2^32 whose low bits repeat, and zstd shrank its columns
+# to a few bits per row for every engine: flattering and meaningless).
+#   ts: 30 days, in order, each row at a random point of its own time slot
+#   restaurant_id: 10,000 values, uniform
+#   item: 200 values, skewed (the cube of a uniform 10-bit draw)
 #   status: 5 values, 60/15/10/10/5 %
-#   amount: 5.00 .. 104.99
+#   amount: 5.00 .. 104.99, a price in cents (so exactly the double nearest it)
+P = 2147483647
+SALTS = [(48271, 69621, 12345), (16807, 40692, 54321), (39373, 44488, 99991),
+         (62089, 91103, 77777), (22695, 75301, 31337)]
+
+
+def mix_sql(salt):
+    a, b, c = SALTS[salt]
+    return f"(((g * g) % {P}) * {a} + g * {b} + {c}) % {P}"
+
+
+def mix_np(g, salt):
+    a, b, c = SALTS[salt]
+    return (((g * g) % P) * a + g * b + c) % P
+
+
 def sluice_insert(lo, hi, step):
-    h2 = "(((g * 40503 + 12345) % 4294967296) * 1103515245 + 12345) % 4294967296"
+    u = f"({mix_sql(1)} % 1024)"
+    s = f"({mix_sql(2)} % 100)"
     return f"""
 INSERT INTO orders
-SELECT TIMESTAMP '{START:%Y-%m-%d}' + INTERVAL '1 microsecond' * (g * {step}),
-       (g * 2654435761) % 4294967296 % 10000,
-       'item-' || ((({h2}) / 4194304) * (({h2}) / 4194304) * (({h2}) / 4194304) * 200 / 1073741824),
-       CASE WHEN ({h2}) % 65536 % 100 < 60 THEN 'DELIVERED'
-            WHEN ({h2}) % 65536 % 100 < 75 THEN 'CONFIRMED'
-            WHEN ({h2}) % 65536 % 100 < 85 THEN 'IN_KITCHEN'
-            WHEN ({h2}) % 65536 % 100 < 95 THEN 'NEW'
+SELECT TIMESTAMP '{START:%Y-%m-%d}' + INTERVAL '1 microsecond' * (g * {step} + {mix_sql(3)} % {step}),
+       {mix_sql(0)} % 10000,
+       'item-' || ({u} * {u} * {u} * 200 / 1073741824),
+       CASE WHEN {s} < 60 THEN 'DELIVERED'
+            WHEN {s} < 75 THEN 'CONFIRMED'
+            WHEN {s} < 85 THEN 'IN_KITCHEN'
+            WHEN {s} < 95 THEN 'NEW'
             ELSE 'CANCELLED' END,
-       (g * 7919 % 10000) / 100.0 + 5.0
+       ({mix_sql(4)} % 10000 + 500) / 100.0
 FROM generate_series(CAST({lo} AS BIGINT), {hi - 1}) AS g"""
 
 
 def numpy_chunk(lo, hi, step):
     g = np.arange(lo, hi, dtype=np.int64)
-    h2 = (((g * 40503 + 12345) % 4294967296) * 1103515245 + 12345) % 4294967296
-    a = h2 // 4194304
-    item = a * a * a * 200 // 1073741824
-    bucket = h2 % 65536 % 100
+    u = mix_np(g, 1) % 1024
+    item = u * u * u * 200 // 1073741824
+    bucket = mix_np(g, 2) % 100
     status = np.select(
         [bucket < 60, bucket < 75, bucket < 85, bucket < 95], [0, 1, 2, 3], default=4
     )
     start = np.datetime64(START, "us").astype(np.int64)
     return pa.table(
         {
-            "ts": pa.array(start + g * step, pa.timestamp("us")),
-            "restaurant_id": pa.array((g * 2654435761) % 4294967296 % 10000),
+            "ts": pa.array(start + g * step + mix_np(g, 3) % step, pa.timestamp("us")),
+            "restaurant_id": pa.array(mix_np(g, 0) % 10000),
             "item": pa.array(np.char.add("item-", item.astype(str))),
             "status": pa.DictionaryArray.from_arrays(
                 pa.array(status, pa.int32()), pa.array(STATUSES)
             ).cast(pa.string()),
-            "amount": pa.array((g * 7919 % 10000) / 100.0 + 5.0),
+            "amount": pa.array((mix_np(g, 4) % 10000 + 500) / 100.0),
         }
     )
 
