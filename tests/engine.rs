@@ -492,9 +492,13 @@ fn text_ranges_negations_and_like_prefixes_use_the_inverted_index() {
         ("item IN ('rare-a', 'missing') AND n % 2 = 0", 3),
         ("NOT (item < 'rare')", 3),
         ("item NOT LIKE 'common%'", 3),
+        // The common values are too frequent to be indexed: a condition on one
+        // is answered as the complement of the others, which works while those
+        // are indexed (the rare ones) and not when they are common too.
+        ("item NOT IN ('common-0', 'common-1', 'common-2')", 3),
         (
             "item <> 'common-0' AND item NOT IN ('common-1', 'common-2')",
-            3,
+            0,
         ),
         ("item LIKE 'common-1'", 0),
         ("item LIKE 'rare%' OR n < 10", 0),

@@ -249,21 +249,59 @@ impl IndexSelection<'_> {
         all
     }
 
-    /// The rows whose value of column `c` has a dictionary id in `ids`.
-    fn rows_with_ids(&mut self, c: usize, ids: impl Iterator<Item = u32>) -> Result<RoaringBitmap> {
+    /// The rows whose value of column `c` has a dictionary id in `ids`. A value
+    /// too frequent to be indexed has no bitmap; then the rows are worked out as
+    /// the complement of every other value's rows, if those are all indexed
+    /// (`status <> 'DELIVERED'` reads the few rare values). `None` if neither works.
+    fn rows_with_ids(
+        &mut self,
+        c: usize,
+        ids: impl Iterator<Item = u32>,
+    ) -> Result<Option<RoaringBitmap>> {
+        let ids: Vec<u32> = ids.collect();
+        if let Some(rows) = self.union_of(c, ids.iter().copied())? {
+            return Ok(Some(rows));
+        }
+        let entries = self.segment.dictionary(c)?.len() as u32;
+        let others = (0..entries).filter(|id| ids.binary_search(id).is_err());
+        Ok(match self.union_of(c, others)? {
+            Some(others) => Some(self.all_rows() - others - self.segment.nulls(c)?),
+            None => None,
+        })
+    }
+
+    /// The union of the bitmaps of `ids` (sorted), or `None` at the first that
+    /// is not indexed.
+    fn union_of(
+        &mut self,
+        c: usize,
+        ids: impl Iterator<Item = u32>,
+    ) -> Result<Option<RoaringBitmap>> {
         let mut rows = RoaringBitmap::new();
         for id in ids {
             self.stats.index_lookups += 1;
-            rows |= self.segment.rows_with(c, id)?;
+            match self.segment.rows_with(c, id)? {
+                Some(r) => rows |= r,
+                None => return Ok(None),
+            }
         }
-        Ok(rows)
+        Ok(Some(rows))
     }
 
     /// The outcome of a condition on column `c` whose true rows are exactly `rows`:
     /// it is false on the other non-NULL rows, NULL on the NULL ones. Negated
     /// (`<>`, `NOT IN`, `NOT LIKE`) when `negated`; only the sides in `want` are
     /// computed.
-    fn leaf(&self, c: usize, rows: RoaringBitmap, negated: bool, want: Want) -> Result<Outcome> {
+    fn leaf(
+        &self,
+        c: usize,
+        rows: Option<RoaringBitmap>,
+        negated: bool,
+        want: Want,
+    ) -> Result<Outcome> {
+        let Some(rows) = rows else {
+            return Ok(Outcome::UNKNOWN);
+        };
         let want_false_rows = if negated {
             want.true_rows
         } else {

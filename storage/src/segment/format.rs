@@ -10,8 +10,12 @@ use crate::types::ColumnType;
 pub const HEAD_MAGIC: &[u8; 8] = b"SLUICESG";
 /// Magic bytes ending every segment file.
 pub const TAIL_MAGIC: &[u8; 4] = b"SLSG";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It also reads [`OLDEST_READABLE_VERSION`]
+/// onwards.
+pub const FORMAT_VERSION: u32 = 2;
+/// Version 1 stored every inverted-index bitmap raw; version 2 tags each one as
+/// raw or zstd-compressed.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Bytes in the tail: footer length, footer checksum, version, magic.
 pub const TAIL_LEN: usize = 16;
 
@@ -44,8 +48,40 @@ pub enum Encoding {
 pub enum Stat {
     /// Integer, timestamp, boolean (0/1) or dictionary id.
     Int(i64),
-    /// Double.
-    Float(f64),
+    /// Double. JSON has no infinities, so those are written as the strings
+    /// `"Infinity"` and `"-Infinity"` (zone maps ignore NaN).
+    Float(#[serde(with = "float_with_infinities")] f64),
+}
+
+/// Serde for a double that may be infinite, in JSON.
+mod float_with_infinities {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            v.serialize(s)
+        } else if *v > 0.0 {
+            "Infinity".serialize(s)
+        } else {
+            "-Infinity".serialize(s)
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match Stored::deserialize(d)? {
+            Stored::Number(v) => Ok(v),
+            Stored::Text(t) if t == "Infinity" => Ok(f64::INFINITY),
+            Stored::Text(t) if t == "-Infinity" => Ok(f64::NEG_INFINITY),
+            Stored::Text(t) => Err(serde::de::Error::custom(format!("not a double: {t}"))),
+        }
+    }
 }
 
 /// One block of one column.
@@ -66,6 +102,11 @@ pub struct BlockMeta {
     /// which for time-ordered columns are far narrower than the values.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_first: Option<i64>,
+    /// Set on a block of a DOUBLE column stored as decimals (version 2): the
+    /// values are `n / 10^decimals` for the bit-packed integers `n`, each one
+    /// checked at write time to give back exactly the double written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decimals: Option<u8>,
     /// Smallest non-null value, if any.
     pub min: Option<Stat>,
     /// Largest non-null value, if any.
@@ -114,3 +155,21 @@ pub struct Footer {
     /// The columns, in table order.
     pub columns: Vec<ColumnMeta>,
 }
+
+/// Inverted-index bitmap tag (version 2): portable roaring bytes follow.
+pub const BITMAP_RAW: u8 = 0;
+/// Inverted-index bitmap tag (version 2): a zstd frame of portable roaring bytes follows.
+pub const BITMAP_ZSTD: u8 = 1;
+/// Inverted-index bitmap tag (version 2): nothing follows; the value is on so many
+/// rows (more than a sixteenth of the segment and more than 4,096) that its
+/// bitmap would cost a bit per row and prune nothing, so it is not indexed.
+pub const BITMAP_DENSE: u8 = 2;
+/// Inverted-index bitmap tag (version 2): the rows as gaps, bit-packed.
+/// `[count: u32]`, then per run of up to [`GAP_RUN`] rows `[width: u8]` and the
+/// run's gaps packed at that width, where a row's gap is its distance from the
+/// previous row less one (the first row's gap is the row itself). For values on
+/// a few percent of the rows this takes about half the bytes of roaring's
+/// sixteen bits per row, even compressed.
+pub const BITMAP_GAPS: u8 = 3;
+/// Rows per run of [`BITMAP_GAPS`].
+pub const GAP_RUN: usize = 128;

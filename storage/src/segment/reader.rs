@@ -142,10 +142,12 @@ impl SealedSegment {
         let footer_len = read_u32(tail, 0).unwrap_or(0) as usize;
         let footer_crc = read_u32(tail, 4).unwrap_or(0);
         let version = read_u32(tail, 8).unwrap_or(0);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(corrupt(
                 "tail",
-                format!("format version {version}, this build reads {FORMAT_VERSION}"),
+                format!(
+                    "format version {version}, this build reads {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}"
+                ),
             ));
         }
         let data_end = (len - TAIL_LEN)
@@ -325,8 +327,9 @@ impl SealedSegment {
         Ok(dict)
     }
 
-    /// The rows holding dictionary entry `id` of TEXT column `c` (its inverted index).
-    pub fn rows_with(&self, c: usize, id: u32) -> Result<RoaringBitmap> {
+    /// The rows holding dictionary entry `id` of TEXT column `c` (its inverted
+    /// index); `None` if the value is too frequent to be indexed.
+    pub fn rows_with(&self, c: usize, id: u32) -> Result<Option<RoaringBitmap>> {
         let meta = self.column(c)?;
         let name = || format!("column {} index", meta.name);
         let section = meta
@@ -336,7 +339,7 @@ impl SealedSegment {
         let bytes = self.section(section, name)?;
         let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
         if id as usize >= count {
-            return Ok(RoaringBitmap::new());
+            return Ok(Some(RoaringBitmap::new()));
         }
         let body_start = 4 + (count + 1) * 4;
         let (Some(a), Some(b)) = (
@@ -348,7 +351,55 @@ impl SealedSegment {
         let slice = bytes
             .get(body_start + a as usize..body_start + b as usize)
             .ok_or_else(|| self.corrupt(name(), format!("bitmap {id} out of range")))?;
-        RoaringBitmap::deserialize_from(slice).map_err(|e| self.corrupt(name(), e.to_string()))
+        if self.footer.version < 2 {
+            return RoaringBitmap::deserialize_from(slice)
+                .map(Some)
+                .map_err(|e| self.corrupt(name(), e.to_string()));
+        }
+        let bad = |detail: String| self.corrupt(name(), format!("bitmap {id}: {detail}"));
+        match slice.split_first() {
+            Some((&BITMAP_RAW, raw)) => RoaringBitmap::deserialize_from(raw)
+                .map(Some)
+                .map_err(|e| bad(e.to_string())),
+            Some((&BITMAP_ZSTD, frame)) => {
+                let raw = zstd::stream::decode_all(frame).map_err(|e| bad(format!("zstd: {e}")))?;
+                RoaringBitmap::deserialize_from(&raw[..])
+                    .map(Some)
+                    .map_err(|e| bad(e.to_string()))
+            }
+            Some((&BITMAP_DENSE, [])) => Ok(None),
+            Some((&BITMAP_GAPS, gaps)) => self.gap_rows(gaps).map(Some).map_err(bad),
+            Some((tag, _)) => Err(bad(format!("unknown encoding tag {tag}"))),
+            None => Err(bad("empty".into())),
+        }
+    }
+
+    /// Decodes a [`BITMAP_GAPS`] bitmap; the error says what is wrong.
+    fn gap_rows(&self, bytes: &[u8]) -> std::result::Result<RoaringBitmap, String> {
+        let count = read_u32(bytes, 0).ok_or("truncated")? as usize;
+        let mut pos = 4;
+        let mut rows = Vec::with_capacity(count);
+        let mut next = 0u64;
+        let mut gaps = Vec::with_capacity(GAP_RUN);
+        while rows.len() < count {
+            let n = GAP_RUN.min(count - rows.len());
+            let width = *bytes.get(pos).ok_or("truncated")?;
+            let len = bitpack::packed_len(n, width);
+            let packed = bytes.get(pos + 1..pos + 1 + len).ok_or("truncated")?;
+            if width > 32 || !bitpack::unpack(packed, width, n, &mut gaps) {
+                return Err("bad run".into());
+            }
+            for g in &gaps {
+                let row = next + g;
+                if row >= self.footer.rows {
+                    return Err(format!("row {row} past the segment's end"));
+                }
+                rows.push(row as u32);
+                next = row + 1;
+            }
+            pos += 1 + len;
+        }
+        RoaringBitmap::from_sorted_iter(rows).map_err(|e| e.to_string())
     }
 
     /// The NULL rows of column `c`.
@@ -521,7 +572,7 @@ impl SealedSegment {
         let rows = block.rows as usize;
         let validity = self.validity(c, b)?;
         let bytes = self.section(&block.section, name)?;
-        if meta.encoding == Encoding::RawF64 {
+        if meta.encoding == Encoding::RawF64 && block.decimals.is_none() {
             if bytes.len() != rows * 8 {
                 return Err(
                     self.corrupt(name(), format!("{} bytes for {rows} doubles", bytes.len()))
@@ -573,7 +624,20 @@ impl SealedSegment {
             ColumnType::TimestampTz => {
                 Arc::new(TimestampMicrosecondArray::new(values.into(), validity).with_timezone(UTC))
             }
-            ColumnType::Double => return Err(self.corrupt(name(), "doubles must be stored raw")),
+            ColumnType::Double => {
+                let Some(decimals) = block.decimals else {
+                    return Err(self.corrupt(name(), "a packed double block without decimals"));
+                };
+                let p = 10f64.powi(decimals.into());
+                Arc::new(Float64Array::new(
+                    values
+                        .iter()
+                        .map(|&n| n as f64 / p)
+                        .collect::<Vec<_>>()
+                        .into(),
+                    validity,
+                ))
+            }
             ColumnType::Text => {
                 let dict = self.dictionary(c)?;
                 let keys: Vec<u32> = values.iter().map(|v| *v as u32).collect();
@@ -634,7 +698,9 @@ impl SealedSegment {
                 self.decode_block(c, b)?;
             }
             if meta.index.is_some() {
-                self.rows_with(c, 0)?;
+                for id in 0..self.dictionary(c)?.len() {
+                    self.rows_with(c, id as u32)?;
+                }
             }
         }
         Ok(())

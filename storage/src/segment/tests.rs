@@ -193,7 +193,7 @@ fn text_is_a_sorted_dictionary_with_an_inverted_index() {
     sorted.sort_unstable();
     assert_eq!(values, sorted);
     let id = values.binary_search(&"item-042").unwrap() as u32;
-    let by_index: Vec<u32> = seg.rows_with(3, id).unwrap().iter().collect();
+    let by_index: Vec<u32> = seg.rows_with(3, id).unwrap().unwrap().iter().collect();
     let block = seg.read_block(3, 0).unwrap();
     let keys = block.as_dictionary::<UInt32Type>().keys().clone();
     let by_scan: Vec<u32> = (0..keys.len())
@@ -371,4 +371,99 @@ fn rows_are_sorted_by_the_sort_key_with_ties_in_arrival_order() {
     );
     assert_eq!(sorted[0][1..], ["0", "0", "arrival-0014"]);
     assert_eq!(sorted[999][1], "");
+}
+
+/// Doubles that are short decimals are stored as packed integers; a block with
+/// any value that is not (0.1 + 0.2, -0.0, NaN, infinities, huge values) stays
+/// raw. Both read back bit for bit.
+#[test]
+fn short_decimal_doubles_pack_as_integers_and_others_stay_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = SEALED_BLOCK_ROWS + 5;
+    let odd = [0.1 + 0.2, -0.0, f64::NAN, f64::INFINITY, 1e300, 123.456_789];
+    for (case, oddity) in [None, Some(0), Some(1), Some(2), Some(3), Some(4), Some(5)]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("seg-{case}.sluice"));
+        let mut seg = MutableSegment::new(&schema());
+        let rows: Vec<Vec<Value>> = (0..n)
+            .map(|i| {
+                let amount = match (i, oddity) {
+                    (7, Some(o)) => Value::Float(odd[o]),
+                    _ if i % 13 == 0 => Value::Null,
+                    _ => Value::Float(((i % 10_000) as f64 - 2_000.0) / 100.0),
+                };
+                vec![
+                    Value::Timestamp(i as i64),
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    amount,
+                    Value::Null,
+                    Value::Null,
+                ]
+            })
+            .collect();
+        seg.append(&rows).unwrap();
+        let input = seg.blocks();
+        write_segment(&path, &schema(), &input).unwrap();
+        let seg = SealedSegment::open(&path).unwrap();
+        let first = &seg.footer().columns[4].blocks[0];
+        let expect = if oddity.is_none() { Some(2) } else { None };
+        assert_eq!(first.decimals, expect, "case {case}");
+        assert_eq!(seg.footer().columns[4].blocks[1].decimals, Some(2));
+        let got = flatten((0..2).map(|b| seg.read_block(4, b).unwrap()).collect());
+        let want = flatten(input.iter().map(|b| Arc::clone(b.column(4))).collect());
+        let (got, want) = (
+            got.as_primitive::<arrow::datatypes::Float64Type>(),
+            want.as_primitive::<arrow::datatypes::Float64Type>(),
+        );
+        assert_eq!(got.nulls(), want.nulls(), "case {case}");
+        for i in 0..n {
+            if want.is_valid(i) {
+                assert_eq!(
+                    got.value(i).to_bits(),
+                    want.value(i).to_bits(),
+                    "case {case} row {i}"
+                );
+            }
+        }
+    }
+}
+
+/// A value on more than a sixteenth of the rows (and over 4,096 of them) gets no
+/// bitmap: it would prune nothing and cost a bit per row. The others do.
+#[test]
+fn values_on_most_rows_are_left_out_of_the_inverted_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-1.sluice");
+    let n = 100_000;
+    let mut seg = MutableSegment::new(&schema());
+    let rows: Vec<Vec<Value>> = (0..n)
+        .map(|i| {
+            let item = if i % 2 == 0 {
+                "common"
+            } else if i % 1000 == 1 {
+                "rare"
+            } else {
+                "middle"
+            };
+            let mut row = vec![Value::Null; 7];
+            row[0] = Value::Timestamp(i as i64);
+            row[3] = Value::Text(item.into());
+            row
+        })
+        .collect();
+    seg.append(&rows).unwrap();
+    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    let seg = SealedSegment::open(&path).unwrap();
+    seg.verify().unwrap();
+    let dict = seg.dictionary(3).unwrap();
+    let id = |v: &str| (0..dict.len()).find(|&i| dict.value(i) == v).unwrap() as u32;
+    assert_eq!(seg.rows_with(3, id("common")).unwrap(), None);
+    assert_eq!(seg.rows_with(3, id("middle")).unwrap(), None);
+    let rare = seg.rows_with(3, id("rare")).unwrap().unwrap();
+    assert_eq!(rare.len(), 100);
+    assert!(rare.iter().all(|r| r % 1000 == 1));
 }

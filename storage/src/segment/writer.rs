@@ -32,8 +32,9 @@ impl Sections {
         let data = if compress {
             stored = zstd::bulk::compress(data, 3)
                 .map_err(|e| Error::OutOfRange(format!("zstd: {e}")))?;
-            // Keep the smaller form: compression only where it pays.
-            if stored.len() < data.len() {
+            // Compression only where it pays: a tenth smaller at least, since
+            // every cold read of the section then decompresses it.
+            if stored.len() * 10 <= data.len() * 9 {
                 &stored[..]
             } else {
                 return self.put(data, false);
@@ -173,6 +174,60 @@ fn sort_rows(columns: Vec<ArrayRef>, key: &[usize]) -> Result<Vec<ArrayRef>> {
 }
 
 /// Dictionary arrays decoded to their values; other arrays as they are.
+/// True for a value on more than a sixteenth of a segment's rows (and more than
+/// 4,096 of them): it is in nearly every block, so its bitmap prunes nothing,
+/// and it costs about a bit per row. Such values are left out of the index and
+/// a filter on them reads the dictionary ids instead.
+fn is_dense(value_rows: u64, segment_rows: u64) -> bool {
+    value_rows > 4096 && value_rows * 16 > segment_rows
+}
+
+/// Appends one inverted-index bitmap, tagged, in the smallest of three forms:
+/// bit-packed gaps (sparse values spread over the segment), zstd-compressed
+/// roaring (when that saves at least a tenth), or raw roaring (dense ones, and
+/// runs: read with no decoding on every lookup).
+fn put_bitmap(body: &mut Vec<u8>, bitmap: &RoaringBitmap, raw: &[u8]) -> Result<()> {
+    let gaps = gap_encoding(bitmap);
+    let frame = if raw.len() >= 64 {
+        Some(zstd::bulk::compress(raw, 3).map_err(|e| Error::OutOfRange(format!("zstd: {e}")))?)
+            .filter(|f| f.len() * 10 <= raw.len() * 9)
+    } else {
+        None
+    };
+    let best_other = frame.as_ref().map_or(raw.len(), Vec::len);
+    if gaps.len() < best_other {
+        body.push(BITMAP_GAPS);
+        body.extend_from_slice(&gaps);
+    } else if let Some(frame) = frame {
+        body.push(BITMAP_ZSTD);
+        body.extend_from_slice(&frame);
+    } else {
+        body.push(BITMAP_RAW);
+        body.extend_from_slice(raw);
+    }
+    Ok(())
+}
+
+/// The rows of `bitmap` as [`BITMAP_GAPS`] bytes.
+fn gap_encoding(bitmap: &RoaringBitmap) -> Vec<u8> {
+    let rows: Vec<u32> = bitmap.iter().collect();
+    let mut out = Vec::with_capacity(4 + rows.len());
+    out.extend_from_slice(&(rows.len() as u32).to_le_bytes());
+    let mut next = 0u64; // the row after the previous one
+    let mut gaps = Vec::with_capacity(GAP_RUN);
+    for run in rows.chunks(GAP_RUN) {
+        gaps.clear();
+        for &r in run {
+            gaps.push(u64::from(r) - next);
+            next = u64::from(r) + 1;
+        }
+        let width = bitpack::width_for(gaps.iter().copied().max().unwrap_or(0));
+        out.push(width);
+        out.extend_from_slice(&bitpack::pack(&gaps, width));
+    }
+    out
+}
+
 fn plain(a: &ArrayRef) -> Result<ArrayRef> {
     match a.data_type() {
         DataType::Dictionary(_, v) => {
@@ -216,6 +271,19 @@ fn write_column(
                 let mut blocks = Vec::new();
                 for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
                     let len = SEALED_BLOCK_ROWS.min(n - start);
+                    if let Some((decimals, ints)) = as_decimals(a, start, len) {
+                        let mut meta = write_packed_block(sections, &ints)?;
+                        let p = 10f64.powi(decimals.into());
+                        let as_float = |s: Option<Stat>| match s {
+                            Some(Stat::Int(i)) => Some(Stat::Float(i as f64 / p)),
+                            other => other,
+                        };
+                        meta.min = as_float(meta.min);
+                        meta.max = as_float(meta.max);
+                        meta.decimals = Some(decimals);
+                        blocks.push(meta);
+                        continue;
+                    }
                     let mut raw = Vec::with_capacity(len * 8);
                     let (mut min, mut max) = (None::<f64>, None::<f64>);
                     for i in start..start + len {
@@ -233,6 +301,7 @@ fn write_column(
                         scale: 1,
                         width: 64,
                         delta_first: None,
+                        decimals: None,
                         min: min.map(Stat::Float),
                         max: max.map(Stat::Float),
                     });
@@ -297,9 +366,17 @@ fn write_column(
                 index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
                 let mut body = Vec::new();
                 let mut offsets = vec![0u32];
+                let mut raw = Vec::new();
                 for b in &bitmaps {
-                    b.serialize_into(&mut body)
+                    if is_dense(b.len(), n as u64) {
+                        body.push(BITMAP_DENSE);
+                        offsets.push(body.len() as u32);
+                        continue;
+                    }
+                    raw.clear();
+                    b.serialize_into(&mut raw)
                         .map_err(|e| Error::io("inverted index", e))?;
+                    put_bitmap(&mut body, b, &raw)?;
                     offsets.push(body.len() as u32);
                 }
                 for o in offsets {
@@ -376,6 +453,43 @@ fn stat_int(s: &Stat) -> i64 {
     }
 }
 
+/// The block's doubles as integers `n` with `value == n / 10^d` exactly, for the
+/// smallest `d` in 0..=4 that works for every value (prices, durations in tenths,
+/// percentages: most measured doubles are short decimals). `None` if no `d`
+/// does, or for NaN, infinities and -0.0, which stay raw. Bit-packed, a price
+/// in cents takes two bytes where the raw double took eight (zstd cannot find
+/// that structure in IEEE bits).
+fn as_decimals(
+    a: &arrow::array::Float64Array,
+    start: usize,
+    len: usize,
+) -> Option<(u8, Vec<Option<i64>>)> {
+    const LIMIT: f64 = (1u64 << 52) as f64;
+    'exponent: for d in 0..=4u8 {
+        let p = 10f64.powi(d.into());
+        let mut ints = Vec::with_capacity(len);
+        for i in start..start + len {
+            if a.is_null(i) {
+                ints.push(None);
+                continue;
+            }
+            let v = a.value(i);
+            let n = (v * p).round();
+            let negative_zero = v == 0.0 && v.is_sign_negative();
+            if !v.is_finite()
+                || negative_zero
+                || n.abs() >= LIMIT
+                || (n / p).to_bits() != v.to_bits()
+            {
+                continue 'exponent;
+            }
+            ints.push(Some(n as i64));
+        }
+        return Some((d, ints));
+    }
+    None
+}
+
 /// Frame of reference, then a common divisor, then bit-packing; over the values or,
 /// when that packs narrower (sorted or slowly changing columns such as event
 /// time), over the differences between neighbours. NULL slots hold the previous
@@ -402,11 +516,14 @@ fn write_packed_block(sections: &mut Sections, values: &[Option<i64>]) -> Result
     let packed = bitpack::pack(&packing.packed, packing.width);
     Ok(BlockMeta {
         rows: values.len() as u32,
-        section: sections.put(&packed, false)?,
+        // Skewed values (a few popular items) leave bit-packed bytes zstd can
+        // shrink further.
+        section: sections.put(&packed, true)?,
         base: packing.base,
         scale: packing.scale,
         width: packing.width,
         delta_first: packing.delta_first,
+        decimals: None,
         min: min.map(Stat::Int),
         max: max.map(Stat::Int),
     })
