@@ -88,6 +88,12 @@ impl Morsel {
         else {
             return Ok(None);
         };
+        if segment.block_is_sorted(table_column, *block) {
+            let values = segment.read_block(table_column, *block)?;
+            if let Some(mask) = crate::packed::compare_sorted(&values, op, value) {
+                return Ok(Some(mask));
+            }
+        }
         match segment.read_block_codes(table_column, *block)? {
             Some(codes) => crate::packed::compare(&codes, op, value),
             None => Ok(None),

@@ -455,6 +455,17 @@ impl SealedSegment {
         })
     }
 
+    /// True if block `b` of column `c` is known to be in ascending order (NULL
+    /// slots hold the value before them): a delta-packed block whose smallest
+    /// difference is not negative, as the leading `sort_key` column always is.
+    pub fn block_is_sorted(&self, c: usize, b: usize) -> bool {
+        self.footer
+            .columns
+            .get(c)
+            .and_then(|m| m.blocks.get(b))
+            .is_some_and(|block| block.delta_first.is_some() && block.base >= 0)
+    }
+
     /// Block `b` of integer or timestamp column `c` as packed codes, if it is
     /// frame-of-reference packed in at most 32 bits (`None` otherwise: delta-packed
     /// blocks, TEXT, doubles, booleans). Cached like [`SealedSegment::read_block`].
