@@ -135,6 +135,7 @@ fn morsels(
     let snapshot = table.snapshot();
     let mut out = Vec::new();
     let mut stats = crate::prune::ScanStats::default();
+    let pruning = crate::prune::Pruning::new(filter);
     for segment in snapshot.segments {
         match segment {
             SegmentSnapshot::Memory(blocks) => {
@@ -147,7 +148,7 @@ fn morsels(
                 )
             }
             SegmentSnapshot::Sealed(seg) => {
-                let plan = crate::prune::plan_segment(&seg, filter, &mut stats)?;
+                let plan = pruning.plan(&seg, &mut stats)?;
                 let selection = plan.selection.map(Arc::new);
                 let blocks: Vec<usize> = seg
                     .footer()
