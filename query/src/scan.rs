@@ -186,6 +186,11 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
 
 /// Runs `work` on every morsel on up to `threads` workers (and at most
 /// `max_workers`), each with its own state from `init`; returns the workers' states.
+///
+/// The calling thread starts alone and brings in helper threads only once the
+/// morsels left look like more than [`HELPERS_PAY_AFTER`] of work at the pace of
+/// the first ones: a dashboard query whose filter leaves a few blocks is done
+/// before threads could even start, and spawning them cost more than its scan.
 fn run_parallel<S: Send>(
     morsels: &[Morsel],
     ctx: &QueryContext,
@@ -199,31 +204,50 @@ fn run_parallel<S: Send>(
         .min(max_workers)
         .clamp(1, morsels.len().max(1));
     let next = AtomicUsize::new(0);
-    let run = || -> Result<S> {
-        let mut state = init()?;
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(m) = morsels.get(i) else {
-                return Ok(state);
-            };
-            ctx.check()?;
-            work(&mut state, i, m)?;
-        }
+    let step = |state: &mut S| -> Result<bool> {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(m) = morsels.get(i) else {
+            return Ok(false);
+        };
+        ctx.check()?;
+        work(state, i, m)?;
+        Ok(true)
     };
-    if workers == 1 {
-        return Ok(vec![run()?]);
+    let mut mine = init()?;
+    let started = std::time::Instant::now();
+    let mut done = 0u32;
+    loop {
+        if !step(&mut mine)? {
+            return Ok(vec![mine]);
+        }
+        done += 1;
+        let left = morsels.len().saturating_sub(next.load(Ordering::Relaxed)) as u32;
+        if workers > 1 && left > 0 && started.elapsed() / done * left > HELPERS_PAY_AFTER {
+            break;
+        }
     }
+    let helper = || -> Result<S> {
+        let mut state = init()?;
+        while step(&mut state)? {}
+        Ok(state)
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers).map(|_| s.spawn(run)).collect();
-        handles
-            .into_iter()
-            .map(|h| {
+        let handles: Vec<_> = (1..workers).map(|_| s.spawn(helper)).collect();
+        let mut states = Vec::with_capacity(workers);
+        while step(&mut mine)? {}
+        states.push(mine);
+        for h in handles {
+            states.push(
                 h.join()
-                    .map_err(|_| Error::Internal("a scan worker panicked".into()))?
-            })
-            .collect()
+                    .map_err(|_| Error::Internal("a scan worker panicked".into()))??,
+            );
+        }
+        Ok(states)
     })
 }
+
+/// Work left beyond which a scan brings in helper threads (see [`run_parallel`]).
+const HELPERS_PAY_AFTER: std::time::Duration = std::time::Duration::from_micros(300);
 
 /// The rows of `morsel` where `filter` holds, cut to the `needed` columns (which
 /// `filter` is written against); `None` when no row qualifies.
