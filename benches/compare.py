@@ -32,7 +32,7 @@ STATUSES = ["DELIVERED", "CONFIRMED", "IN_KITCHEN", "NEW", "CANCELLED"]
 START = dt.datetime(2024, 6, 1)
 SPAN_MICROS = 30 * 86_400 * 1_000_000  # the rows cover 30 days, whatever their number
 CHUNK = 1_000_000
-RUNS = 5
+RUNS = 10
 RESTAURANT = 42
 
 

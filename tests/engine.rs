@@ -276,8 +276,12 @@ fn explain_analyze_shows_segments_pruned_and_the_index_used() {
         "{scan_line}"
     );
     assert!(number("pruned by zone maps=") >= 6, "{scan_line}");
-    // Only the segment the zone maps keep consults its index.
+    // Only the segment the zone maps keep consults its index, on status.
     assert_eq!(number("index lookups="), 1, "{scan_line}");
+    assert!(
+        scan_line.contains("index lookups=1 on status;"),
+        "{scan_line}"
+    );
     // Same answers with and without pruning (an expression defeats it).
     for filter in [
         last_hour.to_string(),

@@ -391,8 +391,13 @@ impl Engine {
             .map(String::from)
             .collect();
         for (table, st) in ctx.scans() {
+            let indexes = if st.indexes_used.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", st.indexes_used.join(", "))
+            };
             lines.push(format!(
-                "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}; rows selected={}",
+                "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}{indexes}; rows selected={}",
                 st.segments,
                 st.segments_pruned,
                 st.blocks,

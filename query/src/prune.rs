@@ -35,6 +35,8 @@ pub struct ScanStats {
     pub blocks_pruned_by_index: usize,
     /// Inverted-index lookups made.
     pub index_lookups: usize,
+    /// The columns whose inverted index was read, in first-use order.
+    pub indexes_used: Vec<String>,
     /// Rows that passed the scan's filter.
     pub rows_selected: usize,
 }
@@ -243,10 +245,17 @@ impl IndexSelection<'_> {
         (meta.ty == ColumnType::Text && meta.index.is_some()).then_some(*c)
     }
 
+    /// Every row of the segment, as dense bitmap containers: a complement is
+    /// then word-wise. (`insert_range` makes run containers, from which roaring
+    /// removes a bitmap's rows one at a time: 1.3 ms for `status <> 'X'` over
+    /// one segment.)
     fn all_rows(&self) -> RoaringBitmap {
-        let mut all = RoaringBitmap::new();
-        all.insert_range(0..self.segment.rows() as u32);
-        all
+        let rows = self.segment.rows();
+        let mut bytes = vec![0xffu8; rows / 8];
+        if !rows.is_multiple_of(8) {
+            bytes.push((1u8 << (rows % 8)) - 1);
+        }
+        RoaringBitmap::from_lsb0_bytes(0, &bytes)
     }
 
     /// The rows whose value of column `c` has a dictionary id in `ids`. A value
@@ -280,6 +289,11 @@ impl IndexSelection<'_> {
         let mut rows = RoaringBitmap::new();
         for id in ids {
             self.stats.index_lookups += 1;
+            if let Some(meta) = self.segment.footer().columns.get(c) {
+                if !self.stats.indexes_used.contains(&meta.name) {
+                    self.stats.indexes_used.push(meta.name.clone());
+                }
+            }
             match self.segment.rows_with(c, id)? {
                 Some(r) => rows |= r,
                 None => return Ok(None),

@@ -247,7 +247,7 @@ fn run_parallel<S: Send>(
 }
 
 /// Work left beyond which a scan brings in helper threads (see [`run_parallel`]).
-const HELPERS_PAY_AFTER: std::time::Duration = std::time::Duration::from_micros(300);
+const HELPERS_PAY_AFTER: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// The rows of `morsel` where `filter` holds, cut to the `needed` columns (which
 /// `filter` is written against); `None` when no row qualifies.
