@@ -163,6 +163,32 @@ fn range_mask<T: Code>(codes: &[T], lo: T, hi: T) -> BooleanBuffer {
 mod tests {
     use super::*;
 
+    const OPS: [BinaryOp; 6] = [
+        BinaryOp::Eq,
+        BinaryOp::NotEq,
+        BinaryOp::Lt,
+        BinaryOp::LtEq,
+        BinaryOp::Gt,
+        BinaryOp::GtEq,
+    ];
+
+    /// The reference: `v op constant` value by value, NULL for NULL.
+    fn compare_each(values: &[Option<i64>], op: BinaryOp, constant: i64) -> BooleanArray {
+        values
+            .iter()
+            .map(|v| {
+                v.map(|v| match op {
+                    BinaryOp::Eq => v == constant,
+                    BinaryOp::NotEq => v != constant,
+                    BinaryOp::Lt => v < constant,
+                    BinaryOp::LtEq => v <= constant,
+                    BinaryOp::Gt => v > constant,
+                    _ => v >= constant,
+                })
+            })
+            .collect()
+    }
+
     /// Every operator against every constant around the block's values, with and
     /// without a scale, agrees with comparing the decoded values.
     #[test]
@@ -179,29 +205,10 @@ mod tests {
                 .iter()
                 .map(|c| c.map(|c| base + i64::from(c) * scale as i64))
                 .collect();
-            for op in [
-                BinaryOp::Eq,
-                BinaryOp::NotEq,
-                BinaryOp::Lt,
-                BinaryOp::LtEq,
-                BinaryOp::Gt,
-                BinaryOp::GtEq,
-            ] {
+            for op in OPS {
                 for constant in (base - 20)..(base + 120) {
                     let got = compare(&block, op, constant).unwrap().unwrap();
-                    let expected: BooleanArray = values
-                        .iter()
-                        .map(|v| {
-                            v.map(|v| match op {
-                                BinaryOp::Eq => v == constant,
-                                BinaryOp::NotEq => v != constant,
-                                BinaryOp::Lt => v < constant,
-                                BinaryOp::LtEq => v <= constant,
-                                BinaryOp::Gt => v > constant,
-                                _ => v >= constant,
-                            })
-                        })
-                        .collect();
+                    let expected = compare_each(&values, op, constant);
                     assert_eq!(
                         got, expected,
                         "base {base} scale {scale}: v {op:?} {constant}"
@@ -230,29 +237,10 @@ mod tests {
             filled.to_vec().into(),
             Some(validity.into()),
         ));
-        for op in [
-            BinaryOp::Eq,
-            BinaryOp::NotEq,
-            BinaryOp::Lt,
-            BinaryOp::LtEq,
-            BinaryOp::Gt,
-            BinaryOp::GtEq,
-        ] {
+        for op in OPS {
             for constant in -5..12 {
                 let got = compare_sorted(&array, op, constant).unwrap();
-                let expected: BooleanArray = values
-                    .iter()
-                    .map(|v| {
-                        v.map(|v| match op {
-                            BinaryOp::Eq => v == constant,
-                            BinaryOp::NotEq => v != constant,
-                            BinaryOp::Lt => v < constant,
-                            BinaryOp::LtEq => v <= constant,
-                            BinaryOp::Gt => v > constant,
-                            _ => v >= constant,
-                        })
-                    })
-                    .collect();
+                let expected = compare_each(&values, op, constant);
                 assert_eq!(got, expected, "v {op:?} {constant}");
             }
         }

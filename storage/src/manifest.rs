@@ -30,6 +30,20 @@ pub struct SegmentEntry {
     pub created_micros: i64,
 }
 
+impl SegmentEntry {
+    /// The entry for segment `id`, just written to `file` with `footer`.
+    pub fn sealed_now(id: u64, file: String, footer: &crate::segment::Footer) -> Self {
+        SegmentEntry {
+            id,
+            file,
+            rows: footer.rows,
+            time_min: footer.time_min,
+            time_max: footer.time_max,
+            created_micros: chrono::Utc::now().timestamp_micros(),
+        }
+    }
+}
+
 /// The committed state of a table's segments.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

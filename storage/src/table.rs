@@ -541,14 +541,9 @@ impl Table {
             let path = self.dir.join(&file);
             let footer = write_segment(&path, &self.schema, &rows)?;
             segments.push(Arc::new(SealedSegment::open(&path)?));
-            manifest.segments.push(SegmentEntry {
-                id,
-                file,
-                rows: footer.rows,
-                time_min: footer.time_min,
-                time_max: footer.time_max,
-                created_micros: chrono::Utc::now().timestamp_micros(),
-            });
+            manifest
+                .segments
+                .push(SegmentEntry::sealed_now(id, file, &footer));
             manifest.next_segment = id + 1;
         }
         // 3. Commit: the manifest now lists the segments and no longer needs the
@@ -623,17 +618,7 @@ impl Table {
         let merged = Arc::new(SealedSegment::open(&path)?);
         let replaced: Vec<SegmentEntry> = manifest
             .segments
-            .splice(
-                range.clone(),
-                [SegmentEntry {
-                    id,
-                    file,
-                    rows: footer.rows,
-                    time_min: footer.time_min,
-                    time_max: footer.time_max,
-                    created_micros: chrono::Utc::now().timestamp_micros(),
-                }],
-            )
+            .splice(range.clone(), [SegmentEntry::sealed_now(id, file, &footer)])
             .collect();
         manifest.next_segment = id + 1;
         manifest.save(&self.dir)?;
