@@ -1,6 +1,8 @@
 //! The PostgreSQL protocol front end, on `pgwire`: startup, simple and extended
-//! query, cancel. Statements run on the blocking pool so a long query never stalls
-//! other connections; each connection keeps its own [`Session`].
+//! query, cancel. Statements run on their connection's runtime thread inside
+//! `block_in_place`, which hands the thread's other tasks to another thread, so a
+//! long query never stalls other connections; a CancelRequest sets the running
+//! statement's cancel flag. Each connection keeps its own [`Session`].
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -19,7 +21,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
     ServerParameterProvider, StartupHandler,
 };
-use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
@@ -31,6 +33,7 @@ use pgwire::api::{
     METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult};
@@ -54,13 +57,57 @@ pub struct Backend {
     manager: Arc<ConnectionManager>,
     pids: RandomPidSecretKeyGenerator,
     parser: Arc<SluiceQueryParser>,
+    running: Running,
+}
+
+/// The cancel flag of each statement running now, by the (process id, secret key)
+/// a CancelRequest names.
+type Running = Arc<Mutex<HashMap<(i32, Vec<u8>), Arc<AtomicBool>>>>;
+
+/// Answers CancelRequests: sets the named connection's running statement's
+/// cancel flag, which the engine checks between blocks (the statement runs on
+/// its connection's thread, so there is no future for `pgwire` to drop).
+pub struct StatementCancel {
+    running: Running,
+    manager: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl CancelHandler for StatementCancel {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        let key = (request.pid, request.secret_key.to_bytes().to_vec());
+        if let Some(flag) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+        self.manager.cancel(request.pid, &request.secret_key).await;
+    }
+}
+
+/// Takes a statement out of [`Running`] when it ends, however it ends.
+struct RunningEntry {
+    running: Running,
+    key: (i32, Vec<u8>),
+}
+
+impl Drop for RunningEntry {
+    fn drop(&mut self) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// The handler set `pgwire` asks for.
 pub struct Handlers {
     backend: Arc<Backend>,
     startup: Arc<Startup>,
-    cancel: Arc<DefaultCancelHandler>,
+    cancel: Arc<StatementCancel>,
 }
 
 /// How connections authenticate.
@@ -99,7 +146,9 @@ impl Handlers {
     /// that, so a TLS server could not accept non-TLS clients.
     pub fn new(db: Arc<Database>, credentials: Option<Credentials>) -> Self {
         let manager = Arc::new(ConnectionManager::new());
+        let running: Running = Arc::default();
         let backend = Arc::new(Backend {
+            running: Arc::clone(&running),
             parser: Arc::new(SluiceQueryParser {
                 db: Arc::clone(&db),
             }),
@@ -122,7 +171,7 @@ impl Handlers {
         Handlers {
             backend,
             startup: Arc::new(startup),
-            cancel: Arc::new(DefaultCancelHandler::new(manager)),
+            cancel: Arc::new(StatementCancel { running, manager }),
         }
     }
 }
@@ -264,47 +313,40 @@ fn user_error(e: &Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(e)))
 }
 
-/// Sets the statement's cancel flag when dropped: `pgwire` drops the running
-/// statement's future on a CancelRequest, and the engine stops at its next check.
-struct CancelOnDrop(Option<Arc<AtomicBool>>);
-
-impl CancelOnDrop {
-    /// The statement finished: nothing to cancel.
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(flag) = &self.0 {
-            flag.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
 impl Backend {
-    /// Runs one statement on the blocking pool.
+    /// Runs one statement for the connection `who` (its process id and secret
+    /// key) on the connection's own thread, through `block_in_place`: the runtime
+    /// moves the thread's other work elsewhere, and a short dashboard query does
+    /// not pay two thread hand-offs as it did on the blocking pool.
     async fn run(
         &self,
+        who: (i32, Vec<u8>),
         session: Arc<Mutex<Session>>,
         stmt: Statement,
         params: Vec<Param>,
     ) -> Result<(StatementResult, i64), Error> {
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
-        let guard = CancelOnDrop(Some(Arc::clone(&cancel)));
-        let task = tokio::task::spawn_blocking(move || {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(who.clone(), Arc::clone(&cancel));
+        let _entry = RunningEntry {
+            running: Arc::clone(&self.running),
+            key: who,
+        };
+        tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let result = db.engine().execute(&stmt, &mut s, &params, cancel);
             result.map(|r| (r, s.query_options().utc_offset_secs))
-        });
-        let out = task
-            .await
-            .unwrap_or_else(|e| Err(Error::Internal(format!("statement task failed: {e}"))));
-        guard.disarm();
-        out
+        })
     }
+}
+
+/// The (process id, secret key) a CancelRequest for this connection names.
+fn cancel_key<C: ClientInfo>(client: &C) -> (i32, Vec<u8>) {
+    let (pid, key) = client.pid_and_secret_key();
+    (pid, key.to_bytes().to_vec())
 }
 
 /// Turns a statement's result into a protocol response.
@@ -350,7 +392,10 @@ impl SimpleQueryHandler for Backend {
         let mut responses = Vec::with_capacity(statements.len());
         // As in PostgreSQL, statements after a failing one in the same message do not run.
         for stmt in statements {
-            match self.run(Arc::clone(&session), stmt, Vec::new()).await {
+            match self
+                .run(cancel_key(client), Arc::clone(&session), stmt, Vec::new())
+                .await
+            {
                 Ok((result, offset)) => {
                     responses.push(to_response(result, offset, &|_| FieldFormat::Text)?)
                 }
@@ -464,7 +509,7 @@ impl ExtendedQueryHandler for Backend {
         let params = decode_params(portal, &prepared.params)?;
         let session = session_of(&self.db, client);
         let (result, offset) = self
-            .run(session, prepared.stmt.clone(), params)
+            .run(cancel_key(client), session, prepared.stmt.clone(), params)
             .await
             .map_err(|e| user_error(&e))?;
         let format = &portal.result_column_format;
