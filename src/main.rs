@@ -43,6 +43,9 @@ enum Command {
         /// TLS private key (PEM); needs --tls-cert.
         #[arg(long)]
         tls_key: Option<PathBuf>,
+        /// Memory for decoded blocks, all segments together (e.g. 512MB, 4GB).
+        #[arg(long)]
+        block_cache: Option<String>,
     },
     /// Run SQL statements against a data directory and print the results.
     ///
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             password,
             tls_cert,
             tls_key,
+            block_cache,
         } => {
             let mut cfg = match config {
                 Some(path) => match sluice::server::ServerConfig::from_file(&path) {
@@ -106,6 +110,9 @@ fn main() -> ExitCode {
             }
             if tls_key.is_some() {
                 cfg.tls_key = tls_key;
+            }
+            if block_cache.is_some() {
+                cfg.block_cache = block_cache;
             }
             match sluice::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -99,3 +99,23 @@ fn help_describes_every_command() {
     let out = sluice(&["sql", "--help"]);
     assert!(stdout(&out).contains("--data-dir"));
 }
+
+#[test]
+fn serve_rejects_a_block_cache_that_is_not_a_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("db");
+    let out = sluice(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--block-cache",
+        "lots",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("block_cache") && err.contains("lots"), "{err}");
+}

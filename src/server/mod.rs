@@ -35,6 +35,9 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Bytes of decoded blocks kept for all segments together (`4GB`, `512MB`);
+    /// default [`sluice_storage::segment::cache::DEFAULT_BLOCK_CACHE_BYTES`].
+    pub block_cache: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +50,7 @@ impl Default for ServerConfig {
             users: BTreeMap::new(),
             tls_cert: None,
             tls_key: None,
+            block_cache: None,
         }
     }
 }
@@ -76,6 +80,11 @@ pub fn run(config: ServerConfig) -> Result<(), String> {
 }
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
+    if let Some(size) = &config.block_cache {
+        let bytes = sluice_storage::parse_size_bytes(size)
+            .ok_or_else(|| format!("block_cache: \"{size}\" is not a size such as 512MB or 4GB"))?;
+        sluice_storage::segment::cache::set_block_cache_bytes(bytes);
+    }
     let db = Arc::new(
         Database::open(&config.data_dir)
             .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?,

@@ -18,6 +18,6 @@ pub mod wal;
 pub use catalog::Catalog;
 pub use error::{Error, Result};
 pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
-pub use schema::{ColumnDef, TableOptions, TableSchema};
+pub use schema::{parse_size_bytes, ColumnDef, TableOptions, TableSchema};
 pub use table::{SegmentSnapshot, SegmentState, Table, TableSnapshot, WalStats};
 pub use types::{ColumnType, Interval, Value};

@@ -298,7 +298,7 @@ fn validate_options(
 
 /// A size such as `1048576`, `512kB`, `256MB` or `1GB` (units of 1024, as
 /// PostgreSQL's settings take them) in bytes; `None` unless it is one and positive.
-fn parse_size_bytes(text: &str) -> Option<usize> {
+pub fn parse_size_bytes(text: &str) -> Option<usize> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);

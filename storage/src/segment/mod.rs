@@ -3,6 +3,7 @@
 //! opens and decodes them. The layout is specified in docs/format.md.
 
 pub mod bitpack;
+pub mod cache;
 pub mod format;
 pub mod reader;
 pub mod writer;

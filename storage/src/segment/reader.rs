@@ -4,7 +4,7 @@
 //! is checked against the file before it is used: a damaged file is an error naming
 //! the file and the section, never a panic or a wrong answer.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +18,7 @@ use memmap2::Mmap;
 use roaring::RoaringBitmap;
 
 use super::bitpack;
+use super::cache::{self, Form};
 use super::format::*;
 use crate::error::{Error, Result};
 use crate::types::{ColumnType, UTC};
@@ -31,28 +32,8 @@ pub struct SealedSegment {
     /// Offsets of sections whose checksum has been verified (the file never
     /// changes, so once is enough).
     verified: Mutex<HashSet<u64>>,
-    /// Decoded blocks, keyed by (column, block, form), within [`BLOCK_CACHE_BYTES`].
-    cache: Mutex<BlockCache>,
-}
-
-/// Bytes of decoded blocks a segment keeps for the queries that follow.
-pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
-
-/// A bounded cache of decoded blocks: when full, the oldest entries go first.
-#[derive(Default)]
-struct BlockCache {
-    blocks: HashMap<CacheKey, ArrayRef>,
-    order: VecDeque<CacheKey>,
-    bytes: usize,
-}
-
-/// (column, block, form): a block is cached as values or as packed codes.
-type CacheKey = (usize, usize, Form);
-
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Form {
-    Values,
-    Codes,
+    /// This segment's key in the process-wide block cache (`super::cache`).
+    cache_key: u64,
 }
 
 /// A frame-of-reference block as its packed codes: row `i` holds
@@ -69,27 +50,9 @@ pub struct BlockCodes {
     pub codes: ArrayRef,
 }
 
-impl BlockCache {
-    fn get(&self, key: CacheKey) -> Option<ArrayRef> {
-        self.blocks.get(&key).cloned()
-    }
-
-    fn put(&mut self, key: CacheKey, array: ArrayRef) {
-        let size = array.get_array_memory_size();
-        if size > BLOCK_CACHE_BYTES || self.blocks.contains_key(&key) {
-            return;
-        }
-        while self.bytes + size > BLOCK_CACHE_BYTES {
-            let Some(old) = self.order.pop_front() else {
-                break;
-            };
-            if let Some(a) = self.blocks.remove(&old) {
-                self.bytes -= a.get_array_memory_size();
-            }
-        }
-        self.bytes += size;
-        self.order.push_back(key);
-        self.blocks.insert(key, array);
+impl Drop for SealedSegment {
+    fn drop(&mut self) {
+        cache::forget_segment(self.cache_key);
     }
 }
 
@@ -207,7 +170,7 @@ impl SealedSegment {
             path: path.to_path_buf(),
             dictionaries: footer.columns.iter().map(|_| OnceLock::new()).collect(),
             verified: Mutex::new(HashSet::new()),
-            cache: Mutex::new(BlockCache::default()),
+            cache_key: cache::new_segment_key(),
             map,
             footer,
         })
@@ -420,18 +383,11 @@ impl SealedSegment {
     /// array over the segment's sorted dictionary (so ids are comparable across the
     /// segment's blocks), other types plain.
     pub fn read_block(&self, c: usize, b: usize) -> Result<ArrayRef> {
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get((c, b, Form::Values)))
-        {
+        if let Some(hit) = cache::get((self.cache_key, c, b, Form::Values)) {
             return Ok(hit);
         }
         let array = self.decode_block(c, b)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.put((c, b, Form::Values), Arc::clone(&array));
-        }
+        cache::put((self.cache_key, c, b, Form::Values), &array);
         Ok(array)
     }
 
@@ -504,12 +460,7 @@ impl SealedSegment {
             (block.base, block.scale.max(1))
         };
         let codes = |codes: ArrayRef| Some(BlockCodes { base, scale, codes });
-        if let Some(hit) = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|cache| cache.get((c, b, Form::Codes)))
-        {
+        if let Some(hit) = cache::get((self.cache_key, c, b, Form::Codes)) {
             return Ok(codes(hit));
         }
         let name = || format!("column {} block {b}", meta.name);
@@ -568,9 +519,7 @@ impl SealedSegment {
                 validity,
             )),
         };
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.put((c, b, Form::Codes), Arc::clone(&array));
-        }
+        cache::put((self.cache_key, c, b, Form::Codes), &array);
         Ok(codes(array))
     }
 
