@@ -68,9 +68,10 @@ impl Morsel {
         Some(BooleanArray::from(mask))
     }
 
-    /// `conjunct` evaluated on the block's packed codes, if it compares an integer
-    /// column (position in `needed`) with a constant and this is a sealed block
-    /// packed by frame of reference; `None` to evaluate it the usual way.
+    /// `conjunct` evaluated without comparing decoded values row by row, if it
+    /// compares an integer or timestamp column (position in `needed`) with a
+    /// constant on a sealed block: by binary search when the block is known to
+    /// be ascending, else on its packed codes. `None` to evaluate it the usual way.
     fn compare_codes(&self, conjunct: &Expr, needed: &[usize]) -> Result<Option<BooleanArray>> {
         let Morsel::Sealed { segment, block, .. } = self else {
             return Ok(None);
