@@ -289,6 +289,18 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
         }
         _ => {}
     }
+    if l.data_type() == &DataType::Date32 && matches!(op, BinaryOp::Plus | BinaryOp::Minus) {
+        let n = if both_scalar { 1 } else { rows };
+        let out = date_arithmetic(op, &l.into_array(n)?, &r.into_array(n)?)?;
+        return Ok(wrap(out, both_scalar));
+    }
+    if matches!(op, BinaryOp::Multiply | BinaryOp::Divide)
+        && matches!(l.data_type(), DataType::Interval(_))
+    {
+        let n = if both_scalar { 1 } else { rows };
+        let out = scale_intervals(&l.into_array(n)?, &r.into_array(n)?, op == BinaryOp::Divide)?;
+        return Ok(wrap(out, both_scalar));
+    }
     let (ld, rd) = (l.datum(), r.datum());
     let (ld, rd) = (ld.as_ref(), rd.as_ref());
     let out: ArrayRef = match op {
@@ -355,6 +367,97 @@ fn divide(
         }
     }
     Ok(numeric::div(l, r)?)
+}
+
+/// `date - date` (days between, an integer) and `date ± integer` (a date), as in
+/// PostgreSQL; Arrow's date kernels count seconds and take no integers.
+fn date_arithmetic(op: BinaryOp, l: &ArrayRef, r: &ArrayRef) -> Result<ArrayRef> {
+    let days = l.as_primitive::<arrow::datatypes::Date32Type>();
+    let out_of_range = || Error::NumericOutOfRange("date out of range".into());
+    if r.data_type() == &DataType::Date32 {
+        let other = r.as_primitive::<arrow::datatypes::Date32Type>();
+        let diff: arrow::array::Int32Array = days
+            .iter()
+            .zip(other.iter())
+            .map(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => a.checked_sub(b).map(Some).ok_or_else(out_of_range),
+                _ => Ok(None),
+            })
+            .collect::<Result<_>>()?;
+        return Ok(Arc::new(diff));
+    }
+    let by = arrow::compute::cast(r, &DataType::Int64)?;
+    let by = by.as_primitive::<arrow::datatypes::Int64Type>();
+    let shifted: arrow::array::Date32Array = days
+        .iter()
+        .zip(by.iter())
+        .map(|(d, k)| match (d, k) {
+            (Some(d), Some(k)) => {
+                let k = if op == BinaryOp::Minus {
+                    k.checked_neg()
+                } else {
+                    Some(k)
+                };
+                k.and_then(|k| i64::from(d).checked_add(k))
+                    .and_then(|v| i32::try_from(v).ok())
+                    .map(Some)
+                    .ok_or_else(out_of_range)
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<_>>()?;
+    Ok(Arc::new(shifted))
+}
+
+/// `interval * float8` and `interval / float8` as PostgreSQL computes them: each
+/// field is scaled, and the fraction a scaled month or day leaves cascades down
+/// (a month as 30 days, a day as 24 hours) instead of being dropped.
+fn scale_intervals(intervals: &ArrayRef, factors: &ArrayRef, divide: bool) -> Result<ArrayRef> {
+    let intervals = intervals.as_primitive::<arrow::datatypes::IntervalMonthDayNanoType>();
+    let factors = factors.as_primitive::<arrow::datatypes::Float64Type>();
+    let mut out = Vec::with_capacity(intervals.len());
+    for (iv, f) in intervals.iter().zip(factors.iter()) {
+        out.push(match (iv, f) {
+            (Some(iv), Some(f)) => {
+                if divide && f == 0.0 {
+                    return Err(Error::DivisionByZero);
+                }
+                Some(scale_interval(iv, f, divide)?)
+            }
+            _ => None,
+        });
+    }
+    Ok(Arc::new(IntervalMonthDayNanoArray::from(out)))
+}
+
+fn scale_interval(iv: IntervalMonthDayNano, f: f64, divide: bool) -> Result<IntervalMonthDayNano> {
+    let scale = |x: f64| if divide { x / f } else { x * f };
+    // PostgreSQL rounds the cascaded remainders to whole microseconds.
+    let round_us = |x: f64| (x * 1e6).round_ties_even() / 1e6;
+    let out_of_range = || Error::NumericOutOfRange("interval out of range".into());
+    let months = scale(f64::from(iv.months));
+    let days = scale(f64::from(iv.days));
+    let whole_months = months.trunc();
+    let whole_days = days.trunc();
+    if whole_months.abs() > f64::from(i32::MAX) || whole_days.abs() > f64::from(i32::MAX) {
+        return Err(out_of_range());
+    }
+    let month_remainder_days = round_us((months - whole_months) * 30.0);
+    let mut secs = round_us((days - whole_days + month_remainder_days.fract()) * 86_400.0);
+    let mut day_total = whole_days + month_remainder_days.trunc();
+    if secs.abs() >= 86_400.0 {
+        day_total += (secs / 86_400.0).trunc();
+        secs -= (secs / 86_400.0).trunc() * 86_400.0;
+    }
+    let micros = (scale(iv.nanoseconds as f64 / 1000.0) + secs * 1e6).round_ties_even();
+    if day_total.abs() > f64::from(i32::MAX) || micros.abs() > (i64::MAX / 1000) as f64 {
+        return Err(out_of_range());
+    }
+    Ok(IntervalMonthDayNano::new(
+        whole_months as i32,
+        day_total as i32,
+        micros as i64 * 1000,
+    ))
 }
 
 /// `timestamp - timestamp` yields an interval of days and microseconds, as in PostgreSQL.

@@ -1056,6 +1056,8 @@ pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Optio
         }
         (BinaryOp::Plus, Interval(_), Timestamp(u, tz)) => Some(Timestamp(*u, tz.clone())),
         (BinaryOp::Plus | BinaryOp::Minus, Date32, Int32 | Int64) => Some(Date32),
+        (BinaryOp::Plus | BinaryOp::Minus, Date32, Interval(_))
+        | (BinaryOp::Plus, Interval(_), Date32) => Some(Timestamp(TimeUnit::Microsecond, None)),
         (BinaryOp::Minus, Date32, Date32) => Some(Int32),
         (BinaryOp::Plus | BinaryOp::Minus, Interval(_), Interval(_)) => Some(interval),
         (BinaryOp::Multiply | BinaryOp::Divide, Interval(_), Int32 | Int64 | Float64) => {
