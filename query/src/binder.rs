@@ -161,6 +161,14 @@ impl<'a> Binder<'a> {
         self
     }
 
+    /// The types a client declared for its parameters (in Parse), `None` for one
+    /// left unspecified. A declared type is the parameter's type; an unspecified
+    /// one is resolved from where it is used, as PostgreSQL resolves `unknown`.
+    pub fn with_param_types(mut self, declared: Vec<Option<DataType>>) -> Self {
+        self.param_types = declared;
+        self
+    }
+
     /// The type of each parameter seen, `None` where nothing decided it.
     pub fn param_types(&self) -> &[Option<DataType>] {
         &self.param_types
@@ -175,34 +183,140 @@ impl<'a> Binder<'a> {
         }
     }
 
-    fn bind_placeholder(&mut self, p: &str) -> Result<Expr> {
+    /// The index of `$n` in `p`.
+    fn placeholder_index(&mut self, p: &str) -> Result<usize> {
         let n: usize = p
             .strip_prefix('$')
             .and_then(|d| d.parse().ok())
             .filter(|n| *n > 0)
             .ok_or_else(|| Error::Syntax(format!("invalid parameter reference {p}")))?;
-        let i = n - 1;
         if self.param_types.len() < n {
             self.param_types.resize(n, None);
         }
+        Ok(n - 1)
+    }
+
+    /// The value supplied for parameter `i`, `None` while describing.
+    fn param_value(&self, i: usize) -> Result<Option<&Param>> {
         match &self.params {
+            None => Ok(None),
+            Some(values) => values.get(i).map(Some).ok_or_else(|| {
+                Error::Protocol(format!(
+                    "there is no parameter ${}: {} supplied",
+                    i + 1,
+                    values.len()
+                ))
+            }),
+        }
+    }
+
+    fn bind_placeholder(&mut self, p: &str) -> Result<Expr> {
+        let i = self.placeholder_index(p)?;
+        let declared = self.param_types[i].clone();
+        match self.param_value(i)? {
+            // Describing: a declared parameter is a typed value whose value is not
+            // known yet; an unspecified one stays open until its context types it.
             None => Ok(Expr::Literal(Literal {
-                value: arrow::array::new_null_array(&DataType::Null, 1),
-                untyped: true,
+                value: arrow::array::new_null_array(
+                    &declared.as_ref().map_or(DataType::Null, scalar_param_type),
+                    1,
+                ),
+                untyped: declared.is_none(),
                 param: Some(i),
             })),
-            Some(values) => match values.get(i) {
-                None => Err(Error::Protocol(format!(
-                    "there is no parameter ${n}: {} supplied",
-                    values.len()
-                ))),
-                Some(Param::Text(Some(t))) => Ok(untyped_text(t)),
-                Some(Param::Text(None)) => Ok(null_literal()),
-                Some(Param::Value(v)) => {
-                    let v = Arc::clone(v);
-                    self.record_param_type(i, v.data_type());
-                    Ok(lit(v))
+            Some(Param::Text(Some(t))) => Ok(untyped_text(t)),
+            Some(Param::Text(None)) => Ok(null_literal()),
+            Some(Param::Value(v)) => {
+                let v = Arc::clone(v);
+                self.record_param_type(i, v.data_type());
+                let v = match v.data_type() {
+                    // Outside `= ANY(...)` an array is its text form, as array
+                    // columns of the catalog are.
+                    DataType::List(_) => {
+                        Arc::new(StringArray::from(vec![crate::format::format_value(
+                            &v,
+                            0,
+                            self.utc_offset_secs,
+                        )?])) as ArrayRef
+                    }
+                    _ => v,
+                };
+                // A value is a plain constant from here on: it folds like one.
+                Ok(lit(v))
+            }
+        }
+    }
+
+    /// The elements of the array parameter `$n` compared with `x` in
+    /// `x = ANY($n)`: an unspecified parameter becomes an array of `x`'s type, as
+    /// in PostgreSQL. `None` for a NULL array.
+    fn bind_array_param(
+        &mut self,
+        p: &str,
+        x: &Expr,
+        schema: &PlanSchema,
+    ) -> Result<Option<Vec<Expr>>> {
+        let i = self.placeholder_index(p)?;
+        match self.param_value(i)?.cloned() {
+            None => {
+                let element = match self.param_types[i].clone() {
+                    Some(DataType::List(f)) => f.data_type().clone(),
+                    Some(other) => {
+                        return Err(Error::undefined_function(format!(
+                            "op ANY/ALL (array) requires array on right side, not {}",
+                            sql_type_name(&other)
+                        )))
+                    }
+                    None => {
+                        let t = match x.data_type(schema) {
+                            DataType::Null => DataType::Utf8,
+                            t => t,
+                        };
+                        self.record_param_type(i, &list_of(&t));
+                        t
+                    }
+                };
+                Ok(Some(vec![Expr::Literal(Literal {
+                    value: arrow::array::new_null_array(&element, 1),
+                    untyped: false,
+                    param: Some(i),
+                })]))
+            }
+            Some(Param::Text(None)) => Ok(None),
+            Some(Param::Text(Some(text))) => Ok(Some(
+                parse_array_text(&text)
+                    .into_iter()
+                    .map(|item| item.map_or_else(null_literal, |t| untyped_text(&t)))
+                    .collect(),
+            )),
+            Some(Param::Value(v)) if v.is_null(0) => Ok(None),
+            Some(Param::Value(v)) => match v.data_type() {
+                DataType::List(_) => {
+                    let list = v
+                        .as_any()
+                        .downcast_ref::<arrow::array::ListArray>()
+                        .ok_or_else(|| {
+                            Error::Internal("a list parameter that is not a ListArray".into())
+                        })?;
+                    let values = list.value(0);
+                    Ok(Some(
+                        (0..values.len()).map(|k| lit(values.slice(k, 1))).collect(),
+                    ))
                 }
+                DataType::Utf8 => {
+                    let text = crate::format::format_value(&v, 0, self.utc_offset_secs)?
+                        .unwrap_or_default();
+                    Ok(Some(
+                        parse_array_text(&text)
+                            .into_iter()
+                            .map(|item| item.map_or_else(null_literal, |t| untyped_text(&t)))
+                            .collect(),
+                    ))
+                }
+                other => Err(Error::undefined_function(format!(
+                    "op ANY/ALL (array) requires array on right side, not {}",
+                    sql_type_name(other)
+                ))),
             },
         }
     }
@@ -1309,6 +1423,18 @@ impl<'a> Binder<'a> {
                             self.explicit_cast(inner, schema, &DataType::UInt32)?
                         }
                     }
+                    "regproc" | "regprocedure"
+                        if matches!(inner.data_type(schema), DataType::Utf8 | DataType::Null) =>
+                    {
+                        // pg_type's function columns hold names, so a function name
+                        // stays one (drivers test `typinput = 'array_in'::regproc`).
+                        match const_text(&inner) {
+                            Some(name) => lit(Arc::new(StringArray::from(vec![name
+                                .trim_start_matches("pg_catalog.")
+                                .to_string()]))),
+                            None => self.explicit_cast(inner, schema, &DataType::Utf8)?,
+                        }
+                    }
                     _ => {
                         let to = sql_to_arrow_type(data_type)?;
                         self.explicit_cast(inner, schema, &to)?
@@ -1479,6 +1605,13 @@ impl<'a> Binder<'a> {
                                 negated,
                             },
                             plan,
+                        }
+                    }
+                    other if array_placeholder(other).is_some() => {
+                        let p = array_placeholder(other).unwrap_or_default();
+                        match self.bind_array_param(p, &x, schema)? {
+                            Some(items) => self.in_list(x, items, negated, schema)?,
+                            None => lit(arrow::array::new_null_array(&DataType::Boolean, 1)),
                         }
                     }
                     other => match self.bind_array_items(other, schema, allow_agg) {
@@ -1909,34 +2042,23 @@ impl<'a> Binder<'a> {
     }
 
     fn arithmetic(&mut self, op: BinaryOp, l: Expr, r: Expr, schema: &PlanSchema) -> Result<Expr> {
-        let interval = DataType::Interval(IntervalUnit::MonthDayNano);
-        // An untyped literal takes a type from the other side.
+        // An untyped literal or parameter takes its type from the other side, as
+        // PostgreSQL resolves an operator with one `unknown` operand.
         let (l, r) = match (is_untyped(&l), is_untyped(&r)) {
             (true, false) => {
-                let other = r.data_type(schema);
-                let t = if matches!(other, DataType::Timestamp(..)) {
-                    interval.clone()
-                } else {
-                    other
-                };
+                let t = unknown_operand_type(op, &r.data_type(schema), false)?;
                 (self.coerce(l, schema, &t)?, r)
             }
             (false, true) => {
-                let other = l.data_type(schema);
-                let t = if matches!(other, DataType::Timestamp(..)) && op == BinaryOp::Plus {
-                    interval.clone()
-                } else if matches!(other, DataType::Timestamp(..)) {
-                    // `ts - '...'`: PostgreSQL prefers timestamp - interval.
-                    interval.clone()
-                } else {
-                    other
-                };
+                let t = unknown_operand_type(op, &l.data_type(schema), true)?;
                 (l, self.coerce(r, schema, &t)?)
             }
-            (true, true) => (
-                self.coerce(l, schema, &DataType::Float64)?,
-                self.coerce(r, schema, &DataType::Float64)?,
-            ),
+            (true, true) => {
+                return Err(Error::AmbiguousFunction(format!(
+                    "operator is not unique: unknown {} unknown",
+                    op.symbol()
+                )))
+            }
             _ => (l, r),
         };
         let (lt, rt) = (l.data_type(schema), r.data_type(schema));
@@ -1951,15 +2073,25 @@ impl<'a> Binder<'a> {
         let (l, r) = if is_numeric(&lt) && is_numeric(&rt) {
             let w = wider_numeric(&lt, &rt);
             (self.coerce(l, schema, &w)?, self.coerce(r, schema, &w)?)
-        } else if matches!((&lt, &rt), (DataType::Interval(_), DataType::Int32))
-            || matches!((&lt, &rt), (DataType::Interval(_), DataType::Float64))
-        {
-            let r = if rt == DataType::Int32 {
-                self.coerce(r, schema, &DataType::Int64)?
-            } else {
-                r
-            };
-            (l, r)
+        } else if matches!(
+            (&lt, &rt),
+            (DataType::Date32, DataType::Interval(_)) | (DataType::Interval(_), DataType::Date32)
+        ) {
+            // date + interval is computed as timestamp + interval, as in PostgreSQL.
+            (
+                self.coerce_date_to_timestamp(l, schema)?,
+                self.coerce_date_to_timestamp(r, schema)?,
+            )
+        } else if matches!(lt, DataType::Interval(_)) && is_numeric(&rt) {
+            // PostgreSQL has only interval * float8 and interval / float8.
+            (l, self.coerce(r, schema, &DataType::Float64)?)
+        } else if is_numeric(&lt) && matches!(rt, DataType::Interval(_)) {
+            // float8 * interval: the same product, with the interval first.
+            return Ok(Expr::Binary {
+                op,
+                left: Box::new(r),
+                right: Box::new(self.coerce(l, schema, &DataType::Float64)?),
+            });
         } else if lt == DataType::Null || rt == DataType::Null {
             (
                 self.coerce(l, schema, &result)?,
@@ -1973,6 +2105,14 @@ impl<'a> Binder<'a> {
             left: Box::new(l),
             right: Box::new(r),
         })
+    }
+
+    fn coerce_date_to_timestamp(&mut self, e: Expr, schema: &PlanSchema) -> Result<Expr> {
+        if e.data_type(schema) == DataType::Date32 {
+            self.coerce(e, schema, &DataType::Timestamp(TimeUnit::Microsecond, None))
+        } else {
+            Ok(e)
+        }
     }
 
     fn comparison(&mut self, op: BinaryOp, l: Expr, r: Expr, schema: &PlanSchema) -> Result<Expr> {
@@ -2101,6 +2241,13 @@ impl<'a> Binder<'a> {
     }
 
     fn temporal_arg(&mut self, e: Expr, schema: &PlanSchema, f: &str) -> Result<Expr> {
+        if is_open_param(&e) {
+            // PostgreSQL has timestamp, timestamptz and interval forms of these and
+            // will not choose among them for an unspecified parameter.
+            return Err(Error::AmbiguousFunction(format!(
+                "function {f}(unknown, unknown) is not unique"
+            )));
+        }
         match e.data_type(schema) {
             DataType::Timestamp(..) | DataType::Interval(_) | DataType::Date32 => Ok(e),
             DataType::Null => {
@@ -2805,12 +2952,55 @@ fn is_untyped(e: &Expr) -> bool {
         )
 }
 
+/// The type a parameter of type `t` has inside an expression: an array is its
+/// text form there (only `= ANY($n)` looks at its elements).
+fn scalar_param_type(t: &DataType) -> DataType {
+    match t {
+        DataType::List(_) => DataType::Utf8,
+        other => other.clone(),
+    }
+}
+
+/// The array type whose elements are `t`, as parameter types name arrays.
+pub fn list_of(t: &DataType) -> DataType {
+    DataType::List(Arc::new(arrow::datatypes::Field::new(
+        "item",
+        t.clone(),
+        true,
+    )))
+}
+
+/// True for a parameter whose type nothing has decided yet (PostgreSQL's
+/// `unknown`) while a statement is described.
+fn is_open_param(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::Literal(Literal {
+            untyped: true,
+            param: Some(_),
+            ..
+        })
+    )
+}
+
 fn untyped_text(s: &str) -> Expr {
     Expr::Literal(Literal {
         value: Arc::new(StringArray::from(vec![s.to_string()])),
         untyped: true,
         param: None,
     })
+}
+
+/// The `$n` of `x = ANY($n)` or `x = ANY($n::type[])`.
+fn array_placeholder(e: &ast::Expr) -> Option<&str> {
+    match e {
+        ast::Expr::Value(v) => match &v.value {
+            Value::Placeholder(p) => Some(p.as_str()),
+            _ => None,
+        },
+        ast::Expr::Nested(inner) | ast::Expr::Cast { expr: inner, .. } => array_placeholder(inner),
+        _ => None,
+    }
 }
 
 /// The value of a `$n` parameter when a prepared statement is executed.
@@ -2851,6 +3041,42 @@ fn bind_value(v: &Value) -> Result<Expr> {
         }
         other => return Err(Error::NotSupported(format!("literal {other}"))),
     })
+}
+
+/// The type PostgreSQL gives an `unknown` operand of arithmetic `op` whose other
+/// operand is `known` (on the left when `known_on_left`): the known type itself
+/// when `known op known` exists (so `ts - $1` is timestamp minus timestamp), else
+/// the one type every remaining candidate accepts (`ts + $1` takes an interval,
+/// `$1 * interval` a double precision).
+///
+/// # Errors
+/// 42725 where candidates of different kinds remain (`date + $1`), 42883 where
+/// none does.
+fn unknown_operand_type(op: BinaryOp, known: &DataType, known_on_left: bool) -> Result<DataType> {
+    use DataType as T;
+    if *known == T::Null || arithmetic_result_type(op, known, known).is_some() {
+        return Ok(match known {
+            T::Null => T::Float64,
+            t => t.clone(),
+        });
+    }
+    let interval = T::Interval(IntervalUnit::MonthDayNano);
+    let sides = if known_on_left {
+        format!("{} {} unknown", sql_type_name(known), op.symbol())
+    } else {
+        format!("unknown {} {}", op.symbol(), sql_type_name(known))
+    };
+    match (op, known) {
+        (BinaryOp::Plus | BinaryOp::Minus, T::Timestamp(..)) => Ok(interval),
+        (BinaryOp::Multiply, T::Interval(_)) => Ok(T::Float64),
+        (BinaryOp::Divide, T::Interval(_)) if known_on_left => Ok(T::Float64),
+        (BinaryOp::Plus, T::Date32) => Err(Error::AmbiguousFunction(format!(
+            "operator is not unique: {sides}"
+        ))),
+        _ => Err(Error::undefined_function(format!(
+            "operator does not exist: {sides}"
+        ))),
+    }
 }
 
 /// The type values of `exprs` are converted to when they meet (CASE, IN, UNION,

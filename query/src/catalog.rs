@@ -67,6 +67,16 @@ pub const TYPES: &[(i64, &str, i32, &str)] = &[
     (3802, "jsonb", -1, "U"),
 ];
 
+/// A type's input/output function name as `pg_type` lists it (`int4in`); every
+/// array type shares `array_in` and friends, which drivers test for.
+fn io_function(type_name: &str, suffix: &str) -> String {
+    if type_name.starts_with('_') {
+        format!("array_{suffix}")
+    } else {
+        format!("{type_name}{suffix}")
+    }
+}
+
 /// The pg_type OID of a stored column type.
 pub fn column_type_oid(t: ColumnType) -> i64 {
     match t {
@@ -951,10 +961,10 @@ fn pg_type(_: &[Arc<Table>], _: &str, _: &str) -> Result<RecordBatch> {
             V::I(0),
             V::I(elem),
             V::I(array),
-            V::S(format!("{name}in")),
-            V::S(format!("{name}out")),
-            V::S(format!("{name}recv")),
-            V::S(format!("{name}send")),
+            V::S(io_function(name, "in")),
+            V::S(io_function(name, "out")),
+            V::S(io_function(name, "recv")),
+            V::S(io_function(name, "send")),
             s(if *len == 8 { "d" } else { "i" }),
             s(if *len < 0 { "x" } else { "p" }),
             V::B(false),

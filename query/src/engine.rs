@@ -89,15 +89,22 @@ impl Engine {
             .collect()
     }
 
-    /// What a prepared statement takes and returns: the type of each `$n` (as its
-    /// context demands; text where nothing decides) and the result columns (`None`
-    /// for a statement that returns no rows).
+    /// What a prepared statement takes and returns: the type of each `$n` and the
+    /// result columns (`None` for a statement that returns no rows). A parameter's
+    /// type is the one `declared` for it, else the one its context demands under
+    /// PostgreSQL's rules for `unknown`, else text.
     ///
     /// # Errors
-    /// As binding the statement would fail.
-    pub fn describe(&self, stmt: &Statement, session: &Session) -> Result<Description> {
+    /// As binding the statement would fail, including PostgreSQL's errors for a
+    /// parameter whose type cannot be decided (`$1 + $2`: 42725).
+    pub fn describe(
+        &self,
+        stmt: &Statement,
+        session: &Session,
+        declared: Vec<Option<DataType>>,
+    ) -> Result<Description> {
         let ctx = QueryContext::new(session.query_options(), Arc::new(AtomicBool::new(false)));
-        let mut binder = self.binder(&ctx, session);
+        let mut binder = self.binder(&ctx, session).with_param_types(declared);
         let columns = match stmt {
             Statement::Query(q) => Some(binder.bind_query(q)?.schema().arrow_schema()),
             Statement::Explain { .. } => Some(explain_schema()),

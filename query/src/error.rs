@@ -20,6 +20,10 @@ pub enum Error {
     /// A function or operator that does not exist for these argument types (42883).
     #[error("{0}")]
     UndefinedFunction(String),
+    /// An operator or function call that more than one candidate fits, as with
+    /// `unknown + unknown` (42725).
+    #[error("{0}")]
+    AmbiguousFunction(String),
     /// A column name that matches more than one column (42702).
     #[error("column reference \"{0}\" is ambiguous")]
     AmbiguousColumn(String),
@@ -99,6 +103,7 @@ impl Error {
             Error::UndefinedColumn(_) => "42703",
             Error::UndefinedFunction(_) => "42883",
             Error::AmbiguousColumn(_) => "42702",
+            Error::AmbiguousFunction(_) => "42725",
             Error::Grouping(_) => "42803",
             Error::DatatypeMismatch(_) => "42804",
             Error::InvalidColumnReference(_) => "42P10",
@@ -121,7 +126,11 @@ impl Error {
                 S::TableExists(_) => "42P07",
                 S::ColumnNotFound { .. } => "42703",
                 S::TypeMismatch { .. } => "42804",
-                S::InvalidText { ty, .. } if ty.starts_with("timestamp") => "22007",
+                S::InvalidText { ty, .. }
+                    if ty.starts_with("timestamp") || ty == "date" || ty == "interval" =>
+                {
+                    "22007"
+                }
                 S::InvalidText { .. } => "22P02",
                 S::OutOfRange(_) => "22003",
                 S::NotNull { .. } => "23502",

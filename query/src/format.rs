@@ -99,9 +99,46 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
             let key = dict.keys().value(row) as usize;
             return format_value(dict.values().as_ref(), key, utc_offset_secs);
         }
+        DataType::List(_) => {
+            format_array(array.as_list::<i32>().value(row).as_ref(), utc_offset_secs)?
+        }
         other => return Err(Error::Internal(format!("no text output for type {other}"))),
     };
     Ok(Some(text))
+}
+
+/// An array's PostgreSQL text form, `{1,2}` or `{"a b",NULL}`: an element is
+/// quoted when it is empty, spells NULL, or holds a character the form uses.
+fn format_array(elements: &dyn Array, utc_offset_secs: i64) -> Result<String> {
+    let mut out = String::from("{");
+    for k in 0..elements.len() {
+        if k > 0 {
+            out.push(',');
+        }
+        match format_value(elements, k, utc_offset_secs)? {
+            None => out.push_str("NULL"),
+            Some(v) => {
+                let quote = v.is_empty()
+                    || v.eq_ignore_ascii_case("null")
+                    || v.chars()
+                        .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
+                if quote {
+                    out.push('"');
+                    for c in v.chars() {
+                        if matches!(c, '"' | '\\') {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push('"');
+                } else {
+                    out.push_str(&v);
+                }
+            }
+        }
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// Casts any array to text with [`format_value`].
@@ -132,6 +169,7 @@ pub fn sql_type_name(dt: &DataType) -> String {
         DataType::Date32 => "date".into(),
         DataType::Interval(_) => "interval".into(),
         DataType::Dictionary(_, v) => sql_type_name(v),
+        DataType::List(f) => format!("{}[]", sql_type_name(f.data_type())),
         other => other.to_string(),
     }
 }

@@ -34,6 +34,18 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Date32 => Type::DATE,
         DataType::Interval(_) => Type::INTERVAL,
+        DataType::List(f) => match pg_type(f.data_type()) {
+            Type::BOOL => Type::BOOL_ARRAY,
+            Type::INT4 => Type::INT4_ARRAY,
+            Type::INT8 => Type::INT8_ARRAY,
+            Type::OID => Type::OID_ARRAY,
+            Type::FLOAT8 => Type::FLOAT8_ARRAY,
+            Type::TIMESTAMP => Type::TIMESTAMP_ARRAY,
+            Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
+            Type::DATE => Type::DATE_ARRAY,
+            Type::INTERVAL => Type::INTERVAL_ARRAY,
+            _ => Type::TEXT_ARRAY,
+        },
         _ => Type::TEXT,
     }
 }

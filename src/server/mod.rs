@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod encode;
 pub mod http;
+pub mod params;
 pub mod pg;
 
 use std::collections::BTreeMap;

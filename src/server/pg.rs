@@ -9,10 +9,6 @@ use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    TimestampMicrosecondArray,
-};
 use async_trait::async_trait;
 use futures::{stream, Sink};
 use pgwire::api::auth::sasl::scram::ScramAuth;
@@ -23,17 +19,20 @@ use pgwire::api::auth::{
 };
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
-use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::query::{send_describe_response, ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    DescribeResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::QueryParser;
-use pgwire::api::store::PortalStore;
+use pgwire::api::store::{Entry, PortalStore};
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionGuard, ConnectionHandle, ConnectionManager,
-    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type,
+    PgWireServerHandlers, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, Type, DEFAULT_NAME,
     METADATA_DATABASE, METADATA_USER,
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult};
@@ -41,6 +40,7 @@ use sqlparser::ast::Statement;
 
 use super::auth::Credentials;
 use super::encode::{encode_rows, fields, pg_type};
+use super::params;
 use crate::Database;
 
 /// A statement prepared with Parse: its AST and what Describe reports.
@@ -439,12 +439,18 @@ impl QueryParser for SluiceQueryParser {
         };
         let session = session_of(&self.db, client);
         let snapshot = session.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let declared: Vec<Option<arrow::datatypes::DataType>> = types
+            .iter()
+            .map(|t| t.as_ref().and_then(params::declared_type))
+            .collect();
         let description =
-            describe(self.db.engine(), &stmt, &snapshot).map_err(|e| user_error(&e))?;
+            describe(self.db.engine(), &stmt, &snapshot, declared).map_err(|e| user_error(&e))?;
+        // A declared type is reported back as declared (int2 stays int2 though
+        // Sluice computes it as integer); the rest as the statement resolved them.
         let count = types.len().max(description.params.len());
         let params = (0..count)
             .map(|i| match types.get(i) {
-                Some(Some(t)) if *t != Type::UNKNOWN => t.clone(),
+                Some(Some(t)) if params::declared_type(t).is_some() => t.clone(),
                 _ => description.params.get(i).map_or(Type::TEXT, pg_type),
             })
             .collect();
@@ -477,9 +483,10 @@ fn describe(
     engine: &Engine,
     stmt: &Statement,
     session: &Session,
+    declared: Vec<Option<arrow::datatypes::DataType>>,
 ) -> Result<sluice_query::Description, Error> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        engine.describe(stmt, session)
+        engine.describe(stmt, session, declared)
     }))
     .unwrap_or_else(|_| Err(Error::Internal("describing the statement panicked".into())))
 }
@@ -491,6 +498,32 @@ impl ExtendedQueryHandler for Backend {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         Arc::clone(&self.parser)
+    }
+
+    /// Describe of a statement always answers with its parameter types, then
+    /// NoData for a statement without rows. (`pgwire` sends an empty
+    /// RowDescription for one that has parameters, and pgjdbc then reads an
+    /// INSERT's result as an empty row set.)
+    async fn on_describe<C>(&self, client: &mut C, message: Describe) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if message.target_type != TARGET_TYPE_BYTE_STATEMENT {
+            return self._on_describe(client, message).await;
+        }
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let description = match client.portal_store().get_statement(name) {
+            Some(Entry::Value(stmt)) => StatementDescription {
+                params: stmt.statement.params.clone(),
+                fields: self.parser.get_result_schema(&stmt.statement, None)?,
+            },
+            Some(Entry::Empty) => StatementDescription::no_data(),
+            None => return Err(PgWireError::StatementNotFound(name.to_owned())),
+        };
+        send_describe_response(client, &description).await
     }
 
     async fn do_query<C>(
@@ -506,8 +539,13 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let params = decode_params(portal, &prepared.params)?;
         let session = session_of(&self.db, client);
+        let offset = session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .query_options()
+            .utc_offset_secs;
+        let params = decode_params(portal, &prepared.params, offset)?;
         let (result, offset) = self
             .run(cancel_key(client), session, prepared.stmt.clone(), params)
             .await
@@ -517,83 +555,49 @@ impl ExtendedQueryHandler for Backend {
     }
 }
 
-fn one(array: ArrayRef) -> Param {
-    Param::Value(array)
+/// What Describe of a prepared statement answers.
+struct StatementDescription {
+    params: Vec<Type>,
+    fields: Vec<FieldInfo>,
 }
 
-/// Decodes bound parameter values by their declared types into engine parameters.
-/// Text-typed values stay untyped text, so they convert like PostgreSQL's literals.
-fn decode_params(portal: &Portal<Arc<Prepared>>, types: &[Type]) -> PgWireResult<Vec<Param>> {
-    let bad = |i: usize, e: PgWireError| {
-        user_error(&Error::InvalidText {
-            message: format!("invalid value for parameter ${}: {e}", i + 1),
-            sqlstate: "22P02",
-        })
-    };
-    let mut out = Vec::with_capacity(portal.parameter_len());
-    for i in 0..portal.parameter_len() {
-        let ty = types.get(i).cloned().unwrap_or(Type::TEXT);
-        let p = match ty {
-            Type::BOOL => portal
-                .parameter::<bool>(i, &ty)
-                .map(|v| one(Arc::new(BooleanArray::from(vec![v])))),
-            Type::INT2 => portal
-                .parameter::<i16>(i, &ty)
-                .map(|v| one(Arc::new(Int32Array::from(vec![v.map(i32::from)])))),
-            Type::INT4 => portal
-                .parameter::<i32>(i, &ty)
-                .map(|v| one(Arc::new(Int32Array::from(vec![v])))),
-            Type::INT8 => portal
-                .parameter::<i64>(i, &ty)
-                .map(|v| one(Arc::new(Int64Array::from(vec![v])))),
-            Type::OID => portal
-                .parameter::<u32>(i, &ty)
-                .map(|v| one(Arc::new(arrow::array::UInt32Array::from(vec![v])))),
-            Type::FLOAT4 => portal
-                .parameter::<f32>(i, &ty)
-                .map(|v| one(Arc::new(Float64Array::from(vec![v.map(f64::from)])))),
-            Type::FLOAT8 => portal
-                .parameter::<f64>(i, &ty)
-                .map(|v| one(Arc::new(Float64Array::from(vec![v])))),
-            Type::TIMESTAMP => portal.parameter::<chrono::NaiveDateTime>(i, &ty).map(|v| {
-                one(Arc::new(TimestampMicrosecondArray::from(vec![
-                    v.map(|d| d.and_utc().timestamp_micros())
-                ])))
-            }),
-            Type::TIMESTAMPTZ => portal
-                .parameter::<chrono::DateTime<chrono::FixedOffset>>(i, &ty)
-                .map(|v| {
-                    one(Arc::new(
-                        TimestampMicrosecondArray::from(vec![v.map(|d| d.timestamp_micros())])
-                            .with_timezone(sluice_storage::types::UTC),
-                    ))
-                }),
-            Type::DATE => portal.parameter::<chrono::NaiveDate>(i, &ty).map(|v| {
-                one(Arc::new(Date32Array::from(vec![v.map(|d| {
-                    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()).num_days()
-                        as i32
-                })])))
-            }),
-            _ if portal.parameter_format.is_binary(i) && !is_textual(&ty) => {
-                return Err(user_error(&Error::NotSupported(format!(
-                    "binary parameters of type {}",
-                    ty.name()
-                ))))
-            }
-            _ => portal.parameter::<String>(i, &Type::TEXT).map(Param::Text),
-        };
-        out.push(p.map_err(|e| bad(i, e))?);
+impl DescribeResponse for StatementDescription {
+    fn parameters(&self) -> Option<&[Type]> {
+        Some(&self.params)
     }
-    Ok(out)
+
+    fn fields(&self) -> &[FieldInfo] {
+        &self.fields
+    }
+
+    fn no_data() -> Self {
+        StatementDescription {
+            params: Vec::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    fn is_no_data(&self) -> bool {
+        self.fields.is_empty()
+    }
 }
 
-fn is_textual(t: &Type) -> bool {
-    [
-        Type::TEXT,
-        Type::VARCHAR,
-        Type::BPCHAR,
-        Type::NAME,
-        Type::UNKNOWN,
-    ]
-    .contains(t)
+/// Decodes bound parameter values, text or binary, as the types the statement
+/// resolved them to (declared by the client, or decided by their context).
+fn decode_params(
+    portal: &Portal<Arc<Prepared>>,
+    types: &[Type],
+    utc_offset_secs: i64,
+) -> PgWireResult<Vec<Param>> {
+    portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let ty = types.get(i).unwrap_or(&Type::TEXT);
+            let binary = portal.parameter_format.is_binary(i);
+            params::decode(i, ty, bytes.as_deref(), binary, utc_offset_secs)
+                .map_err(|e| user_error(&e))
+        })
+        .collect()
 }
