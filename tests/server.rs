@@ -8,6 +8,9 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+#[path = "params/matrix.rs"]
+mod param_matrix;
+
 /// A running `sluice serve`; killed when dropped.
 struct Server {
     child: Child,
@@ -650,4 +653,30 @@ fn check_batches(ids: &[i64], acked: &[i64], uncertain: &[i64], batch: i64, roun
         "round {round}: unexpected ids {:?}",
         &rest[..rest.len().min(5)]
     );
+}
+
+/// Every cell of the parameter matrix (tests/params/matrix.json) answers as
+/// PostgreSQL 15 answers, through tokio-postgres: parameter types described with
+/// none declared, and values sent in binary both in the described and in the
+/// declared types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_are_typed_as_postgres_types_them() {
+    let Ok(url) = std::env::var("SLUICE_PG_URL") else {
+        println!("parameter matrix skipped: set SLUICE_PG_URL (.ci/run does)");
+        return;
+    };
+    let (postgres, conn) = tokio_postgres::connect(&url, NoTls)
+        .await
+        .expect("PostgreSQL oracle");
+    tokio::spawn(conn);
+    let server = start();
+    let sluice = connect(server.pg_port).await;
+    let (cells, differences) = param_matrix::run(&sluice, &postgres).await;
+    assert!(
+        differences.is_empty(),
+        "{} of {cells} cells differ from PostgreSQL:\n{}",
+        differences.len(),
+        differences.join("\n")
+    );
+    assert!(cells >= 200, "only {cells} cells ran");
 }

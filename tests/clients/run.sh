@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Client compatibility: real PostgreSQL clients against a real `sluice serve`.
 # Every step asserts on the rows it gets back. Needs psql, python3 with psycopg and
-# SQLAlchemy, node with `pg` (npm install here), and Java with Debian's pgjdbc jar;
-# .ci/run installs them. Usage: tests/clients/run.sh [path/to/sluice]
+# SQLAlchemy, node with `pg` (npm install here), Java with Debian's pgjdbc jar, and
+# SLUICE_PG_URL naming a PostgreSQL 15 for the parameter matrix; .ci/run provides
+# them. Usage: tests/clients/run.sh [path/to/sluice]
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -67,11 +68,17 @@ expect "grafana: column picker" "amount|double precision" psql -Atc "SELECT quot
 run "python" python3 "$here/python_check.py"
 run "node" node "$here/node_check.js"
 jar=/usr/share/java/postgresql.jar
-if javac -d "$work" -cp "$jar" "$here/JdbcCheck.java" >"$work/javac.log" 2>&1; then
+if javac -d "$work" -cp "$jar" "$here/JdbcCheck.java" "$here/ParamMatrix.java" >"$work/javac.log" 2>&1; then
   run "java" java -cp "$work:$jar" JdbcCheck
 else
   failed=$((failed + 1)); echo "FAIL java: compile"; cat "$work/javac.log"
 fi
+
+# The parameter matrix (tests/params/matrix.json): every driver's answers compared
+# with PostgreSQL 15's (SLUICE_PG_URL, which .ci/run starts).
+run "python: param matrix" python3 "$here/param_matrix.py"
+run "node: param matrix" node "$here/param_matrix.js"
+run "java: param matrix" java -Duser.timezone=UTC -cp "$work:$jar" ParamMatrix "$here"
 
 # TLS and SCRAM-SHA-256: a second server with a password and a self-signed certificate.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" -days 1 \
