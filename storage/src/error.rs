@@ -57,6 +57,10 @@ pub enum Error {
     /// A row has more or fewer values than the columns it is written to.
     #[error("{0}")]
     Arity(String),
+    /// A feature that is not built yet (0A000): refused rather than accepted and
+    /// ignored.
+    #[error("{0} is not supported yet")]
+    NotSupported(String),
     /// A table definition that cannot be accepted (bad option value, missing time column...).
     #[error("{0}")]
     InvalidDefinition(String),

@@ -20,8 +20,9 @@ pub struct ColumnDef {
     pub nullable: bool,
 }
 
-/// The options Sluice knows. `time_column` and `retention` act now; the others are
-/// validated and stored so that the features that use them only add behaviour.
+/// The options Sluice knows, besides `kafka.<setting>` (passed to the Kafka
+/// client as it is). Each one takes effect; `upsert`, `dedup` and their
+/// companions are refused with 0A000 until upserts are built.
 pub const KNOWN_OPTIONS: &[&str] = &[
     "time_column",
     "retention",
@@ -30,13 +31,33 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "delete_column",
     "dedup",
     "upsert_strategies",
-    "kafka_brokers",
-    "kafka_topic",
-    "format",
     "segment_rows",
     "segment_bytes",
     "segment_age",
     "sort_key",
+    // A source stream (read by the ingest crate, which checks their values).
+    "kafka_brokers",
+    "kafka_topic",
+    "kafka_start",
+    "kafka_offset_reset",
+    "format",
+    "column_paths",
+    "timestamp_unit",
+    "max_message_bytes",
+    "max_mutable_bytes",
+    "flush_interval",
+];
+
+/// Options that only make sense with a source stream.
+const SOURCE_OPTIONS: &[&str] = &[
+    "kafka_start",
+    "kafka_offset_reset",
+    "format",
+    "column_paths",
+    "timestamp_unit",
+    "max_message_bytes",
+    "max_mutable_bytes",
+    "flush_interval",
 ];
 
 /// Default retention: 180 days.
@@ -58,6 +79,8 @@ pub const DEFAULT_SEGMENT_ROWS: usize = 1_000_000;
 /// Default size (approximate bytes of the values held) at which a mutable segment
 /// is sealed: 256 MiB, so wide rows seal before they crowd memory.
 pub const DEFAULT_SEGMENT_BYTES: usize = 256 << 20;
+/// Default age at which a source partition's rows are sealed and committed.
+pub const DEFAULT_FLUSH_INTERVAL: &str = "60 seconds";
 /// Default age at which a mutable segment is sealed.
 pub const DEFAULT_SEGMENT_AGE: &str = "10 minutes";
 
@@ -80,6 +103,21 @@ impl TableOptions {
         self.get("segment_bytes")
             .and_then(parse_size_bytes)
             .unwrap_or(DEFAULT_SEGMENT_BYTES)
+    }
+
+    /// True for a table fed by a source stream (`kafka_topic` is set).
+    pub fn has_source(&self) -> bool {
+        self.raw.contains_key("kafka_topic")
+    }
+
+    /// Age at which a source partition's consuming segment is sealed and its
+    /// offset committed (`flush_interval`, default 60 s: a restart reads at
+    /// most about this much again).
+    pub fn flush_interval(&self) -> std::time::Duration {
+        let micros =
+            parse_duration_micros(self.get("flush_interval").unwrap_or(DEFAULT_FLUSH_INTERVAL))
+                .unwrap_or(60_000_000);
+        std::time::Duration::from_micros(micros.max(0) as u64)
     }
 
     /// Age at which the mutable segment is sealed (`segment_age`).
@@ -182,8 +220,25 @@ fn validate_options(
     raw: BTreeMap<String, String>,
 ) -> Result<TableOptions> {
     for key in raw.keys() {
-        if !KNOWN_OPTIONS.contains(&key.as_str()) {
+        if !KNOWN_OPTIONS.contains(&key.as_str()) && !key.starts_with("kafka.") {
             return Err(Error::UnknownOption(key.clone()));
+        }
+        let sourced = raw.contains_key("kafka_topic");
+        if !sourced && (SOURCE_OPTIONS.contains(&key.as_str()) || key.starts_with("kafka.")) {
+            return Err(Error::InvalidDefinition(format!(
+                "option {key} needs a source: set kafka_topic and kafka_brokers"
+            )));
+        }
+    }
+    if raw.contains_key("kafka_topic") != raw.contains_key("kafka_brokers") {
+        return Err(Error::InvalidDefinition(
+            "a Kafka source needs both kafka_brokers and kafka_topic".into(),
+        ));
+    }
+    // Accepted and ignored would mean wrong answers: refuse what is not built.
+    for key in ["comparison_column", "delete_column", "upsert_strategies"] {
+        if raw.contains_key(key) {
+            return Err(Error::NotSupported(format!("option {key} (upserts)")));
         }
     }
     let column = |option: &str| -> Result<Option<&ColumnDef>> {
@@ -241,7 +296,9 @@ fn validate_options(
     if let Some(mode) = raw.get("upsert") {
         match mode.to_ascii_lowercase().as_str() {
             "none" => {}
-            "full" | "partial" if !primary_key.is_empty() => {}
+            "full" | "partial" if !primary_key.is_empty() => {
+                return Err(Error::NotSupported(format!("upsert = '{mode}'")))
+            }
             "full" | "partial" => {
                 return Err(Error::InvalidDefinition(
                     "upsert requires a PRIMARY KEY".into(),
@@ -255,8 +312,29 @@ fn validate_options(
         }
     }
     if let Some(d) = raw.get("dedup") {
-        parse_bool(d)
+        let on = parse_bool(d)
             .map_err(|_| Error::InvalidDefinition(format!("dedup must be a boolean, not '{d}'")))?;
+        if on {
+            return Err(Error::NotSupported("dedup = true".into()));
+        }
+    }
+    for key in ["flush_interval"] {
+        if let Some(age) = raw.get(key) {
+            parse_duration_micros(age).map_err(|_| {
+                Error::InvalidDefinition(format!(
+                    "{key} '{age}' is not a positive interval such as '60 seconds'"
+                ))
+            })?;
+        }
+    }
+    for key in ["max_message_bytes", "max_mutable_bytes"] {
+        if let Some(size) = raw.get(key) {
+            parse_size_bytes(size).ok_or_else(|| {
+                Error::InvalidDefinition(format!(
+                    "{key} '{size}' is not a positive size such as '1MB' or '1000000'"
+                ))
+            })?;
+        }
     }
     if let Some(n) = raw.get("segment_rows") {
         match n.trim().parse::<u64>() {
@@ -368,12 +446,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "unrecognized table option \"colour\"");
-        let later = opts(&[
+        let sourced = opts(&[
             ("time_column", "ts"),
             ("kafka_topic", "orders"),
+            ("kafka_brokers", "localhost:9092"),
+            ("kafka.security.protocol", "plaintext"),
             ("segment_rows", "10"),
         ]);
-        assert!(TableSchema::new("t", cols(), vec![], later).is_ok());
+        assert!(TableSchema::new("t", cols(), vec![], sourced).is_ok());
+        let unsourced = opts(&[("time_column", "ts"), ("kafka.acks", "all")]);
+        assert!(TableSchema::new("t", cols(), vec![], unsourced).is_err());
     }
 
     #[test]
