@@ -20,7 +20,23 @@ pub struct Catalog {
     dir: PathBuf,
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     maintenance: std::sync::Mutex<Option<Maintenance>>,
+    sources: RwLock<Option<Arc<dyn SourceHooks>>>,
     _lock: File,
+}
+
+/// What reads tables' source streams (the ingest crate), as the catalog sees
+/// it: asked to check a new table's source options, told to start reading a
+/// table and to stop before the table goes.
+pub trait SourceHooks: Send + Sync {
+    /// Checks the source options of a table about to be created.
+    ///
+    /// # Errors
+    /// Why they are wrong; the table is then not created.
+    fn check(&self, schema: &TableSchema) -> Result<()>;
+    /// Starts reading `table`'s source (a table just created, or opened).
+    fn start(&self, table: &Arc<Table>);
+    /// Stops reading `table`'s source; returns once nothing reads it any more.
+    fn stop(&self, table: &Table);
 }
 
 /// The background sealing thread and its stop flag.
@@ -79,6 +95,7 @@ impl Catalog {
             dir: dir.to_path_buf(),
             tables: RwLock::new(tables),
             maintenance: std::sync::Mutex::new(None),
+            sources: RwLock::new(None),
             _lock: lock,
         })
     }
@@ -88,12 +105,51 @@ impl Catalog {
         &self.dir
     }
 
-    /// Creates a table. Returns false (and changes nothing) if it exists and
-    /// `if_not_exists` is set.
+    /// Hands source tables to `hooks`: every table with a source starts being
+    /// read now, and tables created later as they are created.
+    pub fn set_source_hooks(&self, hooks: Arc<dyn SourceHooks>) {
+        *self.sources.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&hooks));
+        for table in self.tables() {
+            if table.schema().options.has_source() {
+                hooks.start(&table);
+            }
+        }
+    }
+
+    /// Stops reading every source (before the catalog is closed).
+    pub fn stop_sources(&self) {
+        let hooks = self
+            .sources
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(hooks) = hooks {
+            for table in self.tables() {
+                if table.schema().options.has_source() {
+                    hooks.stop(&table);
+                }
+            }
+        }
+    }
+
+    fn source_hooks(&self) -> Option<Arc<dyn SourceHooks>> {
+        self.sources
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Creates a table (and starts reading its source, if it has one). Returns
+    /// false (and changes nothing) if it exists and `if_not_exists` is set.
     ///
     /// # Errors
-    /// [`Error::TableExists`], or [`Error::Io`] if its files cannot be written.
+    /// [`Error::TableExists`], a source option the source reader refuses, or
+    /// [`Error::Io`] if its files cannot be written.
     pub fn create_table(&self, schema: TableSchema, if_not_exists: bool) -> Result<bool> {
+        let hooks = self.source_hooks();
+        if let (true, Some(hooks)) = (schema.options.has_source(), &hooks) {
+            hooks.check(&schema)?;
+        }
         let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
         if tables.contains_key(&schema.name) {
             return if if_not_exists {
@@ -110,8 +166,12 @@ impl Catalog {
             detail: e.to_string(),
         })?;
         write_atomically(&dir.join("table.json"), &bytes)?;
-        let table = Table::open(schema, &dir)?;
-        tables.insert(table.name().to_string(), Arc::new(table));
+        let table = Arc::new(Table::open(schema, &dir)?);
+        tables.insert(table.name().to_string(), Arc::clone(&table));
+        drop(tables);
+        if let (true, Some(hooks)) = (table.schema().options.has_source(), &hooks) {
+            hooks.start(&table);
+        }
         Ok(true)
     }
 
@@ -129,6 +189,11 @@ impl Catalog {
                 Err(Error::TableNotFound(name.to_string()))
             };
         };
+        if table.schema().options.has_source() {
+            if let Some(hooks) = self.source_hooks() {
+                hooks.stop(table);
+            }
+        }
         let dir = table.dir().to_path_buf();
         let mut dropped = dir.clone().into_os_string();
         dropped.push(".dropped");
@@ -515,6 +580,7 @@ mod tests {
             rows.iter()
                 .enumerate()
                 .map(|(i, r)| crate::manifest::SegmentEntry {
+                    partition: None,
                     id: i as u64,
                     file: format!("seg-{i}"),
                     rows: *r,

@@ -11,13 +11,15 @@ pub mod manifest;
 pub mod mutable_segment;
 pub mod schema;
 pub mod segment;
+pub mod source;
 pub mod table;
 pub mod types;
 pub mod wal;
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, SourceHooks};
 pub use error::{Error, Result};
 pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
 pub use schema::{parse_size_bytes, ColumnDef, TableOptions, TableSchema};
+pub use source::{DeadLetter, PartitionStatus};
 pub use table::{SegmentSnapshot, SegmentState, Table, TableSnapshot, WalStats};
 pub use types::{ColumnType, Interval, Value};

@@ -1,5 +1,6 @@
-//! A table's manifest: its sealed segments and the oldest write-ahead generation
-//! still needed. Replacing the manifest (write temp, fsync, rename, fsync the
+//! A table's manifest: its sealed segments, the oldest write-ahead generation
+//! still needed, and how far each source partition is sealed (with its dead
+//! letters). Replacing the manifest (write temp, fsync, rename, fsync the
 //! directory) is the only commit: after a crash, a table is exactly what its
 //! manifest says plus the write-ahead generations at or above `wal_floor`.
 
@@ -28,6 +29,10 @@ pub struct SegmentEntry {
     pub time_max: Option<i64>,
     /// When it was sealed, microseconds since the epoch.
     pub created_micros: i64,
+    /// The source partition its rows came from (none for rows written through
+    /// the write-ahead file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }
 
 impl SegmentEntry {
@@ -40,6 +45,7 @@ impl SegmentEntry {
             time_min: footer.time_min,
             time_max: footer.time_max,
             created_micros: chrono::Utc::now().timestamp_micros(),
+            partition: None,
         }
     }
 }
@@ -53,6 +59,16 @@ pub struct Manifest {
     pub next_segment: u64,
     /// Write-ahead generations below this hold only sealed rows.
     pub wal_floor: u64,
+    /// Per source partition, the offset of the first message not yet sealed:
+    /// where reading resumes after a restart.
+    #[serde(default)]
+    pub source_offsets: std::collections::BTreeMap<i32, i64>,
+    /// Files of committed dead letters, oldest first.
+    #[serde(default)]
+    pub dead_letter_files: Vec<String>,
+    /// The number the next dead-letter file will take.
+    #[serde(default)]
+    pub next_dead_letters: u64,
 }
 
 impl Manifest {

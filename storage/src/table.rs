@@ -1,6 +1,7 @@
 //! A table: its schema, its mutable segment and its write-ahead file, behind the one
 //! append path that every writer (INSERT, the embedding API, later Kafka) goes through.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -13,6 +14,10 @@ use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
 use crate::segment::{write_segment, SealedSegment};
+use crate::source::{
+    read_dead_letters, write_dead_letters, ConsumingSegment, DeadLetter, FrozenPartition,
+    PartitionStatus,
+};
 use crate::types::Value;
 use crate::wal::WriteAheadLog;
 
@@ -35,6 +40,10 @@ pub struct Table {
     wal_synced: Condvar,
     /// One seal at a time.
     sealing: Mutex<()>,
+    /// What the ingesting side last reported per source partition.
+    source_status: Mutex<BTreeMap<i32, PartitionStatus>>,
+    /// Seals committed since opening, and their total time in microseconds.
+    seals: Mutex<(u64, u64)>,
 }
 
 /// The write-ahead generation rows are being written to, and the group commit's
@@ -101,13 +110,50 @@ struct TableState {
     /// Segment files the manifest lists that failed their checks, with the check:
     /// kept on disk, left out of queries, reported by `sluice.segments`.
     corrupt: Vec<(String, String)>,
-    /// Rows frozen for a seal in progress (or one that failed and will be retried),
-    /// with the last write-ahead generation that holds them.
-    frozen: Option<(Vec<RecordBatch>, u64)>,
+    /// Rows frozen for a seal in progress (or one that failed and will be
+    /// retried): still visible, committed together.
+    frozen: Option<Frozen>,
+    /// Rows written through the write-ahead file.
     mutable: MutableSegment,
     /// When the first row of the mutable segment arrived.
     mutable_since: Option<Instant>,
+    /// Rows read from a source stream, per partition (see [`crate::source`]).
+    partitions: BTreeMap<i32, ConsumingSegment>,
     manifest: Manifest,
+}
+
+/// What one seal takes aside and commits in one manifest.
+#[derive(Clone)]
+struct Frozen {
+    /// Write-ahead rows, with the last generation that holds them.
+    wal: Option<(Vec<RecordBatch>, u64)>,
+    /// Each source partition's rows, dead letters and position.
+    partitions: BTreeMap<i32, FrozenPartition>,
+}
+
+impl Frozen {
+    fn rows(&self) -> usize {
+        let wal: usize = self
+            .wal
+            .iter()
+            .flat_map(|(b, _)| b)
+            .map(|b| b.num_rows())
+            .sum();
+        let partitions: usize = self
+            .partitions
+            .values()
+            .flat_map(|p| &p.rows)
+            .map(|b| b.num_rows())
+            .sum();
+        wal + partitions
+    }
+
+    fn blocks(&self) -> impl Iterator<Item = &Vec<RecordBatch>> {
+        self.wal
+            .iter()
+            .map(|(b, _)| b)
+            .chain(self.partitions.values().map(|p| &p.rows))
+    }
 }
 
 /// What a query reads: the table's schema and an immutable view of its segments.
@@ -169,7 +215,9 @@ impl Table {
             let path = entry.path();
             let orphan_segment =
                 name.starts_with("seg-") && !manifest.segments.iter().any(|s| s.file == name);
-            if orphan_segment || name.ends_with(".tmp") {
+            let orphan_dead_letters =
+                name.starts_with("dead-") && !manifest.dead_letter_files.contains(&name);
+            if orphan_segment || orphan_dead_letters || name.ends_with(".tmp") {
                 tracing::info!(file = %path.display(), "removing a file left by an interrupted seal");
                 std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                 continue;
@@ -219,11 +267,14 @@ impl Table {
                 frozen: None,
                 mutable_since: (mutable.rows() > 0).then(Instant::now),
                 mutable,
+                partitions: BTreeMap::new(),
                 manifest,
             }),
             wal: Mutex::new(wal),
             wal_synced: Condvar::new(),
             sealing: Mutex::new(()),
+            source_status: Mutex::new(BTreeMap::new()),
+            seals: Mutex::new((0, 0)),
         })
     }
 
@@ -382,10 +433,17 @@ impl Table {
             .iter()
             .map(|s| SegmentSnapshot::Sealed(Arc::clone(s)))
             .collect();
-        if let Some((frozen, _)) = &state.frozen {
-            segments.push(SegmentSnapshot::Memory(frozen.clone()));
+        if let Some(frozen) = &state.frozen {
+            for blocks in frozen.blocks() {
+                segments.push(SegmentSnapshot::Memory(blocks.clone()));
+            }
         }
         segments.push(SegmentSnapshot::Memory(state.mutable.blocks()));
+        for partition in state.partitions.values() {
+            if partition.mutable.rows() > 0 {
+                segments.push(SegmentSnapshot::Memory(partition.mutable.blocks()));
+            }
+        }
         TableSnapshot {
             schema: Arc::clone(&self.schema),
             block_schema: state.mutable.block_schema(),
@@ -397,11 +455,13 @@ impl Table {
     pub fn rows(&self) -> usize {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         state.sealed.iter().map(|s| s.rows()).sum::<usize>()
-            + state
-                .frozen
-                .as_ref()
-                .map_or(0, |(f, _)| f.iter().map(|b| b.num_rows()).sum())
+            + state.frozen.as_ref().map_or(0, Frozen::rows)
             + state.mutable.rows()
+            + state
+                .partitions
+                .values()
+                .map(|p| p.mutable.rows())
+                .sum::<usize>()
     }
 
     /// Takes the sealed segment at `path` out of queries after it failed a check;
@@ -445,14 +505,12 @@ impl Table {
                 error: corrupt.map(|(_, e)| e.clone()),
             });
         }
-        let frozen_rows: usize = state
-            .frozen
-            .as_ref()
-            .map_or(0, |(f, _)| f.iter().map(|b| b.num_rows()).sum());
+        let frozen_rows = state.frozen.as_ref().map_or(0, Frozen::rows);
+        let consuming_rows: usize = state.partitions.values().map(|p| p.mutable.rows()).sum();
         out.push(SegmentState {
             id: state.manifest.next_segment,
             state: "mutable",
-            rows: (state.mutable.rows() + frozen_rows) as u64,
+            rows: (state.mutable.rows() + frozen_rows + consuming_rows) as u64,
             bytes: None,
             time_min: None,
             time_max: None,
@@ -462,18 +520,23 @@ impl Table {
         out
     }
 
-    /// True when the mutable segment has reached `segment_rows`, `segment_bytes`
-    /// or `segment_age`.
+    /// True when the mutable segment or a source partition's consuming segment
+    /// has reached `segment_rows`, `segment_bytes` or its age limit
+    /// (`segment_age`; `flush_interval` for a source partition, which also counts
+    /// from its first dead letter so that those commit too).
     pub fn seal_is_due(&self) -> bool {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         let opts = &self.schema.options;
-        let rows = state.mutable.rows();
-        rows > 0
-            && (rows >= opts.segment_rows()
-                || state.mutable.bytes() >= opts.segment_bytes()
-                || state
-                    .mutable_since
-                    .is_some_and(|t| t.elapsed() >= opts.segment_age()))
+        let due = |mutable: &MutableSegment, since: Option<Instant>, age| {
+            mutable.rows() >= opts.segment_rows()
+                || mutable.bytes() >= opts.segment_bytes()
+                || since.is_some_and(|t| t.elapsed() >= age)
+        };
+        (state.mutable.rows() > 0 && due(&state.mutable, state.mutable_since, opts.segment_age()))
+            || state
+                .partitions
+                .values()
+                .any(|p| due(&p.mutable, p.since, opts.flush_interval()))
     }
 
     /// The sealed segments as the manifest records them.
@@ -485,50 +548,23 @@ impl Table {
             .clone()
     }
 
-    /// Seals the mutable segment now (and retries a seal that failed before), into
-    /// segments of at most `segment_rows` rows. Appends and queries go on
-    /// meanwhile. Returns the first new segment's number, or `None` if there was
-    /// nothing to seal.
+    /// Seals the mutable segment and every source partition's consuming segment
+    /// now (and retries a seal that failed before), into segments of at most
+    /// `segment_rows` rows, one source partition per segment. Appends, consuming
+    /// and queries go on meanwhile. One manifest commits it all: the segments,
+    /// the write-ahead floor, each partition's next offset and its dead letters,
+    /// so a restart resumes every partition exactly after what was committed.
+    /// Returns the first new segment's number, or `None` if there was nothing to
+    /// seal.
     ///
     /// # Errors
-    /// I/O errors naming the file; the rows stay in memory and in the write-ahead
-    /// file, and the next seal retries them.
+    /// I/O errors naming the file; the rows stay in memory (and in the
+    /// write-ahead file or the source stream), and the next seal retries them.
     pub fn seal_now(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-        // 1. Freeze: the mutable segment's rows go aside (still visible), appends
-        //    continue into a new segment and a new write-ahead generation.
-        let (frozen, last_generation) = {
-            let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
-            // Records written to this generation but not yet synced must reach the
-            // mutable segment before it is frozen: their generation is deleted once
-            // the frozen rows are sealed.
-            while wal.syncing || !wal.pending.is_empty() {
-                wal.check_failed()?;
-                wal = if wal.syncing {
-                    self.wal_synced.wait(wal).unwrap_or_else(|p| p.into_inner())
-                } else {
-                    self.sync_group(wal)
-                };
-            }
-            let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-            match &state.frozen {
-                Some((f, g)) => (f.clone(), *g),
-                None => {
-                    if state.mutable.rows() == 0 {
-                        return Ok(None);
-                    }
-                    let next = wal.generation + 1;
-                    let (log, _) = WriteAheadLog::open(&wal_path(&self.dir, next))?;
-                    let old = std::mem::replace(&mut wal.generation, next);
-                    wal.log = log;
-                    let mutable =
-                        std::mem::replace(&mut state.mutable, MutableSegment::new(&self.schema));
-                    state.mutable_since = None;
-                    let frozen = mutable.blocks();
-                    state.frozen = Some((frozen.clone(), old));
-                    (frozen, old)
-                }
-            }
+        let started = Instant::now();
+        let Some(frozen) = self.freeze()? else {
+            return Ok(None);
         };
         // 2. Write the segment files with no lock held: one per `segment_rows`
         //    rows, so one huge INSERT still makes segments of the usual size. A
@@ -536,19 +572,47 @@ impl Table {
         let mut manifest = self.manifest();
         let first = manifest.next_segment;
         let mut segments = Vec::new();
-        for (id, rows) in (first..).zip(split_rows(&frozen, self.schema.options.segment_rows())) {
-            let file = segment_file(id);
-            let path = self.dir.join(&file);
-            let footer = write_segment(&path, &self.schema, &rows)?;
-            segments.push(Arc::new(SealedSegment::open(&path)?));
-            manifest
-                .segments
-                .push(SegmentEntry::sealed_now(id, file, &footer));
-            manifest.next_segment = id + 1;
+        let runs = frozen
+            .wal
+            .iter()
+            .map(|(blocks, _)| (None, blocks))
+            .chain(frozen.partitions.iter().map(|(p, f)| (Some(*p), &f.rows)));
+        for (partition, blocks) in runs {
+            for rows in split_rows(blocks, self.schema.options.segment_rows()) {
+                if rows.iter().all(|b| b.num_rows() == 0) {
+                    continue;
+                }
+                let id = manifest.next_segment;
+                let file = segment_file(id);
+                let path = self.dir.join(&file);
+                let footer = write_segment(&path, &self.schema, &rows)?;
+                segments.push(Arc::new(SealedSegment::open(&path)?));
+                let mut entry = SegmentEntry::sealed_now(id, file, &footer);
+                entry.partition = partition;
+                manifest.segments.push(entry);
+                manifest.next_segment = id + 1;
+            }
         }
-        // 3. Commit: the manifest now lists the segments and no longer needs the
-        //    write-ahead generations that held their rows.
-        manifest.wal_floor = last_generation + 1;
+        let letters: Vec<DeadLetter> = frozen
+            .partitions
+            .values()
+            .flat_map(|p| p.dead_letters.iter().cloned())
+            .collect();
+        if !letters.is_empty() {
+            let file = format!("dead-{:06}.jsonl", manifest.next_dead_letters);
+            write_dead_letters(&self.dir.join(&file), &letters)?;
+            manifest.dead_letter_files.push(file);
+            manifest.next_dead_letters += 1;
+        }
+        // 3. Commit: the manifest now lists the segments, no longer needs the
+        //    write-ahead generations that held their rows, and records how far
+        //    each source partition is sealed.
+        if let Some((_, last_generation)) = &frozen.wal {
+            manifest.wal_floor = last_generation + 1;
+        }
+        for (partition, f) in &frozen.partitions {
+            manifest.source_offsets.insert(*partition, f.next_offset);
+        }
         manifest.save(&self.dir)?;
         // 4. Swap for readers, in one step.
         {
@@ -558,14 +622,207 @@ impl Table {
             state.manifest = manifest;
         }
         // 5. The old generations are no longer needed.
-        for g in 0..=last_generation {
-            let p = wal_path(&self.dir, g);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        if let Some((_, last_generation)) = frozen.wal {
+            for g in 0..=last_generation {
+                let p = wal_path(&self.dir, g);
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
             }
+        }
+        {
+            let mut seals = self.seals.lock().unwrap_or_else(|p| p.into_inner());
+            seals.0 += 1;
+            seals.1 += started.elapsed().as_micros() as u64;
         }
         tracing::debug!(table = %self.schema.name, first_segment = first, "sealed");
         Ok(Some(first))
+    }
+
+    /// Step 1 of a seal: the rows to seal go aside (still visible) and appends
+    /// continue into new segments (and a new write-ahead generation); a seal that
+    /// failed before is retried with what it froze. `None` when there is nothing.
+    fn freeze(&self) -> Result<Option<Frozen>> {
+        let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
+        // Records written to this generation but not yet synced must reach the
+        // mutable segment before it is frozen: their generation is deleted once
+        // the frozen rows are sealed.
+        while wal.syncing || !wal.pending.is_empty() {
+            wal.check_failed()?;
+            wal = if wal.syncing {
+                self.wal_synced.wait(wal).unwrap_or_else(|p| p.into_inner())
+            } else {
+                self.sync_group(wal)
+            };
+        }
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &state.frozen {
+            return Ok(Some(f.clone()));
+        }
+        let wal_rows = if state.mutable.rows() > 0 {
+            let next = wal.generation + 1;
+            let (log, _) = WriteAheadLog::open(&wal_path(&self.dir, next))?;
+            let old = std::mem::replace(&mut wal.generation, next);
+            wal.log = log;
+            let mutable = std::mem::replace(&mut state.mutable, MutableSegment::new(&self.schema));
+            state.mutable_since = None;
+            Some((mutable.blocks(), old))
+        } else {
+            None
+        };
+        let state = &mut *state;
+        let committed = &state.manifest.source_offsets;
+        let partitions: BTreeMap<i32, FrozenPartition> = state
+            .partitions
+            .iter_mut()
+            .filter(|(p, c)| {
+                c.mutable.rows() > 0
+                    || !c.dead_letters.is_empty()
+                    || committed.get(p) != Some(&c.next_offset)
+            })
+            .map(|(p, c)| (*p, c.freeze(&self.schema)))
+            .collect();
+        if wal_rows.is_none() && partitions.is_empty() {
+            return Ok(None);
+        }
+        let frozen = Frozen {
+            wal: wal_rows,
+            partitions,
+        };
+        state.frozen = Some(frozen.clone());
+        Ok(Some(frozen))
+    }
+
+    /// Appends rows read from source partition `partition`, with the messages
+    /// that did not become rows, and records `next_offset` as the partition's
+    /// position. Rows must already hold values of the column types (see
+    /// [`Table::coerce_row`]); they are visible to the next query and become
+    /// durable with the next seal. A partition not seen before starts from its
+    /// committed offset.
+    ///
+    /// # Errors
+    /// A row of the wrong width or type, which is the caller's bug.
+    pub fn append_consumed(
+        &self,
+        partition: i32,
+        rows: &[Vec<Value>],
+        dead_letters: Vec<DeadLetter>,
+        next_offset: i64,
+    ) -> Result<()> {
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *state;
+        let committed = state.manifest.source_offsets.get(&partition).copied();
+        let consuming = state.partitions.entry(partition).or_insert_with(|| {
+            ConsumingSegment::new(&self.schema, committed.unwrap_or(next_offset))
+        });
+        consuming.mutable.append(rows)?;
+        if !rows.is_empty() || !dead_letters.is_empty() {
+            consuming.since.get_or_insert_with(Instant::now);
+        }
+        consuming.dead_letters.extend(dead_letters);
+        consuming.next_offset = next_offset;
+        Ok(())
+    }
+
+    /// One row's values converted to the column types, as every append does;
+    /// for a writer that wants to route a row that fails elsewhere.
+    ///
+    /// # Errors
+    /// The type, range, NOT NULL or width error, naming the column.
+    pub fn coerce_row(&self, row: Vec<Value>) -> Result<Vec<Value>> {
+        coerce_rows(&self.schema, vec![row]).map(|mut rows| rows.remove(0))
+    }
+
+    /// Each source partition's committed next offset: where reading resumes
+    /// after a restart.
+    pub fn committed_offsets(&self) -> BTreeMap<i32, i64> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .manifest
+            .source_offsets
+            .clone()
+    }
+
+    /// Each source partition's position as read so far (rows not yet sealed
+    /// included); committed ones for partitions not read since opening.
+    pub fn consumed_offsets(&self) -> BTreeMap<i32, i64> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = state.manifest.source_offsets.clone();
+        for (p, c) in &state.partitions {
+            out.insert(*p, c.next_offset);
+        }
+        out
+    }
+
+    /// Approximate bytes held by source partitions' rows not yet sealed,
+    /// including a seal in progress: what backpressure bounds.
+    pub fn buffered_source_bytes(&self) -> usize {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let frozen: usize = state
+            .frozen
+            .iter()
+            .flat_map(|f| f.partitions.values())
+            .map(|p| p.bytes)
+            .sum();
+        frozen
+            + state
+                .partitions
+                .values()
+                .map(|p| p.mutable.bytes())
+                .sum::<usize>()
+    }
+
+    /// Every dead letter: the committed ones (oldest first), then those waiting
+    /// for the next seal.
+    ///
+    /// # Errors
+    /// A dead-letter file that cannot be read, naming it.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let (files, mut pending) = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            let mut pending: Vec<DeadLetter> = state
+                .frozen
+                .iter()
+                .flat_map(|f| f.partitions.values())
+                .flat_map(|p| p.dead_letters.iter().cloned())
+                .collect();
+            pending.extend(
+                state
+                    .partitions
+                    .values()
+                    .flat_map(|p| p.dead_letters.iter().cloned()),
+            );
+            (state.manifest.dead_letter_files.clone(), pending)
+        };
+        let mut out = Vec::new();
+        for file in files {
+            out.extend(read_dead_letters(&self.dir.join(file))?);
+        }
+        out.append(&mut pending);
+        Ok(out)
+    }
+
+    /// Seals committed since the table was opened, and their total duration in
+    /// microseconds.
+    pub fn seal_stats(&self) -> (u64, u64) {
+        *self.seals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records what the ingesting side knows of `partition` for `sluice.ingestion`.
+    pub fn set_source_status(&self, partition: i32, status: PartitionStatus) {
+        self.source_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition, status);
+    }
+
+    /// What the ingesting side last reported, per partition.
+    pub fn source_status(&self) -> BTreeMap<i32, PartitionStatus> {
+        self.source_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Merges the first run of adjacent small sealed segments (see
@@ -753,4 +1010,83 @@ fn coerce_rows(schema: &TableSchema, rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Va
                 .collect()
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::Catalog;
+    use crate::schema::ColumnDef;
+    use crate::types::ColumnType;
+
+    fn source_schema() -> TableSchema {
+        let options = [
+            ("time_column", "ts"),
+            ("kafka_brokers", "localhost:9092"),
+            ("kafka_topic", "events"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let columns = vec![
+            ColumnDef {
+                name: "ts".into(),
+                ty: ColumnType::Timestamp,
+                nullable: true,
+            },
+            ColumnDef {
+                name: "v".into(),
+                ty: ColumnType::BigInt,
+                nullable: true,
+            },
+        ];
+        TableSchema::new("events", columns, vec![], options).unwrap()
+    }
+
+    fn row(v: i64) -> Vec<Value> {
+        vec![Value::Timestamp(v * 1_000_000), Value::Int(v)]
+    }
+
+    #[test]
+    fn a_seal_commits_each_partitions_rows_offset_and_dead_letters_together() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let catalog = Catalog::open(dir.path()).unwrap();
+            catalog.create_table(source_schema(), false).unwrap();
+            let t = catalog.table("events").unwrap();
+            t.append_consumed(0, &[row(1), row(2)], vec![], 2).unwrap();
+            let bad = DeadLetter::new(1, 0, "not JSON", b"{");
+            t.append_consumed(1, &[row(3)], vec![bad.clone()], 2)
+                .unwrap();
+            assert_eq!(
+                t.rows(),
+                3,
+                "consumed rows are visible before they are sealed"
+            );
+            assert_eq!(t.dead_letters().unwrap(), vec![bad.clone()]);
+            assert!(t.committed_offsets().is_empty());
+            t.seal_now().unwrap();
+            // Consumed after the seal: visible, but not committed.
+            t.append_consumed(0, &[row(4)], vec![], 3).unwrap();
+            assert_eq!(t.committed_offsets(), BTreeMap::from([(0, 2), (1, 2)]));
+            assert_eq!(t.consumed_offsets(), BTreeMap::from([(0, 3), (1, 2)]));
+            let partitions: Vec<Option<i32>> =
+                t.manifest().segments.iter().map(|s| s.partition).collect();
+            assert_eq!(partitions, vec![Some(0), Some(1)]);
+        }
+        // After a restart: what was sealed, from where to read again, and the
+        // dead letters once (the unsealed row is read again from the source).
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let t = catalog.table("events").unwrap();
+        assert_eq!(t.rows(), 3);
+        assert_eq!(t.committed_offsets(), BTreeMap::from([(0, 2), (1, 2)]));
+        assert_eq!(t.dead_letters().unwrap().len(), 1);
+        // A partition with only dead letters still commits its offset.
+        t.append_consumed(1, &[], vec![DeadLetter::new(1, 2, "too large", b"x")], 3)
+            .unwrap();
+        t.seal_now().unwrap();
+        assert_eq!(t.committed_offsets()[&1], 3);
+        assert_eq!(t.dead_letters().unwrap().len(), 2);
+        assert_eq!(t.rows(), 3);
+    }
 }
