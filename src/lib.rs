@@ -47,19 +47,37 @@ pub struct Database {
 
 impl Drop for Database {
     fn drop(&mut self) {
+        self.engine.catalog().stop_sources();
         self.engine.catalog().stop_maintenance();
     }
 }
 
 impl Database {
-    /// Opens the database in `path`, creating the directory if needed, and replays
-    /// rows not yet sealed. Only one process may have a directory open.
+    /// Opens the database in `path`, creating the directory if needed, replays
+    /// rows not yet sealed, and starts reading every table's Kafka source from
+    /// its committed offsets. Only one process may have a directory open.
     ///
     /// # Errors
     /// I/O errors naming the file, or a corrupt-file error naming the file and section.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let db = Self::open_with(path, sluice_ingest::Ingestion::new())?;
+        Ok(db)
+    }
+
+    /// Opens the database to run statements only: as [`Database::open`], but
+    /// no Kafka source is read (a one-shot `sluice sql` must not start
+    /// consumers). Source options of a new table are still checked.
+    ///
+    /// # Errors
+    /// As [`Database::open`].
+    pub fn open_for_statements(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, sluice_ingest::Ingestion::check_only())
+    }
+
+    fn open_with(path: impl AsRef<Path>, sources: sluice_ingest::Ingestion) -> Result<Self> {
         let catalog = Arc::new(Catalog::open(path.as_ref())?);
         catalog.start_maintenance();
+        catalog.set_source_hooks(Arc::new(sources));
         Ok(Database {
             engine: Engine::new(catalog),
             options: QueryOptions::default(),

@@ -16,7 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the PostgreSQL protocol (psql, BI tools, drivers) and HTTP /health.
+    /// Serve the PostgreSQL protocol (psql, BI tools, drivers) and HTTP /health and
+    /// /metrics, and ingest every table's Kafka source.
     ///
     /// Defaults: data in ./sluice-data, PostgreSQL protocol on 127.0.0.1:5433, HTTP
     /// on 127.0.0.1:9433. Flags override the config file. Stops cleanly on SIGINT or
@@ -31,7 +32,7 @@ enum Command {
         /// Address for the PostgreSQL protocol.
         #[arg(long)]
         pg_addr: Option<String>,
-        /// Address for HTTP (/health).
+        /// Address for HTTP (/health, /metrics).
         #[arg(long)]
         http_addr: Option<String>,
         /// Require this password (SCRAM-SHA-256) from every client.
@@ -60,6 +61,26 @@ enum Command {
         /// The SQL to run.
         sql: String,
     },
+    /// Produce JSON lines to a Kafka topic, one message per line, with a
+    /// progress bar; returns once every message is delivered.
+    Produce {
+        /// Kafka bootstrap servers, host:port[,...].
+        #[arg(long)]
+        brokers: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// The JSON-lines file; `-` for standard input.
+        #[arg(long)]
+        file: PathBuf,
+        /// A top-level field whose value becomes each message's key (one key,
+        /// one partition: required for upsert tables).
+        #[arg(long)]
+        key_field: Option<String>,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<u64>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -73,6 +94,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
+        Command::Produce {
+            brokers,
+            topic,
+            file,
+            key_field,
+            rate,
+        } => produce(&brokers, &topic, &file, key_field.as_deref(), rate),
         Command::Serve {
             config,
             data_dir,
@@ -126,7 +154,7 @@ fn main() -> ExitCode {
 }
 
 fn run_sql(data_dir: &std::path::Path, sql: &str) -> ExitCode {
-    let db = match Database::open(data_dir) {
+    let db = match Database::open_for_statements(data_dir) {
         Ok(db) => db,
         Err(e) => return report(&e),
     };
@@ -156,6 +184,66 @@ fn run_sql(data_dir: &std::path::Path, sql: &str) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn produce(
+    brokers: &str,
+    topic: &str,
+    file: &std::path::Path,
+    key_field: Option<&str>,
+    rate: Option<u64>,
+) -> ExitCode {
+    use std::io::BufRead;
+    let (input, total): (Box<dyn BufRead>, Option<u64>) = if file.as_os_str() == "-" {
+        (Box::new(std::io::stdin().lock()), None)
+    } else {
+        let lines = match std::fs::File::open(file) {
+            Ok(f) => std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter(|l| !l.trim().is_empty())
+                .count() as u64,
+            Err(e) => {
+                eprintln!("ERROR:  cannot open {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        match std::fs::File::open(file) {
+            Ok(f) => (Box::new(std::io::BufReader::new(f)), Some(lines)),
+            Err(e) => {
+                eprintln!("ERROR:  cannot open {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} messages ({per_sec})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let options = sluice_ingest::produce::ProduceOptions {
+        brokers,
+        topic,
+        key_field,
+        rate,
+    };
+    match sluice_ingest::produce::produce_lines(&options, input, |n| bar.set_position(n)) {
+        Ok(n) => {
+            bar.finish_and_clear();
+            println!("produced {n} messages to {topic}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            bar.abandon();
+            eprintln!("ERROR:  {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn report(e: &sluice::Error) -> ExitCode {

@@ -1,5 +1,6 @@
 //! The PostgreSQL protocol server, end to end: the real `sluice serve` binary on a
-//! free port, driven by tokio-postgres (extended protocol, binary results).
+//! free port, driven by tokio-postgres (extended protocol, binary results), and
+//! fed by a Kafka broker (`kafka`).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -8,6 +9,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+#[path = "kafka/mod.rs"]
+mod kafka;
 #[path = "params/matrix.rs"]
 mod param_matrix;
 
@@ -18,6 +21,14 @@ struct Server {
     http_port: u16,
     /// The data directory, when the server owns a fresh one.
     _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Ends the server process with SIGKILL, as a crash would.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Server {

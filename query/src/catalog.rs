@@ -257,6 +257,7 @@ enum V {
     S(String),
     B(bool),
     F(f64),
+    Bytes(Vec<u8>),
     N,
 }
 
@@ -374,6 +375,17 @@ impl TableBuilder {
                         })
                         .collect::<Result<Float64Array>>()?,
                 ),
+                DataType::Binary => Arc::new(
+                    self.rows
+                        .iter()
+                        .map(|r| {
+                            Ok(match cell(r, c, name)? {
+                                V::Bytes(v) => Some(v.as_slice()),
+                                _ => None,
+                            })
+                        })
+                        .collect::<Result<arrow::array::BinaryArray>>()?,
+                ),
                 _ => Arc::new(
                     self.rows
                         .iter()
@@ -411,6 +423,8 @@ pub fn virtual_table(
     if schema == Some("sluice") {
         return match name {
             "segments" => Some(sluice_segments(&catalog.tables())),
+            "ingestion" => Some(sluice_ingestion(&catalog.tables())),
+            "dead_letters" => Some(sluice_dead_letters(&catalog.tables())),
             _ => None,
         };
     }
@@ -1342,6 +1356,92 @@ fn sluice_segments(tables: &[Arc<Table>]) -> Result<RecordBatch> {
                 opt(seg.time_max),
                 opt(seg.created_micros),
                 seg.error.map_or(V::N, V::S),
+            ]);
+        }
+    }
+    b.finish()
+}
+
+/// `sluice.ingestion`: one row per source partition of every source table.
+fn sluice_ingestion(tables: &[Arc<Table>]) -> Result<RecordBatch> {
+    let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let mut b = TableBuilder::new(&[
+        ("table_name", T),
+        ("partition", I4),
+        ("committed_offset", I8),
+        ("consumed_offset", I8),
+        ("high_watermark", I8),
+        ("lag", I8),
+        ("last_message_time", ts),
+        ("state", T),
+        ("last_error", T),
+    ]);
+    let opt = |v: Option<i64>| v.map_or(V::N, V::I);
+    for t in tables.iter().filter(|t| t.schema().options.has_source()) {
+        let committed = t.committed_offsets();
+        let consumed = t.consumed_offsets();
+        let status = t.source_status();
+        let partitions: std::collections::BTreeSet<i32> = committed
+            .keys()
+            .chain(consumed.keys())
+            .chain(status.keys())
+            .copied()
+            .collect();
+        for p in partitions {
+            let st = status.get(&p).cloned().unwrap_or_default();
+            let position = consumed.get(&p).copied();
+            let lag = match (st.high_watermark, position) {
+                (Some(h), Some(pos)) => Some((h - pos).max(0)),
+                _ => None,
+            };
+            b.row(vec![
+                V::S(t.name().to_string()),
+                V::I(i64::from(p)),
+                opt(committed.get(&p).copied()),
+                opt(position),
+                opt(st.high_watermark),
+                opt(lag),
+                opt(st.last_message_micros),
+                V::S(if st.state.is_empty() {
+                    "starting".into()
+                } else {
+                    st.state
+                }),
+                st.last_error.map_or(V::N, V::S),
+            ]);
+        }
+    }
+    b.finish()
+}
+
+/// `sluice.dead_letters`: every message of a source that did not become a row.
+fn sluice_dead_letters(tables: &[Arc<Table>]) -> Result<RecordBatch> {
+    let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let mut b = TableBuilder::new(&[
+        ("table_name", T),
+        ("topic", T),
+        ("partition", I4),
+        ("offset", I8),
+        ("error", T),
+        ("payload", DataType::Binary),
+        ("ingested_at", ts),
+    ]);
+    for t in tables.iter().filter(|t| t.schema().options.has_source()) {
+        let topic = t
+            .schema()
+            .options
+            .get("kafka_topic")
+            .unwrap_or_default()
+            .to_string();
+        for letter in t.dead_letters()? {
+            b.row(vec![
+                V::S(t.name().to_string()),
+                V::S(topic.clone()),
+                V::I(i64::from(letter.partition)),
+                V::I(letter.offset),
+                V::S(letter.error),
+                V::Bytes(letter.payload),
+                V::I(letter.ingested_micros),
             ]);
         }
     }

@@ -136,6 +136,7 @@ impl Error {
                 S::NotNull { .. } => "23502",
                 S::Arity(_) => "42601",
                 S::InvalidDefinition(_) => "42P16",
+                S::NotSupported(_) => "0A000",
                 S::UnknownOption(_) => "22023",
                 S::Io { .. } => "58030",
                 S::Corrupt { .. } => "XX001",

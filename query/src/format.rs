@@ -99,6 +99,16 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
             let key = dict.keys().value(row) as usize;
             return format_value(dict.values().as_ref(), key, utc_offset_secs);
         }
+        DataType::Binary => {
+            // PostgreSQL's hex output for bytea.
+            let bytes = array.as_binary::<i32>().value(row);
+            let mut text = String::with_capacity(2 + bytes.len() * 2);
+            text.push_str("\\x");
+            for b in bytes {
+                text.push_str(&format!("{b:02x}"));
+            }
+            text
+        }
         DataType::List(_) => {
             format_array(array.as_list::<i32>().value(row).as_ref(), utc_offset_secs)?
         }
@@ -168,6 +178,7 @@ pub fn sql_type_name(dt: &DataType) -> String {
         DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
         DataType::Date32 => "date".into(),
         DataType::Interval(_) => "interval".into(),
+        DataType::Binary => "bytea".into(),
         DataType::Dictionary(_, v) => sql_type_name(v),
         DataType::List(f) => format!("{}[]", sql_type_name(f.data_type())),
         other => other.to_string(),

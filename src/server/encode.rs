@@ -34,6 +34,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Date32 => Type::DATE,
         DataType::Interval(_) => Type::INTERVAL,
+        DataType::Binary => Type::BYTEA,
         DataType::List(f) => match pg_type(f.data_type()) {
             Type::BOOL => Type::BOOL_ARRAY,
             Type::INT4 => Type::INT4_ARRAY,
@@ -172,6 +173,7 @@ fn encode_value(
             let v = array.as_primitive::<IntervalMonthDayNanoType>().value(row);
             enc.encode_field(&PgInterval(to_interval(v)))
         }
+        DataType::Binary => enc.encode_field(&array.as_binary::<i32>().value(row)),
         other => Err(internal(format!("no binary output for type {other}"))),
     }
 }

@@ -1,5 +1,6 @@
-//! The HTTP endpoint: `GET /health`. Two fixed routes do not justify an HTTP
-//! framework's dependency tree, so requests are read and answered by hand here.
+//! The HTTP endpoint: `GET /health` and `GET /metrics` (Prometheus text). Two
+//! fixed routes do not justify an HTTP framework's dependency tree, so requests
+//! are read and answered by hand here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,17 +8,19 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Serves health checks until `stop` is set.
-pub async fn serve(listener: TcpListener, stop: Arc<AtomicBool>) {
+use crate::Database;
+
+/// Serves health checks and metrics of `db` until `stop` is set.
+pub async fn serve(listener: TcpListener, db: Arc<Database>, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let Ok((socket, _)) = listener.accept().await else {
             continue;
         };
-        tokio::spawn(answer(socket));
+        tokio::spawn(answer(socket, Arc::clone(&db)));
     }
 }
 
-async fn answer(mut socket: TcpStream) {
+async fn answer(mut socket: TcpStream, db: Arc<Database>) {
     let mut buf = [0u8; 2048];
     let n = match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
         .await
@@ -32,13 +35,23 @@ async fn answer(mut socket: TcpStream) {
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
-    let (status, body) = match (method, path) {
-        ("GET", "/health") => ("200 OK", "ok\n"),
-        ("GET", _) => ("404 Not Found", "not found\n"),
-        _ => ("405 Method Not Allowed", "method not allowed\n"),
+    let (status, body, content_type) = match (method, path) {
+        ("GET", "/health") => ("200 OK", "ok\n".to_string(), "text/plain"),
+        ("GET", "/metrics") => {
+            let body = tokio::task::spawn_blocking(move || super::metrics::render(&db))
+                .await
+                .unwrap_or_else(|e| format!("# metrics failed: {e}\n"));
+            ("200 OK", body, "text/plain; version=0.0.4")
+        }
+        ("GET", _) => ("404 Not Found", "not found\n".to_string(), "text/plain"),
+        _ => (
+            "405 Method Not Allowed",
+            "method not allowed\n".to_string(),
+            "text/plain",
+        ),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = socket.write_all(response.as_bytes()).await;

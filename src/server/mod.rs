@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod encode;
 pub mod http;
+pub mod metrics;
 pub mod params;
 pub mod pg;
 
@@ -115,7 +116,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    tokio::spawn(http::serve(http, Arc::clone(&stop)));
+    tokio::spawn(http::serve(http, Arc::clone(&db), Arc::clone(&stop)));
     let handlers = Arc::new(pg::Handlers::new(Arc::clone(&db), credentials));
     let accept = async {
         loop {

@@ -335,11 +335,16 @@ impl Backend {
             running: Arc::clone(&self.running),
             key: who,
         };
-        tokio::task::block_in_place(move || {
+        let started = std::time::Instant::now();
+        let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let result = db.engine().execute(&stmt, &mut s, &params, cancel);
             result.map(|r| (r, s.query_options().utc_offset_secs))
-        })
+        });
+        super::metrics::queries()
+            .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
 

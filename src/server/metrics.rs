@@ -1,0 +1,93 @@
+//! `GET /metrics`: Prometheus text format. Ingestion metrics come from the
+//! ingest crate's counters, query metrics from the protocol front end; segment
+//! counts and bytes are read from the catalog when scraped.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    register_histogram_vec, register_int_gauge_vec, Encoder, HistogramVec, IntGaugeVec, TextEncoder,
+};
+
+use crate::Database;
+
+/// Registering constant, valid definitions once cannot fail.
+const VALID: &str = "constant metric definitions register once";
+
+/// `sluice_query_seconds{outcome}`: statements run over the protocol, by
+/// outcome (`ok`, `error`), with their latency; its `_count` is the query count.
+pub fn queries() -> &'static HistogramVec {
+    static Q: OnceLock<HistogramVec> = OnceLock::new();
+    Q.get_or_init(|| {
+        register_histogram_vec!(
+            "sluice_query_seconds",
+            "Statements run over the PostgreSQL protocol and their latency.",
+            &["outcome"],
+            vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                30.0
+            ]
+        )
+        .expect(VALID)
+    })
+}
+
+struct StorageGauges {
+    segments: IntGaugeVec,
+    bytes: IntGaugeVec,
+    seals: IntGaugeVec,
+}
+
+fn storage_gauges() -> &'static StorageGauges {
+    static G: OnceLock<StorageGauges> = OnceLock::new();
+    G.get_or_init(|| StorageGauges {
+        segments: register_int_gauge_vec!(
+            "sluice_segments",
+            "Segments per table and state (sealed, corrupt).",
+            &["table", "state"]
+        )
+        .expect(VALID),
+        bytes: register_int_gauge_vec!(
+            "sluice_segment_bytes",
+            "Bytes of sealed segment files on disk per table.",
+            &["table"]
+        )
+        .expect(VALID),
+        seals: register_int_gauge_vec!(
+            "sluice_seals",
+            "Seals committed per table since it was opened, and their total duration in microseconds.",
+            &["table", "measure"]
+        )
+        .expect(VALID),
+    })
+}
+
+/// Every metric as Prometheus text.
+pub fn render(db: &Database) -> String {
+    queries();
+    let _ = sluice_ingest::metrics::metrics();
+    let g = storage_gauges();
+    g.segments.reset();
+    g.bytes.reset();
+    for t in db.engine().catalog().tables() {
+        let mut bytes = 0u64;
+        for s in t.segment_states() {
+            if s.state != "mutable" {
+                g.segments.with_label_values(&[t.name(), s.state]).inc();
+            }
+            bytes += s.bytes.unwrap_or(0);
+        }
+        g.bytes.with_label_values(&[t.name()]).set(bytes as i64);
+        let (count, micros) = t.seal_stats();
+        g.seals
+            .with_label_values(&[t.name(), "count"])
+            .set(count as i64);
+        g.seals
+            .with_label_values(&[t.name(), "micros"])
+            .set(micros as i64);
+    }
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut out) {
+        return format!("# error encoding metrics: {e}\n");
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
