@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_gauge_vec, Encoder, HistogramVec, IntGaugeVec, TextEncoder,
+    register_gauge_vec, register_histogram_vec, register_int_gauge_vec, Encoder, GaugeVec,
+    HistogramVec, IntGaugeVec, TextEncoder,
 };
 
 use crate::Database;
@@ -35,6 +36,7 @@ struct StorageGauges {
     segments: IntGaugeVec,
     bytes: IntGaugeVec,
     seals: IntGaugeVec,
+    seal_seconds: GaugeVec,
 }
 
 fn storage_gauges() -> &'static StorageGauges {
@@ -52,10 +54,17 @@ fn storage_gauges() -> &'static StorageGauges {
             &["table"]
         )
         .expect(VALID),
+        // Read from the tables when scraped, so gauges that only ever grow.
         seals: register_int_gauge_vec!(
-            "sluice_seals",
-            "Seals committed per table since it was opened, and their total duration in microseconds.",
-            &["table", "measure"]
+            "sluice_seals_total",
+            "Seals committed per table since it was opened.",
+            &["table"]
+        )
+        .expect(VALID),
+        seal_seconds: register_gauge_vec!(
+            "sluice_seal_seconds_total",
+            "Time spent sealing per table since it was opened.",
+            &["table"]
         )
         .expect(VALID),
     })
@@ -78,12 +87,10 @@ pub fn render(db: &Database) -> String {
         }
         g.bytes.with_label_values(&[t.name()]).set(bytes as i64);
         let (count, micros) = t.seal_stats();
-        g.seals
-            .with_label_values(&[t.name(), "count"])
-            .set(count as i64);
-        g.seals
-            .with_label_values(&[t.name(), "micros"])
-            .set(micros as i64);
+        g.seals.with_label_values(&[t.name()]).set(count as i64);
+        g.seal_seconds
+            .with_label_values(&[t.name()])
+            .set(micros as f64 / 1e6);
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut out) {
