@@ -77,8 +77,13 @@ impl Catalog {
             }
             let def_path = path.join("table.json");
             if !def_path.exists() {
-                // A create that crashed before its definition was renamed into place.
-                fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                // Most likely a create that crashed before its definition was
+                // renamed into place; kept in lost+found rather than deleted.
+                let lost = dir.join(crate::table::LOST_AND_FOUND);
+                fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+                let to = lost.join(&name);
+                tracing::warn!(dir = %path.display(), to = %to.display(), "moving a table directory without a definition to lost+found");
+                fs::rename(&path, &to).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
             let bytes = fs::read(&def_path).map_err(|e| Error::io(&def_path, e))?;
@@ -160,6 +165,9 @@ impl Catalog {
         }
         let dir = self.new_table_dir()?;
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&self.dir.join("tables"))?;
+        // The manifest exists from the start, so that its absence later is damage.
+        crate::manifest::Manifest::default().save(&dir)?;
         let bytes = serde_json::to_vec_pretty(&schema).map_err(|e| Error::Corrupt {
             path: dir.clone(),
             section: "table definition".into(),
@@ -194,6 +202,9 @@ impl Catalog {
                 hooks.stop(table);
             }
         }
+        // A seal or merge running now must not write into the directory after it
+        // is gone (or into a new table's).
+        table.retire();
         let dir = table.dir().to_path_buf();
         let mut dropped = dir.clone().into_os_string();
         dropped.push(".dropped");
@@ -383,6 +394,50 @@ mod tests {
             BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_deleted_manifest_stops_the_open_and_deletes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let table_dir = {
+            let cat = Catalog::open(dir.path()).unwrap();
+            cat.create_table(schema("t"), false).unwrap();
+            let t = cat.table("t").unwrap();
+            t.append(vec![vec![Value::Timestamp(1), Value::Int(1)]]).unwrap();
+            t.seal_now().unwrap();
+            t.append(vec![vec![Value::Timestamp(2), Value::Int(2)]]).unwrap();
+            t.dir().to_path_buf()
+        };
+        let files = |d: &Path| -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        fs::remove_file(table_dir.join("manifest.json")).unwrap();
+        let before = files(&table_dir);
+        let err = Catalog::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("manifest.json") && err.contains("missing"), "{err}");
+        assert_eq!(files(&table_dir), before, "no file deleted or moved");
+        assert!(before.iter().any(|f| f.starts_with("seg-")), "{before:?}");
+    }
+
+    #[test]
+    fn files_no_manifest_lists_go_to_lost_and_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let table_dir = {
+            let cat = Catalog::open(dir.path()).unwrap();
+            cat.create_table(schema("t"), false).unwrap();
+            cat.table("t").unwrap().dir().to_path_buf()
+        };
+        fs::write(table_dir.join("seg-000099.sluice"), b"left by a seal").unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        assert_eq!(cat.table("t").unwrap().rows(), 0);
+        let kept = table_dir.join(crate::table::LOST_AND_FOUND).join("seg-000099.sluice");
+        assert_eq!(fs::read(kept).unwrap(), b"left by a seal");
     }
 
     #[test]

@@ -14,6 +14,13 @@ use crate::error::{Error, Result};
 /// The manifest's file name inside a table directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
+/// The manifest format this Sluice writes. Version 1 (no trailer) is still read.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// Ends the JSON body of a version 2 manifest: `#crc32=` and the CRC-32 of the body
+/// (8 hex digits), then the version.
+const TRAILER: &str = "\n#crc32=";
+
 /// One sealed segment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SegmentEntry {
@@ -72,34 +79,106 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads the manifest of the table in `dir`; a table without one has no sealed
-    /// segments yet.
+    /// Reads the manifest of the table in `dir`: a JSON body, then a trailer with
+    /// its CRC-32 and the format version (a version 1 manifest has no trailer).
     ///
     /// # Errors
-    /// [`Error::Corrupt`] naming the file if it does not parse.
+    /// [`Error::Corrupt`] naming the file if it is missing, fails its checksum, does
+    /// not parse, or has a version this Sluice does not know: a table is never
+    /// taken for empty because its manifest could not be read.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt {
-                path,
-                section: "manifest".into(),
-                detail: e.to_string(),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest::default()),
-            Err(e) => Err(Error::io(path, e)),
-        }
+        let corrupt = |detail: String| Error::Corrupt {
+            path: path.clone(),
+            section: "manifest".into(),
+            detail,
+        };
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(corrupt(
+                    "the manifest is missing: the table's committed state is unknown".into(),
+                ))
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        let body = match text.rfind(TRAILER) {
+            Some(at) => {
+                let trailer = text[at + TRAILER.len()..].trim_end();
+                let (crc, version) = trailer
+                    .split_once(" version=")
+                    .ok_or_else(|| corrupt("malformed trailer".into()))?;
+                let version: u32 = version
+                    .parse()
+                    .map_err(|_| corrupt(format!("malformed version {version:?}")))?;
+                if version > MANIFEST_VERSION {
+                    return Err(corrupt(format!(
+                        "manifest version {version}; this Sluice reads up to {MANIFEST_VERSION}"
+                    )));
+                }
+                let body = &text[..at];
+                if format!("{:08x}", crc32fast::hash(body.as_bytes())) != crc {
+                    return Err(corrupt("checksum mismatch".into()));
+                }
+                body
+            }
+            None => text,
+        };
+        serde_json::from_str(body).map_err(|e| corrupt(e.to_string()))
     }
 
-    /// Commits this manifest for the table in `dir`, atomically.
+    /// Commits this manifest for the table in `dir`, atomically (see
+    /// [`write_atomically`]).
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Corrupt {
+        let body = serde_json::to_string_pretty(self).map_err(|e| Error::Corrupt {
             path: dir.join(MANIFEST_FILE),
             section: "manifest".into(),
             detail: e.to_string(),
         })?;
-        write_atomically(&dir.join(MANIFEST_FILE), &bytes)
+        let crc = crc32fast::hash(body.as_bytes());
+        let text = format!("{body}{TRAILER}{crc:08x} version={MANIFEST_VERSION}\n");
+        write_atomically(&dir.join(MANIFEST_FILE), text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_damaged_or_future_manifest_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("manifest.json") && err.contains("missing"),
+            "{err}"
+        );
+        let m = Manifest {
+            next_segment: 7,
+            ..Manifest::default()
+        };
+        m.save(dir.path()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
+        let path = dir.path().join(MANIFEST_FILE);
+        let good = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            good.replace("\"next_segment\": 7", "\"next_segment\": 8"),
+        )
+        .unwrap();
+        let err = Manifest::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("checksum"), "{err}");
+        std::fs::write(&path, good.replace("version=2", "version=9")).unwrap();
+        assert!(Manifest::load(dir.path())
+            .unwrap_err()
+            .to_string()
+            .contains("version 9"));
+        // Version 1: the JSON body alone.
+        std::fs::write(&path, serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(Manifest::load(dir.path()).unwrap(), m);
     }
 }

@@ -44,6 +44,9 @@ pub struct Table {
     source_status: Mutex<BTreeMap<i32, PartitionStatus>>,
     /// Seals committed since opening, and their total time in microseconds.
     seals: Mutex<(u64, u64)>,
+    /// Set (under `sealing`) when the table is dropped: no seal or merge may touch
+    /// its files after that.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 /// The write-ahead generation rows are being written to, and the group commit's
@@ -177,6 +180,31 @@ pub enum SegmentSnapshot {
     Memory(Vec<RecordBatch>),
 }
 
+/// Where files that no manifest lists are moved on open, never deleted.
+pub const LOST_AND_FOUND: &str = "lost+found";
+
+/// The table's manifest. A table made before manifests were written at creation
+/// has none until its first seal; it gets an empty one, but only when nothing a
+/// manifest would list (a segment or dead-letter file) is there: otherwise the
+/// missing manifest is an error, never an empty table.
+fn load_manifest(dir: &Path, table: &str) -> Result<Manifest> {
+    if dir.join(crate::manifest::MANIFEST_FILE).exists() {
+        return Manifest::load(dir);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let name = entry.map_err(|e| Error::io(dir, e))?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("seg-") || name.starts_with("dead-") {
+            return Manifest::load(dir);
+        }
+    }
+    tracing::info!(table, "writing the empty manifest of a table never sealed");
+    let manifest = Manifest::default();
+    manifest.save(dir)?;
+    Ok(manifest)
+}
+
 fn wal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("wal-{generation:06}.log"))
 }
@@ -195,7 +223,7 @@ impl Table {
         if legacy.exists() {
             std::fs::rename(&legacy, wal_path(dir, 0)).map_err(|e| Error::io(&legacy, e))?;
         }
-        let manifest = Manifest::load(dir)?;
+        let manifest = load_manifest(dir, &schema.name)?;
         let mut sealed = Vec::new();
         let mut corrupt = Vec::new();
         for entry in &manifest.segments {
@@ -218,8 +246,13 @@ impl Table {
             let orphan_dead_letters =
                 name.starts_with("dead-") && !manifest.dead_letter_files.contains(&name);
             if orphan_segment || orphan_dead_letters || name.ends_with(".tmp") {
-                tracing::info!(file = %path.display(), "removing a file left by an interrupted seal");
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                // Most likely left by a seal interrupted before its commit; kept
+                // rather than deleted, in case the manifest is what went wrong.
+                let lost = dir.join(LOST_AND_FOUND);
+                std::fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+                let to = lost.join(&name);
+                tracing::warn!(file = %path.display(), to = %to.display(), "moving a file the manifest does not list to lost+found");
+                std::fs::rename(&path, &to).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
             if let Some(g) = name
@@ -275,6 +308,7 @@ impl Table {
             sealing: Mutex::new(()),
             source_status: Mutex::new(BTreeMap::new()),
             seals: Mutex::new((0, 0)),
+            retired: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -562,6 +596,9 @@ impl Table {
     /// write-ahead file or the source stream), and the next seal retries them.
     pub fn seal_now(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_retired() {
+            return Ok(None);
+        }
         let started = Instant::now();
         let Some(frozen) = self.freeze()? else {
             return Ok(None);
@@ -803,6 +840,18 @@ impl Table {
         Ok(out)
     }
 
+    /// Marks the table dropped once any seal or merge in progress has finished;
+    /// none starts after this returns, so its files can be removed safely.
+    pub fn retire(&self) {
+        let _wait = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        self.retired
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Seals committed since the table was opened, and their total duration in
     /// microseconds.
     pub fn seal_stats(&self) -> (u64, u64) {
@@ -836,6 +885,9 @@ impl Table {
     /// is then quarantined); the run's segments stay as they were.
     pub fn compact_now(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_retired() {
+            return Ok(None);
+        }
         let (mut manifest, run) = {
             let state = self.state.read().unwrap_or_else(|p| p.into_inner());
             let usable = |e: &SegmentEntry| {
