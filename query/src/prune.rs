@@ -551,10 +551,15 @@ fn plan_segment(
         if meta.ty == ColumnType::Text {
             continue;
         }
-        let may = |min, max| {
-            cond.values
-                .iter()
-                .any(|v| range_may_match(min, max, cond.op, v))
+        // Before version 3 a double block of NaN alone had no zone map, which
+        // otherwise means no non-NULL value: such a block cannot be ruled out.
+        let old_doubles = footer.version < 3 && meta.ty == ColumnType::Double;
+        let may = |min: Option<Stat>, max: Option<Stat>| {
+            (old_doubles && min.is_none())
+                || cond
+                    .values
+                    .iter()
+                    .any(|v| range_may_match(min, max, cond.op, v))
         };
         if blocks > 0 && !may(meta.min, meta.max) {
             stats.blocks_pruned_by_zone_maps += keep.iter().filter(|k| **k).count();

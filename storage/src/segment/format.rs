@@ -12,7 +12,7 @@ pub const HEAD_MAGIC: &[u8; 8] = b"SLUICESG";
 pub const TAIL_MAGIC: &[u8; 4] = b"SLSG";
 /// The format version this build writes. It also reads [`OLDEST_READABLE_VERSION`]
 /// onwards.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Version 1 stored every inverted-index bitmap raw; version 2 tags each one as
 /// raw or zstd-compressed.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -48,8 +48,10 @@ pub enum Encoding {
 pub enum Stat {
     /// Integer, timestamp, boolean (0/1) or dictionary id.
     Int(i64),
-    /// Double. JSON has no infinities, so those are written as the strings
-    /// `"Infinity"` and `"-Infinity"` (zone maps ignore NaN).
+    /// Double. JSON has no infinities or NaN, so those are written as the strings
+    /// `"Infinity"`, `"-Infinity"` and `"NaN"`. NaN is ordered as PostgreSQL orders
+    /// it, above every number (version 3; versions 1 and 2 left NaN out, so a
+    /// block of NaN alone had no zone map).
     Float(#[serde(with = "float_with_infinities")] f64),
 }
 
@@ -60,6 +62,8 @@ mod float_with_infinities {
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
         if v.is_finite() {
             v.serialize(s)
+        } else if v.is_nan() {
+            "NaN".serialize(s)
         } else if *v > 0.0 {
             "Infinity".serialize(s)
         } else {
@@ -79,6 +83,7 @@ mod float_with_infinities {
             Stored::Number(v) => Ok(v),
             Stored::Text(t) if t == "Infinity" => Ok(f64::INFINITY),
             Stored::Text(t) if t == "-Infinity" => Ok(f64::NEG_INFINITY),
+            Stored::Text(t) if t == "NaN" => Ok(f64::NAN),
             Stored::Text(t) => Err(serde::de::Error::custom(format!("not a double: {t}"))),
         }
     }

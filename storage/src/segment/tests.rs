@@ -467,3 +467,59 @@ fn values_on_most_rows_are_left_out_of_the_inverted_index() {
     assert_eq!(rare.len(), 100);
     assert!(rare.iter().all(|r| r % 1000 == 1));
 }
+
+/// Version 2 files (no NaN in zone maps; otherwise the same layout) still open
+/// and read; a version from the future is refused with its number.
+#[test]
+fn older_versions_read_and_newer_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-1.sluice");
+    let input = rows(1000);
+    write_segment(&path, &schema(), &input).unwrap();
+    let set_version = |v: u32| {
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = bytes.len() - super::format::TAIL_LEN + 8;
+        bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+    };
+    set_version(2);
+    let seg = SealedSegment::open(&path).unwrap();
+    assert_eq!(
+        seg.footer().version,
+        3,
+        "the footer keeps what the writer wrote"
+    );
+    seg.verify().unwrap();
+    let got = plain(&seg.read_block(4, 0).unwrap());
+    assert_eq!(
+        got.to_data(),
+        plain(input[0].column(4)).slice(0, got.len()).to_data()
+    );
+    set_version(super::format::FORMAT_VERSION + 1);
+    let err = SealedSegment::open(&path).err().unwrap().to_string();
+    assert!(
+        err.contains("format version 4") && err.contains("seg-1.sluice"),
+        "{err}"
+    );
+}
+
+/// A double block holding NaN keeps it in its zone map as the greatest value, so
+/// `v > x` never prunes it; a block of NaN alone has NaN for both ends.
+#[test]
+fn nan_is_the_greatest_value_in_zone_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seg-1.sluice");
+    let mut seg = MutableSegment::new(&schema());
+    let row = |v: f64| {
+        let mut r: Vec<Value> = schema().columns.iter().map(|_| Value::Null).collect();
+        r[0] = Value::Timestamp(1);
+        r[4] = Value::Float(v);
+        r
+    };
+    seg.append(&[row(f64::NAN), row(3.0), row(f64::NAN)])
+        .unwrap();
+    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    let amount = &SealedSegment::open(&path).unwrap().footer().columns[4].clone();
+    assert_eq!(amount.min, Some(Stat::Float(3.0)));
+    assert!(matches!(amount.max, Some(Stat::Float(f)) if f.is_nan()));
+}

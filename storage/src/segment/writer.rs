@@ -289,9 +289,9 @@ fn write_column(
                     for i in start..start + len {
                         let v = if a.is_valid(i) { a.value(i) } else { 0.0 };
                         raw.extend_from_slice(&v.to_le_bytes());
-                        if a.is_valid(i) && !v.is_nan() {
-                            min = Some(min.map_or(v, |m| m.min(v)));
-                            max = Some(max.map_or(v, |m| m.max(v)));
+                        if a.is_valid(i) {
+                            min = Some(min.map_or(v, |m| pg_min(m, v)));
+                            max = Some(max.map_or(v, |m| pg_max(m, v)));
                         }
                     }
                     blocks.push(BlockMeta {
@@ -311,7 +311,7 @@ fn write_column(
                     .filter_map(|b| b.min)
                     .fold(None, |acc: Option<Stat>, s| match (acc, s) {
                         (None, s) => Some(s),
-                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(a.min(b))),
+                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(pg_min(a, b))),
                         (acc, _) => acc,
                     });
                 let max = blocks
@@ -319,7 +319,7 @@ fn write_column(
                     .filter_map(|b| b.max)
                     .fold(None, |acc: Option<Stat>, s| match (acc, s) {
                         (None, s) => Some(s),
-                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(a.max(b))),
+                        (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(pg_max(a, b))),
                         (acc, _) => acc,
                     });
                 return Ok(ColumnMeta {
@@ -572,5 +572,25 @@ impl Packing {
             delta_first,
             packed,
         }
+    }
+}
+
+/// The smaller of two doubles as PostgreSQL orders them (NaN above every number).
+fn pg_min(a: f64, b: f64) -> f64 {
+    if a.is_nan() {
+        b
+    } else if b.is_nan() {
+        a
+    } else {
+        a.min(b)
+    }
+}
+
+/// The larger of two doubles as PostgreSQL orders them (NaN above every number).
+fn pg_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
     }
 }
