@@ -48,6 +48,10 @@ pub struct Binder<'a> {
     settings: Vec<(String, String)>,
     /// The type each `$n` was found to need (describing) or was given.
     param_types: Vec<Option<DataType>>,
+    /// The target columns' (name, type) of an `INSERT ... VALUES` being bound: its
+    /// rows are assigned to them cell by cell, as PostgreSQL does, instead of
+    /// meeting in a common type first (`VALUES ('NaN'), (7)` into a double).
+    insert_targets: Option<Vec<(String, DataType)>>,
 }
 
 /// A name as PostgreSQL folds it: lower case unless quoted.
@@ -140,7 +144,14 @@ impl<'a> Binder<'a> {
             session: None,
             outer: Vec::new(),
             settings: Vec::new(),
+            insert_targets: None,
         }
+    }
+
+    /// Binds the next VALUES list (an INSERT's) by assigning each cell to its
+    /// target column's (name, type).
+    pub fn set_insert_targets(&mut self, targets: Vec<(String, DataType)>) {
+        self.insert_targets = Some(targets);
     }
 
     /// The settings `set_config()` calls asked for, to apply once the statement ran.
@@ -467,6 +478,9 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_values(&mut self, values: &ast::Values) -> Result<LogicalPlan> {
+        if let Some(targets) = self.insert_targets.take() {
+            return self.bind_insert_values(values, &targets);
+        }
         let empty = PlanSchema::default();
         let mut rows = Vec::with_capacity(values.rows.len());
         for row in &values.rows {
@@ -506,6 +520,74 @@ impl<'a> Binder<'a> {
             schema: PlanSchema { fields },
             rows,
         })
+    }
+
+    /// An INSERT's VALUES: each cell assigned to its target column's type.
+    fn bind_insert_values(
+        &mut self,
+        values: &ast::Values,
+        targets: &[(String, DataType)],
+    ) -> Result<LogicalPlan> {
+        let empty = PlanSchema::default();
+        let width = values.rows.first().map_or(0, |r| r.len());
+        if width > targets.len() {
+            return Err(Error::Syntax(
+                "INSERT has more expressions than target columns".into(),
+            ));
+        }
+        let mut rows = Vec::with_capacity(values.rows.len());
+        for row in &values.rows {
+            if row.len() != width {
+                return Err(Error::Syntax(
+                    "VALUES lists must all be the same length".into(),
+                ));
+            }
+            let mut bound = Vec::with_capacity(width);
+            for (e, (column, ty)) in row.iter().zip(targets) {
+                let x = self.bind_expr(e, &empty, false)?;
+                bound.push(self.assign(x, column, ty)?);
+            }
+            rows.push(bound);
+        }
+        let fields = targets[..width]
+            .iter()
+            .map(|(name, ty)| PlanField {
+                qualifier: None,
+                name: name.clone(),
+                data_type: ty.clone(),
+            })
+            .collect();
+        Ok(LogicalPlan::Values {
+            schema: PlanSchema { fields },
+            rows,
+        })
+    }
+
+    /// PostgreSQL's assignment of a value to a column of type `to`: an untyped
+    /// value takes the type, numbers convert among themselves (doubles round),
+    /// dates and timestamps among themselves, anything becomes text; otherwise
+    /// 42804 naming the column.
+    fn assign(&mut self, e: Expr, column: &str, to: &DataType) -> Result<Expr> {
+        let empty = PlanSchema::default();
+        let from = e.data_type(&empty);
+        let convertible = &from == to
+            || from == DataType::Null
+            || is_untyped(&e)
+            || (is_numeric(&from) && is_numeric(to))
+            || (matches!(from, DataType::Timestamp(..) | DataType::Date32)
+                && matches!(to, DataType::Timestamp(..) | DataType::Date32))
+            || *to == DataType::Utf8;
+        if !convertible {
+            return Err(Error::DatatypeMismatch(format!(
+                "column \"{column}\" is of type {} but expression is of type {}",
+                sql_type_name(to),
+                sql_type_name(&from)
+            )));
+        }
+        if is_untyped(&e) || from == DataType::Null {
+            return self.coerce(e, &empty, to);
+        }
+        self.explicit_cast(e, &empty, to)
     }
 
     fn bind_order_on_output(

@@ -81,7 +81,20 @@ fn checked_cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
             to: sql_type_name(to),
         });
     }
-    Ok(cast_with_options(array, to, &strict())?)
+    let numeric = |t: &DataType| {
+        matches!(
+            t,
+            DataType::Int32 | DataType::Int64 | DataType::UInt32 | DataType::Float64
+        )
+    };
+    cast_with_options(array, to, &strict()).map_err(|e| {
+        if numeric(array.data_type()) && numeric(to) {
+            // A number that does not fit, as PostgreSQL reports it (22003).
+            Error::NumericOutOfRange(format!("{} out of range", sql_type_name(to)))
+        } else {
+            e.into()
+        }
+    })
 }
 
 fn parse_text(

@@ -139,24 +139,11 @@ impl Engine {
             .catalog
             .table(&table_name(name)?)
             .map_err(map_not_found)?;
-        let targets = insert_targets(&table, ins);
         if let Some(source) = &ins.source {
-            if let ast::SetExpr::Values(values) = source.body.as_ref() {
-                for row in &values.rows {
-                    for (e, col) in row.iter().zip(&targets) {
-                        let bound = binder.bind_expr(e, &Default::default(), false)?;
-                        let ty = table
-                            .schema()
-                            .column_index(col)
-                            .map(|i| table.schema().columns[i].ty.arrow_type());
-                        if let Some(ty) = ty {
-                            binder.coerce(bound, &Default::default(), &ty).ok();
-                        }
-                    }
-                }
-            } else {
-                binder.bind_query(source)?;
+            if matches!(source.body.as_ref(), ast::SetExpr::Values(_)) {
+                binder.set_insert_targets(target_types(&table, ins));
             }
+            binder.bind_query(source)?;
         }
         Ok(())
     }
@@ -499,10 +486,12 @@ impl Engine {
             .source
             .as_ref()
             .ok_or_else(|| Error::NotSupported("INSERT without VALUES or SELECT".into()))?;
-        let plan = self
-            .binder(ctx, session)
-            .with_params(params.to_vec())
-            .bind_query(source)?;
+        let mut binder = self.binder(ctx, session).with_params(params.to_vec());
+        if matches!(source.body.as_ref(), ast::SetExpr::Values(_)) {
+            binder.set_insert_targets(target_types(&table, ins));
+        }
+        let plan = binder.bind_query(source)?;
+        drop(binder);
         let columns = insert_targets(&table, ins);
         let width = plan.schema().fields.len();
         if width > columns.len() {
@@ -536,6 +525,21 @@ pub struct Description {
     pub params: Vec<DataType>,
     /// The result columns, or `None` for a statement without rows.
     pub columns: Option<SchemaRef>,
+}
+
+/// The target columns of an INSERT with their types (an unknown name keeps
+/// text; appending reports it).
+fn target_types(table: &sluice_storage::Table, ins: &ast::Insert) -> Vec<(String, DataType)> {
+    let schema = table.schema();
+    insert_targets(table, ins)
+        .into_iter()
+        .map(|name| {
+            let ty = schema
+                .column_index(&name)
+                .map_or(DataType::Utf8, |i| schema.columns[i].ty.arrow_type());
+            (name, ty)
+        })
+        .collect()
 }
 
 fn insert_targets(table: &sluice_storage::Table, ins: &ast::Insert) -> Vec<String> {

@@ -403,9 +403,11 @@ mod tests {
             let cat = Catalog::open(dir.path()).unwrap();
             cat.create_table(schema("t"), false).unwrap();
             let t = cat.table("t").unwrap();
-            t.append(vec![vec![Value::Timestamp(1), Value::Int(1)]]).unwrap();
+            t.append(vec![vec![Value::Timestamp(1), Value::Int(1)]])
+                .unwrap();
             t.seal_now().unwrap();
-            t.append(vec![vec![Value::Timestamp(2), Value::Int(2)]]).unwrap();
+            t.append(vec![vec![Value::Timestamp(2), Value::Int(2)]])
+                .unwrap();
             t.dir().to_path_buf()
         };
         let files = |d: &Path| -> Vec<String> {
@@ -420,7 +422,10 @@ mod tests {
         fs::remove_file(table_dir.join("manifest.json")).unwrap();
         let before = files(&table_dir);
         let err = Catalog::open(dir.path()).err().unwrap().to_string();
-        assert!(err.contains("manifest.json") && err.contains("missing"), "{err}");
+        assert!(
+            err.contains("manifest.json") && err.contains("missing"),
+            "{err}"
+        );
         assert_eq!(files(&table_dir), before, "no file deleted or moved");
         assert!(before.iter().any(|f| f.starts_with("seg-")), "{before:?}");
     }
@@ -436,7 +441,9 @@ mod tests {
         fs::write(table_dir.join("seg-000099.sluice"), b"left by a seal").unwrap();
         let cat = Catalog::open(dir.path()).unwrap();
         assert_eq!(cat.table("t").unwrap().rows(), 0);
-        let kept = table_dir.join(crate::table::LOST_AND_FOUND).join("seg-000099.sluice");
+        let kept = table_dir
+            .join(crate::table::LOST_AND_FOUND)
+            .join("seg-000099.sluice");
         assert_eq!(fs::read(kept).unwrap(), b"left by a seal");
     }
 
