@@ -332,21 +332,37 @@ impl Catalog {
             .collect()
     }
 
+    /// A directory for a new table, numbered past every table this data
+    /// directory ever had: `<data>/next_table_id` remembers the next number
+    /// durably, so a dropped table's number (and with it its catalog OIDs and
+    /// any seal still naming its directory) is never reused.
     fn new_table_dir(&self) -> Result<PathBuf> {
         let tables_dir = self.dir.join("tables");
+        let counter = self.dir.join(NEXT_TABLE_ID);
+        let mut next = match fs::read_to_string(&counter) {
+            Ok(text) => text.trim().parse::<u64>().map_err(|e| Error::Corrupt {
+                path: counter.clone(),
+                section: "next table id".into(),
+                detail: e.to_string(),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 1,
+            Err(e) => return Err(Error::io(&counter, e)),
+        };
+        // Directories made before the counter existed.
         let entries = fs::read_dir(&tables_dir).map_err(|e| Error::io(&tables_dir, e))?;
-        let mut next = 1u64;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let id = name
-                .trim_end_matches(".dropped")
-                .parse::<u64>()
-                .unwrap_or(0);
-            next = next.max(id + 1);
+            if let Ok(id) = name.trim_end_matches(".dropped").parse::<u64>() {
+                next = next.max(id + 1);
+            }
         }
+        write_atomically(&counter, format!("{}\n", next + 1).as_bytes())?;
         Ok(tables_dir.join(format!("{next:06}")))
     }
 }
+
+/// The file holding the next table number of a data directory.
+const NEXT_TABLE_ID: &str = "next_table_id";
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new file:
 /// write a temporary file, fsync it, rename it over `path`, fsync the directory.
@@ -394,6 +410,23 @@ mod tests {
             BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_dropped_tables_number_is_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(dir.path()).unwrap();
+        cat.create_table(schema("a"), false).unwrap();
+        let first = cat.table("a").unwrap().id();
+        cat.drop_table("a", false).unwrap();
+        cat.create_table(schema("a"), false).unwrap();
+        let second = cat.table("a").unwrap().id();
+        assert!(second > first, "{first} then {second}");
+        drop(cat);
+        let cat = Catalog::open(dir.path()).unwrap();
+        cat.drop_table("a", false).unwrap();
+        cat.create_table(schema("b"), false).unwrap();
+        assert!(cat.table("b").unwrap().id() > second);
     }
 
     #[test]

@@ -50,6 +50,20 @@ enum ColumnBuilder {
     Timestamp(TimestampMicrosecondBuilder),
 }
 
+/// True when a column of type `ty` can take `v` as it is.
+fn holds(ty: ColumnType, v: &Value) -> bool {
+    match (ty, v) {
+        (_, Value::Null) => true,
+        (ColumnType::Boolean, Value::Bool(_)) => true,
+        (ColumnType::Integer, Value::Int(i)) => i32::try_from(*i).is_ok(),
+        (ColumnType::BigInt, Value::Int(_)) => true,
+        (ColumnType::Double, Value::Float(_)) => true,
+        (ColumnType::Text, Value::Text(_)) => true,
+        (ColumnType::Timestamp | ColumnType::TimestampTz, Value::Timestamp(_)) => true,
+        _ => false,
+    }
+}
+
 impl ColumnBuilder {
     fn new(ty: ColumnType) -> Self {
         match ty {
@@ -180,14 +194,10 @@ impl MutableSegment {
     /// Only on a row of the wrong width or an uncoerced value: a caller bug, reported
     /// rather than panicking.
     pub fn append(&mut self, rows: &[Vec<Value>]) -> Result<()> {
+        // Every row is checked before any value is pushed, so a bad row leaves
+        // no column builder longer than the others.
+        self.check(rows)?;
         for row in rows {
-            if row.len() != self.types.len() {
-                return Err(Error::Arity(format!(
-                    "row has {} values, table has {} columns",
-                    row.len(),
-                    self.types.len()
-                )));
-            }
             for (builder, value) in self.active.iter_mut().zip(row) {
                 builder.push(value)?;
                 self.bytes += match value {
@@ -199,6 +209,30 @@ impl MutableSegment {
             self.rows += 1;
             if self.active.first().map_or(0, ColumnBuilder::len) >= BLOCK_ROWS {
                 self.finish_block()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every row has one value per column, each one the column can
+    /// hold as it is (what [`MutableSegment::append`] needs to push a row whole).
+    ///
+    /// # Errors
+    /// The first row of the wrong width or with an uncoerced value.
+    pub fn check(&self, rows: &[Vec<Value>]) -> Result<()> {
+        for row in rows {
+            if row.len() != self.types.len() {
+                return Err(Error::Arity(format!(
+                    "row has {} values, table has {} columns",
+                    row.len(),
+                    self.types.len()
+                )));
+            }
+            if let Some((ty, v)) = self.types.iter().zip(row).find(|(ty, v)| !holds(**ty, v)) {
+                return Err(Error::Arity(format!(
+                    "internal error: value {v:?} was not coerced to {}",
+                    ty.sql_name()
+                )));
             }
         }
         Ok(())
@@ -238,6 +272,46 @@ mod tests {
     use super::*;
     use crate::schema::ColumnDef;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_bad_row_appends_nothing_of_its_batch() {
+        let schema = TableSchema::new(
+            "t",
+            vec![
+                ColumnDef {
+                    name: "ts".into(),
+                    ty: ColumnType::Timestamp,
+                    nullable: true,
+                },
+                ColumnDef {
+                    name: "n".into(),
+                    ty: ColumnType::Integer,
+                    nullable: true,
+                },
+            ],
+            vec![],
+            BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+        )
+        .unwrap();
+        let mut seg = MutableSegment::new(&schema);
+        let good = vec![Value::Timestamp(1), Value::Int(1)];
+        for bad in [
+            vec![Value::Timestamp(2), Value::Int(i64::MAX)],
+            vec![Value::Timestamp(2), Value::Text("x".into())],
+            vec![Value::Timestamp(2)],
+        ] {
+            assert!(seg.append(&[good.clone(), bad]).is_err());
+            assert_eq!(seg.rows(), 0);
+        }
+        seg.append(&[good]).unwrap();
+        let blocks = seg.blocks();
+        assert_eq!(blocks.len(), 1);
+        assert_eq!(
+            blocks[0].num_rows(),
+            1,
+            "every column holds exactly the good row"
+        );
+    }
 
     #[test]
     fn blocks_are_finished_every_block_rows_and_snapshots_are_stable() {

@@ -356,6 +356,13 @@ impl Table {
         if rows.is_empty() {
             return Ok(0);
         }
+        // No row is made durable (and acknowledged) that the mutable segment
+        // could not take.
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .mutable
+            .check(&rows)?;
         let count = rows.len();
         let mut wal = self.wal.lock().unwrap_or_else(|p| p.into_inner());
         wal.check_failed()?;
