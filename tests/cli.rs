@@ -119,3 +119,54 @@ fn serve_rejects_a_block_cache_that_is_not_a_size() {
     let err = stderr(&out);
     assert!(err.contains("block_cache") && err.contains("lots"), "{err}");
 }
+
+#[test]
+fn check_reports_a_damaged_write_ahead_file_and_salvage_reopens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = sql(
+        dir.path(),
+        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column='ts'); \
+         INSERT INTO t VALUES ('2026-11-29 10:00', 1); INSERT INTO t VALUES ('2026-11-29 10:01', 2); \
+         INSERT INTO t VALUES ('2026-11-29 10:02', 3)",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = sluice(&["check", path]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("1 tables") && stdout(&out).contains("0 damaged"),
+        "{}",
+        stdout(&out)
+    );
+    // Flip a bit in the first record's length: the records after it are valid.
+    let table_dir = std::fs::read_dir(dir.path().join("tables"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let wal = std::fs::read_dir(&table_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "log"))
+        .unwrap();
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[12 + 12] ^= 0x20;
+    std::fs::write(&wal, &bytes).unwrap();
+    let out = sql(dir.path(), "SELECT count(*) FROM t");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(".log") && stderr(&out).contains("at byte 12"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sluice(&["check", path]);
+    assert!(!out.status.success());
+    assert!(stdout(&out).contains("DAMAGED"), "{}", stdout(&out));
+    let out = sluice(&["check", "--salvage", path]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = sql(dir.path(), "SELECT count(*), sum(v) FROM t");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("│ 2     ┆ 5   │"), "{}", stdout(&out));
+}

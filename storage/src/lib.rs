@@ -6,6 +6,7 @@
 //! rows in through one append path ([`Table::append`]).
 
 pub mod catalog;
+pub mod check;
 pub mod error;
 pub mod manifest;
 pub mod mutable_segment;

@@ -315,6 +315,88 @@ fn scan_records(path: &Path, bytes: &[u8]) -> Result<Scan> {
     })
 }
 
+/// What `sluice check` finds in a write-ahead file.
+#[derive(Debug, Default)]
+pub struct WalCheck {
+    /// Rows of every record that checks out, before and after any damage.
+    pub rows: Vec<Vec<Value>>,
+    /// Records that check out.
+    pub records: u64,
+    /// Byte ranges that are not part of a valid record.
+    pub damaged: Vec<std::ops::Range<usize>>,
+    /// True when the only damage is a torn tail, which opening cuts off itself.
+    pub torn_tail_only: bool,
+}
+
+/// Reads every record of the write-ahead file at `path` that checks out,
+/// stepping over damage to the next record that does (`sluice check`). Reading
+/// only: the file is not changed.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::Corrupt`] if its header is
+/// damaged or of an unknown version.
+pub fn check_file(path: &Path) -> Result<WalCheck> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if !bytes.starts_with(FILE_MAGIC) {
+        let rows = decode_version_1(path, &bytes)?;
+        return Ok(WalCheck {
+            records: u64::from(!rows.is_empty()),
+            rows,
+            damaged: Vec::new(),
+            torn_tail_only: true,
+        });
+    }
+    check_file_header(path, &bytes)?;
+    let mut out = WalCheck::default();
+    let mut pos = FILE_HEADER;
+    let mut seq = 0u64;
+    while pos < bytes.len() {
+        if let Some((payload, end)) = record_at(bytes.as_slice(), pos, seq) {
+            if let Ok(mut rows) = decode_payload(payload) {
+                out.rows.append(&mut rows);
+                out.records += 1;
+                pos = end;
+                seq += 1;
+                continue;
+            }
+        }
+        // Step to the next record that checks out, whatever its number.
+        let next = (pos + 1..bytes.len())
+            .filter(|&p| bytes[p..].starts_with(RECORD_MAGIC))
+            .find_map(|p| {
+                let n = u64::from_le_bytes(bytes.get(p + 4..p + 12)?.try_into().ok()?);
+                record_at(&bytes, p, n).map(|_| (p, n))
+            });
+        match next {
+            Some((p, n)) => {
+                out.damaged.push(pos..p);
+                pos = p;
+                seq = n;
+            }
+            None => {
+                out.damaged.push(pos..bytes.len());
+                break;
+            }
+        }
+    }
+    out.torn_tail_only =
+        out.damaged.len() <= 1 && out.damaged.first().is_none_or(|r| r.end == bytes.len());
+    Ok(out)
+}
+
+/// Replaces the write-ahead file at `path` with a version 2 file holding
+/// `rows` as one record, durably (what `sluice check --salvage` keeps).
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn rewrite(path: &Path, rows: &[Vec<Value>]) -> Result<()> {
+    let mut fresh = file_header();
+    if !rows.is_empty() {
+        fresh.extend_from_slice(&encode_record(0, rows)?);
+    }
+    crate::catalog::write_atomically(path, &fresh)
+}
+
 fn decode_payload(payload: &[u8]) -> std::result::Result<Vec<Vec<Value>>, String> {
     let mut r = Reader {
         bytes: payload,
