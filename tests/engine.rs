@@ -409,6 +409,39 @@ fn a_corrupt_segment_is_named_then_quarantined_and_reported() {
         "SELECT error FROM sluice.segments WHERE state = 'corrupt'",
     );
     assert!(error[0][0].contains("checksum"), "{error:?}");
+    drop(db);
+
+    // The quarantine is in the manifest: after a restart the segment stays out
+    // from the first query on (no query has to fail on it again).
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(
+        cells(&db, "SELECT count(*), sum(n) FROM events"),
+        [["20000".to_string(), sum.to_string()]]
+    );
+    assert_eq!(
+        cells(
+            &db,
+            "SELECT count(*) FROM sluice.segments WHERE state = 'corrupt'"
+        ),
+        [["1".to_string()]]
+    );
+    drop(db);
+    // Salvage moves the file aside and takes it out of the manifest.
+    let report = sluice_storage::check::check_data_dir(dir.path(), true).unwrap();
+    assert!(!report.has_damage_left(), "{report:?}");
+    assert!(table_dir.join("lost+found").join(&file_name).exists());
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(
+        cells(
+            &db,
+            "SELECT count(*) FROM sluice.segments WHERE state = 'corrupt'"
+        ),
+        [["0".to_string()]]
+    );
+    assert_eq!(
+        cells(&db, "SELECT count(*) FROM events"),
+        [["20000".to_string()]]
+    );
 }
 
 /// Values that jump around, so their blocks pack as values with bytes to damage.

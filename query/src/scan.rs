@@ -149,7 +149,11 @@ fn morsels(
                 )
             }
             SegmentSnapshot::Sealed(seg) => {
-                let plan = pruning.plan(&seg, &mut stats)?;
+                // Damage found while planning (a zone map or an index) quarantines
+                // the segment like damage found while scanning.
+                let plan = pruning
+                    .plan(&seg, &mut stats)
+                    .map_err(|e| quarantine_on_corruption(table, e))?;
                 let selection = plan.selection.map(Arc::new);
                 let blocks: Vec<usize> = seg
                     .footer()

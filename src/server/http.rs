@@ -20,6 +20,22 @@ pub async fn serve(listener: TcpListener, db: Arc<Database>, stop: Arc<AtomicBoo
     }
 }
 
+/// `ok`, or `degraded` with every quarantined segment (its rows are missing
+/// from answers until it is restored or salvaged).
+fn health(db: &Database) -> String {
+    let mut lines = Vec::new();
+    for t in db.engine().catalog().tables() {
+        for (file, error) in t.quarantined() {
+            lines.push(format!("quarantined {}/{file}: {error}", t.name()));
+        }
+    }
+    if lines.is_empty() {
+        "ok\n".into()
+    } else {
+        format!("degraded\n{}\n", lines.join("\n"))
+    }
+}
+
 async fn answer(mut socket: TcpStream, db: Arc<Database>) {
     let mut buf = [0u8; 2048];
     let n = match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf))
@@ -36,7 +52,7 @@ async fn answer(mut socket: TcpStream, db: Arc<Database>) {
         parts.next().unwrap_or_default(),
     );
     let (status, body, content_type) = match (method, path) {
-        ("GET", "/health") => ("200 OK", "ok\n".to_string(), "text/plain"),
+        ("GET", "/health") => ("200 OK", health(&db), "text/plain"),
         ("GET", "/metrics") => {
             let body = tokio::task::spawn_blocking(move || super::metrics::render(&db))
                 .await

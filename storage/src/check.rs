@@ -108,11 +108,16 @@ fn check_table(dir: &Path, salvage: bool, report: &mut CheckReport) -> Result<()
         match SealedSegment::open(&path).and_then(|s| s.verify()) {
             Ok(()) => {
                 report.sound_files += 1;
+                if manifest.quarantined.remove(&entry.file).is_some() && salvage {
+                    // Restored from a backup: back into queries.
+                    changed = true;
+                }
                 kept.push(entry);
             }
             Err(e) => {
                 let action = if salvage {
                     move_aside(dir, &path)?;
+                    manifest.quarantined.remove(&entry.file);
                     changed = true;
                     Some(format!(
                         "moved to {LOST_AND_FOUND}/ and taken out of the manifest: its {} rows \

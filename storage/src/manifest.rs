@@ -76,6 +76,10 @@ pub struct Manifest {
     /// The number the next dead-letter file will take.
     #[serde(default)]
     pub next_dead_letters: u64,
+    /// Segment files that failed a check, with the check: left out of queries
+    /// after a restart too, until `sluice check --salvage` or a restored file.
+    #[serde(default)]
+    pub quarantined: std::collections::BTreeMap<String, String>,
 }
 
 impl Manifest {

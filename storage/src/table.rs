@@ -227,6 +227,11 @@ impl Table {
         let mut sealed = Vec::new();
         let mut corrupt = Vec::new();
         for entry in &manifest.segments {
+            if let Some(error) = manifest.quarantined.get(&entry.file) {
+                tracing::error!(table = %schema.name, file = %entry.file, error, "segment left out: quarantined earlier");
+                corrupt.push((entry.file.clone(), error.clone()));
+                continue;
+            }
             match SealedSegment::open(&dir.join(&entry.file)) {
                 Ok(seg) => sealed.push(Arc::new(seg)),
                 Err(e) => {
@@ -507,17 +512,58 @@ impl Table {
 
     /// Takes the sealed segment at `path` out of queries after it failed a check;
     /// it stays on disk and in the manifest, and `sluice.segments` reports it.
+    ///
+    /// The quarantine is recorded in the manifest, so it holds after a restart.
     pub fn quarantine(&self, path: &Path, error: &str) {
+        if let Some(file) = self.quarantine_in_memory(path, error) {
+            // Commit it like a seal does (one manifest writer at a time).
+            let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+            self.record_quarantine(file, error);
+        }
+    }
+
+    /// Takes the segment out of queries; returns its file name unless it was
+    /// out already.
+    fn quarantine_in_memory(&self, path: &Path, error: &str) -> Option<String> {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
-        let Some(pos) = state.sealed.iter().position(|s| s.path() == path) else {
-            return;
-        };
+        let pos = state.sealed.iter().position(|s| s.path() == path)?;
         state.sealed.remove(pos);
         let file = path
             .file_name()
             .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
         tracing::error!(table = %self.schema.name, file, error, "segment left out: it failed its checks");
-        state.corrupt.push((file, error.to_string()));
+        state.corrupt.push((file.clone(), error.to_string()));
+        Some(file)
+    }
+
+    /// Records a quarantine in the manifest. The caller holds `sealing`.
+    fn record_quarantine(&self, file: String, error: &str) {
+        if self.is_retired() {
+            return;
+        }
+        let mut manifest = self.manifest();
+        manifest.quarantined.insert(file, error.to_string());
+        match manifest.save(&self.dir) {
+            Ok(()) => {
+                self.state
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .manifest = manifest;
+            }
+            Err(e) => {
+                tracing::error!(table = %self.schema.name, error = %e, "could not record the quarantine; it lasts until restart")
+            }
+        }
+    }
+
+    /// The segments left out of queries because they failed a check, as
+    /// (file, check).
+    pub fn quarantined(&self) -> Vec<(String, String)> {
+        self.state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .corrupt
+            .clone()
     }
 
     /// Every segment with its state, for `sluice.segments`.
@@ -922,7 +968,10 @@ impl Table {
             match segment.read_all() {
                 Ok(mut b) => batches.append(&mut b),
                 Err(e) => {
-                    self.quarantine(segment.path(), &e.to_string());
+                    // This merge holds `sealing` already.
+                    if let Some(file) = self.quarantine_in_memory(segment.path(), &e.to_string()) {
+                        self.record_quarantine(file, &e.to_string());
+                    }
                     return Err(e);
                 }
             }
