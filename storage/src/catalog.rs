@@ -54,17 +54,7 @@ impl Catalog {
     pub fn open(dir: &Path) -> Result<Self> {
         let tables_dir = dir.join("tables");
         fs::create_dir_all(&tables_dir).map_err(|e| Error::io(&tables_dir, e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-        lock.try_lock().map_err(|_| {
-            Error::io(
-                &lock_path,
-                std::io::Error::new(
-                    std::io::ErrorKind::WouldBlock,
-                    "the data directory is in use by another Sluice process",
-                ),
-            )
-        })?;
+        let lock = lock_data_dir(dir)?;
         let mut tables = BTreeMap::new();
         let entries = fs::read_dir(&tables_dir).map_err(|e| Error::io(&tables_dir, e))?;
         for entry in entries {
@@ -377,6 +367,26 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         sync_dir(parent)?;
     }
     Ok(())
+}
+
+/// Takes the data directory's `LOCK` (an exclusive file lock, released when
+/// the returned file is dropped), so one process at a time has it.
+///
+/// # Errors
+/// [`Error::Io`] naming the lock file if another process holds it.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<File> {
+    let lock_path = dir.join("LOCK");
+    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.try_lock().map_err(|_| {
+        Error::io(
+            &lock_path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "the data directory is in use by another Sluice process",
+            ),
+        )
+    })?;
+    Ok(lock)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -3,7 +3,7 @@
 //! table's `lost+found/` and keeps every readable record, so the directory opens
 //! again. Nothing is deleted.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -47,17 +47,8 @@ impl CheckReport {
 /// # Errors
 /// [`Error::Io`] if the directory cannot be read or is open in another process.
 pub fn check_data_dir(dir: &Path, salvage: bool) -> Result<CheckReport> {
-    let lock_path = dir.join("LOCK");
-    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
-    lock.try_lock().map_err(|_| {
-        Error::io(
-            &lock_path,
-            std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "the data directory is in use by another Sluice process; stop it first",
-            ),
-        )
-    })?;
+    // Stop the server first: checking a directory in use would race its writes.
+    let _lock = crate::catalog::lock_data_dir(dir)?;
     let mut report = CheckReport::default();
     let tables_dir = dir.join("tables");
     let mut entries: Vec<PathBuf> = fs::read_dir(&tables_dir)
