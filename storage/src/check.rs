@@ -237,36 +237,16 @@ fn move_aside(dir: &Path, path: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::catalog::Catalog;
-    use crate::schema::ColumnDef;
-    use crate::types::{ColumnType, Value};
+    use crate::types::Value;
 
     #[test]
     fn salvage_keeps_every_readable_record_and_the_directory_opens_again() {
         let dir = tempfile::tempdir().unwrap();
         let table_dir = {
             let cat = Catalog::open(dir.path()).unwrap();
-            let schema = TableSchema::new(
-                "t",
-                vec![
-                    ColumnDef {
-                        name: "ts".into(),
-                        ty: ColumnType::Timestamp,
-                        nullable: true,
-                    },
-                    ColumnDef {
-                        name: "v".into(),
-                        ty: ColumnType::BigInt,
-                        nullable: true,
-                    },
-                ],
-                vec![],
-                BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
-            )
-            .unwrap();
+            let schema = crate::testing::ts_v_schema("t", &[]);
             cat.create_table(schema, false).unwrap();
             let t = cat.table("t").unwrap();
             for i in 0..5 {

@@ -14,6 +14,8 @@ pub mod schema;
 pub mod segment;
 pub mod source;
 pub mod table;
+#[cfg(test)]
+mod testing;
 pub mod types;
 pub mod wal;
 

@@ -20,9 +20,10 @@ pub struct ColumnDef {
     pub nullable: bool,
 }
 
-/// The options Sluice knows, besides `kafka.<setting>` (passed to the Kafka
-/// client as it is). Each one takes effect; `upsert`, `dedup` and their
-/// companions are refused with 0A000 until upserts are built.
+/// The table options Sluice knows, besides [`SOURCE_OPTIONS`] and
+/// `kafka.<setting>` (passed to the Kafka client as it is). Each one takes effect;
+/// `upsert`, `dedup` and their companions are refused with 0A000 until upserts
+/// are built.
 pub const KNOWN_OPTIONS: &[&str] = &[
     "time_column",
     "retention",
@@ -35,21 +36,13 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "segment_bytes",
     "segment_age",
     "sort_key",
-    // A source stream (read by the ingest crate, which checks their values).
     "kafka_brokers",
     "kafka_topic",
-    "kafka_start",
-    "kafka_offset_reset",
-    "format",
-    "column_paths",
-    "timestamp_unit",
-    "max_message_bytes",
-    "max_mutable_bytes",
-    "flush_interval",
 ];
 
-/// Options that only make sense with a source stream.
-const SOURCE_OPTIONS: &[&str] = &[
+/// Options that only make sense with a source stream (`kafka_topic`); the
+/// ingest crate checks their values.
+pub const SOURCE_OPTIONS: &[&str] = &[
     "kafka_start",
     "kafka_offset_reset",
     "format",
@@ -220,11 +213,11 @@ fn validate_options(
     raw: BTreeMap<String, String>,
 ) -> Result<TableOptions> {
     for key in raw.keys() {
-        if !KNOWN_OPTIONS.contains(&key.as_str()) && !key.starts_with("kafka.") {
+        let for_source = SOURCE_OPTIONS.contains(&key.as_str()) || key.starts_with("kafka.");
+        if !KNOWN_OPTIONS.contains(&key.as_str()) && !for_source {
             return Err(Error::UnknownOption(key.clone()));
         }
-        let sourced = raw.contains_key("kafka_topic");
-        if !sourced && (SOURCE_OPTIONS.contains(&key.as_str()) || key.starts_with("kafka.")) {
+        if for_source && !raw.contains_key("kafka_topic") {
             return Err(Error::InvalidDefinition(format!(
                 "option {key} needs a source: set kafka_topic and kafka_brokers"
             )));

@@ -814,15 +814,6 @@ impl Table {
         Ok(())
     }
 
-    /// One row's values converted to the column types, as every append does;
-    /// for a writer that wants to route a row that fails elsewhere.
-    ///
-    /// # Errors
-    /// The type, range, NOT NULL or width error, naming the column.
-    pub fn coerce_row(&self, row: Vec<Value>) -> Result<Vec<Value>> {
-        coerce_rows(&self.schema, vec![row]).map(|mut rows| rows.remove(0))
-    }
-
     /// Each source partition's committed next offset: where reading resumes
     /// after a restart.
     pub fn committed_offsets(&self) -> BTreeMap<i32, i64> {
@@ -1124,31 +1115,15 @@ fn coerce_rows(schema: &TableSchema, rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Va
 mod tests {
     use super::*;
     use crate::catalog::Catalog;
-    use crate::schema::ColumnDef;
-    use crate::types::ColumnType;
 
     fn source_schema() -> TableSchema {
-        let options = [
-            ("time_column", "ts"),
-            ("kafka_brokers", "localhost:9092"),
-            ("kafka_topic", "events"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let columns = vec![
-            ColumnDef {
-                name: "ts".into(),
-                ty: ColumnType::Timestamp,
-                nullable: true,
-            },
-            ColumnDef {
-                name: "v".into(),
-                ty: ColumnType::BigInt,
-                nullable: true,
-            },
-        ];
-        TableSchema::new("events", columns, vec![], options).unwrap()
+        crate::testing::ts_v_schema(
+            "events",
+            &[
+                ("kafka_brokers", "localhost:9092"),
+                ("kafka_topic", "events"),
+            ],
+        )
     }
 
     fn row(v: i64) -> Vec<Value> {

@@ -1,0 +1,27 @@
+//! Helpers shared by this crate's tests.
+
+use crate::schema::{ColumnDef, TableSchema};
+use crate::types::ColumnType;
+
+/// A table `name (ts TIMESTAMP, v BIGINT)` with `time_column = 'ts'` and the
+/// `options` given.
+pub(crate) fn ts_v_schema(name: &str, options: &[(&str, &str)]) -> TableSchema {
+    let columns = vec![
+        ColumnDef {
+            name: "ts".into(),
+            ty: ColumnType::Timestamp,
+            nullable: true,
+        },
+        ColumnDef {
+            name: "v".into(),
+            ty: ColumnType::BigInt,
+            nullable: true,
+        },
+    ];
+    let options = [("time_column", "ts")]
+        .iter()
+        .chain(options)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    TableSchema::new(name, columns, vec![], options).expect("a valid test schema")
+}
