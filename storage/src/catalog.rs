@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
+use crate::fs::{sync_dir, write_atomically, FileSystem};
 use crate::schema::TableSchema;
 use crate::table::Table;
 
@@ -21,6 +21,7 @@ pub struct Catalog {
     tables: RwLock<BTreeMap<String, Arc<Table>>>,
     maintenance: std::sync::Mutex<Option<Maintenance>>,
     sources: RwLock<Option<Arc<dyn SourceHooks>>>,
+    fs: Arc<dyn FileSystem>,
     _lock: File,
 }
 
@@ -52,8 +53,26 @@ impl Catalog {
     /// [`Error::Io`] if the directory cannot be created or is in use by another
     /// process; [`Error::Corrupt`] if a table's files are damaged.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_on(dir, crate::fs::real())
+    }
+
+    /// As [`Catalog::open`], with every change to the directory made through
+    /// `fs` (a simulated disk, in the power-loss tests).
+    ///
+    /// # Errors
+    /// As [`Catalog::open`].
+    pub fn open_on(dir: &Path, fs: Arc<dyn FileSystem>) -> Result<Self> {
         let tables_dir = dir.join("tables");
-        fs::create_dir_all(&tables_dir).map_err(|e| Error::io(&tables_dir, e))?;
+        if !tables_dir.exists() {
+            let new_data_dir = !dir.exists();
+            fs.create_dir_all(&tables_dir)
+                .map_err(|e| Error::io(&tables_dir, e))?;
+            sync_dir(&*fs, dir)?;
+            match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                Some(parent) if new_data_dir => sync_dir(&*fs, parent)?,
+                _ => {}
+            }
+        }
         let lock = lock_data_dir(dir)?;
         let mut tables = BTreeMap::new();
         let entries = fs::read_dir(&tables_dir).map_err(|e| Error::io(&tables_dir, e))?;
@@ -62,7 +81,7 @@ impl Catalog {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".dropped") {
-                fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                fs.remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
             let def_path = path.join("table.json");
@@ -70,10 +89,10 @@ impl Catalog {
                 // Most likely a create that crashed before its definition was
                 // renamed into place; kept in lost+found rather than deleted.
                 let lost = dir.join(crate::table::LOST_AND_FOUND);
-                fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+                fs.create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
                 let to = lost.join(&name);
                 tracing::warn!(dir = %path.display(), to = %to.display(), "moving a table directory without a definition to lost+found");
-                fs::rename(&path, &to).map_err(|e| Error::io(&path, e))?;
+                fs.rename(&path, &to).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
             let bytes = fs::read(&def_path).map_err(|e| Error::io(&def_path, e))?;
@@ -83,7 +102,7 @@ impl Catalog {
                     section: "table definition".into(),
                     detail: e.to_string(),
                 })?;
-            let table = Table::open(schema, &path)?;
+            let table = Table::open(schema, &path, Arc::clone(&fs))?;
             tables.insert(table.name().to_string(), Arc::new(table));
         }
         Ok(Catalog {
@@ -91,6 +110,7 @@ impl Catalog {
             tables: RwLock::new(tables),
             maintenance: std::sync::Mutex::new(None),
             sources: RwLock::new(None),
+            fs,
             _lock: lock,
         })
     }
@@ -154,17 +174,18 @@ impl Catalog {
             };
         }
         let dir = self.new_table_dir()?;
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        sync_dir(&self.dir.join("tables"))?;
+        let fs = &*self.fs;
+        fs.create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        sync_dir(fs, &self.dir.join("tables"))?;
         // The manifest exists from the start, so that its absence later is damage.
-        crate::manifest::Manifest::default().save(&dir)?;
+        crate::manifest::Manifest::default().save(fs, &dir)?;
         let bytes = serde_json::to_vec_pretty(&schema).map_err(|e| Error::Corrupt {
             path: dir.clone(),
             section: "table definition".into(),
             detail: e.to_string(),
         })?;
-        write_atomically(&dir.join("table.json"), &bytes)?;
-        let table = Arc::new(Table::open(schema, &dir)?);
+        write_atomically(fs, &dir.join("table.json"), &bytes)?;
+        let table = Arc::new(Table::open(schema, &dir, Arc::clone(&self.fs))?);
         tables.insert(table.name().to_string(), Arc::clone(&table));
         drop(tables);
         if let (true, Some(hooks)) = (table.schema().options.has_source(), &hooks) {
@@ -198,10 +219,12 @@ impl Catalog {
         let dir = table.dir().to_path_buf();
         let mut dropped = dir.clone().into_os_string();
         dropped.push(".dropped");
-        fs::rename(&dir, &dropped).map_err(|e| Error::io(&dir, e))?;
-        sync_dir(&self.dir.join("tables"))?;
+        self.fs
+            .rename(&dir, Path::new(&dropped))
+            .map_err(|e| Error::io(&dir, e))?;
+        sync_dir(&*self.fs, &self.dir.join("tables"))?;
         tables.remove(name);
-        if let Err(e) = fs::remove_dir_all(&dropped) {
+        if let Err(e) = self.fs.remove_dir_all(Path::new(&dropped)) {
             // The rename already committed the drop; the leftovers go on next open.
             tracing::warn!(dir = ?dropped, error = %e, "could not delete a dropped table's files");
         }
@@ -346,28 +369,13 @@ impl Catalog {
                 next = next.max(id + 1);
             }
         }
-        write_atomically(&counter, format!("{}\n", next + 1).as_bytes())?;
+        write_atomically(&*self.fs, &counter, format!("{}\n", next + 1).as_bytes())?;
         Ok(tables_dir.join(format!("{next:06}")))
     }
 }
 
 /// The file holding the next table number of a data directory.
 const NEXT_TABLE_ID: &str = "next_table_id";
-
-/// Replaces `path` with `bytes` so that a crash leaves either the old or the new file:
-/// write a temporary file, fsync it, rename it over `path`, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
 
 /// Takes the data directory's `LOCK` (an exclusive file lock, released when
 /// the returned file is dropped), so one process at a time has it.
@@ -387,12 +395,6 @@ pub(crate) fn lock_data_dir(dir: &Path) -> Result<File> {
         )
     })?;
     Ok(lock)
-}
-
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::fs::{sync_dir, write_atomically, FileSystem, RealFs};
 use crate::manifest::Manifest;
 use crate::schema::TableSchema;
 use crate::segment::SealedSegment;
@@ -157,7 +158,7 @@ fn check_table(dir: &Path, salvage: bool, report: &mut CheckReport) -> Result<()
     }
     manifest.dead_letter_files = letters;
     if changed {
-        manifest.save(dir)?;
+        manifest.save(&RealFs, dir)?;
     }
     check_write_ahead_files(dir, &manifest, salvage, report)
 }
@@ -204,14 +205,19 @@ fn check_write_ahead_files(
         );
         let action = if salvage {
             let lost = dir.join(LOST_AND_FOUND);
-            fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+            RealFs
+                .create_dir_all(&lost)
+                .map_err(|e| Error::io(&lost, e))?;
+            sync_dir(&RealFs, dir)?;
             let name = path
                 .file_name()
                 .map(|n| n.to_os_string())
                 .unwrap_or_default();
             let copy = lost.join(&name);
-            fs::copy(&path, &copy).map_err(|e| Error::io(&copy, e))?;
-            crate::wal::rewrite(&path, &found.rows)?;
+            // The original is durable in lost+found before it is replaced.
+            let original = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            write_atomically(&RealFs, &copy, &original)?;
+            crate::wal::rewrite(&RealFs, &path, &found.rows)?;
             Some(format!(
                 "the original moved to {LOST_AND_FOUND}/; the file now holds the {} readable rows",
                 found.rows.len()
@@ -230,9 +236,13 @@ fn check_write_ahead_files(
 
 fn move_aside(dir: &Path, path: &Path) -> Result<()> {
     let lost = dir.join(LOST_AND_FOUND);
-    fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+    RealFs
+        .create_dir_all(&lost)
+        .map_err(|e| Error::io(&lost, e))?;
     let to = lost.join(path.file_name().unwrap_or_default());
-    fs::rename(path, &to).map_err(|e| Error::io(path, e))
+    RealFs.rename(path, &to).map_err(|e| Error::io(path, e))?;
+    sync_dir(&RealFs, &lost)?;
+    sync_dir(&RealFs, dir)
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@
 pub mod catalog;
 pub mod check;
 pub mod error;
+pub mod fs;
 pub mod manifest;
 pub mod mutable_segment;
+#[cfg(test)]
+mod power_loss;
 pub mod schema;
 pub mod segment;
 pub mod source;

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::write_atomically;
 use crate::error::{Error, Result};
+use crate::fs::{write_atomically, FileSystem};
 
 /// The manifest's file name inside a table directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -137,7 +137,7 @@ impl Manifest {
     ///
     /// # Errors
     /// [`Error::Io`] naming the file.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    pub fn save(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
         let body = serde_json::to_string_pretty(self).map_err(|e| Error::Corrupt {
             path: dir.join(MANIFEST_FILE),
             section: "manifest".into(),
@@ -145,7 +145,7 @@ impl Manifest {
         })?;
         let crc = crc32fast::hash(body.as_bytes());
         let text = format!("{body}{TRAILER}{crc:08x} version={MANIFEST_VERSION}\n");
-        write_atomically(&dir.join(MANIFEST_FILE), text.as_bytes())
+        write_atomically(fs, &dir.join(MANIFEST_FILE), text.as_bytes())
     }
 }
 
@@ -165,7 +165,7 @@ mod tests {
             next_segment: 7,
             ..Manifest::default()
         };
-        m.save(dir.path()).unwrap();
+        m.save(&crate::fs::RealFs, dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), m);
         let path = dir.path().join(MANIFEST_FILE);
         let good = std::fs::read_to_string(&path).unwrap();

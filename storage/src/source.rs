@@ -110,8 +110,12 @@ pub struct PartitionStatus {
 }
 
 /// Writes dead letters as JSON lines to `path`, durably (see
-/// [`crate::catalog::write_atomically`]).
-pub(crate) fn write_dead_letters(path: &Path, letters: &[DeadLetter]) -> Result<()> {
+/// [`crate::fs::write_atomically`]).
+pub(crate) fn write_dead_letters(
+    fs: &dyn crate::fs::FileSystem,
+    path: &Path,
+    letters: &[DeadLetter],
+) -> Result<()> {
     let mut bytes = Vec::new();
     for letter in letters {
         serde_json::to_writer(&mut bytes, letter).map_err(|e| Error::Corrupt {
@@ -121,7 +125,7 @@ pub(crate) fn write_dead_letters(path: &Path, letters: &[DeadLetter]) -> Result<
         })?;
         bytes.write_all(b"\n").map_err(|e| Error::io(path, e))?;
     }
-    crate::catalog::write_atomically(path, &bytes)
+    crate::fs::write_atomically(fs, path, &bytes)
 }
 
 /// Reads a dead-letter file written by [`write_dead_letters`].
@@ -181,7 +185,7 @@ mod tests {
             DeadLetter::new(3, 17, "not JSON", b"{oops\xff"),
             DeadLetter::new(0, 1, "missing time column", b""),
         ];
-        write_dead_letters(&path, &letters).unwrap();
+        write_dead_letters(&crate::fs::RealFs, &path, &letters).unwrap();
         assert_eq!(read_dead_letters(&path).unwrap(), letters);
         std::fs::write(&path, "{\"partition\": 1}\n").unwrap();
         let err = read_dead_letters(&path).unwrap_err().to_string();

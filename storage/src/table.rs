@@ -10,6 +10,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
+use crate::fs::{sync_dir, FileSystem};
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
@@ -32,6 +33,8 @@ use crate::wal::WriteAheadLog;
 pub struct Table {
     schema: Arc<TableSchema>,
     dir: PathBuf,
+    /// Every change to the table's files goes through this.
+    fs: Arc<dyn FileSystem>,
     state: RwLock<TableState>,
     /// Orders writes to the write-ahead file; a seal holds it to rotate the
     /// generation. See [`Table::append`] for the group commit.
@@ -187,7 +190,7 @@ pub const LOST_AND_FOUND: &str = "lost+found";
 /// has none until its first seal; it gets an empty one, but only when nothing a
 /// manifest would list (a segment or dead-letter file) is there: otherwise the
 /// missing manifest is an error, never an empty table.
-fn load_manifest(dir: &Path, table: &str) -> Result<Manifest> {
+fn load_manifest(fs: &dyn FileSystem, dir: &Path, table: &str) -> Result<Manifest> {
     if dir.join(crate::manifest::MANIFEST_FILE).exists() {
         return Manifest::load(dir);
     }
@@ -201,7 +204,7 @@ fn load_manifest(dir: &Path, table: &str) -> Result<Manifest> {
     }
     tracing::info!(table, "writing the empty manifest of a table never sealed");
     let manifest = Manifest::default();
-    manifest.save(dir)?;
+    manifest.save(fs, dir)?;
     Ok(manifest)
 }
 
@@ -217,13 +220,15 @@ impl Table {
     /// Opens a table in `dir`: maps its committed segments, removes files an
     /// interrupted seal left behind, and replays the write-ahead generations the
     /// manifest does not cover into a new mutable segment.
-    pub(crate) fn open(schema: TableSchema, dir: &Path) -> Result<Self> {
+    pub(crate) fn open(schema: TableSchema, dir: &Path, fs: Arc<dyn FileSystem>) -> Result<Self> {
         // Data directories from before write-ahead generations had one file.
         let legacy = dir.join("wal.log");
         if legacy.exists() {
-            std::fs::rename(&legacy, wal_path(dir, 0)).map_err(|e| Error::io(&legacy, e))?;
+            fs.rename(&legacy, &wal_path(dir, 0))
+                .map_err(|e| Error::io(&legacy, e))?;
+            sync_dir(&*fs, dir)?;
         }
-        let manifest = load_manifest(dir, &schema.name)?;
+        let manifest = load_manifest(&*fs, dir, &schema.name)?;
         let mut sealed = Vec::new();
         let mut corrupt = Vec::new();
         for entry in &manifest.segments {
@@ -254,10 +259,10 @@ impl Table {
                 // Most likely left by a seal interrupted before its commit; kept
                 // rather than deleted, in case the manifest is what went wrong.
                 let lost = dir.join(LOST_AND_FOUND);
-                std::fs::create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
+                fs.create_dir_all(&lost).map_err(|e| Error::io(&lost, e))?;
                 let to = lost.join(&name);
                 tracing::warn!(file = %path.display(), to = %to.display(), "moving a file the manifest does not list to lost+found");
-                std::fs::rename(&path, &to).map_err(|e| Error::io(&path, e))?;
+                fs.rename(&path, &to).map_err(|e| Error::io(&path, e))?;
                 continue;
             }
             if let Some(g) = name
@@ -266,7 +271,7 @@ impl Table {
                 .and_then(|g| g.parse::<u64>().ok())
             {
                 if g < manifest.wal_floor {
-                    std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    fs.remove_file(&path).map_err(|e| Error::io(&path, e))?;
                 } else {
                     generations.push(g);
                 }
@@ -277,7 +282,7 @@ impl Table {
         let mut replayed = 0;
         let mut wal = None;
         for (i, g) in generations.iter().enumerate() {
-            let (log, rows) = WriteAheadLog::open(&wal_path(dir, *g))?;
+            let (log, rows) = WriteAheadLog::open(&*fs, &wal_path(dir, *g))?;
             let rows = coerce_rows(&schema, rows)?;
             replayed += rows.len();
             mutable.append(&rows)?;
@@ -289,7 +294,7 @@ impl Table {
             Some(w) => w,
             None => {
                 let generation = manifest.wal_floor;
-                let (log, _) = WriteAheadLog::open(&wal_path(dir, generation))?;
+                let (log, _) = WriteAheadLog::open(&*fs, &wal_path(dir, generation))?;
                 Wal::new(log, generation)
             }
         };
@@ -299,6 +304,7 @@ impl Table {
         Ok(Table {
             schema: Arc::new(schema),
             dir: dir.to_path_buf(),
+            fs,
             state: RwLock::new(TableState {
                 sealed,
                 corrupt,
@@ -397,7 +403,7 @@ impl Table {
         let group = std::mem::take(&mut wal.pending);
         let file = wal.log.sync_handle();
         drop(wal);
-        let synced = file.sync_data();
+        let synced = file.sync();
         if synced.is_ok() {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for rows in &group {
@@ -543,7 +549,7 @@ impl Table {
         }
         let mut manifest = self.manifest();
         manifest.quarantined.insert(file, error.to_string());
-        match manifest.save(&self.dir) {
+        match manifest.save(&*self.fs, &self.dir) {
             Ok(()) => {
                 self.state
                     .write()
@@ -675,7 +681,7 @@ impl Table {
                 let id = manifest.next_segment;
                 let file = segment_file(id);
                 let path = self.dir.join(&file);
-                let footer = write_segment(&path, &self.schema, &rows)?;
+                let footer = write_segment(&*self.fs, &path, &self.schema, &rows)?;
                 segments.push(Arc::new(SealedSegment::open(&path)?));
                 let mut entry = SegmentEntry::sealed_now(id, file, &footer);
                 entry.partition = partition;
@@ -690,7 +696,7 @@ impl Table {
             .collect();
         if !letters.is_empty() {
             let file = format!("dead-{:06}.jsonl", manifest.next_dead_letters);
-            write_dead_letters(&self.dir.join(&file), &letters)?;
+            write_dead_letters(&*self.fs, &self.dir.join(&file), &letters)?;
             manifest.dead_letter_files.push(file);
             manifest.next_dead_letters += 1;
         }
@@ -703,7 +709,7 @@ impl Table {
         for (partition, f) in &frozen.partitions {
             manifest.source_offsets.insert(*partition, f.next_offset);
         }
-        manifest.save(&self.dir)?;
+        manifest.save(&*self.fs, &self.dir)?;
         // 4. Swap for readers, in one step.
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -716,7 +722,7 @@ impl Table {
             for g in 0..=last_generation {
                 let p = wal_path(&self.dir, g);
                 if p.exists() {
-                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                    self.fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
                 }
             }
         }
@@ -751,7 +757,7 @@ impl Table {
         }
         let wal_rows = if state.mutable.rows() > 0 {
             let next = wal.generation + 1;
-            let (log, _) = WriteAheadLog::open(&wal_path(&self.dir, next))?;
+            let (log, _) = WriteAheadLog::open(&*self.fs, &wal_path(&self.dir, next))?;
             let old = std::mem::replace(&mut wal.generation, next);
             wal.log = log;
             let mutable = std::mem::replace(&mut state.mutable, MutableSegment::new(&self.schema));
@@ -970,14 +976,14 @@ impl Table {
         let id = manifest.next_segment;
         let file = segment_file(id);
         let path = self.dir.join(&file);
-        let footer = write_segment(&path, &self.schema, &batches)?;
+        let footer = write_segment(&*self.fs, &path, &self.schema, &batches)?;
         let merged = Arc::new(SealedSegment::open(&path)?);
         let replaced: Vec<SegmentEntry> = manifest
             .segments
             .splice(range.clone(), [SegmentEntry::sealed_now(id, file, &footer)])
             .collect();
         manifest.next_segment = id + 1;
-        manifest.save(&self.dir)?;
+        manifest.save(&*self.fs, &self.dir)?;
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             let is_input = |p: &Path| inputs.iter().any(|s| s.path() == p);
@@ -995,7 +1001,7 @@ impl Table {
         }
         for entry in &replaced {
             let p = self.dir.join(&entry.file);
-            if let Err(e) = std::fs::remove_file(&p) {
+            if let Err(e) = self.fs.remove_file(&p) {
                 // Committed already; the next open removes it as an orphan.
                 tracing::warn!(file = %p.display(), error = %e, "could not delete a compacted segment");
             }

@@ -25,3 +25,5 @@ pub(crate) fn ts_v_schema(name: &str, options: &[(&str, &str)]) -> TableSchema {
         .collect();
     TableSchema::new(name, columns, vec![], options).expect("a valid test schema")
 }
+
+pub(crate) mod simulated_disk;

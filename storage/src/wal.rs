@@ -16,7 +16,7 @@
 //!
 //! Records are numbered from 0 in each file. Writing a record and making it durable
 //! are separate steps ([`WriteAheadLog::write`], then [`WriteAheadLog::sync_handle`]'s
-//! `sync_data`) so the table can commit a group of writers' records with one fsync.
+//! `sync`) so the table can commit a group of writers' records with one fsync.
 //!
 //! Recovery: the first record that does not check out ends the valid part. If no
 //! valid record follows anywhere after it, it is a torn tail (a write cut short by a
@@ -26,12 +26,11 @@
 //! nothing. Version 1 files (JSON payloads, no header) are still read, and are
 //! rewritten in version 2 before anything is appended.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::fs::{write_atomically, FileSystem, WriteFile};
 use crate::types::Value;
 
 const FILE_MAGIC: &[u8; 8] = b"SLWAL\0\0\0";
@@ -46,7 +45,7 @@ const V1_HEADER: usize = 8;
 pub struct WriteAheadLog {
     path: PathBuf,
     /// Shared so a sync can run without the lock that orders writes.
-    file: Arc<File>,
+    file: Arc<dyn WriteFile>,
     /// Bytes of whole records in the file.
     len: u64,
     /// The next record's number.
@@ -59,16 +58,12 @@ impl WriteAheadLog {
     /// # Errors
     /// [`Error::Io`] if the file cannot be read or written; [`Error::Corrupt`] naming
     /// the file and byte offset if a damaged record has valid records after it.
-    pub fn open(path: &Path) -> Result<(Self, Vec<Vec<Value>>)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
+    pub fn open(fs: &dyn FileSystem, path: &Path) -> Result<(Self, Vec<Vec<Value>>)> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(path, e)),
+        };
         if !bytes.starts_with(FILE_MAGIC) {
             let rows = if bytes.is_empty() {
                 Vec::new()
@@ -81,15 +76,10 @@ impl WriteAheadLog {
             if !rows.is_empty() {
                 fresh.extend_from_slice(&encode_record(0, &rows)?);
             }
-            crate::catalog::write_atomically(path, &fresh)?;
-            let file = OpenOptions::new()
-                .read(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| Error::io(path, e))?;
+            write_atomically(fs, path, &fresh)?;
             let log = WriteAheadLog {
                 path: path.to_path_buf(),
-                file: Arc::new(file),
+                file: fs.open_append(path).map_err(|e| Error::io(path, e))?,
                 len: fresh.len() as u64,
                 next_seq: u64::from(!rows.is_empty()),
             };
@@ -97,6 +87,7 @@ impl WriteAheadLog {
         }
         check_file_header(path, &bytes)?;
         let scan = scan_records(path, &bytes)?;
+        let file = fs.open_append(path).map_err(|e| Error::io(path, e))?;
         if scan.valid_len < bytes.len() {
             tracing::warn!(
                 file = %path.display(),
@@ -105,15 +96,13 @@ impl WriteAheadLog {
                 "cutting off a torn write at the end of the write-ahead file"
             );
             file.set_len(scan.valid_len as u64)
+                .and_then(|_| file.sync())
                 .map_err(|e| Error::io(path, e))?;
-            file.seek(SeekFrom::End(0))
-                .map_err(|e| Error::io(path, e))?;
-            file.sync_all().map_err(|e| Error::io(path, e))?;
         }
         Ok((
             WriteAheadLog {
                 path: path.to_path_buf(),
-                file: Arc::new(file),
+                file,
                 len: scan.valid_len as u64,
                 next_seq: scan.next_seq,
             },
@@ -127,11 +116,11 @@ impl WriteAheadLog {
     /// As [`WriteAheadLog::write`], or [`Error::Io`] if syncing fails.
     pub fn append(&mut self, rows: &[Vec<Value>]) -> Result<()> {
         self.write(rows)?;
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file.sync().map_err(|e| Error::io(&self.path, e))
     }
 
     /// The file, for syncing the records written so far without holding `&mut self`.
-    pub fn sync_handle(&self) -> Arc<File> {
+    pub fn sync_handle(&self) -> Arc<dyn WriteFile> {
         Arc::clone(&self.file)
     }
 
@@ -149,7 +138,7 @@ impl WriteAheadLog {
     /// writing fails. Either way the caller must not apply the rows.
     pub fn write(&mut self, rows: &[Vec<Value>]) -> Result<()> {
         let record = encode_record(self.next_seq, rows)?;
-        if let Err(e) = (&*self.file).write_all(&record) {
+        if let Err(e) = self.file.write_all(&record) {
             if let Err(cut) = self.file.set_len(self.len) {
                 tracing::error!(file = %self.path.display(), error = %cut, "cannot cut off a failed write");
             }
@@ -389,12 +378,12 @@ pub fn check_file(path: &Path) -> Result<WalCheck> {
 ///
 /// # Errors
 /// [`Error::Io`] naming the file.
-pub fn rewrite(path: &Path, rows: &[Vec<Value>]) -> Result<()> {
+pub fn rewrite(fs: &dyn FileSystem, path: &Path, rows: &[Vec<Value>]) -> Result<()> {
     let mut fresh = file_header();
     if !rows.is_empty() {
         fresh.extend_from_slice(&encode_record(0, rows)?);
     }
-    crate::catalog::write_atomically(path, &fresh)
+    write_atomically(fs, path, &fresh)
 }
 
 fn decode_payload(payload: &[u8]) -> std::result::Result<Vec<Vec<Value>>, String> {
@@ -497,9 +486,11 @@ fn decode_version_1(path: &Path, bytes: &[u8]) -> Result<Vec<Vec<Value>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
+    use std::io::Write;
 
     fn wal_with(path: &Path, records: &[Vec<Vec<Value>>]) {
-        let (mut wal, _) = WriteAheadLog::open(path).unwrap();
+        let (mut wal, _) = WriteAheadLog::open(&crate::fs::RealFs, path).unwrap();
         for r in records {
             wal.append(r).unwrap();
         }
@@ -518,15 +509,21 @@ mod tests {
         );
         // A crash half-way through a third write.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"SLRC\x02\0\0").unwrap();
+        Write::write_all(&mut f, b"SLRC\x02\0\0").unwrap();
         drop(f);
-        let (mut wal, rows) = WriteAheadLog::open(&path).unwrap();
+        let (mut wal, rows) = WriteAheadLog::open(&crate::fs::RealFs, &path).unwrap();
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[2], vec![Value::Text("x".into())]);
         // Appending after the cut continues the numbering.
         wal.append(&[vec![Value::Int(4)]]).unwrap();
         drop(wal);
-        assert_eq!(WriteAheadLog::open(&path).unwrap().1.len(), 4);
+        assert_eq!(
+            WriteAheadLog::open(&crate::fs::RealFs, &path)
+                .unwrap()
+                .1
+                .len(),
+            4
+        );
     }
 
     #[test]
@@ -549,7 +546,7 @@ mod tests {
         }
         let rows: Vec<Vec<Value>> = doubles.iter().map(|d| vec![Value::Float(*d)]).collect();
         wal_with(&path, &[rows]);
-        let (_, back) = WriteAheadLog::open(&path).unwrap();
+        let (_, back) = WriteAheadLog::open(&crate::fs::RealFs, &path).unwrap();
         for (d, row) in doubles.iter().zip(&back) {
             match row[0] {
                 Value::Float(f) => assert_eq!(f.to_bits(), d.to_bits()),
@@ -564,9 +561,9 @@ mod tests {
         let path = dir.path().join("wal.log");
         wal_with(&path, &[vec![vec![Value::Int(1)]]]);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&[0u8; 4096]).unwrap();
+        Write::write_all(&mut f, &[0u8; 4096]).unwrap();
         drop(f);
-        let (_, rows) = WriteAheadLog::open(&path).unwrap();
+        let (_, rows) = WriteAheadLog::open(&crate::fs::RealFs, &path).unwrap();
         assert_eq!(rows, vec![vec![Value::Int(1)]]);
     }
 
@@ -582,7 +579,10 @@ mod tests {
             let mut bytes = original.clone();
             bytes[at] ^= 0x10;
             std::fs::write(&path, &bytes).unwrap();
-            let err = WriteAheadLog::open(&path).err().unwrap().to_string();
+            let err = WriteAheadLog::open(&crate::fs::RealFs, &path)
+                .err()
+                .unwrap()
+                .to_string();
             assert!(
                 err.contains("wal.log") && err.contains("at byte 12"),
                 "{err}"
@@ -607,7 +607,7 @@ mod tests {
             bytes.extend_from_slice(payload.as_bytes());
         }
         std::fs::write(&path, &bytes).unwrap();
-        let (mut wal, rows) = WriteAheadLog::open(&path).unwrap();
+        let (mut wal, rows) = WriteAheadLog::open(&crate::fs::RealFs, &path).unwrap();
         assert_eq!(
             rows,
             vec![
@@ -618,6 +618,12 @@ mod tests {
         wal.append(&[vec![Value::Int(3)]]).unwrap();
         drop(wal);
         assert!(std::fs::read(&path).unwrap().starts_with(FILE_MAGIC));
-        assert_eq!(WriteAheadLog::open(&path).unwrap().1.len(), 3);
+        assert_eq!(
+            WriteAheadLog::open(&crate::fs::RealFs, &path)
+                .unwrap()
+                .1
+                .len(),
+            3
+        );
     }
 }

@@ -7,6 +7,7 @@ use arrow::datatypes::UInt32Type;
 use super::format::Stat;
 use super::*;
 use crate::error::Error;
+use crate::fs::RealFs;
 use crate::mutable_segment::MutableSegment;
 use crate::schema::{ColumnDef, TableSchema};
 use crate::types::{ColumnType, Value};
@@ -86,7 +87,7 @@ fn every_type_round_trips_across_blocks() {
     let path = dir.path().join("seg-1.sluice");
     let n = SEALED_BLOCK_ROWS * 2 + 123;
     let input = rows(n);
-    let footer = write_segment(&path, &schema(), &input).unwrap();
+    let footer = write_segment(&RealFs, &path, &schema(), &input).unwrap();
     assert_eq!(footer.rows, n as u64);
     let seg = SealedSegment::open(&path).unwrap();
     assert_eq!(seg.rows(), n);
@@ -154,7 +155,7 @@ fn delta_packing_is_chosen_where_it_is_narrower_and_round_trips() {
     let mut mutable = MutableSegment::new(&schema());
     mutable.append(&rows).unwrap();
     let input = mutable.blocks();
-    write_segment(&path, &schema(), &input).unwrap();
+    write_segment(&RealFs, &path, &schema(), &input).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     let block = |c: usize, b: usize| seg.footer().columns[c].blocks[b].clone();
     assert!(block(0, 0).delta_first.is_some() && block(0, 0).width <= 4);
@@ -184,7 +185,7 @@ fn text_is_a_sorted_dictionary_with_an_inverted_index() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg.sluice");
     let input = rows(5000);
-    write_segment(&path, &schema(), &input).unwrap();
+    write_segment(&RealFs, &path, &schema(), &input).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     let dict = seg.dictionary(3).unwrap();
     assert_eq!(dict.len(), 200);
@@ -219,7 +220,7 @@ fn a_flipped_byte_names_the_file_and_section_and_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg-7.sluice");
     let input = rows(3000);
-    write_segment(&path, &schema(), &input).unwrap();
+    write_segment(&RealFs, &path, &schema(), &input).unwrap();
     let footer = SealedSegment::open(&path).unwrap().footer().clone();
     let mut targets = Vec::new();
     for c in &footer.columns {
@@ -278,7 +279,7 @@ fn a_block_of_only_true_keeps_its_values() {
         Value::Timestamp(5),
     ]])
     .unwrap();
-    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    write_segment(&RealFs, &path, &schema(), &seg.blocks()).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     assert!(seg.read_block(5, 0).unwrap().as_boolean().value(0));
     assert_eq!(
@@ -294,7 +295,7 @@ fn a_block_of_only_true_keeps_its_values() {
 fn an_empty_segment_opens() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("empty.sluice");
-    write_segment(&path, &schema(), &[]).unwrap();
+    write_segment(&RealFs, &path, &schema(), &[]).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     assert_eq!(seg.rows(), 0);
     assert_eq!(seg.footer().time_min, None);
@@ -338,7 +339,7 @@ fn rows_are_sorted_by_the_sort_key_with_ties_in_arrival_order() {
     mutable.append(&rows).unwrap();
     let read = |table: &TableSchema, name: &str| -> Vec<Vec<String>> {
         let path = dir.path().join(name);
-        write_segment(&path, table, &mutable.blocks()).unwrap();
+        write_segment(&RealFs, &path, table, &mutable.blocks()).unwrap();
         let seg = SealedSegment::open(&path).unwrap();
         let cols: Vec<ArrayRef> = [0, 1, 2, 3]
             .iter()
@@ -407,7 +408,7 @@ fn short_decimal_doubles_pack_as_integers_and_others_stay_raw() {
             .collect();
         seg.append(&rows).unwrap();
         let input = seg.blocks();
-        write_segment(&path, &schema(), &input).unwrap();
+        write_segment(&RealFs, &path, &schema(), &input).unwrap();
         let seg = SealedSegment::open(&path).unwrap();
         let first = &seg.footer().columns[4].blocks[0];
         let expect = if oddity.is_none() { Some(2) } else { None };
@@ -456,7 +457,7 @@ fn values_on_most_rows_are_left_out_of_the_inverted_index() {
         })
         .collect();
     seg.append(&rows).unwrap();
-    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    write_segment(&RealFs, &path, &schema(), &seg.blocks()).unwrap();
     let seg = SealedSegment::open(&path).unwrap();
     seg.verify().unwrap();
     let dict = seg.dictionary(3).unwrap();
@@ -475,7 +476,7 @@ fn older_versions_read_and_newer_ones_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("seg-1.sluice");
     let input = rows(1000);
-    write_segment(&path, &schema(), &input).unwrap();
+    write_segment(&RealFs, &path, &schema(), &input).unwrap();
     let set_version = |v: u32| {
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() - super::format::TAIL_LEN + 8;
@@ -518,7 +519,7 @@ fn nan_is_the_greatest_value_in_zone_maps() {
     };
     seg.append(&[row(f64::NAN), row(3.0), row(f64::NAN)])
         .unwrap();
-    write_segment(&path, &schema(), &seg.blocks()).unwrap();
+    write_segment(&RealFs, &path, &schema(), &seg.blocks()).unwrap();
     let amount = &SealedSegment::open(&path).unwrap().footer().columns[4].clone();
     assert_eq!(amount.min, Some(Stat::Float(3.0)));
     assert!(matches!(amount.max, Some(Stat::Float(f)) if f.is_nan()));

@@ -3,8 +3,6 @@
 //! a NULL bitmap, and a checksum per section. The file is written to a temporary
 //! name, fsynced and renamed into place: a segment file either exists whole or not.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -15,6 +13,7 @@ use roaring::RoaringBitmap;
 use super::bitpack;
 use super::format::*;
 use crate::error::{Error, Result};
+use crate::fs::{write_atomically, FileSystem};
 use crate::schema::TableSchema;
 use crate::types::ColumnType;
 
@@ -58,7 +57,12 @@ impl Sections {
 ///
 /// # Errors
 /// I/O errors naming the file; a batch whose columns do not match the schema.
-pub fn write_segment(path: &Path, schema: &TableSchema, batches: &[RecordBatch]) -> Result<Footer> {
+pub fn write_segment(
+    fs: &dyn FileSystem,
+    path: &Path,
+    schema: &TableSchema,
+    batches: &[RecordBatch],
+) -> Result<Footer> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     let mut sections = Sections {
         bytes: HEAD_MAGIC.to_vec(),
@@ -114,17 +118,7 @@ pub fn write_segment(path: &Path, schema: &TableSchema, batches: &[RecordBatch])
     image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     image.extend_from_slice(TAIL_MAGIC);
 
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(&image)
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
-    }
+    write_atomically(fs, path, &image)?;
     Ok(footer)
 }
 
