@@ -68,17 +68,23 @@ pub fn check_data_dir(dir: &Path, salvage: bool) -> Result<CheckReport> {
 
 fn check_table(dir: &Path, salvage: bool, report: &mut CheckReport) -> Result<()> {
     let def = dir.join("table.json");
-    match fs::read(&def)
+    let schema = match fs::read(&def)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice::<TableSchema>(&b).map_err(|e| e.to_string()))
     {
-        Ok(_) => report.sound_files += 1,
-        Err(e) => report.findings.push(Finding {
-            path: def,
-            problem: format!("the table definition cannot be read: {e}"),
-            action: None,
-        }),
-    }
+        Ok(schema) => {
+            report.sound_files += 1;
+            Some(schema)
+        }
+        Err(e) => {
+            report.findings.push(Finding {
+                path: def,
+                problem: format!("the table definition cannot be read: {e}"),
+                action: None,
+            });
+            None
+        }
+    };
     let mut manifest = match Manifest::load(dir) {
         Ok(m) => {
             report.sound_files += 1;
@@ -97,7 +103,13 @@ fn check_table(dir: &Path, salvage: bool, report: &mut CheckReport) -> Result<()
     let mut kept = Vec::new();
     for entry in std::mem::take(&mut manifest.segments) {
         let path = dir.join(&entry.file);
-        match SealedSegment::open(&path).and_then(|s| s.verify()) {
+        let checked = SealedSegment::open(&path).and_then(|s| {
+            if let Some(schema) = &schema {
+                s.check_schema(schema)?;
+            }
+            s.verify()
+        });
+        match checked {
             Ok(()) => {
                 report.sound_files += 1;
                 if manifest.quarantined.remove(&entry.file).is_some() && salvage {

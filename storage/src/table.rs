@@ -237,7 +237,9 @@ impl Table {
                 corrupt.push((entry.file.clone(), error.clone()));
                 continue;
             }
-            match SealedSegment::open(&dir.join(&entry.file)) {
+            let opened = SealedSegment::open(&dir.join(&entry.file))
+                .and_then(|seg| seg.check_schema(&schema).map(|()| seg));
+            match opened {
                 Ok(seg) => sealed.push(Arc::new(seg)),
                 Err(e) => {
                     tracing::error!(table = %schema.name, error = %e, "segment left out: it failed its checks");

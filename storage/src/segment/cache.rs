@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::{Array, ArrayRef, AsArray};
 
 /// The budget when none is set: enough for the working set of a 100M-row table's
 /// dashboard queries on the benchmark machine (about 3.5 GiB), well inside its
@@ -44,6 +44,8 @@ pub(crate) enum Form {
     Values,
     /// Packed codes (see `BlockCodes`).
     Codes,
+    /// A TEXT column's sorted dictionary (block number 0).
+    Dictionary,
 }
 
 /// (segment, column, block, form).
@@ -51,9 +53,21 @@ pub(crate) type Key = (u64, usize, usize, Form);
 
 #[derive(Default)]
 struct Cache {
-    blocks: HashMap<Key, ArrayRef>,
+    /// Each entry with the bytes it is charged.
+    blocks: HashMap<Key, (ArrayRef, usize)>,
     order: VecDeque<Key>,
     bytes: usize,
+}
+
+/// The bytes an entry is charged. A TEXT block is a dictionary array whose
+/// values are its segment's whole dictionary, shared by every block of the
+/// column: the block is charged its keys, and the dictionary is charged once,
+/// as its own entry.
+fn charge(array: &ArrayRef) -> usize {
+    match array.as_any_dictionary_opt() {
+        Some(d) => d.keys().get_array_memory_size(),
+        None => array.get_array_memory_size(),
+    }
 }
 
 fn cache() -> &'static Mutex<Cache> {
@@ -63,14 +77,19 @@ fn cache() -> &'static Mutex<Cache> {
 
 /// The cached block, if present.
 pub(crate) fn get(key: Key) -> Option<ArrayRef> {
-    cache().lock().ok()?.blocks.get(&key).cloned()
+    cache()
+        .lock()
+        .ok()?
+        .blocks
+        .get(&key)
+        .map(|(a, _)| std::sync::Arc::clone(a))
 }
 
 /// Caches a block, evicting the oldest ones to stay within the budget; a block
 /// larger than the whole budget is not kept.
 pub(crate) fn put(key: Key, array: &ArrayRef) {
     let budget = block_cache_bytes();
-    let size = array.get_array_memory_size();
+    let size = charge(array);
     let Ok(mut c) = cache().lock() else { return };
     if size > budget || c.blocks.contains_key(&key) {
         return;
@@ -79,23 +98,23 @@ pub(crate) fn put(key: Key, array: &ArrayRef) {
         let Some(old) = c.order.pop_front() else {
             break;
         };
-        if let Some(a) = c.blocks.remove(&old) {
-            c.bytes -= a.get_array_memory_size();
+        if let Some((_, charged)) = c.blocks.remove(&old) {
+            c.bytes -= charged;
         }
     }
     c.bytes += size;
     c.order.push_back(key);
-    c.blocks.insert(key, std::sync::Arc::clone(array));
+    c.blocks.insert(key, (std::sync::Arc::clone(array), size));
 }
 
 /// Drops every block of a segment (closed, or merged away by compaction).
 pub(crate) fn forget_segment(segment: u64) {
     let Ok(mut c) = cache().lock() else { return };
     let mut freed = 0;
-    c.blocks.retain(|k, a| {
+    c.blocks.retain(|k, (_, charged)| {
         let keep = k.0 != segment;
         if !keep {
-            freed += a.get_array_memory_size();
+            freed += *charged;
         }
         keep
     });
@@ -134,5 +153,21 @@ mod tests {
         assert!((0..4).all(|b| get((s1, 0, b, Form::Values)).is_none()));
         assert!(get((s2, 0, 0, Form::Codes)).is_some());
         assert!(cached_bytes() >= size);
+    }
+
+    /// A TEXT block is charged its keys; the dictionary its blocks share is
+    /// charged once, as its own entry.
+    #[test]
+    fn a_shared_dictionary_is_charged_once() {
+        let dict: ArrayRef = Arc::new(arrow::array::StringArray::from_iter_values(
+            (0..10_000).map(|i| format!("a fairly long dictionary entry {i}")),
+        ));
+        let keys = arrow::array::UInt32Array::from_iter_values(0..1000);
+        let block: ArrayRef = Arc::new(
+            arrow::array::DictionaryArray::try_new(keys.clone(), Arc::clone(&dict)).unwrap(),
+        );
+        assert_eq!(charge(&block), keys.get_array_memory_size());
+        assert_eq!(charge(&dict), dict.get_array_memory_size());
+        assert!(charge(&block) * 20 < charge(&dict));
     }
 }

@@ -1,6 +1,11 @@
 //! The footer of a segment file: everything needed to find and check each section.
 //! Encoded as JSON (it is read once per segment open and is small next to the data),
 //! followed by a fixed 16-byte tail. docs/format.md describes the whole file.
+//!
+//! Every change to what a file holds takes a new [`FORMAT_VERSION`], and the
+//! footer's structs refuse fields they do not know: a file from a newer writer
+//! is an error naming it, never read as if the new field were not there. Each
+//! version's file is kept in `fixtures/` and read back by a test.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +26,7 @@ pub const TAIL_LEN: usize = 16;
 
 /// A byte range of the file with the CRC-32 of its bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Section {
     /// Start, from the beginning of the file.
     pub offset: u64,
@@ -91,6 +97,7 @@ mod float_with_infinities {
 
 /// One block of one column.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BlockMeta {
     /// Rows in the block.
     pub rows: u32,
@@ -120,6 +127,7 @@ pub struct BlockMeta {
 
 /// One column of a segment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ColumnMeta {
     /// Column name.
     pub name: String,
@@ -144,6 +152,7 @@ pub struct ColumnMeta {
 
 /// The footer.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Footer {
     /// Format version ([`FORMAT_VERSION`]).
     pub version: u32,

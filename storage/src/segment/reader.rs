@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use arrow::array::{
     Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array,
@@ -28,7 +28,6 @@ pub struct SealedSegment {
     path: PathBuf,
     map: Mmap,
     footer: Footer,
-    dictionaries: Vec<OnceLock<Arc<StringArray>>>,
     /// Offsets of sections whose checksum has been verified (the file never
     /// changes, so once is enough).
     verified: Mutex<HashSet<u64>>,
@@ -68,6 +67,141 @@ impl std::fmt::Debug for SealedSegment {
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let b = bytes.get(at..at + 4)?;
     Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// Largest block a reader accepts: sixteen times what the writer makes, so a
+/// damaged footer cannot ask a decoder for gigabytes.
+const MAX_BLOCK_ROWS: u32 = 1 << 20;
+
+/// Largest `decimals` of a packed double block (the writer tries 0 to 4; a
+/// larger power of ten would no longer be exact).
+const MAX_DECIMALS: u8 = 15;
+
+/// Checks every footer field the reader relies on: the version against the
+/// tail's, each section inside the data area, block boundaries the same in
+/// every column and at most `block_rows` rows, bit widths, scales and
+/// encodings each column's type allows. The error names the section.
+fn check_footer(
+    footer: &Footer,
+    tail_version: u32,
+    data_end: u64,
+) -> std::result::Result<(), (String, String)> {
+    let fail = |section: &str, detail: String| Err((section.to_string(), detail));
+    if footer.version != tail_version {
+        return fail(
+            "footer",
+            format!(
+                "version {} but the tail says {tail_version}",
+                footer.version
+            ),
+        );
+    }
+    if footer.rows > u64::from(u32::MAX) {
+        return fail(
+            "footer",
+            format!("{} rows: more than row numbers hold", footer.rows),
+        );
+    }
+    if footer.block_rows == 0 || footer.block_rows > MAX_BLOCK_ROWS {
+        return fail(
+            "footer",
+            format!(
+                "blocks of {} rows; at most {MAX_BLOCK_ROWS}",
+                footer.block_rows
+            ),
+        );
+    }
+    if !footer.columns.is_empty() && footer.time_column >= footer.columns.len() {
+        return fail(
+            "footer",
+            format!(
+                "time column {} of {} columns",
+                footer.time_column,
+                footer.columns.len()
+            ),
+        );
+    }
+    let in_bounds = |s: &Section| {
+        s.offset >= HEAD_MAGIC.len() as u64
+            && s.offset
+                .checked_add(s.len)
+                .is_some_and(|end| end <= data_end)
+    };
+    let first = footer.columns.first();
+    for c in &footer.columns {
+        let column = format!("column {}", c.name);
+        let text = c.ty == ColumnType::Text;
+        if text != c.dictionary.is_some() || text != c.index.is_some() {
+            return fail(
+                &column,
+                "dictionary and index belong to TEXT columns alone".into(),
+            );
+        }
+        if c.encoding == Encoding::RawF64 && c.ty != ColumnType::Double {
+            return fail(&column, format!("raw doubles in a {:?} column", c.ty));
+        }
+        for (kind, s) in [
+            ("dictionary", &c.dictionary),
+            ("index", &c.index),
+            ("nulls", &c.nulls),
+        ] {
+            if let Some(s) = s.as_ref().filter(|s| !in_bounds(s)) {
+                return fail(
+                    &format!("{column} {kind}"),
+                    format!("range {}+{} outside the data", s.offset, s.len),
+                );
+            }
+        }
+        if first.is_some_and(|f| f.blocks.len() != c.blocks.len()) {
+            return fail(
+                &column,
+                "a different number of blocks from the first column".into(),
+            );
+        }
+        let mut rows = 0u64;
+        for (i, b) in c.blocks.iter().enumerate() {
+            let block = format!("{column} block {i}");
+            if !in_bounds(&b.section) {
+                return fail(
+                    &block,
+                    format!(
+                        "range {}+{} outside the data",
+                        b.section.offset, b.section.len
+                    ),
+                );
+            }
+            let last = i + 1 == c.blocks.len();
+            if b.rows > footer.block_rows || (!last && b.rows != footer.block_rows) {
+                return fail(
+                    &block,
+                    format!("{} rows; blocks hold {}", b.rows, footer.block_rows),
+                );
+            }
+            if first.is_some_and(|f| f.blocks[i].rows != b.rows) {
+                return fail(&block, "rows differ from the first column's block".into());
+            }
+            if b.width > 64 || b.scale == 0 || b.decimals.is_some_and(|d| d > MAX_DECIMALS) {
+                return fail(
+                    &block,
+                    format!(
+                        "width {}, scale {}, decimals {:?}",
+                        b.width, b.scale, b.decimals
+                    ),
+                );
+            }
+            if b.decimals.is_some() && c.ty != ColumnType::Double {
+                return fail(&block, "decimals outside a DOUBLE column".into());
+            }
+            rows += u64::from(b.rows);
+        }
+        if rows != footer.rows {
+            return fail(
+                &column,
+                format!("blocks hold {rows} rows, footer says {}", footer.rows),
+            );
+        }
+    }
+    Ok(())
 }
 
 impl SealedSegment {
@@ -128,52 +262,51 @@ impl SealedSegment {
         }
         let footer: Footer =
             serde_json::from_slice(footer_bytes).map_err(|e| corrupt("footer", e.to_string()))?;
-        let in_bounds = |s: &Section| {
-            s.offset >= HEAD_MAGIC.len() as u64
-                && s.offset
-                    .checked_add(s.len)
-                    .is_some_and(|end| end <= data_end as u64)
-        };
-        for c in &footer.columns {
-            let mut sections: Vec<(String, &Section)> = c
-                .blocks
-                .iter()
-                .enumerate()
-                .map(|(i, b)| (format!("column {} block {i}", c.name), &b.section))
-                .collect();
-            for (kind, s) in [
-                ("dictionary", &c.dictionary),
-                ("index", &c.index),
-                ("nulls", &c.nulls),
-            ] {
-                if let Some(s) = s {
-                    sections.push((format!("column {} {kind}", c.name), s));
-                }
-            }
-            for (name, s) in sections {
-                if !in_bounds(s) {
-                    return Err(corrupt(
-                        &name,
-                        format!("range {}+{} outside the data", s.offset, s.len),
-                    ));
-                }
-            }
-            let block_rows: u64 = c.blocks.iter().map(|b| b.rows as u64).sum();
-            if block_rows != footer.rows {
-                return Err(corrupt(
-                    &format!("column {}", c.name),
-                    format!("blocks hold {block_rows} rows, footer says {}", footer.rows),
-                ));
-            }
-        }
+        check_footer(&footer, version, data_end as u64)
+            .map_err(|(section, detail)| corrupt(&section, detail))?;
         Ok(SealedSegment {
             path: path.to_path_buf(),
-            dictionaries: footer.columns.iter().map(|_| OnceLock::new()).collect(),
             verified: Mutex::new(HashSet::new()),
             cache_key: cache::new_segment_key(),
             map,
             footer,
         })
+    }
+
+    /// Checks that the segment's columns are the table's: the same names and
+    /// types in the same order, and the same time column.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the file and the first column that differs.
+    pub fn check_schema(&self, schema: &crate::schema::TableSchema) -> Result<()> {
+        if self.footer.columns.len() != schema.columns.len() {
+            return Err(self.corrupt(
+                "footer".into(),
+                format!(
+                    "{} columns; the table has {}",
+                    self.footer.columns.len(),
+                    schema.columns.len()
+                ),
+            ));
+        }
+        for (meta, def) in self.footer.columns.iter().zip(&schema.columns) {
+            if meta.name != def.name || meta.ty != def.ty {
+                return Err(self.corrupt(
+                    format!("column {}", meta.name),
+                    format!(
+                        "{:?} column; the table has {} {:?}",
+                        meta.ty, def.name, def.ty
+                    ),
+                ));
+            }
+        }
+        if schema.time_column_index() != self.footer.time_column {
+            return Err(self.corrupt(
+                "footer".into(),
+                format!("time column {}, not the table's", self.footer.time_column),
+            ));
+        }
+        Ok(())
     }
 
     /// The file.
@@ -245,10 +378,12 @@ impl SealedSegment {
             .ok_or_else(|| self.corrupt(format!("column {c}"), "no such column"))
     }
 
-    /// The sorted dictionary of a TEXT column, decoded once and shared.
+    /// The sorted dictionary of a TEXT column, decoded once and shared by its
+    /// blocks while it stays in the block cache (which charges it once).
     pub fn dictionary(&self, c: usize) -> Result<Arc<StringArray>> {
-        if let Some(d) = self.dictionaries.get(c).and_then(|d| d.get()) {
-            return Ok(Arc::clone(d));
+        let key = (self.cache_key, c, 0, Form::Dictionary);
+        if let Some(hit) = cache::get(key) {
+            return Ok(Arc::new(StringArray::from(hit.to_data())));
         }
         let meta = self.column(c)?;
         let name = || format!("column {} dictionary", meta.name);
@@ -284,9 +419,8 @@ impl SealedSegment {
             values.push(s);
         }
         let dict = Arc::new(StringArray::from(values));
-        if let Some(slot) = self.dictionaries.get(c) {
-            let _ = slot.set(Arc::clone(&dict));
-        }
+        let shared: ArrayRef = Arc::clone(&dict) as ArrayRef;
+        cache::put(key, &shared);
         Ok(dict)
     }
 

@@ -64,6 +64,9 @@ pub fn write_segment(
     batches: &[RecordBatch],
 ) -> Result<Footer> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    // Row numbers are u32 everywhere in the file (NULL bitmaps, inverted
+    // indexes), so this one check keeps every row number below from wrapping.
+    u32_field(rows, "rows in a segment")?;
     let mut sections = Sections {
         bytes: HEAD_MAGIC.to_vec(),
     };
@@ -113,13 +116,25 @@ pub fn write_segment(
     })?;
     let mut image = sections.bytes;
     image.extend_from_slice(&encoded);
-    image.extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+    image.extend_from_slice(&u32_field(encoded.len(), "footer bytes")?.to_le_bytes());
     image.extend_from_slice(&crc32fast::hash(&encoded).to_le_bytes());
     image.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     image.extend_from_slice(TAIL_MAGIC);
 
     write_atomically(fs, path, &image)?;
     Ok(footer)
+}
+
+/// `n` as a u32 field of the file, or an error saying the segment cannot hold
+/// so much: the writer refuses what the format cannot represent rather than
+/// wrapping.
+fn u32_field(n: usize, what: &str) -> Result<u32> {
+    u32::try_from(n).map_err(|_| {
+        Error::OutOfRange(format!(
+            "{what} ({n}): a segment file holds at most {}",
+            u32::MAX
+        ))
+    })
 }
 
 /// The columns' rows ordered by the `key` columns (ascending, NULLs last), ties
@@ -340,11 +355,12 @@ fn write_column(
                 // Dictionary: count, offsets, bytes.
                 let mut dict = Vec::new();
                 dict.extend_from_slice(&(distinct.len() as u32).to_le_bytes());
-                let mut offset = 0u32;
-                dict.extend_from_slice(&offset.to_le_bytes());
+                let mut offset = 0usize;
+                dict.extend_from_slice(&0u32.to_le_bytes());
                 for s in &distinct {
-                    offset += s.len() as u32;
-                    dict.extend_from_slice(&offset.to_le_bytes());
+                    offset += s.len();
+                    let end = u32_field(offset, "dictionary bytes of a column")?;
+                    dict.extend_from_slice(&end.to_le_bytes());
                 }
                 for s in &distinct {
                     dict.extend_from_slice(s.as_bytes());
@@ -364,14 +380,14 @@ fn write_column(
                 for b in &bitmaps {
                     if is_dense(b.len(), n as u64) {
                         body.push(BITMAP_DENSE);
-                        offsets.push(body.len() as u32);
+                        offsets.push(u32_field(body.len(), "inverted index bytes")?);
                         continue;
                     }
                     raw.clear();
                     b.serialize_into(&mut raw)
                         .map_err(|e| Error::io("inverted index", e))?;
                     put_bitmap(&mut body, b, &raw)?;
-                    offsets.push(body.len() as u32);
+                    offsets.push(u32_field(body.len(), "inverted index bytes")?);
                 }
                 for o in offsets {
                     index.extend_from_slice(&o.to_le_bytes());
