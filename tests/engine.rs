@@ -628,3 +628,39 @@ fn integer_comparisons_on_packed_codes_match_the_decoded_values() {
         )
     );
 }
+
+#[path = "../fuzz/harness.rs"]
+mod fuzz_harness;
+
+/// Every input in the fuzz corpora (`fuzz/corpus/<target>/`, kept by `cargo
+/// fuzz` runs and minimised) goes through its target's harness again: a crash
+/// once found and fixed stays fixed, on stable and in CI.
+#[test]
+fn fuzz_corpora_replay_without_panics() {
+    type Harness = fn(&[u8]);
+    let targets: [(&str, Harness); 4] = [
+        ("segment_reader", fuzz_harness::segment_reader),
+        ("wal_reader", fuzz_harness::wal_reader),
+        ("manifest_reader", fuzz_harness::manifest_reader),
+        ("sql_frontend", fuzz_harness::sql_frontend),
+    ];
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for (target, run) in targets {
+        let dir = corpus.join(target);
+        let inputs: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("a corpus entry").path())
+            .collect();
+        assert!(!inputs.is_empty(), "the {target} corpus is empty");
+        for input in &inputs {
+            let data = std::fs::read(input).expect("a corpus file");
+            if let Err(panic) = std::panic::catch_unwind(|| run(&data)) {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                panic!("{} panicked: {message:?}", input.display());
+            }
+        }
+    }
+}
