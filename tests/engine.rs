@@ -632,6 +632,52 @@ fn integer_comparisons_on_packed_codes_match_the_decoded_values() {
 #[path = "../fuzz/harness.rs"]
 mod fuzz_harness;
 
+/// The system allocator, refusing any single allocation over 2 GiB as
+/// libFuzzer's malloc limit does: a corpus input that once asked for 17 GB
+/// (overcommitted, so never noticed without the limit) aborts this binary
+/// again if the check against it is lost.
+struct CappedAllocator;
+
+const ALLOCATION_CAP: usize = 2 << 30;
+
+// SAFETY: every call is passed unchanged to `System`, except that an
+// allocation over the cap returns null, which callers must already handle
+// (the standard library aborts with the size).
+unsafe impl std::alloc::GlobalAlloc for CappedAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract for `alloc`, forwarded.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract for `alloc_zeroed`, forwarded.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System` through this allocator.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if new_size > ALLOCATION_CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract for `realloc`, forwarded; `ptr` came
+        // from `System` through this allocator.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CappedAllocator = CappedAllocator;
+
 /// Every input in the fuzz corpora (`fuzz/corpus/<target>/`, kept by `cargo
 /// fuzz` runs and minimised) goes through its target's harness again: a crash
 /// once found and fixed stays fixed, on stable and in CI.

@@ -474,6 +474,9 @@ impl SealedSegment {
     /// Decodes a [`BITMAP_GAPS`] bitmap; the error says what is wrong.
     fn gap_rows(&self, bytes: &[u8]) -> std::result::Result<RoaringBitmap, String> {
         let count = read_u32(bytes, 0).ok_or("truncated")? as usize;
+        if count as u64 > self.footer.rows {
+            return Err(format!("{count} rows in a segment of {}", self.footer.rows));
+        }
         let mut pos = 4;
         let mut rows = Vec::with_capacity(count);
         let mut next = 0u64;
