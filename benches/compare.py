@@ -224,7 +224,7 @@ def main():
         t = time.perf_counter()
         conn.execute(
             "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, item TEXT, status TEXT, "
-            f"amount DOUBLE PRECISION) WITH (time_column = 'ts', segment_rows = '{chunk}', "
+            f"amount DOUBLE PRECISION) WITH (time_column = 'ts', retention = 'none', segment_rows = '{chunk}', "
             f"sort_key = '{sort_key}')"
         )
         for lo in range(0, rows, chunk):

@@ -168,7 +168,7 @@ fn create_table(db: &sluice::Database, name: &str, brokers: &str, topic: &str) {
     db.execute(&format!(
         "CREATE TABLE {name} (order_id TEXT, restaurant_id BIGINT, status TEXT, item TEXT, \
          amount DOUBLE PRECISION, courier_id TEXT, event_time TIMESTAMP) \
-         WITH (time_column = 'event_time', kafka_brokers = '{brokers}', kafka_topic = '{topic}', \
+         WITH (time_column = 'event_time', retention = 'none', kafka_brokers = '{brokers}', kafka_topic = '{topic}', \
          format = 'json', flush_interval = '1 hour', segment_rows = 100000000, \
          segment_bytes = '16GB', max_mutable_bytes = '8GB')"
     ))

@@ -19,7 +19,7 @@ export PGHOST=127.0.0.1 PGPORT=$port PGUSER=sluice PGDATABASE=sluice
 
 psql -q -v ON_ERROR_STOP=1 <<SQL
 CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, item TEXT, status TEXT, amount DOUBLE PRECISION)
-  WITH (time_column = 'ts');
+  WITH (time_column = 'ts', retention = 'none');
 INSERT INTO orders
 SELECT TIMESTAMP '2024-05-01' + INTERVAL '1 second' * g, g % 1000, 'item-' || (g * 7 % 200),
        CASE g % 5 WHEN 0 THEN 'NEW' WHEN 1 THEN 'CONFIRMED' WHEN 2 THEN 'IN_KITCHEN'

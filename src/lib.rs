@@ -8,9 +8,10 @@
 //! let db = Database::open(dir.path())?;
 //! db.execute("CREATE TABLE orders (ts TIMESTAMP, item TEXT, amount DOUBLE PRECISION) \
 //!             WITH (time_column = 'ts')")?;
-//! db.execute("INSERT INTO orders VALUES ('2024-05-01 12:00', 'pizza', 12.5)")?;
+//! db.execute("INSERT INTO orders VALUES (now() - interval '5 minutes', 'pizza', 12.5)")?;
+//! let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
 //! db.append("orders", vec![vec![
-//!     Value::Text("2024-05-01 12:05".into()),
+//!     Value::Timestamp(now.as_micros() as i64),
 //!     Value::Text("pizza".into()),
 //!     Value::Float(10.0),
 //! ]])?;
@@ -30,6 +31,7 @@ use std::sync::Arc;
 
 pub use arrow::record_batch::RecordBatch;
 pub use sluice_query::{Error, Param, QueryOptions, Session, StatementResult};
+pub use sluice_storage::clock::{Clock, OffsetClock};
 pub use sluice_storage::Value;
 
 use sluice_query::Engine;
@@ -60,8 +62,16 @@ impl Database {
     /// # Errors
     /// I/O errors naming the file, or a corrupt-file error naming the file and section.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let db = Self::open_with(path, sluice_ingest::Ingestion::new())?;
-        Ok(db)
+        Self::open_with_clock(path, sluice_storage::clock::system())
+    }
+
+    /// As [`Database::open`], with retention reading `clock` instead of the
+    /// system clock (an [`OffsetClock`] a test moves forward).
+    ///
+    /// # Errors
+    /// As [`Database::open`].
+    pub fn open_with_clock(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::open_with(path, sluice_ingest::Ingestion::new(), clock)
     }
 
     /// Opens the database to run statements only: as [`Database::open`], but
@@ -71,11 +81,23 @@ impl Database {
     /// # Errors
     /// As [`Database::open`].
     pub fn open_for_statements(path: impl AsRef<Path>) -> Result<Self> {
-        Self::open_with(path, sluice_ingest::Ingestion::check_only())
+        Self::open_with(
+            path,
+            sluice_ingest::Ingestion::check_only(),
+            sluice_storage::clock::system(),
+        )
     }
 
-    fn open_with(path: impl AsRef<Path>, sources: sluice_ingest::Ingestion) -> Result<Self> {
-        let catalog = Arc::new(Catalog::open(path.as_ref())?);
+    fn open_with(
+        path: impl AsRef<Path>,
+        sources: sluice_ingest::Ingestion,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let env = sluice_storage::Environment {
+            clock,
+            ..Default::default()
+        };
+        let catalog = Arc::new(Catalog::open_with(path.as_ref(), env)?);
         catalog.start_maintenance();
         catalog.set_source_hooks(Arc::new(sources));
         Ok(Database {

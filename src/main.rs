@@ -47,6 +47,10 @@ enum Command {
         /// Memory for decoded blocks, all segments together (e.g. 512MB, 4GB).
         #[arg(long)]
         block_cache: Option<String>,
+        /// Run as if the clock were this far ahead (e.g. '181 days'): retention
+        /// evicts what it would evict then. For drills and tests.
+        #[arg(long)]
+        clock_offset: Option<String>,
     },
     /// Run SQL statements against a data directory and print the results.
     ///
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
             tls_cert,
             tls_key,
             block_cache,
+            clock_offset,
         } => {
             let mut cfg = match config {
                 Some(path) => match sluice::server::ServerConfig::from_file(&path) {
@@ -155,6 +160,9 @@ fn main() -> ExitCode {
             }
             if block_cache.is_some() {
                 cfg.block_cache = block_cache;
+            }
+            if clock_offset.is_some() {
+                cfg.clock_offset = clock_offset;
             }
             match sluice::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,7 @@ fn rows_survive_across_invocations_and_group_by_prints_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let out = sql(
         dir.path(),
-        "CREATE TABLE t (ts TIMESTAMP, k TEXT, v BIGINT) WITH (time_column='ts')",
+        "CREATE TABLE t (ts TIMESTAMP, k TEXT, v BIGINT) WITH (time_column='ts', retention='none')",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "CREATE TABLE");
@@ -66,7 +66,7 @@ fn bad_statements_print_their_sqlstate_and_exit_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let ok = sql(
         dir.path(),
-        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column='ts')",
+        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column='ts', retention='none')",
     );
     assert!(ok.status.success());
     for (statement, code) in [
@@ -126,7 +126,7 @@ fn check_reports_a_damaged_write_ahead_file_and_salvage_reopens_it() {
     let path = dir.path().to_str().unwrap();
     let out = sql(
         dir.path(),
-        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column='ts'); \
+        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column='ts', retention='none'); \
          INSERT INTO t VALUES ('2026-11-29 10:00', 1); INSERT INTO t VALUES ('2026-11-29 10:01', 2); \
          INSERT INTO t VALUES ('2026-11-29 10:02', 3)",
     );

@@ -11,7 +11,7 @@ fn orders(rows: usize) -> (tempfile::TempDir, Database) {
     let db = Database::open(dir.path()).unwrap();
     db.execute(
         "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, item TEXT, status TEXT, amount DOUBLE PRECISION) \
-         WITH (time_column = 'ts')",
+         WITH (time_column = 'ts', retention = 'none')",
     )
     .unwrap();
     let statuses = [
@@ -123,8 +123,10 @@ fn dictionary_fast_path_agrees_with_row_by_row_evaluation() {
 fn approx_count_distinct_is_within_two_percent_at_a_million_values() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
-    db.execute("CREATE TABLE u (ts TIMESTAMP, id BIGINT) WITH (time_column = 'ts')")
-        .unwrap();
+    db.execute(
+        "CREATE TABLE u (ts TIMESTAMP, id BIGINT) WITH (time_column = 'ts', retention = 'none')",
+    )
+    .unwrap();
     for chunk in 0..10 {
         let rows = (0..100_000)
             .map(|i| vec![Value::Timestamp(0), Value::Int(chunk * 100_000 + i)])
@@ -152,7 +154,7 @@ fn approx_count_distinct_is_within_two_percent_at_a_million_values() {
 fn queries_racing_seals_see_every_row_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let db = std::sync::Arc::new(Database::open(dir.path()).unwrap());
-    db.execute("CREATE TABLE t (ts TIMESTAMP, id BIGINT, k TEXT) WITH (time_column = 'ts')")
+    db.execute("CREATE TABLE t (ts TIMESTAMP, id BIGINT, k TEXT) WITH (time_column = 'ts', retention = 'none')")
         .unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sealer = {
@@ -213,7 +215,7 @@ fn explain_analyze_shows_segments_pruned_and_the_index_used() {
     let db = Database::open(dir.path()).unwrap();
     db.execute(
         // Full segments, so the background compactor leaves the four alone.
-        "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, status TEXT) WITH (time_column = 'ts', segment_rows = '100000')",
+        "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, status TEXT) WITH (time_column = 'ts', retention = 'none', segment_rows = '100000')",
     )
     .unwrap();
     let hour = 3_600_000_000i64;
@@ -345,7 +347,7 @@ fn a_corrupt_segment_is_named_then_quarantined_and_reported() {
     };
     {
         let db = Database::open(dir.path()).unwrap();
-        db.execute("CREATE TABLE events (ts TIMESTAMP, n BIGINT) WITH (time_column = 'ts')")
+        db.execute("CREATE TABLE events (ts TIMESTAMP, n BIGINT) WITH (time_column = 'ts', retention = 'none')")
             .unwrap();
         for from in [0, 10_000] {
             db.append("events", rows(from)).unwrap();
@@ -475,7 +477,7 @@ fn string_agg_over_many_segments_keeps_scan_order() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     db.execute(
-        "CREATE TABLE t (ts TIMESTAMP, name TEXT) WITH (time_column = 'ts', segment_rows = '1')",
+        "CREATE TABLE t (ts TIMESTAMP, name TEXT) WITH (time_column = 'ts', retention = 'none', segment_rows = '1')",
     )
     .unwrap();
     let names: Vec<String> = (0..40).map(|i| format!("n{i}")).collect();
@@ -502,7 +504,7 @@ fn string_agg_over_many_segments_keeps_scan_order() {
 fn text_ranges_negations_and_like_prefixes_use_the_inverted_index() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
-    db.execute("CREATE TABLE t (ts TIMESTAMP, item TEXT, n BIGINT) WITH (time_column = 'ts')")
+    db.execute("CREATE TABLE t (ts TIMESTAMP, item TEXT, n BIGINT) WITH (time_column = 'ts', retention = 'none')")
         .unwrap();
     // Four 64 Ki-row blocks; the rare items sit in the third block only.
     let rows = (0..4 * 65_536i64)
@@ -572,7 +574,7 @@ fn integer_comparisons_on_packed_codes_match_the_decoded_values() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     db.execute(
-        "CREATE TABLE t (ts TIMESTAMP, random BIGINT, steady BIGINT, small INTEGER) WITH (time_column = 'ts')",
+        "CREATE TABLE t (ts TIMESTAMP, random BIGINT, steady BIGINT, small INTEGER) WITH (time_column = 'ts', retention = 'none')",
     )
     .unwrap();
     let mut x = 88172645463325252u64;
@@ -709,4 +711,115 @@ fn fuzz_corpora_replay_without_panics() {
             }
         }
     }
+}
+
+/// The single BIGINT a query returns.
+fn one_i64(db: &Database, sql: &str) -> i64 {
+    let batches = db.query(sql).unwrap();
+    let column = batches[0].column(0);
+    column
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap_or_else(|| panic!("{sql}: {:?}", column.data_type()))
+        .value(0)
+}
+
+/// Retention, with the clock moved instead of waiting: rows older than the
+/// cutoff are not stored when they arrive, are invisible to queries exactly at
+/// the row (a segment straddling the cutoff is filtered, not dropped), and a
+/// segment whose newest row is past the cutoff leaves `sluice.segments` and
+/// the disk.
+#[test]
+fn retention_filters_at_the_row_and_evicts_whole_segments() {
+    const HOUR: i64 = 3_600_000_000;
+    const DAY: i64 = 24 * HOUR;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = sluice::OffsetClock::new();
+    let db = Database::open_with_clock(dir.path(), Arc::clone(&clock) as _).unwrap();
+    db.execute("CREATE TABLE ev (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', retention = '180 days')")
+        .unwrap();
+    let table = db.engine().catalog().table("ev").unwrap();
+    let start = sluice::Clock::now_micros(&*clock);
+    let rows = |from: i64, n: i64, step: i64| -> Vec<Vec<Value>> {
+        (0..n)
+            .map(|i| vec![Value::Timestamp(from + i * step), Value::Int(i)])
+            .collect()
+    };
+    // A: 50 rows an hour apart from 100 days ago; B: 50 rows 10 days ago,
+    // each sealed into its own segment. C: 30 rows 200 days ago, past
+    // retention on arrival. D: 20 rows a day ago, not sealed.
+    assert_eq!(
+        db.append("ev", rows(start - 100 * DAY, 50, HOUR)).unwrap(),
+        50
+    );
+    table.seal_now().unwrap();
+    assert_eq!(db.append("ev", rows(start - 10 * DAY, 50, 1)).unwrap(), 50);
+    table.seal_now().unwrap();
+    assert_eq!(db.append("ev", rows(start - 200 * DAY, 30, 1)).unwrap(), 0);
+    db.execute(
+        "INSERT INTO ev VALUES (now() - interval '200 days', 1), (now() - interval '1 day', 2)",
+    )
+    .unwrap();
+    assert_eq!(db.append("ev", rows(start - DAY, 19, 1)).unwrap(), 19);
+    assert_eq!(one_i64(&db, "SELECT count(*) FROM ev"), 120);
+    assert_eq!(
+        one_i64(
+            &db,
+            "SELECT rows_expired_on_arrival FROM sluice.retention WHERE table_name = 'ev'"
+        ),
+        31
+    );
+
+    // 80 days and 25.5 hours on, the cutoff falls inside A: rows 26..49 of A
+    // are within retention, rows 0..25 are not; A stays on disk.
+    clock.advance_micros(80 * DAY + 25 * HOUR + HOUR / 2);
+    assert_eq!(one_i64(&db, "SELECT count(*) FROM ev"), 24 + 50 + 20);
+    assert_eq!(
+        one_i64(
+            &db,
+            "SELECT min(v) FROM ev WHERE v >= 0 AND ts < now() - interval '99 days'"
+        ),
+        26
+    );
+    assert_eq!(db.engine().catalog().evict_expired(), 0);
+    assert_eq!(
+        one_i64(
+            &db,
+            "SELECT count(*) FROM ev WHERE ts >= now() - interval '180 days'"
+        ),
+        one_i64(&db, "SELECT count(*) FROM ev"),
+        "the cutoff is the statement's now()"
+    );
+
+    // 181 days on: everything written so far is past retention, and all of
+    // it is sealed (D with this seal). Rows written now are all that is left;
+    // the three sealed segments are evicted.
+    table.seal_now().unwrap();
+    clock.advance_micros(181 * DAY - (80 * DAY + 25 * HOUR + HOUR / 2));
+    let now = sluice::Clock::now_micros(&*clock);
+    db.append("ev", rows(now - HOUR, 7, 1)).unwrap();
+    assert_eq!(one_i64(&db, "SELECT count(*) FROM ev"), 7);
+    let files_before = std::fs::read_dir(table.dir()).unwrap().count();
+    assert_eq!(db.engine().catalog().evict_expired(), 3);
+    assert_eq!(
+        one_i64(
+            &db,
+            "SELECT count(*) FROM sluice.segments WHERE table_name = 'ev' AND state = 'sealed'"
+        ),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(table.dir()).unwrap().count(),
+        files_before - 3
+    );
+    assert_eq!(
+        one_i64(&db, "SELECT segments_evicted * 1000 + rows_evicted FROM sluice.retention WHERE table_name = 'ev'"),
+        3 * 1000 + 120
+    );
+    assert_eq!(one_i64(&db, "SELECT count(*) FROM ev"), 7);
+    // After a restart, the same.
+    drop(table);
+    drop(db);
+    let db = Database::open_with_clock(dir.path(), Arc::clone(&clock) as _).unwrap();
+    assert_eq!(one_i64(&db, "SELECT count(*) FROM ev"), 7);
 }

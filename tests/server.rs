@@ -83,6 +83,17 @@ fn start_in(dir: &std::path::Path, extra: &[&str]) -> Server {
     }
 }
 
+/// The raw HTTP response to `GET path`.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .expect("request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("response");
+    body
+}
+
 async fn connect(port: u16) -> Client {
     let (client, conn) = tokio_postgres::connect(
         &format!("host=127.0.0.1 port={port} user=dashboard dbname=sluice"),
@@ -98,7 +109,7 @@ async fn setup(client: &Client) {
     client
         .batch_execute(
             "CREATE TABLE orders (ts TIMESTAMP, placed TIMESTAMPTZ, restaurant_id BIGINT, qty INTEGER, \
-             item TEXT, amount DOUBLE PRECISION, paid BOOLEAN) WITH (time_column = 'ts')",
+             item TEXT, amount DOUBLE PRECISION, paid BOOLEAN) WITH (time_column = 'ts', retention = 'none')",
         )
         .await
         .unwrap();
@@ -583,7 +594,7 @@ async fn acknowledged_inserts_survive_kill_9_during_inserts_and_seals() {
             client
                 .batch_execute(
                     "CREATE TABLE k (ts TIMESTAMP, id BIGINT) \
-                     WITH (time_column = 'ts', segment_rows = '1000')",
+                     WITH (time_column = 'ts', retention = 'none', segment_rows = '1000')",
                 )
                 .await
                 .unwrap();
@@ -710,7 +721,7 @@ async fn every_double_survives_kill_9_bit_for_bit() {
         let client = connect(server.pg_port).await;
         client
             .batch_execute(
-                "CREATE TABLE m (ts TIMESTAMP, i BIGINT, v DOUBLE PRECISION) WITH (time_column = 'ts');
+                "CREATE TABLE m (ts TIMESTAMP, i BIGINT, v DOUBLE PRECISION) WITH (time_column = 'ts', retention = 'none');
                  INSERT INTO m VALUES ('2026-11-29 10:00', -1, 'NaN'), ('2026-11-29 10:01', -2, 'Infinity')",
             )
             .await
@@ -747,4 +758,81 @@ async fn every_double_survives_kill_9_bit_for_bit() {
         let v: f64 = row.get(1);
         assert_eq!(v.to_bits(), d.to_bits(), "row {}", row.get::<_, i64>(0));
     }
+}
+
+/// The single BIGINT a query returns.
+async fn one_i64(client: &Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Polls `sql` until it returns `want` (the maintenance thread acts every
+/// 200 ms); the last value otherwise.
+async fn eventually_i64(client: &Client, sql: &str, want: i64) -> i64 {
+    let mut got = one_i64(client, sql).await;
+    for _ in 0..100 {
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        got = one_i64(client, sql).await;
+    }
+    got
+}
+
+/// Retention over the protocol, with `sluice serve --clock-offset` moving the
+/// clock half a year on: the sealed segment of old rows leaves
+/// `sluice.segments`, `count(*)` is exactly the rows still inside retention,
+/// and `sluice.retention` and `/metrics` count the eviction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_clock_181_days_evicts_old_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut server = start_in(dir.path(), &[]);
+        let client = connect(server.pg_port).await;
+        client
+            .batch_execute(
+                "CREATE TABLE ev (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', segment_rows = '10');
+                 INSERT INTO ev SELECT now() - interval '10 days' + v * interval '1 minute', v
+                     FROM generate_series(1, 10) AS g(v);",
+            )
+            .await
+            .unwrap();
+        let sealed =
+            "SELECT count(*) FROM sluice.segments WHERE table_name = 'ev' AND state = 'sealed'";
+        assert_eq!(eventually_i64(&client, sealed, 1).await, 1);
+        // Three rows dated after the move: inside retention then too.
+        client
+            .batch_execute("INSERT INTO ev VALUES (now() + interval '100 days', 11), (now() + interval '150 days', 12), (now() + interval '170 days', 13)")
+            .await
+            .unwrap();
+        assert_eq!(one_i64(&client, "SELECT count(*) FROM ev").await, 13);
+        server.kill();
+    }
+    let server = start_in(dir.path(), &["--clock-offset", "181 days"]);
+    let client = connect(server.pg_port).await;
+    let sealed =
+        "SELECT count(*) FROM sluice.segments WHERE table_name = 'ev' AND state = 'sealed'";
+    assert_eq!(
+        eventually_i64(&client, sealed, 0).await,
+        0,
+        "the old segment is evicted"
+    );
+    assert_eq!(one_i64(&client, "SELECT count(*) FROM ev").await, 3);
+    assert_eq!(one_i64(&client, "SELECT min(v) FROM ev").await, 11);
+    let evicted = client
+        .query_one(
+            "SELECT segments_evicted, rows_evicted FROM sluice.retention WHERE table_name = 'ev'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (evicted.get::<_, i64>(0), evicted.get::<_, i64>(1)),
+        (1, 10)
+    );
+    let metrics = http_get(server.http_port, "/metrics");
+    assert!(
+        metrics.contains("sluice_retention_evicted_segments_total{table=\"ev\"} 1"),
+        "{metrics}"
+    );
 }

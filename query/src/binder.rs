@@ -1172,10 +1172,12 @@ impl<'a> Binder<'a> {
                                 data_type: c.ty.arrow_type(),
                             })
                             .collect();
-                        LogicalPlan::Scan {
-                            source: TableSource::Stored(table),
+                        let scan = LogicalPlan::Scan {
+                            source: TableSource::Stored(Arc::clone(&table)),
                             schema: PlanSchema { fields },
-                        }
+                        };
+                        let scan = apply_alias(scan, alias.as_ref())?;
+                        return Ok(retention_filter(&table, scan, self.now_micros));
                     }
                 };
                 apply_alias(plan, alias.as_ref())
@@ -3409,5 +3411,32 @@ pub fn output_name(e: &ast::Expr) -> String {
         A::Floor { .. } => "floor".into(),
         A::Interval(_) => "interval".into(),
         _ => "?column?".into(),
+    }
+}
+
+/// `scan` with the table's retention applied: `time >= now - retention`, with
+/// the statement's `now()`, so `count(*)` and `count(*) WHERE ts >= now() -
+/// interval '<retention>'` agree to the row. A table's rows past
+/// retention are invisible at the row, before eviction drops the segments
+/// that hold only such rows; as a filter on the time column it prunes with the
+/// zone maps like any other.
+fn retention_filter(table: &sluice_storage::Table, scan: LogicalPlan, now: i64) -> LogicalPlan {
+    let Some(cutoff) = table.retention_cutoff_at(now) else {
+        return scan;
+    };
+    let time = table.schema().time_column_index();
+    let cutoff: ArrayRef = match table.schema().columns[time].ty.arrow_type() {
+        DataType::Timestamp(_, tz) => Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![cutoff]).with_timezone_opt(tz),
+        ),
+        _ => return scan,
+    };
+    LogicalPlan::Filter {
+        input: Box::new(scan),
+        predicate: Expr::Binary {
+            op: BinaryOp::GtEq,
+            left: Box::new(Expr::Column(time)),
+            right: Box::new(Expr::literal(cutoff)),
+        },
     }
 }

@@ -425,6 +425,7 @@ pub fn virtual_table(
             "segments" => Some(sluice_segments(&catalog.tables())),
             "ingestion" => Some(sluice_ingestion(&catalog.tables())),
             "dead_letters" => Some(sluice_dead_letters(&catalog.tables())),
+            "retention" => Some(sluice_retention(&catalog.tables())),
             _ => None,
         };
     }
@@ -1358,6 +1359,39 @@ fn sluice_segments(tables: &[Arc<Table>]) -> Result<RecordBatch> {
                 seg.error.map_or(V::N, V::S),
             ]);
         }
+    }
+    b.finish()
+}
+
+/// `sluice.retention`: per table, its retention, the cutoff queries apply now,
+/// and what retention has removed since the database was opened.
+fn sluice_retention(tables: &[Arc<Table>]) -> Result<RecordBatch> {
+    let ts = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let mut b = TableBuilder::new(&[
+        ("table_name", T),
+        ("retention", T),
+        ("cutoff", ts.clone()),
+        ("segments_evicted", I8),
+        ("rows_evicted", I8),
+        ("rows_expired_on_arrival", I8),
+        ("last_eviction", ts),
+    ]);
+    let opt = |v: Option<i64>| v.map_or(V::N, V::I);
+    for t in tables {
+        let options = &t.schema().options;
+        let retention = options
+            .get("retention")
+            .unwrap_or(sluice_storage::schema::DEFAULT_RETENTION);
+        let stats = t.retention_stats();
+        b.row(vec![
+            V::S(t.name().to_string()),
+            V::S(retention.to_string()),
+            opt(t.retention_cutoff()),
+            V::I(stats.segments_evicted as i64),
+            V::I(stats.rows_evicted as i64),
+            V::I(stats.rows_expired_on_arrival as i64),
+            opt(stats.last_eviction_micros),
+        ]);
     }
     b.finish()
 }

@@ -92,6 +92,8 @@ impl QueryContext {
     ) -> Self {
         let mut ctx = QueryContext::new(options, cancel);
         if let Some(inner) = Arc::get_mut(&mut ctx.inner) {
+            // now() is the database's clock, the one retention reads.
+            inner.now_micros = catalog.clock().now_micros();
             inner.catalog = Some(catalog);
             inner.user = user.to_string();
         }

@@ -37,6 +37,9 @@ struct StorageGauges {
     bytes: IntGaugeVec,
     seals: IntGaugeVec,
     seal_seconds: GaugeVec,
+    evicted_segments: IntGaugeVec,
+    evicted_rows: IntGaugeVec,
+    expired_on_arrival: IntGaugeVec,
 }
 
 fn storage_gauges() -> &'static StorageGauges {
@@ -67,6 +70,24 @@ fn storage_gauges() -> &'static StorageGauges {
             &["table"]
         )
         .expect(VALID),
+        evicted_segments: register_int_gauge_vec!(
+            "sluice_retention_evicted_segments_total",
+            "Sealed segments dropped per table because every row was past retention.",
+            &["table"]
+        )
+        .expect(VALID),
+        evicted_rows: register_int_gauge_vec!(
+            "sluice_retention_evicted_rows_total",
+            "Rows in the segments retention dropped, per table.",
+            &["table"]
+        )
+        .expect(VALID),
+        expired_on_arrival: register_int_gauge_vec!(
+            "sluice_retention_expired_on_arrival_total",
+            "Rows not stored because they arrived already past retention, per table.",
+            &["table"]
+        )
+        .expect(VALID),
     })
 }
 
@@ -91,6 +112,16 @@ pub fn render(db: &Database) -> String {
         g.seal_seconds
             .with_label_values(&[t.name()])
             .set(micros as f64 / 1e6);
+        let retention = t.retention_stats();
+        g.evicted_segments
+            .with_label_values(&[t.name()])
+            .set(retention.segments_evicted as i64);
+        g.evicted_rows
+            .with_label_values(&[t.name()])
+            .set(retention.rows_evicted as i64);
+        g.expired_on_arrival
+            .with_label_values(&[t.name()])
+            .set(retention.rows_expired_on_arrival as i64);
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut out) {

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// Bytes of decoded blocks kept for all segments together (`4GB`, `512MB`);
     /// default [`sluice_storage::segment::cache::DEFAULT_BLOCK_CACHE_BYTES`].
     pub block_cache: Option<String>,
+    /// Run as if the clock were this interval ahead (`'181 days'`), so
+    /// retention acts as it would then. For drills and tests.
+    pub clock_offset: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +56,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             block_cache: None,
+            clock_offset: None,
         }
     }
 }
@@ -87,8 +91,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             .ok_or_else(|| format!("block_cache: \"{size}\" is not a size such as 512MB or 4GB"))?;
         sluice_storage::segment::cache::set_block_cache_bytes(bytes);
     }
+    let clock = sluice_storage::clock::OffsetClock::new();
+    if let Some(offset) = &config.clock_offset {
+        let micros = sluice_storage::types::parse_duration_micros(offset).map_err(|_| {
+            format!("clock_offset: \"{offset}\" is not an interval such as '181 days'")
+        })?;
+        clock.advance_micros(micros);
+        tracing::warn!(offset, "running with the clock moved ahead");
+    }
     let db = Arc::new(
-        Database::open(&config.data_dir)
+        Database::open_with_clock(&config.data_dir, clock)
             .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?,
     );
     let pg = TcpListener::bind(&config.pg_addr)

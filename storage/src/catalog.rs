@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{Error, Result};
-use crate::fs::{sync_dir, write_atomically, FileSystem};
+use crate::fs::{sync_dir, write_atomically, Environment, FileSystem};
 use crate::schema::TableSchema;
 use crate::table::Table;
 
@@ -22,6 +22,7 @@ pub struct Catalog {
     maintenance: std::sync::Mutex<Option<Maintenance>>,
     sources: RwLock<Option<Arc<dyn SourceHooks>>>,
     fs: Arc<dyn FileSystem>,
+    env: Environment,
     _lock: File,
 }
 
@@ -53,15 +54,17 @@ impl Catalog {
     /// [`Error::Io`] if the directory cannot be created or is in use by another
     /// process; [`Error::Corrupt`] if a table's files are damaged.
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_on(dir, crate::fs::real())
+        Self::open_with(dir, Environment::default())
     }
 
     /// As [`Catalog::open`], with every change to the directory made through
-    /// `fs` (a simulated disk, in the power-loss tests).
+    /// `env.fs` (a simulated disk, in the power-loss tests) and retention
+    /// reading `env.clock`.
     ///
     /// # Errors
     /// As [`Catalog::open`].
-    pub fn open_on(dir: &Path, fs: Arc<dyn FileSystem>) -> Result<Self> {
+    pub fn open_with(dir: &Path, env: Environment) -> Result<Self> {
+        let fs = Arc::clone(&env.fs);
         let tables_dir = dir.join("tables");
         if !tables_dir.exists() {
             let new_data_dir = !dir.exists();
@@ -102,7 +105,7 @@ impl Catalog {
                     section: "table definition".into(),
                     detail: e.to_string(),
                 })?;
-            let table = Table::open(schema, &path, Arc::clone(&fs))?;
+            let table = Table::open(schema, &path, &env)?;
             tables.insert(table.name().to_string(), Arc::new(table));
         }
         Ok(Catalog {
@@ -111,8 +114,14 @@ impl Catalog {
             maintenance: std::sync::Mutex::new(None),
             sources: RwLock::new(None),
             fs,
+            env,
             _lock: lock,
         })
+    }
+
+    /// The clock retention reads (and a statement's `now()`).
+    pub fn clock(&self) -> &Arc<dyn crate::clock::Clock> {
+        &self.env.clock
     }
 
     /// The data directory.
@@ -185,7 +194,7 @@ impl Catalog {
             detail: e.to_string(),
         })?;
         write_atomically(fs, &dir.join("table.json"), &bytes)?;
-        let table = Arc::new(Table::open(schema, &dir, Arc::clone(&self.fs))?);
+        let table = Arc::new(Table::open(schema, &dir, &self.env)?);
         tables.insert(table.name().to_string(), Arc::clone(&table));
         drop(tables);
         if let (true, Some(hooks)) = (table.schema().options.has_source(), &hooks) {
@@ -263,6 +272,21 @@ impl Catalog {
         sealed
     }
 
+    /// Drops every table's sealed segments that are wholly past its retention.
+    /// Returns how many were dropped; errors are logged and retried next time.
+    pub fn evict_expired(&self) -> usize {
+        let mut evicted = 0;
+        for t in self.tables() {
+            match t.evict_expired() {
+                Ok(n) => evicted += n,
+                Err(e) => {
+                    tracing::error!(table = %t.name(), error = %e, "evicting expired segments failed; will retry")
+                }
+            }
+        }
+        evicted
+    }
+
     /// Merges small sealed segments, up to `max_merges` merges over all tables
     /// (bounded so one busy table does not hold up the next seal). Returns how
     /// many merges were made. Errors are logged; the segments stay as they were.
@@ -300,6 +324,7 @@ impl Catalog {
                     match weak.upgrade() {
                         Some(catalog) => {
                             catalog.seal_due();
+                            catalog.evict_expired();
                             catalog.compact_due(4);
                         }
                         None => return,
@@ -419,7 +444,10 @@ mod tests {
                 },
             ],
             vec![],
-            BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+            BTreeMap::from([
+                ("time_column".to_string(), "ts".to_string()),
+                ("retention".to_string(), "none".to_string()),
+            ]),
         )
         .unwrap()
     }

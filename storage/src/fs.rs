@@ -16,6 +16,26 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// What a catalog and its tables take from the outside world: the file system
+/// every change goes through and the clock retention reads. Tests pass a
+/// simulated disk or a clock they move forward.
+#[derive(Clone)]
+pub struct Environment {
+    /// Where files are created, written, synced, renamed and deleted.
+    pub fs: Arc<dyn FileSystem>,
+    /// Now, for retention.
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Environment {
+            fs: real(),
+            clock: crate::clock::system(),
+        }
+    }
+}
+
 /// The operations that change what a crash leaves behind.
 pub trait FileSystem: Send + Sync {
     /// Creates `path` (truncating it if it exists) for writing.

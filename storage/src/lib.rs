@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod clock;
 pub mod error;
 pub mod fs;
 pub mod manifest;
@@ -24,8 +25,9 @@ pub mod wal;
 
 pub use catalog::{Catalog, SourceHooks};
 pub use error::{Error, Result};
+pub use fs::Environment;
 pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
 pub use schema::{parse_size_bytes, ColumnDef, TableOptions, TableSchema};
 pub use source::{DeadLetter, PartitionStatus};
-pub use table::{SegmentSnapshot, SegmentState, Table, TableSnapshot, WalStats};
+pub use table::{RetentionStats, SegmentSnapshot, SegmentState, Table, TableSnapshot, WalStats};
 pub use types::{ColumnType, Interval, Value};

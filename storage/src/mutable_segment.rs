@@ -290,7 +290,10 @@ mod tests {
                 },
             ],
             vec![],
-            BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+            BTreeMap::from([
+                ("time_column".to_string(), "ts".to_string()),
+                ("retention".to_string(), "none".to_string()),
+            ]),
         )
         .unwrap();
         let mut seg = MutableSegment::new(&schema);
@@ -330,7 +333,10 @@ mod tests {
                 },
             ],
             vec![],
-            BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+            BTreeMap::from([
+                ("time_column".to_string(), "ts".to_string()),
+                ("retention".to_string(), "none".to_string()),
+            ]),
         )
         .unwrap();
         let mut seg = MutableSegment::new(&schema);

@@ -80,7 +80,7 @@ fn consume_and_seal(table: &Table, ack: &mut Acknowledged, from: i64, count: i64
 }
 
 fn workload(disk: &SimulatedDisk, dir: &Path, ack: &mut Acknowledged) -> Result<()> {
-    let catalog = Catalog::open_on(dir, disk.fs())?;
+    let catalog = Catalog::open_with(dir, disk.env())?;
     let mut a = TableFate::default();
     let created = ask(&mut a.created, || {
         catalog.create_table(ts_v_schema("a", &[("segment_rows", "8")]), false)
@@ -125,7 +125,7 @@ fn workload(disk: &SimulatedDisk, dir: &Path, ack: &mut Acknowledged) -> Result<
     insert(&table, ack.tables.get_mut("a").expect("a"), &[20, 21])?;
     drop((table, c));
     drop(catalog);
-    let catalog = Catalog::open_on(dir, disk.fs())?;
+    let catalog = Catalog::open_with(dir, disk.env())?;
     let table = catalog.table("a")?;
     for i in 11..14 {
         insert(

@@ -61,8 +61,9 @@ pub const DEFAULT_RETENTION: &str = "180 days";
 pub struct TableOptions {
     /// The TIMESTAMP column used for retention, pruning and time bucketing.
     pub time_column: String,
-    /// Rows older than this (microseconds before now) are evicted.
-    pub retention_micros: i64,
+    /// Rows older than this (microseconds before now) are not kept or seen;
+    /// `None` (`retention = 'none'`) keeps them forever.
+    pub retention_micros: Option<i64>,
     /// Every option given in `WITH (...)`, key lower-cased, value as text.
     pub raw: BTreeMap<String, String>,
 }
@@ -166,6 +167,11 @@ impl TableSchema {
             col.nullable = false;
         }
         let options = validate_options(&columns, &primary_key, options)?;
+        // A row without a time cannot be placed in retention or in a time
+        // range; like a source message without one, it is refused.
+        if let Some(time) = columns.iter_mut().find(|c| c.name == options.time_column) {
+            time.nullable = false;
+        }
         Ok(TableSchema {
             name: name.to_string(),
             columns,
@@ -263,11 +269,15 @@ fn validate_options(
     let retention_text = raw
         .get("retention")
         .map_or(DEFAULT_RETENTION, String::as_str);
-    let retention_micros = parse_duration_micros(retention_text).map_err(|_| {
-        Error::InvalidDefinition(format!(
-            "retention '{retention_text}' is not a positive interval such as '180 days'"
-        ))
-    })?;
+    let retention_micros = if retention_text.trim().eq_ignore_ascii_case("none") {
+        None
+    } else {
+        Some(parse_duration_micros(retention_text).map_err(|_| {
+            Error::InvalidDefinition(format!(
+                "retention '{retention_text}' is not a positive interval such as '180 days', or 'none'"
+            ))
+        })?)
+    };
     column("comparison_column")?;
     if let Some(c) = column("delete_column")? {
         if c.ty != ColumnType::Boolean {
@@ -422,7 +432,7 @@ mod tests {
             opts(&[("time_column", "ts")]),
         )
         .unwrap();
-        assert_eq!(s.options.retention_micros, 180 * MICROS_PER_DAY);
+        assert_eq!(s.options.retention_micros, Some(180 * MICROS_PER_DAY));
         assert!(
             !s.columns[1].nullable,
             "primary key columns become NOT NULL"

@@ -9,8 +9,11 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::fs::{sync_dir, FileSystem};
+use crate::fs::{sync_dir, Environment, FileSystem};
+
+mod retention;
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
@@ -21,6 +24,7 @@ use crate::source::{
 };
 use crate::types::Value;
 use crate::wal::WriteAheadLog;
+pub use retention::RetentionStats;
 
 /// A table of the catalog. Cheap to share (`Arc<Table>`); all methods take `&self`.
 ///
@@ -35,6 +39,10 @@ pub struct Table {
     dir: PathBuf,
     /// Every change to the table's files goes through this.
     fs: Arc<dyn FileSystem>,
+    /// Now, for retention.
+    clock: Arc<dyn Clock>,
+    /// What retention has removed.
+    retention: Mutex<RetentionStats>,
     state: RwLock<TableState>,
     /// Orders writes to the write-ahead file; a seal holds it to rotate the
     /// generation. See [`Table::append`] for the group commit.
@@ -220,7 +228,8 @@ impl Table {
     /// Opens a table in `dir`: maps its committed segments, removes files an
     /// interrupted seal left behind, and replays the write-ahead generations the
     /// manifest does not cover into a new mutable segment.
-    pub(crate) fn open(schema: TableSchema, dir: &Path, fs: Arc<dyn FileSystem>) -> Result<Self> {
+    pub(crate) fn open(schema: TableSchema, dir: &Path, env: &Environment) -> Result<Self> {
+        let fs = Arc::clone(&env.fs);
         // Data directories from before write-ahead generations had one file.
         let legacy = dir.join("wal.log");
         if legacy.exists() {
@@ -307,6 +316,8 @@ impl Table {
             schema: Arc::new(schema),
             dir: dir.to_path_buf(),
             fs,
+            clock: Arc::clone(&env.clock),
+            retention: Mutex::new(RetentionStats::default()),
             state: RwLock::new(TableState {
                 sealed,
                 corrupt,
@@ -352,7 +363,8 @@ impl Table {
 
     /// Appends full-width rows (one value per column, in column order). Values are
     /// coerced to the column types first; if any row fails, nothing is written.
-    /// Returns when the rows are durable and visible to the next query.
+    /// Rows already past retention are counted and not stored. Returns the
+    /// rows stored, once they are durable and visible to the next query.
     ///
     /// Group commit: each writer writes its record under the write-ahead lock, then
     /// either waits for a sync already running to finish or, if none is, syncs the
@@ -365,7 +377,7 @@ impl Table {
     /// # Errors
     /// Type, range, NOT NULL and width errors name the column; I/O errors the file.
     pub fn append(&self, rows: Vec<Vec<Value>>) -> Result<usize> {
-        let rows = coerce_rows(&self.schema, rows)?;
+        let rows = self.drop_expired(coerce_rows(&self.schema, rows)?);
         if rows.is_empty() {
             return Ok(0);
         }
@@ -807,13 +819,14 @@ impl Table {
         dead_letters: Vec<DeadLetter>,
         next_offset: i64,
     ) -> Result<()> {
+        let rows = self.without_expired(rows);
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         let state = &mut *state;
         let committed = state.manifest.source_offsets.get(&partition).copied();
         let consuming = state.partitions.entry(partition).or_insert_with(|| {
             ConsumingSegment::new(&self.schema, committed.unwrap_or(next_offset))
         });
-        consuming.mutable.append(rows)?;
+        consuming.mutable.append(&rows)?;
         if !rows.is_empty() || !dead_letters.is_empty() {
             consuming.since.get_or_insert_with(Instant::now);
         }

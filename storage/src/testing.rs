@@ -3,8 +3,8 @@
 use crate::schema::{ColumnDef, TableSchema};
 use crate::types::ColumnType;
 
-/// A table `name (ts TIMESTAMP, v BIGINT)` with `time_column = 'ts'` and the
-/// `options` given.
+/// A table `name (ts TIMESTAMP, v BIGINT)` with `time_column = 'ts'`,
+/// `retention = 'none'` (test rows are from 1970) and the `options` given.
 pub(crate) fn ts_v_schema(name: &str, options: &[(&str, &str)]) -> TableSchema {
     let columns = vec![
         ColumnDef {
@@ -18,8 +18,10 @@ pub(crate) fn ts_v_schema(name: &str, options: &[(&str, &str)]) -> TableSchema {
             nullable: true,
         },
     ];
-    let options = [("time_column", "ts")]
+    let defaults = [("time_column", "ts"), ("retention", "none")];
+    let options = defaults
         .iter()
+        .filter(|(k, _)| !options.iter().any(|(o, _)| o == k))
         .chain(options)
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();

@@ -44,7 +44,7 @@ run() {
 
 psql -v ON_ERROR_STOP=1 -q <<'SQL' || { echo "setup failed"; exit 1; }
 CREATE TABLE orders (ts TIMESTAMP NOT NULL, order_id TEXT, restaurant_id BIGINT, item TEXT, amount DOUBLE PRECISION,
-                     PRIMARY KEY (order_id)) WITH (time_column = 'ts');
+                     PRIMARY KEY (order_id)) WITH (time_column = 'ts', retention = 'none');
 INSERT INTO orders VALUES ('2024-05-01 12:00', 'o-1', 7, 'pizza', 12.5), ('2024-05-01 12:05', 'o-2', 7, 'pizza', 12.5),
   ('2024-05-01 12:10', 'o-3', 7, 'soup', 7.5), ('2024-05-01 13:00', 'o-4', 8, 'pizza', 11.0);
 SQL

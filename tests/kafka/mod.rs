@@ -14,7 +14,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use tokio_postgres::Client;
 
-use crate::{connect, start_in, Server};
+use crate::{connect, http_get, start_in, Server};
 
 /// A broker for one test: the mock cluster, or the external one.
 struct Broker {
@@ -115,7 +115,7 @@ async fn create_table(client: &Client, broker: &Broker, topic: &str, extra: &str
     client
         .batch_execute(&format!(
             "CREATE TABLE events (id BIGINT, event_time TIMESTAMP, item TEXT, amount DOUBLE PRECISION) \
-             WITH (time_column = 'event_time', kafka_brokers = '{}', kafka_topic = '{topic}', \
+             WITH (time_column = 'event_time', retention = 'none', kafka_brokers = '{}', kafka_topic = '{topic}', \
              format = 'json'{extra})",
             broker.bootstrap
         ))
@@ -147,16 +147,6 @@ async fn wait_for_count(port: u16, sql: &str, want: i64, within: Duration) -> i6
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     last
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("http");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
-        .expect("request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("response");
-    body
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -89,9 +89,12 @@ impl SimulatedDisk {
         })))
     }
 
-    /// As a file system for a catalog.
-    pub(crate) fn fs(&self) -> Arc<dyn FileSystem> {
-        Arc::new(self.clone())
+    /// An environment for a catalog: this disk and the system clock.
+    pub(crate) fn env(&self) -> crate::fs::Environment {
+        crate::fs::Environment {
+            fs: Arc::new(self.clone()),
+            clock: crate::clock::system(),
+        }
     }
 
     /// Operations so far.
