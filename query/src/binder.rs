@@ -1177,7 +1177,7 @@ impl<'a> Binder<'a> {
                             schema: PlanSchema { fields },
                         };
                         let scan = apply_alias(scan, alias.as_ref())?;
-                        return Ok(retention_filter(&table, scan, self.now_micros));
+                        return Ok(hidden_rows_filter(&table, scan, self.now_micros));
                     }
                 };
                 apply_alias(plan, alias.as_ref())
@@ -3414,29 +3414,48 @@ pub fn output_name(e: &ast::Expr) -> String {
     }
 }
 
-/// `scan` with the table's retention applied: `time >= now - retention`, with
-/// the statement's `now()`, so `count(*)` and `count(*) WHERE ts >= now() -
-/// interval '<retention>'` agree to the row. A table's rows past
-/// retention are invisible at the row, before eviction drops the segments
-/// that hold only such rows; as a filter on the time column it prunes with the
-/// zone maps like any other.
-fn retention_filter(table: &sluice_storage::Table, scan: LogicalPlan, now: i64) -> LogicalPlan {
-    let Some(cutoff) = table.retention_cutoff_at(now) else {
-        return scan;
-    };
+/// `scan` with what the table hides applied: retention (`time >= now -
+/// retention`, with the statement's `now()`, so `count(*)` and `count(*) WHERE
+/// ts >= now() - interval '<retention>'` agree to the row), and for an upsert
+/// table with a delete column, the rows that deleted their key (`delete IS
+/// DISTINCT FROM true`: kept, so an older row cannot bring the key back, but
+/// never seen). Retention's rows are invisible at the row, before eviction
+/// drops the segments that hold only such rows; as a filter on the time
+/// column it prunes with the zone maps like any other.
+fn hidden_rows_filter(table: &sluice_storage::Table, scan: LogicalPlan, now: i64) -> LogicalPlan {
+    let mut hidden = Vec::new();
+    if let Some(column) = table.schema().upsert_config().and_then(|c| c.delete) {
+        hidden.push(Expr::Binary {
+            op: BinaryOp::IsDistinctFrom,
+            left: Box::new(Expr::Column(column)),
+            right: Box::new(Expr::literal(Arc::new(arrow::array::BooleanArray::from(
+                vec![true],
+            )))),
+        });
+    }
     let time = table.schema().time_column_index();
-    let cutoff: ArrayRef = match table.schema().columns[time].ty.arrow_type() {
-        DataType::Timestamp(_, tz) => Arc::new(
+    if let (Some(cutoff), DataType::Timestamp(_, tz)) = (
+        table.retention_cutoff_at(now),
+        table.schema().columns[time].ty.arrow_type(),
+    ) {
+        let cutoff: ArrayRef = Arc::new(
             arrow::array::TimestampMicrosecondArray::from(vec![cutoff]).with_timezone_opt(tz),
-        ),
-        _ => return scan,
-    };
-    LogicalPlan::Filter {
-        input: Box::new(scan),
-        predicate: Expr::Binary {
+        );
+        hidden.push(Expr::Binary {
             op: BinaryOp::GtEq,
             left: Box::new(Expr::Column(time)),
             right: Box::new(Expr::literal(cutoff)),
-        },
+        });
+    }
+    let Some(predicate) = hidden.into_iter().reduce(|a, b| Expr::Binary {
+        op: BinaryOp::And,
+        left: Box::new(a),
+        right: Box::new(b),
+    }) else {
+        return scan;
+    };
+    LogicalPlan::Filter {
+        input: Box::new(scan),
+        predicate,
     }
 }

@@ -31,7 +31,13 @@ use crate::logical::{BinaryOp, Expr, ScalarFunction};
 /// One block of one segment: rows in memory, or a block of a sealed segment file
 /// (decoded when a worker takes it, and only the columns the query reads).
 enum Morsel {
-    Memory(RecordBatch),
+    Memory {
+        batch: RecordBatch,
+        /// The block's first row in its segment.
+        first_row: u32,
+        /// The segment's rows superseded by later rows of their key.
+        cleared: Option<Arc<RoaringBitmap>>,
+    },
     Sealed {
         segment: Arc<SealedSegment>,
         block: usize,
@@ -40,10 +46,39 @@ enum Morsel {
         first_row: u32,
         /// Rows of the segment the inverted indexes selected, if they were used.
         selection: Option<Arc<RoaringBitmap>>,
+        /// The segment's rows superseded by later rows of their key.
+        cleared: Option<Arc<RoaringBitmap>>,
     },
 }
 
 impl Morsel {
+    /// The block's valid rows as a mask, if an upsert superseded any of them:
+    /// they are out before any filter or aggregate sees the block.
+    fn valid_mask(&self) -> Option<BooleanArray> {
+        let (rows, first_row, cleared) = match self {
+            Morsel::Memory {
+                batch,
+                first_row,
+                cleared,
+            } => (batch.num_rows(), *first_row, cleared.as_ref()?),
+            Morsel::Sealed {
+                rows,
+                first_row,
+                cleared,
+                ..
+            } => (*rows, *first_row, cleared.as_ref()?),
+        };
+        let range = first_row..first_row + rows as u32;
+        if cleared.range_cardinality(range.clone()) == 0 {
+            return None;
+        }
+        let mut mask = vec![true; rows];
+        for r in cleared.range(range) {
+            mask[(r - first_row) as usize] = false;
+        }
+        Some(BooleanArray::from(mask))
+    }
+
     /// The block's rows the inverted indexes selected, as a mask, when they are
     /// few enough that cutting the block down before the filter pays (under half);
     /// `None` to run the filter on every row.
@@ -105,7 +140,7 @@ impl Morsel {
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
         match self {
-            Morsel::Memory(b) => Ok(b.project(needed)?),
+            Morsel::Memory { batch, .. } => Ok(batch.project(needed)?),
             Morsel::Sealed {
                 segment,
                 block,
@@ -139,16 +174,22 @@ fn morsels(
     let pruning = crate::prune::Pruning::new(filter);
     for segment in snapshot.segments {
         match segment {
-            SegmentSnapshot::Memory(blocks) => {
+            SegmentSnapshot::Memory(blocks, cleared) => {
                 stats.blocks += blocks.len();
-                out.extend(
-                    blocks
-                        .into_iter()
-                        .filter(|b| b.num_rows() > 0)
-                        .map(Morsel::Memory),
-                )
+                let mut first_row = 0u32;
+                for batch in blocks {
+                    let rows = batch.num_rows() as u32;
+                    if rows > 0 {
+                        out.push(Morsel::Memory {
+                            batch,
+                            first_row,
+                            cleared: cleared.clone(),
+                        });
+                    }
+                    first_row += rows;
+                }
             }
-            SegmentSnapshot::Sealed(seg) => {
+            SegmentSnapshot::Sealed(seg, cleared) => {
                 // Damage found while planning (a zone map or an index) quarantines
                 // the segment like damage found while scanning.
                 let plan = pruning
@@ -170,6 +211,7 @@ fn morsels(
                             rows,
                             first_row,
                             selection: selection.clone(),
+                            cleared: cleared.clone(),
                         });
                     }
                     first_row += rows as u32;
@@ -272,7 +314,10 @@ fn select_rows(
     if let Some(f) = filter {
         split_conjunction(f, &mut conjuncts);
     }
-    let mut pre_mask = morsel.index_mask();
+    let mut pre_mask = match (morsel.index_mask(), morsel.valid_mask()) {
+        (Some(a), Some(b)) => Some(arrow::compute::kernels::boolean::and(&a, &b)?),
+        (a, b) => a.or(b),
+    };
     let mut rest = Vec::with_capacity(conjuncts.len());
     for c in conjuncts {
         match morsel.compare_codes(c, needed)? {

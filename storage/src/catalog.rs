@@ -640,13 +640,13 @@ mod tests {
         let (mut sealed, mut memory) = (Vec::new(), Vec::new());
         for segment in table.snapshot().segments {
             match segment {
-                crate::SegmentSnapshot::Sealed(s) => {
+                crate::SegmentSnapshot::Sealed(s, _) => {
                     for b in 0..s.footer().columns[1].blocks.len() {
                         let a = s.read_block(1, b).unwrap();
                         sealed.extend(a.as_primitive::<Int64Type>().values().iter());
                     }
                 }
-                crate::SegmentSnapshot::Memory(blocks) => {
+                crate::SegmentSnapshot::Memory(blocks, _) => {
                     for b in blocks {
                         memory.extend(b.column(1).as_primitive::<Int64Type>().values().iter());
                     }
@@ -716,6 +716,7 @@ mod tests {
                 .enumerate()
                 .map(|(i, r)| crate::manifest::SegmentEntry {
                     partition: None,
+                    cleared: None,
                     id: i as u64,
                     file: format!("seg-{i}"),
                     rows: *r,
@@ -767,8 +768,8 @@ mod tests {
                         .segments
                         .iter()
                         .map(|seg| match seg {
-                            crate::SegmentSnapshot::Sealed(s) => s.rows(),
-                            crate::SegmentSnapshot::Memory(b) => {
+                            crate::SegmentSnapshot::Sealed(s, _) => s.rows(),
+                            crate::SegmentSnapshot::Memory(b, _) => {
                                 b.iter().map(|b| b.num_rows()).sum()
                             }
                         })

@@ -21,6 +21,7 @@ pub mod table;
 #[cfg(test)]
 mod testing;
 pub mod types;
+pub mod upsert;
 pub mod wal;
 
 pub use catalog::{Catalog, SourceHooks};

@@ -14,8 +14,10 @@ use crate::fs::{write_atomically, FileSystem};
 /// The manifest's file name inside a table directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// The manifest format this Sluice writes. Version 1 (no trailer) is still read.
-pub const MANIFEST_VERSION: u32 = 2;
+/// The manifest format this Sluice writes. Version 1 (no trailer) and 2 (no
+/// `cleared` files) are still read. Fields a version does not know are refused,
+/// so an older Sluice never reads a newer manifest as if they were not there.
+pub const MANIFEST_VERSION: u32 = 3;
 
 /// Ends the JSON body of a version 2 manifest: `#crc32=` and the CRC-32 of the body
 /// (8 hex digits), then the version.
@@ -23,6 +25,7 @@ const TRAILER: &str = "\n#crc32=";
 
 /// One sealed segment.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SegmentEntry {
     /// The segment's number in the table.
     pub id: u64,
@@ -36,6 +39,10 @@ pub struct SegmentEntry {
     pub time_max: Option<i64>,
     /// When it was sealed, microseconds since the epoch.
     pub created_micros: i64,
+    /// The file holding the rows of an upsert table's segment that later rows
+    /// of their key superseded, as of this commit (version 3); none if none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared: Option<String>,
     /// The source partition its rows came from (none for rows written through
     /// the write-ahead file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,12 +60,14 @@ impl SegmentEntry {
             time_max: footer.time_max,
             created_micros: chrono::Utc::now().timestamp_micros(),
             partition: None,
+            cleared: None,
         }
     }
 }
 
 /// The committed state of a table's segments.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// Sealed segments, oldest first.
     pub segments: Vec<SegmentEntry>,
@@ -76,6 +85,9 @@ pub struct Manifest {
     /// The number the next dead-letter file will take.
     #[serde(default)]
     pub next_dead_letters: u64,
+    /// The number in the next cleared-rows file's name (version 3).
+    #[serde(default)]
+    pub next_cleared: u64,
     /// Segment files that failed a check, with the check: left out of queries
     /// after a restart too, until `sluice check --salvage` or a restored file.
     #[serde(default)]
@@ -176,7 +188,7 @@ mod tests {
         .unwrap();
         let err = Manifest::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        std::fs::write(&path, good.replace("version=2", "version=9")).unwrap();
+        std::fs::write(&path, good.replace("version=3", "version=9")).unwrap();
         assert!(Manifest::load(dir.path())
             .unwrap_err()
             .to_string()

@@ -153,12 +153,21 @@ pub struct MutableSegment {
     rows: usize,
     /// Approximate bytes of the values appended (see [`MutableSegment::bytes`]).
     bytes: usize,
+    /// The table's number for this segment (see `upsert::FIRST_MEMORY_SEGMENT`).
+    id: u32,
+    /// The rows of the block being built, kept as values where a partial
+    /// upsert must read a stored row back (Arrow builders cannot be read).
+    active_rows: Option<Vec<Vec<Value>>>,
 }
 
 impl MutableSegment {
     /// An empty segment for a table.
     pub fn new(table: &TableSchema) -> Self {
         let types: Vec<ColumnType> = table.columns.iter().map(|c| c.ty).collect();
+        let partial = table
+            .options
+            .get("upsert")
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("partial"));
         MutableSegment {
             schema: block_schema(table),
             active: types.iter().map(|t| ColumnBuilder::new(*t)).collect(),
@@ -166,7 +175,39 @@ impl MutableSegment {
             finished: Vec::new(),
             rows: 0,
             bytes: 0,
+            id: 0,
+            active_rows: partial.then(Vec::new),
         }
+    }
+
+    /// The same segment with the table's number `id`.
+    pub fn numbered(mut self, id: u32) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// The table's number for this segment.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Row `row`'s values, if the segment can read rows back (a partial-upsert
+    /// table's) and has it.
+    pub fn row(&self, row: usize) -> Option<Vec<Value>> {
+        let mut first = 0;
+        for block in &self.finished {
+            if row < first + block.num_rows() {
+                return Some(
+                    block
+                        .columns()
+                        .iter()
+                        .map(|c| crate::upsert::key::value_at(c, row - first))
+                        .collect(),
+                );
+            }
+            first += block.num_rows();
+        }
+        self.active_rows.as_ref()?.get(row - first).cloned()
     }
 
     /// Number of rows in the segment.
@@ -207,6 +248,9 @@ impl MutableSegment {
                 };
             }
             self.rows += 1;
+            if let Some(kept) = &mut self.active_rows {
+                kept.push(row.clone());
+            }
             if self.active.first().map_or(0, ColumnBuilder::len) >= BLOCK_ROWS {
                 self.finish_block()?;
             }
@@ -243,6 +287,9 @@ impl MutableSegment {
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(|e| Error::Arity(format!("internal error finishing a block: {e}")))?;
         self.finished.push(batch);
+        if let Some(kept) = &mut self.active_rows {
+            kept.clear();
+        }
         Ok(())
     }
 

@@ -144,8 +144,8 @@ fn values(table: &Table) -> Vec<i64> {
     let mut out = Vec::new();
     for segment in table.snapshot().segments {
         let batches = match segment {
-            crate::table::SegmentSnapshot::Sealed(s) => s.read_all().expect("a sound segment"),
-            crate::table::SegmentSnapshot::Memory(b) => b,
+            crate::table::SegmentSnapshot::Sealed(s, _) => s.read_all().expect("a sound segment"),
+            crate::table::SegmentSnapshot::Memory(b, _) => b,
         };
         for batch in batches {
             let column = batch

@@ -7,7 +7,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::types::{parse_bool, parse_duration_micros, ColumnType};
+use crate::types::{parse_duration_micros, ColumnType};
 
 /// One column of a table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,9 +21,7 @@ pub struct ColumnDef {
 }
 
 /// The table options Sluice knows, besides [`SOURCE_OPTIONS`] and
-/// `kafka.<setting>` (passed to the Kafka client as it is). Each one takes effect;
-/// `upsert`, `dedup` and their companions are refused with 0A000 until upserts
-/// are built.
+/// `kafka.<setting>` (passed to the Kafka client as it is). Each one takes effect.
 pub const KNOWN_OPTIONS: &[&str] = &[
     "time_column",
     "retention",
@@ -31,6 +29,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "comparison_column",
     "delete_column",
     "dedup",
+    "dedup_window",
     "upsert_strategies",
     "segment_rows",
     "segment_bytes",
@@ -185,6 +184,18 @@ impl TableSchema {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// The upsert or dedup settings, if the table has them.
+    pub fn upsert_config(&self) -> Option<crate::upsert::UpsertConfig> {
+        crate::upsert::UpsertConfig::from_options(
+            &self.columns,
+            &self.primary_key,
+            self.time_column_index(),
+            &self.options.raw,
+        )
+        .ok()
+        .flatten()
+    }
+
     /// Position of the time column (always present in a validated schema).
     pub fn time_column_index(&self) -> usize {
         self.column_index(&self.options.time_column).unwrap_or(0)
@@ -234,12 +245,6 @@ fn validate_options(
             "a Kafka source needs both kafka_brokers and kafka_topic".into(),
         ));
     }
-    // Accepted and ignored would mean wrong answers: refuse what is not built.
-    for key in ["comparison_column", "delete_column", "upsert_strategies"] {
-        if raw.contains_key(key) {
-            return Err(Error::NotSupported(format!("option {key} (upserts)")));
-        }
-    }
     let column = |option: &str| -> Result<Option<&ColumnDef>> {
         match raw.get(option) {
             None => Ok(None),
@@ -278,15 +283,6 @@ fn validate_options(
             ))
         })?)
     };
-    column("comparison_column")?;
-    if let Some(c) = column("delete_column")? {
-        if c.ty != ColumnType::Boolean {
-            return Err(Error::InvalidDefinition(format!(
-                "delete_column \"{}\" must be BOOLEAN",
-                c.name
-            )));
-        }
-    }
     if let Some(sort_key) = raw.get("sort_key") {
         for name in sort_key.split(',').map(str::trim) {
             if !columns.iter().any(|c| c.name == name) {
@@ -296,31 +292,11 @@ fn validate_options(
             }
         }
     }
-    if let Some(mode) = raw.get("upsert") {
-        match mode.to_ascii_lowercase().as_str() {
-            "none" => {}
-            "full" | "partial" if !primary_key.is_empty() => {
-                return Err(Error::NotSupported(format!("upsert = '{mode}'")))
-            }
-            "full" | "partial" => {
-                return Err(Error::InvalidDefinition(
-                    "upsert requires a PRIMARY KEY".into(),
-                ))
-            }
-            other => {
-                return Err(Error::InvalidDefinition(format!(
-                    "upsert must be 'none', 'full' or 'partial', not '{other}'"
-                )))
-            }
-        }
-    }
-    if let Some(d) = raw.get("dedup") {
-        let on = parse_bool(d)
-            .map_err(|_| Error::InvalidDefinition(format!("dedup must be a boolean, not '{d}'")))?;
-        if on {
-            return Err(Error::NotSupported("dedup = true".into()));
-        }
-    }
+    let time_index = columns
+        .iter()
+        .position(|c| c.name == time.name)
+        .unwrap_or(0);
+    crate::upsert::UpsertConfig::from_options(columns, primary_key, time_index, &raw)?;
     for key in ["flush_interval"] {
         if let Some(age) = raw.get(key) {
             parse_duration_micros(age).map_err(|_| {

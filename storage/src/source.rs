@@ -62,9 +62,9 @@ pub(crate) struct ConsumingSegment {
 }
 
 impl ConsumingSegment {
-    pub(crate) fn new(schema: &TableSchema, next_offset: i64) -> Self {
+    pub(crate) fn new(schema: &TableSchema, next_offset: i64, segment: u32) -> Self {
         ConsumingSegment {
-            mutable: MutableSegment::new(schema),
+            mutable: MutableSegment::new(schema).numbered(segment),
             since: None,
             next_offset,
             dead_letters: Vec::new(),
@@ -72,11 +72,13 @@ impl ConsumingSegment {
     }
 
     /// Takes the rows and dead letters out for a seal; reading goes on from the
-    /// same position into a fresh segment.
-    pub(crate) fn freeze(&mut self, schema: &TableSchema) -> FrozenPartition {
-        let mutable = std::mem::replace(&mut self.mutable, MutableSegment::new(schema));
+    /// same position into a fresh segment numbered `next_segment`.
+    pub(crate) fn freeze(&mut self, schema: &TableSchema, next_segment: u32) -> FrozenPartition {
+        let fresh = MutableSegment::new(schema).numbered(next_segment);
+        let mutable = std::mem::replace(&mut self.mutable, fresh);
         self.since = None;
         FrozenPartition {
+            segment: mutable.id(),
             bytes: mutable.bytes(),
             rows: mutable.blocks(),
             next_offset: self.next_offset,
@@ -89,6 +91,8 @@ impl ConsumingSegment {
 /// the manifest that commits it is in place.
 #[derive(Clone)]
 pub(crate) struct FrozenPartition {
+    /// The number the rows had as a consuming segment.
+    pub(crate) segment: u32,
     pub(crate) rows: Vec<RecordBatch>,
     pub(crate) bytes: usize,
     pub(crate) next_offset: i64,

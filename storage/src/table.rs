@@ -8,23 +8,27 @@ use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use roaring::RoaringBitmap;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::fs::{sync_dir, Environment, FileSystem};
-
-mod retention;
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
-use crate::segment::{write_segment, SealedSegment};
+use crate::segment::{write_segment, write_segment_ordered, SealedSegment};
 use crate::source::{
     read_dead_letters, write_dead_letters, ConsumingSegment, DeadLetter, FrozenPartition,
     PartitionStatus,
 };
 use crate::types::Value;
+use crate::upsert::Location;
 use crate::wal::WriteAheadLog;
+
+mod retention;
+mod upsert;
 pub use retention::RetentionStats;
+use upsert::Target;
 
 /// A table of the catalog. Cheap to share (`Arc<Table>`); all methods take `&self`.
 ///
@@ -43,6 +47,9 @@ pub struct Table {
     clock: Arc<dyn Clock>,
     /// What retention has removed.
     retention: Mutex<RetentionStats>,
+    /// The number the next in-memory segment gets (from
+    /// [`crate::upsert::FIRST_MEMORY_SEGMENT`]; sealed segments keep theirs).
+    next_memory_segment: std::sync::atomic::AtomicU32,
     state: RwLock<TableState>,
     /// Orders writes to the write-ahead file; a seal holds it to rotate the
     /// generation. See [`Table::append`] for the group commit.
@@ -134,13 +141,29 @@ struct TableState {
     /// Rows read from a source stream, per partition (see [`crate::source`]).
     partitions: BTreeMap<i32, ConsumingSegment>,
     manifest: Manifest,
+    /// The key map and superseded rows of an upsert or dedup table.
+    upsert: Option<crate::upsert::UpsertState>,
+}
+
+/// Write-ahead rows frozen for a seal.
+#[derive(Clone)]
+struct FrozenWal {
+    rows: Vec<RecordBatch>,
+    /// The last write-ahead generation that holds them.
+    generation: u64,
+    /// The number they had as the mutable segment.
+    segment: u32,
 }
 
 /// What one seal takes aside and commits in one manifest.
 #[derive(Clone)]
 struct Frozen {
-    /// Write-ahead rows, with the last generation that holds them.
-    wal: Option<(Vec<RecordBatch>, u64)>,
+    /// Write-ahead rows.
+    wal: Option<FrozenWal>,
+    /// An upsert table's superseded rows as of the freeze: the effect of every
+    /// row this seal commits, and of no later one, so the cleared files it
+    /// writes are what a replay from this commit on starts from.
+    cleared: Option<crate::upsert::ClearedRows>,
     /// Each source partition's rows, dead letters and position.
     partitions: BTreeMap<i32, FrozenPartition>,
 }
@@ -150,7 +173,7 @@ impl Frozen {
         let wal: usize = self
             .wal
             .iter()
-            .flat_map(|(b, _)| b)
+            .flat_map(|w| &w.rows)
             .map(|b| b.num_rows())
             .sum();
         let partitions: usize = self
@@ -162,11 +185,12 @@ impl Frozen {
         wal + partitions
     }
 
-    fn blocks(&self) -> impl Iterator<Item = &Vec<RecordBatch>> {
+    /// Each frozen run's rows, with the number it had in memory.
+    fn runs(&self) -> impl Iterator<Item = (u32, &Vec<RecordBatch>)> {
         self.wal
             .iter()
-            .map(|(b, _)| b)
-            .chain(self.partitions.values().map(|p| &p.rows))
+            .map(|w| (w.segment, &w.rows))
+            .chain(self.partitions.values().map(|p| (p.segment, &p.rows)))
     }
 }
 
@@ -184,11 +208,13 @@ pub struct TableSnapshot {
 /// One segment as of a snapshot.
 #[derive(Clone)]
 pub enum SegmentSnapshot {
-    /// A sealed segment file.
-    Sealed(Arc<SealedSegment>),
+    /// A sealed segment file, and its rows that later rows of their key
+    /// superseded (an upsert table's), which a scan must skip.
+    Sealed(Arc<SealedSegment>, Option<Arc<RoaringBitmap>>),
     /// Rows in memory (the mutable segment, or rows being sealed), in blocks of at
-    /// most [`crate::BLOCK_ROWS`].
-    Memory(Vec<RecordBatch>),
+    /// most [`crate::BLOCK_ROWS`], and the superseded ones (numbered across the
+    /// blocks).
+    Memory(Vec<RecordBatch>, Option<Arc<RoaringBitmap>>),
 }
 
 /// Where files that no manifest lists are moved on open, never deleted.
@@ -266,7 +292,12 @@ impl Table {
                 name.starts_with("seg-") && !manifest.segments.iter().any(|s| s.file == name);
             let orphan_dead_letters =
                 name.starts_with("dead-") && !manifest.dead_letter_files.contains(&name);
-            if orphan_segment || orphan_dead_letters || name.ends_with(".tmp") {
+            let orphan_cleared = name.starts_with("cleared-")
+                && !manifest
+                    .segments
+                    .iter()
+                    .any(|s| s.cleared.as_deref() == Some(name.as_str()));
+            if orphan_segment || orphan_dead_letters || orphan_cleared || name.ends_with(".tmp") {
                 // Most likely left by a seal interrupted before its commit; kept
                 // rather than deleted, in case the manifest is what went wrong.
                 let lost = dir.join(LOST_AND_FOUND);
@@ -289,14 +320,28 @@ impl Table {
             }
         }
         generations.sort_unstable();
-        let mut mutable = MutableSegment::new(&schema);
+        let upsert = match schema.upsert_config() {
+            Some(config) => Some(upsert::rebuild(config, dir, &manifest, &sealed)?),
+            None => None,
+        };
+        let next_memory_segment = crate::upsert::FIRST_MEMORY_SEGMENT;
+        let mut state = TableState {
+            sealed,
+            corrupt,
+            frozen: None,
+            mutable_since: None,
+            mutable: MutableSegment::new(&schema).numbered(next_memory_segment),
+            partitions: BTreeMap::new(),
+            manifest,
+            upsert,
+        };
         let mut replayed = 0;
         let mut wal = None;
         for (i, g) in generations.iter().enumerate() {
             let (log, rows) = WriteAheadLog::open(&*fs, &wal_path(dir, *g))?;
             let rows = coerce_rows(&schema, rows)?;
             replayed += rows.len();
-            mutable.append(&rows)?;
+            state.apply_rows(Target::Mutable, &rows)?;
             if i + 1 == generations.len() {
                 wal = Some(Wal::new(log, *g));
             }
@@ -304,7 +349,7 @@ impl Table {
         let wal = match wal {
             Some(w) => w,
             None => {
-                let generation = manifest.wal_floor;
+                let generation = state.manifest.wal_floor;
                 let (log, _) = WriteAheadLog::open(&*fs, &wal_path(dir, generation))?;
                 Wal::new(log, generation)
             }
@@ -312,21 +357,15 @@ impl Table {
         if replayed > 0 {
             tracing::info!(table = %schema.name, rows = replayed, "replayed write-ahead file");
         }
+        state.mutable_since = (state.mutable.rows() > 0).then(Instant::now);
         Ok(Table {
             schema: Arc::new(schema),
             dir: dir.to_path_buf(),
             fs,
             clock: Arc::clone(&env.clock),
             retention: Mutex::new(RetentionStats::default()),
-            state: RwLock::new(TableState {
-                sealed,
-                corrupt,
-                frozen: None,
-                mutable_since: (mutable.rows() > 0).then(Instant::now),
-                mutable,
-                partitions: BTreeMap::new(),
-                manifest,
-            }),
+            next_memory_segment: std::sync::atomic::AtomicU32::new(next_memory_segment + 1),
+            state: RwLock::new(state),
             wal: Mutex::new(wal),
             wal_synced: Condvar::new(),
             sealing: Mutex::new(()),
@@ -421,10 +460,10 @@ impl Table {
         if synced.is_ok() {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             for rows in &group {
-                // The rows were coerced to the column types before they were
-                // written, so this cannot fail short of a bug; the rows are durable
-                // and come back on replay, so it is logged rather than returned.
-                if let Err(e) = state.mutable.append(rows) {
+                // The rows were checked against the mutable segment before they
+                // were written, so this cannot fail short of a bug; the rows are
+                // durable and come back on replay, so it is logged, not returned.
+                if let Err(e) = state.apply_rows(Target::Mutable, rows) {
                     tracing::error!(table = %self.schema.name, error = %e, "durable rows could not be applied in memory");
                 }
             }
@@ -494,20 +533,30 @@ impl Table {
     /// seal completing at the same moment never shows a row twice or not at all.
     pub fn snapshot(&self) -> TableSnapshot {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let cleared = |segment: u32| state.upsert.as_ref().and_then(|u| u.cleared.of(segment));
         let mut segments: Vec<SegmentSnapshot> = state
             .sealed
             .iter()
-            .map(|s| SegmentSnapshot::Sealed(Arc::clone(s)))
+            .map(|s| {
+                let superseded = upsert::segment_number(s).and_then(cleared);
+                SegmentSnapshot::Sealed(Arc::clone(s), superseded)
+            })
             .collect();
         if let Some(frozen) = &state.frozen {
-            for blocks in frozen.blocks() {
-                segments.push(SegmentSnapshot::Memory(blocks.clone()));
+            for (run, blocks) in frozen.runs() {
+                segments.push(SegmentSnapshot::Memory(blocks.clone(), cleared(run)));
             }
         }
-        segments.push(SegmentSnapshot::Memory(state.mutable.blocks()));
+        segments.push(SegmentSnapshot::Memory(
+            state.mutable.blocks(),
+            cleared(state.mutable.id()),
+        ));
         for partition in state.partitions.values() {
             if partition.mutable.rows() > 0 {
-                segments.push(SegmentSnapshot::Memory(partition.mutable.blocks()));
+                segments.push(SegmentSnapshot::Memory(
+                    partition.mutable.blocks(),
+                    cleared(partition.mutable.id()),
+                ));
             }
         }
         TableSnapshot {
@@ -682,27 +731,55 @@ impl Table {
         let mut manifest = self.manifest();
         let first = manifest.next_segment;
         let mut segments = Vec::new();
-        let runs = frozen
-            .wal
-            .iter()
-            .map(|(blocks, _)| (None, blocks))
-            .chain(frozen.partitions.iter().map(|(p, f)| (Some(*p), &f.rows)));
-        for (partition, blocks) in runs {
+        // Per frozen run (by its in-memory number), where each of its rows went.
+        let mut moves: Vec<(u32, Vec<Location>)> = Vec::new();
+        let runs = frozen.wal.iter().map(|w| (None, w.segment, &w.rows)).chain(
+            frozen
+                .partitions
+                .iter()
+                .map(|(p, f)| (Some(*p), f.segment, &f.rows)),
+        );
+        for (partition, run, blocks) in runs {
+            let mut moved = Vec::new();
             for rows in split_rows(blocks, self.schema.options.segment_rows()) {
                 if rows.iter().all(|b| b.num_rows() == 0) {
                     continue;
                 }
                 let id = manifest.next_segment;
+                let number = u32::try_from(id)
+                    .ok()
+                    .filter(|n| *n < crate::upsert::FIRST_MEMORY_SEGMENT)
+                    .ok_or_else(|| Error::OutOfRange(format!("segment number {id}")))?;
                 let file = segment_file(id);
                 let path = self.dir.join(&file);
-                let footer = write_segment(&*self.fs, &path, &self.schema, &rows)?;
+                let (footer, order) = write_segment_ordered(&*self.fs, &path, &self.schema, &rows)?;
+                let first_old = moved.len() as u32;
+                let n = footer.rows as u32;
+                let mut here = vec![
+                    Location {
+                        segment: number,
+                        row: 0
+                    };
+                    n as usize
+                ];
+                for new_row in 0..n {
+                    let old = order.as_ref().map_or(new_row, |o| o[new_row as usize]);
+                    here[old as usize] = Location {
+                        segment: number,
+                        row: new_row,
+                    };
+                }
+                debug_assert_eq!(first_old as usize, moved.len());
+                moved.extend(here);
                 segments.push(Arc::new(SealedSegment::open(&path)?));
                 let mut entry = SegmentEntry::sealed_now(id, file, &footer);
                 entry.partition = partition;
                 manifest.segments.push(entry);
                 manifest.next_segment = id + 1;
             }
+            moves.push((run, moved));
         }
+        let written_cleared = self.write_cleared_files(&frozen, &moves, &mut manifest)?;
         let letters: Vec<DeadLetter> = frozen
             .partitions
             .values()
@@ -714,26 +791,46 @@ impl Table {
             manifest.dead_letter_files.push(file);
             manifest.next_dead_letters += 1;
         }
-        // 3. Commit: the manifest now lists the segments, no longer needs the
+        // 3. Commit: the manifest now lists the segments (and an upsert
+        //    table's superseded rows as of the freeze), no longer needs the
         //    write-ahead generations that held their rows, and records how far
         //    each source partition is sealed.
-        if let Some((_, last_generation)) = &frozen.wal {
-            manifest.wal_floor = last_generation + 1;
+        if let Some(w) = &frozen.wal {
+            manifest.wal_floor = w.generation + 1;
         }
         for (partition, f) in &frozen.partitions {
             manifest.source_offsets.insert(*partition, f.next_offset);
         }
+        let replaced_cleared = self.manifest().segments;
         manifest.save(&*self.fs, &self.dir)?;
-        // 4. Swap for readers, in one step.
+        // 4. Swap for readers, in one step: the key map and superseded rows
+        //    follow the rows to their sealed places.
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
             state.sealed.extend(segments);
             state.frozen = None;
+            if let Some(upsert) = &mut state.upsert {
+                for (run, moved) in &moves {
+                    upsert
+                        .map
+                        .relocate(*run, |row| moved.get(row as usize).copied());
+                    if let Some(cleared) = upsert.cleared.remove(*run) {
+                        for (segment, rows) in upsert::moved_cleared(&cleared, moved) {
+                            upsert.cleared.set(segment, rows);
+                        }
+                    }
+                }
+                for (segment, rows) in written_cleared {
+                    upsert.persisted.set(segment, rows);
+                }
+                upsert.forget_outside_window();
+            }
             state.manifest = manifest;
         }
+        self.remove_replaced_cleared_files(&replaced_cleared);
         // 5. The old generations are no longer needed.
-        if let Some((_, last_generation)) = frozen.wal {
-            for g in 0..=last_generation {
+        if let Some(w) = frozen.wal {
+            for g in 0..=w.generation {
                 let p = wal_path(&self.dir, g);
                 if p.exists() {
                     self.fs.remove_file(&p).map_err(|e| Error::io(&p, e))?;
@@ -774,9 +871,14 @@ impl Table {
             let (log, _) = WriteAheadLog::open(&*self.fs, &wal_path(&self.dir, next))?;
             let old = std::mem::replace(&mut wal.generation, next);
             wal.log = log;
-            let mutable = std::mem::replace(&mut state.mutable, MutableSegment::new(&self.schema));
+            let fresh = MutableSegment::new(&self.schema).numbered(self.new_memory_segment());
+            let mutable = std::mem::replace(&mut state.mutable, fresh);
             state.mutable_since = None;
-            Some((mutable.blocks(), old))
+            Some(FrozenWal {
+                rows: mutable.blocks(),
+                generation: old,
+                segment: mutable.id(),
+            })
         } else {
             None
         };
@@ -790,7 +892,7 @@ impl Table {
                     || !c.dead_letters.is_empty()
                     || committed.get(p) != Some(&c.next_offset)
             })
-            .map(|(p, c)| (*p, c.freeze(&self.schema)))
+            .map(|(p, c)| (*p, c.freeze(&self.schema, self.new_memory_segment())))
             .collect();
         if wal_rows.is_none() && partitions.is_empty() {
             return Ok(None);
@@ -798,6 +900,7 @@ impl Table {
         let frozen = Frozen {
             wal: wal_rows,
             partitions,
+            cleared: upsert::cleared_at_freeze(state),
         };
         state.frozen = Some(frozen.clone());
         Ok(Some(frozen))
@@ -824,15 +927,26 @@ impl Table {
         let state = &mut *state;
         let committed = state.manifest.source_offsets.get(&partition).copied();
         let consuming = state.partitions.entry(partition).or_insert_with(|| {
-            ConsumingSegment::new(&self.schema, committed.unwrap_or(next_offset))
+            ConsumingSegment::new(
+                &self.schema,
+                committed.unwrap_or(next_offset),
+                self.new_memory_segment(),
+            )
         });
-        consuming.mutable.append(&rows)?;
+        consuming.mutable.check(&rows)?;
         if !rows.is_empty() || !dead_letters.is_empty() {
             consuming.since.get_or_insert_with(Instant::now);
         }
         consuming.dead_letters.extend(dead_letters);
         consuming.next_offset = next_offset;
+        state.apply_rows(Target::Partition(partition), &rows)?;
         Ok(())
+    }
+
+    /// A number for a new in-memory segment.
+    fn new_memory_segment(&self) -> u32 {
+        self.next_memory_segment
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Each source partition's committed next offset: where reading resumes
@@ -950,7 +1064,9 @@ impl Table {
     /// is then quarantined); the run's segments stay as they were.
     pub fn compact_now(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-        if self.is_retired() {
+        if self.is_retired() || self.schema.upsert_config().is_some() {
+            // Merging an upsert table's segments must carry the key map and
+            // drop superseded rows; until it does, they are not merged.
             return Ok(None);
         }
         let (mut manifest, run) = {

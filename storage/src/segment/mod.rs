@@ -10,7 +10,7 @@ pub mod writer;
 
 pub use format::{Footer, FORMAT_VERSION};
 pub use reader::{BlockCodes, SealedSegment};
-pub use writer::{write_segment, SEALED_BLOCK_ROWS};
+pub use writer::{write_segment, write_segment_ordered, SEALED_BLOCK_ROWS};
 
 #[cfg(test)]
 mod tests;

@@ -63,6 +63,21 @@ pub fn write_segment(
     schema: &TableSchema,
     batches: &[RecordBatch],
 ) -> Result<Footer> {
+    write_segment_ordered(fs, path, schema, batches).map(|(footer, _)| footer)
+}
+
+/// As [`write_segment`], also returning the order the rows were written in:
+/// `order[new_row]` is the row's position in `batches` (`None` when the rows
+/// kept their order). An upsert table moves its key map along with it.
+///
+/// # Errors
+/// As [`write_segment`].
+pub fn write_segment_ordered(
+    fs: &dyn FileSystem,
+    path: &Path,
+    schema: &TableSchema,
+    batches: &[RecordBatch],
+) -> Result<(Footer, Option<Vec<u32>>)> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     // Row numbers are u32 everywhere in the file (NULL bitmaps, inverted
     // indexes), so this one check keeps every row number below from wrapping.
@@ -90,7 +105,7 @@ pub fn write_segment(
         };
         arrays.push(column);
     }
-    let arrays = sort_rows(arrays, &schema.sort_key_indices())?;
+    let (arrays, order) = sort_rows(arrays, &schema.sort_key_indices())?;
     let mut columns = Vec::with_capacity(schema.columns.len());
     for (def, column) in schema.columns.iter().zip(&arrays) {
         columns.push(write_column(&mut sections, &def.name, def.ty, column)?);
@@ -122,7 +137,7 @@ pub fn write_segment(
     image.extend_from_slice(TAIL_MAGIC);
 
     write_atomically(fs, path, &image)?;
-    Ok(footer)
+    Ok((footer, order))
 }
 
 /// `n` as a u32 field of the file, or an error saying the segment cannot hold
@@ -141,7 +156,7 @@ fn u32_field(n: usize, what: &str) -> Result<u32> {
 /// kept in arrival order. Sorted by the time column, a time filter selects a run
 /// of blocks; sorted by, say, `restaurant_id`, one restaurant's rows share a few
 /// blocks and the zone maps skip the rest.
-fn sort_rows(columns: Vec<ArrayRef>, key: &[usize]) -> Result<Vec<ArrayRef>> {
+fn sort_rows(columns: Vec<ArrayRef>, key: &[usize]) -> Result<(Vec<ArrayRef>, Option<Vec<u32>>)> {
     let rows = columns.first().map_or(0, |c| c.len());
     let options = Some(arrow::compute::SortOptions {
         descending: false,
@@ -156,7 +171,7 @@ fn sort_rows(columns: Vec<ArrayRef>, key: &[usize]) -> Result<Vec<ArrayRef>> {
         })
         .collect();
     if sort_columns.is_empty() || rows < 2 {
-        return Ok(columns);
+        return Ok((columns, None));
     }
     // The row number as the last key makes the sort stable.
     sort_columns.push(arrow::compute::SortColumn {
@@ -171,15 +186,16 @@ fn sort_rows(columns: Vec<ArrayRef>, key: &[usize]) -> Result<Vec<ArrayRef>> {
         .enumerate()
         .all(|(i, &r)| i == r as usize)
     {
-        return Ok(columns);
+        return Ok((columns, None));
     }
-    columns
+    let sorted = columns
         .iter()
         .map(|c| {
             arrow::compute::take(c.as_ref(), &order, None)
                 .map_err(|e| Error::Arity(format!("sorting a segment: {e}")))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((sorted, Some(order.values().to_vec())))
 }
 
 /// Dictionary arrays decoded to their values; other arrays as they are.

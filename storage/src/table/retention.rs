@@ -124,6 +124,17 @@ impl Table {
                 .corrupt
                 .retain(|(f, _)| !expired.iter().any(|e| e.file == *f));
             state.manifest = manifest;
+            if let Some(upsert) = &mut state.upsert {
+                // The keys whose latest rows went leave the map with them.
+                let gone: Vec<u32> = expired.iter().map(|e| e.id as u32).collect();
+                upsert
+                    .map
+                    .retain(|_, entry| !gone.contains(&entry.location.segment));
+                for segment in gone {
+                    upsert.cleared.remove(segment);
+                    upsert.persisted.remove(segment);
+                }
+            }
         }
         {
             let mut stats = self.retention.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,6 +143,12 @@ impl Table {
             stats.last_eviction_micros = Some(self.clock.now_micros());
         }
         for e in &expired {
+            if let Some(cleared) = &e.cleared {
+                let p = self.dir.join(cleared);
+                if let Err(err) = self.fs.remove_file(&p) {
+                    tracing::warn!(file = %p.display(), error = %err, "could not delete an evicted segment's cleared rows");
+                }
+            }
             let p = self.dir.join(&e.file);
             if let Err(err) = self.fs.remove_file(&p) {
                 // Committed already; the next open moves it to lost+found.

@@ -1,0 +1,363 @@
+//! The table's side of upserts and dedup (see [`crate::upsert`]): applying
+//! rows in order, reading a stored row back for a partial merge, rebuilding
+//! the key map from sealed segments on open, and keeping the superseded rows'
+//! bitmaps on disk, one file per sealed segment, committed by the manifest.
+
+use std::collections::HashMap;
+
+use arrow::array::ArrayRef;
+use roaring::RoaringBitmap;
+
+use super::*;
+use crate::upsert::key::value_at;
+use crate::upsert::{
+    comparison_value, ClearedRows, Decision, KeyEntry, KeyHash, Location, UpsertState,
+};
+
+/// Where applied rows go.
+pub(super) enum Target {
+    /// The write-ahead rows' mutable segment.
+    Mutable,
+    /// A source partition's consuming segment.
+    Partition(i32),
+}
+
+/// Magic at the start of a cleared-rows file.
+const CLEARED_MAGIC: &[u8; 8] = b"SLCLRD\x00\x01";
+
+/// The name of a sealed segment's cleared-rows file.
+pub(super) fn cleared_file(segment: u64, generation: u64) -> String {
+    format!("cleared-{segment:06}-{generation:06}.roaring")
+}
+
+/// Writes a cleared-rows file durably: magic, CRC-32 of the bitmap, the
+/// bitmap (portable roaring).
+pub(super) fn write_cleared(fs: &dyn FileSystem, path: &Path, rows: &RoaringBitmap) -> Result<()> {
+    let mut bitmap = Vec::with_capacity(rows.serialized_size());
+    rows.serialize_into(&mut bitmap)
+        .map_err(|e| Error::io(path, e))?;
+    let mut bytes = CLEARED_MAGIC.to_vec();
+    bytes.extend_from_slice(&crc32fast::hash(&bitmap).to_le_bytes());
+    bytes.extend_from_slice(&bitmap);
+    crate::fs::write_atomically(fs, path, &bytes)
+}
+
+/// Reads a cleared-rows file.
+///
+/// # Errors
+/// [`Error::Corrupt`] naming the file if it is damaged.
+pub(super) fn read_cleared(path: &Path) -> Result<RoaringBitmap> {
+    let corrupt = |detail: &str| Error::Corrupt {
+        path: path.to_path_buf(),
+        section: "cleared rows".into(),
+        detail: detail.into(),
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() < 12 || &bytes[..8] != CLEARED_MAGIC {
+        return Err(corrupt("not a cleared-rows file"));
+    }
+    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if crc32fast::hash(&bytes[12..]) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    RoaringBitmap::deserialize_from(&bytes[12..]).map_err(|e| corrupt(&e.to_string()))
+}
+
+/// The number of a sealed segment file (`seg-000042.sluice` is 42).
+pub(super) fn segment_number(segment: &SealedSegment) -> Option<u32> {
+    segment
+        .path()
+        .file_name()?
+        .to_str()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".sluice")?
+        .parse()
+        .ok()
+}
+
+/// A sealed segment's row, all columns.
+fn sealed_row(segment: &SealedSegment, row: u32) -> Option<Vec<Value>> {
+    let block_rows = segment.footer().block_rows.max(1);
+    let (block, at) = ((row / block_rows) as usize, (row % block_rows) as usize);
+    (0..segment.footer().columns.len())
+        .map(|c| {
+            let values = segment.read_block(c, block).ok()?;
+            (at < values.len()).then(|| value_at(&values, at))
+        })
+        .collect()
+}
+
+/// A frozen run's row.
+fn frozen_row(blocks: &[RecordBatch], row: u32) -> Option<Vec<Value>> {
+    let mut row = row as usize;
+    for b in blocks {
+        if row < b.num_rows() {
+            return Some(b.columns().iter().map(|c| value_at(c, row)).collect());
+        }
+        row -= b.num_rows();
+    }
+    None
+}
+
+/// The stored row at `at`, wherever it is; `None` if it cannot be read (the
+/// merge then starts from the new row alone, and says so in the log).
+fn stored_row(
+    sealed: &[Arc<SealedSegment>],
+    frozen: Option<&Frozen>,
+    mutable: &MutableSegment,
+    partitions: &BTreeMap<i32, ConsumingSegment>,
+    at: Location,
+) -> Option<Vec<Value>> {
+    let found = if mutable.id() == at.segment {
+        mutable.row(at.row as usize)
+    } else if let Some(c) = partitions.values().find(|c| c.mutable.id() == at.segment) {
+        c.mutable.row(at.row as usize)
+    } else if let Some((_, blocks)) = frozen.and_then(|f| f.runs().find(|(s, _)| *s == at.segment))
+    {
+        frozen_row(blocks, at.row)
+    } else {
+        sealed
+            .iter()
+            .find(|s| segment_number(s) == Some(at.segment))
+            .and_then(|s| sealed_row(s, at.row))
+    };
+    if found.is_none() {
+        tracing::error!(
+            segment = at.segment,
+            row = at.row,
+            "a stored row could not be read for a partial upsert; the new row is stored alone"
+        );
+    }
+    found
+}
+
+impl TableState {
+    /// Appends `rows` (coerced) to the target segment, deciding each one's fate
+    /// by key first for an upsert or dedup table. Returns the rows stored.
+    pub(super) fn apply_rows(&mut self, target: Target, rows: &[Vec<Value>]) -> Result<usize> {
+        let TableState {
+            sealed,
+            frozen,
+            mutable,
+            partitions,
+            upsert,
+            ..
+        } = self;
+        let Some(upsert) = upsert else {
+            match target {
+                Target::Mutable => mutable.append(rows)?,
+                Target::Partition(p) => match partitions.get_mut(&p) {
+                    Some(c) => c.mutable.append(rows)?,
+                    None => {
+                        return Err(Error::Arity(format!(
+                            "no consuming segment for partition {p}"
+                        )))
+                    }
+                },
+            }
+            return Ok(rows.len());
+        };
+        let mut stored = 0;
+        for row in rows {
+            let into = match target {
+                Target::Mutable => Location {
+                    segment: mutable.id(),
+                    row: mutable.rows() as u32,
+                },
+                Target::Partition(p) => match partitions.get(&p) {
+                    Some(c) => Location {
+                        segment: c.mutable.id(),
+                        row: c.mutable.rows() as u32,
+                    },
+                    None => {
+                        return Err(Error::Arity(format!(
+                            "no consuming segment for partition {p}"
+                        )))
+                    }
+                },
+            };
+            let decision = upsert.apply(row.clone(), into, |at| {
+                stored_row(sealed, frozen.as_ref(), mutable, partitions, at)
+            });
+            if let Decision::Store { row, .. } = decision {
+                let segment = match target {
+                    Target::Mutable => &mut *mutable,
+                    Target::Partition(p) => match partitions.get_mut(&p) {
+                        Some(c) => &mut c.mutable,
+                        None => continue,
+                    },
+                };
+                segment.append(std::slice::from_ref(&row))?;
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+}
+
+/// The upsert state of a table opened from `sealed` (in seal order, as the
+/// manifest lists them): each segment's rows less its cleared file's are the
+/// keys' latest rows. Nothing of history is re-applied.
+///
+/// # Errors
+/// A cleared-rows file or a segment's key columns that cannot be read.
+pub(super) fn rebuild(
+    config: crate::upsert::UpsertConfig,
+    dir: &Path,
+    manifest: &Manifest,
+    sealed: &[Arc<SealedSegment>],
+) -> Result<UpsertState> {
+    let mut state = UpsertState::new(config);
+    for entry in &manifest.segments {
+        let Some(segment) = sealed.iter().find(|s| s.path() == dir.join(&entry.file)) else {
+            continue; // quarantined: its rows are out of queries and of the map
+        };
+        let number = entry.id as u32;
+        let cleared = match &entry.cleared {
+            Some(file) => read_cleared(&dir.join(file))?,
+            None => RoaringBitmap::new(),
+        };
+        state.persisted.set(number, cleared.clone());
+        state.cleared.set(number, cleared.clone());
+        let config = state.config.clone();
+        let blocks = segment
+            .footer()
+            .columns
+            .first()
+            .map_or(0, |c| c.blocks.len());
+        let mut row = 0u32;
+        for b in 0..blocks {
+            let read = |c: usize| segment.read_block(c, b);
+            let keys = config
+                .key
+                .iter()
+                .map(|&c| read(c))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let key_refs: Vec<&ArrayRef> = keys.iter().collect();
+            let comparison = read(config.comparison)?;
+            let delete = config.delete.map(read).transpose()?;
+            for i in 0..comparison.len() {
+                let at = Location {
+                    segment: number,
+                    row: row + i as u32,
+                };
+                if cleared.contains(at.row) {
+                    continue;
+                }
+                let key = KeyHash::of_row(&key_refs, i);
+                let entry = KeyEntry {
+                    location: at,
+                    comparison: comparison_value(&value_at(&comparison, i)),
+                    deleted: delete
+                        .as_ref()
+                        .is_some_and(|d| matches!(value_at(d, i), Value::Bool(true))),
+                };
+                if let Some(earlier) = state.map.get(key) {
+                    // Two valid rows of one key: only if the files were made
+                    // by hand. The later one wins, as it would have.
+                    tracing::warn!(
+                        segment = number,
+                        row = at.row,
+                        "a key has two valid rows; the later one is kept"
+                    );
+                    state.cleared.clear(earlier.location);
+                }
+                state.newest = state.newest.max(entry.comparison);
+                state.map.insert(key, entry);
+            }
+            row += comparison.len() as u32;
+        }
+    }
+    Ok(state)
+}
+
+/// The superseded rows of a run's rows after a seal moved them: `moves[old]`
+/// is each old row's new place.
+pub(super) fn moved_cleared(
+    cleared: &RoaringBitmap,
+    moves: &[Location],
+) -> HashMap<u32, RoaringBitmap> {
+    let mut out: HashMap<u32, RoaringBitmap> = HashMap::new();
+    for old in cleared {
+        if let Some(to) = moves.get(old as usize) {
+            out.entry(to.segment).or_default().insert(to.row);
+        }
+    }
+    out
+}
+
+/// The cleared rows as of the freeze, to persist with the seal.
+pub(super) fn cleared_at_freeze(state: &TableState) -> Option<ClearedRows> {
+    state.upsert.as_ref().map(|u| u.cleared.clone())
+}
+
+impl Table {
+    /// Writes the cleared-rows files a seal commits: for each new segment, the
+    /// rows of its run superseded as of the freeze; for each older sealed
+    /// segment whose superseded rows changed since its file was written, a new
+    /// file. Points the manifest's entries at them; returns what was written.
+    pub(super) fn write_cleared_files(
+        &self,
+        frozen: &Frozen,
+        moves: &[(u32, Vec<Location>)],
+        manifest: &mut Manifest,
+    ) -> Result<Vec<(u32, RoaringBitmap)>> {
+        let Some(at_freeze) = &frozen.cleared else {
+            return Ok(Vec::new());
+        };
+        let mut to_write: HashMap<u32, RoaringBitmap> = HashMap::new();
+        for (run, moved) in moves {
+            if let Some(cleared) = at_freeze.of(*run) {
+                to_write.extend(moved_cleared(&cleared, moved));
+            }
+        }
+        {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(upsert) = &state.upsert {
+                for entry in &manifest.segments {
+                    let number = entry.id as u32;
+                    let now = at_freeze.of(number);
+                    if now.as_deref() != upsert.persisted.of(number).as_deref() {
+                        to_write.insert(number, now.map(|b| (*b).clone()).unwrap_or_default());
+                    }
+                }
+            }
+        }
+        let mut written = Vec::new();
+        for entry in &mut manifest.segments {
+            let number = entry.id as u32;
+            let Some(rows) = to_write.remove(&number) else {
+                continue;
+            };
+            entry.cleared = if rows.is_empty() {
+                None
+            } else {
+                let file = cleared_file(entry.id, manifest.next_cleared);
+                manifest.next_cleared += 1;
+                write_cleared(&*self.fs, &self.dir.join(&file), &rows)?;
+                Some(file)
+            };
+            written.push((number, rows));
+        }
+        Ok(written)
+    }
+
+    /// Deletes the cleared-rows files `before` listed that the committed
+    /// manifest no longer does. A file left behind goes to lost+found on the
+    /// next open.
+    pub(super) fn remove_replaced_cleared_files(&self, before: &[SegmentEntry]) {
+        let now = self.manifest();
+        for file in before.iter().filter_map(|e| e.cleared.as_ref()) {
+            if !now
+                .segments
+                .iter()
+                .any(|e| e.cleared.as_ref() == Some(file))
+            {
+                let path = self.dir.join(file);
+                if let Err(e) = self.fs.remove_file(&path) {
+                    tracing::warn!(file = %path.display(), error = %e, "could not delete a replaced cleared-rows file");
+                }
+            }
+        }
+    }
+}
