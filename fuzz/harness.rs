@@ -124,7 +124,7 @@ pub fn manifest_reader(data: &[u8]) {
     let _ = Manifest::load(&dir);
     if let Ok(body) = std::str::from_utf8(data) {
         let sealed = format!(
-            "{body}\n#crc32={:08x} version=2\n",
+            "{body}\n#crc32={:08x} version=3\n",
             crc32fast::hash(body.as_bytes())
         );
         std::fs::write(&path, sealed).expect("writing the input");
