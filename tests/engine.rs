@@ -1037,16 +1037,26 @@ fn concurrent_readers_see_exactly_one_version_of_each_key() {
             "SELECT count(*), count(DISTINCT id), coalesce(sum(CASE WHEN a + b <> 100 THEN 1 ELSE 0 END), 0) FROM kv",
         );
         let cells: Vec<i64> = row[0].split('|').map(|c| c.parse().unwrap()).collect();
-        assert_eq!(cells[0], cells[1], "a key seen twice or a row lost: {row:?}");
+        assert_eq!(
+            cells[0], cells[1],
+            "a key seen twice or a row lost: {row:?}"
+        );
         assert_eq!(cells[2], 0, "a torn version: {row:?}");
-        assert!(cells[0] >= last_keys, "keys went from {last_keys} to {}", cells[0]);
+        assert!(
+            cells[0] >= last_keys,
+            "keys went from {last_keys} to {}",
+            cells[0]
+        );
         last_keys = cells[0];
         checks += 1;
     }
     stop.store(true, Ordering::Relaxed);
     let versions = writer.join().unwrap();
     let seals = sealer.join().unwrap();
-    assert!(seals >= 5 && versions >= 20 && checks >= 20, "{seals} seals, {versions} batches, {checks} checks");
+    assert!(
+        seals >= 5 && versions >= 20 && checks >= 20,
+        "{seals} seals, {versions} batches, {checks} checks"
+    );
     let end = lines(&db, "SELECT count(*), count(DISTINCT id) FROM kv");
     let cells: Vec<i64> = end[0].split('|').map(|c| c.parse().unwrap()).collect();
     assert!(cells[0] == cells[1] && cells[0] >= last_keys, "{end:?}");

@@ -16,6 +16,8 @@ use tokio_postgres::Client;
 
 use crate::{connect, http_get, start_in, Server};
 
+mod restaurant;
+
 /// A broker for one test: the mock cluster, or the external one.
 struct Broker {
     mock: Option<MockCluster<'static, DefaultProducerContext>>,
