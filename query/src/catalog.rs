@@ -426,6 +426,7 @@ pub fn virtual_table(
             "ingestion" => Some(sluice_ingestion(&catalog.tables())),
             "dead_letters" => Some(sluice_dead_letters(&catalog.tables())),
             "retention" => Some(sluice_retention(&catalog.tables())),
+            "upserts" => Some(sluice_upserts(&catalog.tables())),
             _ => None,
         };
     }
@@ -1391,6 +1392,38 @@ fn sluice_retention(tables: &[Arc<Table>]) -> Result<RecordBatch> {
             V::I(stats.rows_evicted as i64),
             V::I(stats.rows_expired_on_arrival as i64),
             opt(stats.last_eviction_micros),
+        ]);
+    }
+    b.finish()
+}
+
+/// `sluice.upserts`: per upsert or dedup table, its key map and what the
+/// apply step decided since the database was opened.
+fn sluice_upserts(tables: &[Arc<Table>]) -> Result<RecordBatch> {
+    let mut b = TableBuilder::new(&[
+        ("table_name", T),
+        ("keys", I8),
+        ("key_map_bytes", I8),
+        ("superseded_rows", I8),
+        ("replaced", I8),
+        ("out_of_order", I8),
+        ("duplicates", I8),
+        ("deletes", I8),
+        ("keys_in_two_partitions", I8),
+    ]);
+    for t in tables {
+        let Some(r) = t.upsert_report() else { continue };
+        let i = |v: u64| V::I(v as i64);
+        b.row(vec![
+            V::S(t.name().to_string()),
+            i(r.keys),
+            i(r.map_bytes),
+            i(r.superseded_rows),
+            i(r.stats.replaced),
+            i(r.stats.out_of_order),
+            i(r.stats.duplicates),
+            i(r.stats.deletes),
+            i(r.keys_in_two_partitions),
         ]);
     }
     b.finish()

@@ -40,6 +40,9 @@ struct StorageGauges {
     evicted_segments: IntGaugeVec,
     evicted_rows: IntGaugeVec,
     expired_on_arrival: IntGaugeVec,
+    upsert_keys: IntGaugeVec,
+    upsert_map_bytes: IntGaugeVec,
+    upsert_dropped: IntGaugeVec,
 }
 
 fn storage_gauges() -> &'static StorageGauges {
@@ -88,6 +91,24 @@ fn storage_gauges() -> &'static StorageGauges {
             &["table"]
         )
         .expect(VALID),
+        upsert_keys: register_int_gauge_vec!(
+            "sluice_upsert_keys",
+            "Keys in an upsert or dedup table's key map.",
+            &["table"]
+        )
+        .expect(VALID),
+        upsert_map_bytes: register_int_gauge_vec!(
+            "sluice_upsert_key_map_bytes",
+            "Bytes an upsert or dedup table's key map holds.",
+            &["table"]
+        )
+        .expect(VALID),
+        upsert_dropped: register_int_gauge_vec!(
+            "sluice_upsert_rows_total",
+            "Rows of an upsert or dedup table by what the apply step did: out_of_order and duplicate were not stored; two_partitions came from a partition other than their key's earlier row.",
+            &["table", "outcome"]
+        )
+        .expect(VALID),
     })
 }
 
@@ -122,6 +143,23 @@ pub fn render(db: &Database) -> String {
         g.expired_on_arrival
             .with_label_values(&[t.name()])
             .set(retention.rows_expired_on_arrival as i64);
+        if let Some(u) = t.upsert_report() {
+            g.upsert_keys
+                .with_label_values(&[t.name()])
+                .set(u.keys as i64);
+            g.upsert_map_bytes
+                .with_label_values(&[t.name()])
+                .set(u.map_bytes as i64);
+            for (reason, n) in [
+                ("out_of_order", u.stats.out_of_order),
+                ("duplicate", u.stats.duplicates),
+                ("two_partitions", u.keys_in_two_partitions),
+            ] {
+                g.upsert_dropped
+                    .with_label_values(&[t.name(), reason])
+                    .set(n as i64);
+            }
+        }
     }
     let mut out = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&prometheus::gather(), &mut out) {

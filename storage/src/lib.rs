@@ -30,5 +30,7 @@ pub use fs::Environment;
 pub use mutable_segment::{MutableSegment, BLOCK_ROWS};
 pub use schema::{parse_size_bytes, ColumnDef, TableOptions, TableSchema};
 pub use source::{DeadLetter, PartitionStatus};
-pub use table::{RetentionStats, SegmentSnapshot, SegmentState, Table, TableSnapshot, WalStats};
+pub use table::{
+    RetentionStats, SegmentSnapshot, SegmentState, Table, TableSnapshot, UpsertReport, WalStats,
+};
 pub use types::{ColumnType, Interval, Value};

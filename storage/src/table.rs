@@ -29,6 +29,7 @@ mod retention;
 mod upsert;
 pub use retention::RetentionStats;
 use upsert::Target;
+pub use upsert::UpsertReport;
 
 /// A table of the catalog. Cheap to share (`Arc<Table>`); all methods take `&self`.
 ///

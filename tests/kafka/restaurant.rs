@@ -162,12 +162,14 @@ struct OrderRow {
     ready_at: Option<i64>,
 }
 
-fn expected_rows(delivered: &BTreeMap<i32, Vec<Event>>) -> HashMap<usize, OrderRow> {
+/// Each order's row, and how many events were dropped as late.
+fn expected_rows(delivered: &BTreeMap<i32, Vec<Event>>) -> (HashMap<usize, OrderRow>, i64) {
     let mut rows: HashMap<usize, OrderRow> = HashMap::new();
+    let mut late = 0;
     for events in delivered.values() {
         for e in events {
             match rows.get_mut(&e.order) {
-                Some(row) if e.time < row.time => {}
+                Some(row) if e.time < row.time => late += 1,
                 Some(row) => {
                     row.status = e.status;
                     row.time = e.time;
@@ -190,7 +192,7 @@ fn expected_rows(delivered: &BTreeMap<i32, Vec<Event>>) -> HashMap<usize, OrderR
             }
         }
     }
-    rows
+    (rows, late)
 }
 
 /// The dashboard's four answers, as text.
@@ -285,7 +287,7 @@ async fn dashboard(client: &tokio_postgres::Client) -> Dashboard {
 async fn the_order_funnel_from_kafka_matches_the_event_list() {
     let now = chrono::Utc::now().timestamp_micros();
     let (all, delivered) = workload(now, 400);
-    let rows = expected_rows(&delivered);
+    let (rows, late) = expected_rows(&delivered);
     let want = expected_dashboard(&rows, now);
     assert!(
         all.len() > 1000 && want.funnel.len() >= 6 && want.couriers_waiting > 0,
@@ -332,6 +334,24 @@ async fn the_order_funnel_from_kafka_matches_the_event_list() {
         keys
     );
     assert_eq!(dashboard(&client).await, want, "while consuming");
+    let report = client
+        .query_one(
+            "SELECT keys, out_of_order, keys_in_two_partitions FROM sluice.upserts WHERE table_name = 'orders'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let report: (i64, i64, i64) = (report.get(0), report.get(1), report.get(2));
+    assert_eq!(
+        report,
+        (keys, late, 0),
+        "keys, late events dropped, keys in two partitions"
+    );
+    assert!(late > 0, "the workload has late events");
+    let metrics = crate::http_get(server.http_port, "/metrics");
+    let line =
+        format!(r#"sluice_upsert_rows_total{{outcome="out_of_order",table="orders"}} {late}"#);
+    assert!(metrics.contains(&line), "no {line} in\n{metrics}");
     // Some of it sealed (and its superseded rows committed), some not: a kill
     // -9 loses the unsealed rows, which are read again from the topic.
     drop(client);

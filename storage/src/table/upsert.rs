@@ -143,6 +143,7 @@ impl TableState {
             upsert,
             ..
         } = self;
+        let manifest = &self.manifest;
         let Some(upsert) = upsert else {
             match target {
                 Target::Mutable => mutable.append(rows)?,
@@ -159,6 +160,21 @@ impl TableState {
         };
         let mut stored = 0;
         for row in rows {
+            if let Target::Partition(p) = target {
+                let seen = upsert
+                    .map
+                    .get(upsert.key_of(row))
+                    .map(|e| e.location.segment);
+                let from =
+                    seen.and_then(|s| source_partition(s, partitions, frozen.as_ref(), manifest));
+                if from.is_some_and(|q| q != p) {
+                    upsert.stats.keys_in_two_partitions += 1;
+                    let n = upsert.stats.keys_in_two_partitions;
+                    if n.is_power_of_two() {
+                        tracing::warn!(partition = p, earlier_partition = from, rows = n, "a key arrived in two source partitions: the topic must be partitioned by the primary key, or rows of a key may apply out of order");
+                    }
+                }
+            }
             let into = match target {
                 Target::Mutable => Location {
                     segment: mutable.id(),
@@ -193,6 +209,28 @@ impl TableState {
         }
         Ok(stored)
     }
+}
+
+/// The source partition whose rows segment `segment` holds, if any.
+fn source_partition(
+    segment: u32,
+    partitions: &BTreeMap<i32, ConsumingSegment>,
+    frozen: Option<&Frozen>,
+    manifest: &Manifest,
+) -> Option<i32> {
+    if let Some((p, _)) = partitions.iter().find(|(_, c)| c.mutable.id() == segment) {
+        return Some(*p);
+    }
+    if let Some((p, _)) =
+        frozen.and_then(|f| f.partitions.iter().find(|(_, c)| c.segment == segment))
+    {
+        return Some(*p);
+    }
+    manifest
+        .segments
+        .iter()
+        .find(|e| e.id == u64::from(segment))
+        .and_then(|e| e.partition)
 }
 
 /// The upsert state of a table opened from `sealed` (in seal order, as the
@@ -359,5 +397,37 @@ impl Table {
                 }
             }
         }
+    }
+}
+
+/// What an upsert or dedup table's key map holds and has done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UpsertReport {
+    /// Keys in the map (deleted keys included, until their rows go).
+    pub keys: u64,
+    /// Bytes the map holds.
+    pub map_bytes: u64,
+    /// Rows superseded and still stored (skipped by every scan).
+    pub superseded_rows: u64,
+    /// Counters since the table was opened.
+    pub stats: crate::upsert::UpsertStats,
+    /// Rows whose key was last seen in another source partition: the topic
+    /// is not partitioned by the primary key, and such rows may apply out of
+    /// order.
+    pub keys_in_two_partitions: u64,
+}
+
+impl Table {
+    /// The key map's size and counters, for an upsert or dedup table.
+    pub fn upsert_report(&self) -> Option<UpsertReport> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let u = state.upsert.as_ref()?;
+        Some(UpsertReport {
+            keys: u.map.len() as u64,
+            map_bytes: u.map.heap_bytes() as u64,
+            superseded_rows: u.cleared.total(),
+            stats: u.stats,
+            keys_in_two_partitions: u.stats.keys_in_two_partitions,
+        })
     }
 }

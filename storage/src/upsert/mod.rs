@@ -112,6 +112,9 @@ pub struct UpsertStats {
     pub duplicates: u64,
     /// Rows whose delete column was true.
     pub deletes: u64,
+    /// Rows from a source partition whose key's stored row came from another
+    /// partition.
+    pub keys_in_two_partitions: u64,
 }
 
 /// The comparison value of a row: integers and timestamps as they are, NULL
