@@ -936,12 +936,38 @@ fn upserts_keep_one_row_per_key_through_seals_and_restarts() {
     }
     let db = Database::open(dir.path()).unwrap();
     check(&db, "after a restart");
-    for t in ["full_t", "orders", "plays"] {
+    for t in ["full_t", "orders", "plays", "ties"] {
         db.engine().catalog().table(t).unwrap().seal_now().unwrap();
     }
     drop(db);
     let db = Database::open(dir.path()).unwrap();
     check(&db, "after a second seal and restart");
+    // Merging the two segments of each table leaves the superseded rows out.
+    let stored = |db: &Database| -> u64 {
+        ["full_t", "orders", "plays", "ties"]
+            .iter()
+            .map(|t| db.engine().catalog().table(t).unwrap().rows() as u64)
+            .sum()
+    };
+    let before = stored(&db);
+    for t in ["full_t", "orders", "plays", "ties"] {
+        let table = db.engine().catalog().table(t).unwrap();
+        table.compact_now().unwrap();
+        assert_eq!(table.manifest().segments.len(), 1, "{t} merged");
+    }
+    assert!(
+        stored(&db) < before,
+        "superseded rows were dropped: {before} -> {}",
+        stored(&db)
+    );
+    check(&db, "after merging");
+    // A row after the merge supersedes a merged row; then a restart.
+    db.execute("INSERT INTO full_t VALUES ('2026-01-01 10:40', 3, 'READY')")
+        .unwrap();
+    check(&db, "after merging and an update");
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    check(&db, "after merging and a restart");
 }
 
 /// Dedup with a window: a key first seen longer than the window before the
@@ -976,7 +1002,7 @@ fn dedup_forgets_keys_outside_its_window() {
     );
 }
 
-/// Readers racing writers, seals and a delete: every snapshot sees each live
+/// Readers racing writers, seals and merges: every snapshot sees each live
 /// key exactly once (`count(*) = count(DISTINCT id)`), every row it sees is a
 /// whole version (`a + b = 100`, written together), and the number of keys
 /// never goes down.
@@ -987,7 +1013,7 @@ fn concurrent_readers_see_exactly_one_version_of_each_key() {
     let db = Arc::new(Database::open(dir.path()).unwrap());
     db.execute(
         "CREATE TABLE kv (ts TIMESTAMP, id BIGINT, a BIGINT, b BIGINT, PRIMARY KEY (id))
-             WITH (time_column = 'ts', retention = 'none', upsert = 'full', segment_rows = '500')",
+             WITH (time_column = 'ts', retention = 'none', upsert = 'full', segment_rows = '100000')",
     )
     .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
@@ -1018,14 +1044,17 @@ fn concurrent_readers_see_exactly_one_version_of_each_key() {
         let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
         std::thread::spawn(move || {
             let table = db.engine().catalog().table("kv").unwrap();
-            let mut seals = 0;
+            let (mut seals, mut merges) = (0, 0);
             while !stop.load(Ordering::Relaxed) {
                 if table.seal_now().unwrap().is_some() {
                     seals += 1;
                 }
+                if seals % 3 == 0 && table.compact_now().unwrap().is_some() {
+                    merges += 1;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
-            seals
+            (seals, merges)
         })
     };
     let mut last_keys = 0;
@@ -1052,10 +1081,10 @@ fn concurrent_readers_see_exactly_one_version_of_each_key() {
     }
     stop.store(true, Ordering::Relaxed);
     let versions = writer.join().unwrap();
-    let seals = sealer.join().unwrap();
+    let (seals, merges) = sealer.join().unwrap();
     assert!(
-        seals >= 5 && versions >= 20 && checks >= 20,
-        "{seals} seals, {versions} batches, {checks} checks"
+        seals >= 5 && merges >= 1 && versions >= 20 && checks >= 20,
+        "{seals} seals, {merges} merges, {versions} batches, {checks} checks"
     );
     let end = lines(&db, "SELECT count(*), count(DISTINCT id) FROM kv");
     let cells: Vec<i64> = end[0].split('|').map(|c| c.parse().unwrap()).collect();

@@ -16,7 +16,7 @@ use crate::fs::{sync_dir, Environment, FileSystem};
 use crate::manifest::{Manifest, SegmentEntry};
 use crate::mutable_segment::MutableSegment;
 use crate::schema::TableSchema;
-use crate::segment::{write_segment, write_segment_ordered, SealedSegment};
+use crate::segment::{write_segment_ordered, SealedSegment};
 use crate::source::{
     read_dead_letters, write_dead_letters, ConsumingSegment, DeadLetter, FrozenPartition,
     PartitionStatus,
@@ -811,10 +811,11 @@ impl Table {
             state.sealed.extend(segments);
             state.frozen = None;
             if let Some(upsert) = &mut state.upsert {
+                upsert.map.relocate(|at| {
+                    let (_, moved) = moves.iter().find(|(run, _)| *run == at.segment)?;
+                    moved.get(at.row as usize).copied()
+                });
                 for (run, moved) in &moves {
-                    upsert
-                        .map
-                        .relocate(*run, |row| moved.get(row as usize).copied());
                     if let Some(cleared) = upsert.cleared.remove(*run) {
                         for (segment, rows) in upsert::moved_cleared(&cleared, moved) {
                             upsert.cleared.set(segment, rows);
@@ -1065,9 +1066,7 @@ impl Table {
     /// is then quarantined); the run's segments stay as they were.
     pub fn compact_now(&self) -> Result<Option<u64>> {
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-        if self.is_retired() || self.schema.upsert_config().is_some() {
-            // Merging an upsert table's segments must carry the key map and
-            // drop superseded rows; until it does, they are not merged.
+        if self.is_retired() {
             return Ok(None);
         }
         let (mut manifest, run) = {
@@ -1092,10 +1091,10 @@ impl Table {
             (state.manifest.clone(), (range, run))
         };
         let (range, inputs) = run;
-        let mut batches = Vec::new();
+        let mut per_input = Vec::new();
         for segment in &inputs {
             match segment.read_all() {
-                Ok(mut b) => batches.append(&mut b),
+                Ok(b) => per_input.push(b),
                 Err(e) => {
                     // This merge holds `sealing` already.
                     if let Some(file) = self.quarantine_in_memory(segment.path(), &e.to_string()) {
@@ -1105,10 +1104,17 @@ impl Table {
                 }
             }
         }
+        // An upsert table's superseded rows, as committed, are left out; the
+        // rest move, and the key map and the superseded rows since follow.
+        let (batches, origins) = self.without_committed_superseded(&inputs, per_input)?;
         let id = manifest.next_segment;
+        let number = u32::try_from(id)
+            .ok()
+            .filter(|n| *n < crate::upsert::FIRST_MEMORY_SEGMENT)
+            .ok_or_else(|| Error::OutOfRange(format!("segment number {id}")))?;
         let file = segment_file(id);
         let path = self.dir.join(&file);
-        let footer = write_segment(&*self.fs, &path, &self.schema, &batches)?;
+        let (footer, order) = write_segment_ordered(&*self.fs, &path, &self.schema, &batches)?;
         let merged = Arc::new(SealedSegment::open(&path)?);
         let replaced: Vec<SegmentEntry> = manifest
             .segments
@@ -1118,6 +1124,13 @@ impl Table {
         manifest.save(&*self.fs, &self.dir)?;
         {
             let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+            if let (Some(upsert), Some(origins)) = (&mut state.upsert, origins) {
+                let numbers: Vec<u32> = inputs
+                    .iter()
+                    .filter_map(|s| upsert::segment_number(s))
+                    .collect();
+                upsert::follow_merge(upsert, &numbers, &origins, order.as_deref(), number);
+            }
             let is_input = |p: &Path| inputs.iter().any(|s| s.path() == p);
             let at = state
                 .sealed
@@ -1131,6 +1144,7 @@ impl Table {
                 .retain(|(f, _)| !replaced.iter().any(|e| e.file == *f));
             state.manifest = manifest;
         }
+        self.remove_replaced_cleared_files(&replaced);
         for entry in &replaced {
             let p = self.dir.join(&entry.file);
             if let Err(e) = self.fs.remove_file(&p) {

@@ -431,3 +431,99 @@ impl Table {
         })
     }
 }
+
+impl Table {
+    /// The rows of a merge's `inputs`, less (for an upsert or dedup table) the
+    /// rows their committed cleared files supersede; for such a table also
+    /// each remaining row's origin (input segment, row), in order.
+    pub(super) fn without_committed_superseded(
+        &self,
+        inputs: &[Arc<SealedSegment>],
+        per_input: Vec<Vec<RecordBatch>>,
+    ) -> Result<(Vec<RecordBatch>, Option<Vec<Location>>)> {
+        let persisted: Option<Vec<Option<Arc<RoaringBitmap>>>> = {
+            let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+            state.upsert.as_ref().map(|u| {
+                inputs
+                    .iter()
+                    .map(|s| segment_number(s).and_then(|n| u.persisted.of(n)))
+                    .collect()
+            })
+        };
+        let Some(persisted) = persisted else {
+            return Ok((per_input.into_iter().flatten().collect(), None));
+        };
+        let mut batches = Vec::new();
+        let mut origins = Vec::new();
+        for ((segment, blocks), cleared) in inputs.iter().zip(per_input).zip(persisted) {
+            let number = segment_number(segment)
+                .ok_or_else(|| Error::Arity(format!("{} is not a numbered segment", segment.path().display())))?;
+            let mut row = 0u32;
+            for block in blocks {
+                let n = block.num_rows() as u32;
+                let keep: Vec<bool> = (row..row + n)
+                    .map(|r| !cleared.as_ref().is_some_and(|c| c.contains(r)))
+                    .collect();
+                origins.extend(
+                    (row..row + n)
+                        .zip(&keep)
+                        .filter(|(_, k)| **k)
+                        .map(|(r, _)| Location { segment: number, row: r }),
+                );
+                let mask = arrow::array::BooleanArray::from(keep);
+                batches.push(
+                    arrow::compute::filter_record_batch(&block, &mask)
+                        .map_err(|e| Error::Arity(format!("merging segments: {e}")))?,
+                );
+                row += n;
+            }
+        }
+        Ok((batches, Some(origins)))
+    }
+}
+
+/// After a merge into segment `merged`: the map's entries and the rows
+/// superseded since the inputs' files were written follow the rows that
+/// moved; the inputs' bitmaps go. `origins[i]` is where the merge's `i`-th row
+/// came from, `order[new] = i` the order it was written in.
+pub(super) fn follow_merge(
+    upsert: &mut UpsertState,
+    inputs: &[u32],
+    origins: &[Location],
+    order: Option<&[u32]>,
+    merged: u32,
+) {
+    let mut moves: HashMap<Location, Location> = HashMap::with_capacity(origins.len());
+    for new_row in 0..origins.len() as u32 {
+        let i = order.map_or(new_row, |o| o[new_row as usize]);
+        moves.insert(
+            origins[i as usize],
+            Location {
+                segment: merged,
+                row: new_row,
+            },
+        );
+    }
+    upsert.map.relocate(|at| {
+        if inputs.contains(&at.segment) {
+            moves.get(&at).copied()
+        } else {
+            None
+        }
+    });
+    let mut superseded = RoaringBitmap::new();
+    for &input in inputs {
+        if let Some(cleared) = upsert.cleared.remove(input) {
+            superseded.extend(cleared.iter().filter_map(|row| {
+                moves
+                    .get(&Location {
+                        segment: input,
+                        row,
+                    })
+                    .map(|to| to.row)
+            }));
+        }
+        upsert.persisted.remove(input);
+    }
+    upsert.cleared.set(merged, superseded);
+}

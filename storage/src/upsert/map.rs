@@ -131,16 +131,17 @@ impl PrimaryKeyMap {
         self.entries.retain(|k, p| keep(KeyHash(*k), p.unpack()));
     }
 
-    /// Points every entry in segment `from` whose row `moved` maps somewhere to
-    /// the new place; `moved` returns `None` for a row that did not move.
-    pub fn relocate(&mut self, from: u32, mut moved: impl FnMut(u32) -> Option<Location>) {
+    /// Moves entries in one pass: each entry's location goes where `moved`
+    /// says (`None` leaves it).
+    pub fn relocate(&mut self, mut moved: impl FnMut(Location) -> Option<Location>) {
         for p in self.entries.values_mut() {
-            if p.segment & !DELETED == from {
-                if let Some(to) = moved(p.row) {
-                    let deleted = p.segment & DELETED;
-                    p.segment = to.segment | deleted;
-                    p.row = to.row;
-                }
+            let at = Location {
+                segment: p.segment & !DELETED,
+                row: p.row,
+            };
+            if let Some(to) = moved(at) {
+                p.segment = to.segment | (p.segment & DELETED);
+                p.row = to.row;
             }
         }
     }
