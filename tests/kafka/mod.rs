@@ -16,6 +16,7 @@ use tokio_postgres::Client;
 
 use crate::{connect, http_get, start_in, Server};
 
+mod keyed;
 mod restaurant;
 
 /// A broker for one test: the mock cluster, or the external one.

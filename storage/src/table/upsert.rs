@@ -456,8 +456,12 @@ impl Table {
         let mut batches = Vec::new();
         let mut origins = Vec::new();
         for ((segment, blocks), cleared) in inputs.iter().zip(per_input).zip(persisted) {
-            let number = segment_number(segment)
-                .ok_or_else(|| Error::Arity(format!("{} is not a numbered segment", segment.path().display())))?;
+            let number = segment_number(segment).ok_or_else(|| {
+                Error::Arity(format!(
+                    "{} is not a numbered segment",
+                    segment.path().display()
+                ))
+            })?;
             let mut row = 0u32;
             for block in blocks {
                 let n = block.num_rows() as u32;
@@ -468,7 +472,10 @@ impl Table {
                     (row..row + n)
                         .zip(&keep)
                         .filter(|(_, k)| **k)
-                        .map(|(r, _)| Location { segment: number, row: r }),
+                        .map(|(r, _)| Location {
+                            segment: number,
+                            row: r,
+                        }),
                 );
                 let mask = arrow::array::BooleanArray::from(keep);
                 batches.push(
