@@ -10,9 +10,7 @@ use roaring::RoaringBitmap;
 
 use super::*;
 use crate::upsert::key::value_at;
-use crate::upsert::{
-    comparison_value, ClearedRows, Decision, KeyEntry, KeyHash, Location, UpsertState,
-};
+use crate::upsert::{ClearedRows, Decision, KeyEntry, KeyHash, Location, UpsertState};
 
 /// Where applied rows go.
 pub(super) enum Target {
@@ -272,9 +270,11 @@ pub(super) fn rebuild(
                 .map(|&c| read(c))
                 .collect::<Result<Vec<ArrayRef>>>()?;
             let key_refs: Vec<&ArrayRef> = keys.iter().collect();
+            let block_keys = KeyHash::of_rows(&key_refs);
             let comparison = read(config.comparison)?;
+            let comparisons = crate::upsert::comparison_values(&comparison);
             let delete = config.delete.map(read).transpose()?;
-            for i in 0..comparison.len() {
+            for (i, (&key, &compared)) in block_keys.iter().zip(&comparisons).enumerate() {
                 let at = Location {
                     segment: number,
                     row: row + i as u32,
@@ -282,10 +282,9 @@ pub(super) fn rebuild(
                 if cleared.contains(at.row) {
                     continue;
                 }
-                let key = KeyHash::of_row(&key_refs, i);
                 let entry = KeyEntry {
                     location: at,
-                    comparison: comparison_value(&value_at(&comparison, i)),
+                    comparison: compared,
                     deleted: delete
                         .as_ref()
                         .is_some_and(|d| matches!(value_at(d, i), Value::Bool(true))),

@@ -43,12 +43,55 @@ impl KeyHash {
         let mut bytes = Vec::with_capacity(24);
         // A single integer key, the common case, is its own 8 bytes.
         if let [Value::Int(i) | Value::Timestamp(i)] = values {
-            return KeyHash(u128::from(*i as u64));
+            return KeyHash::of_int(*i);
         }
         for v in values {
             encode(&mut bytes, v);
         }
         KeyHash::from_bytes(&bytes)
+    }
+
+    /// The key of a single integer or timestamp key column's value.
+    pub fn of_int(i: i64) -> KeyHash {
+        KeyHash(u128::from(i as u64))
+    }
+
+    /// The keys of every row of the key columns `columns`: one integer column
+    /// read straight from its values, anything else row by row.
+    pub fn of_rows(columns: &[&ArrayRef]) -> Vec<KeyHash> {
+        let rows = columns.first().map_or(0, |c| c.len());
+        if let [c] = columns {
+            if c.null_count() == 0 {
+                match c.data_type() {
+                    DataType::Int64 => {
+                        return c
+                            .as_primitive::<Int64Type>()
+                            .values()
+                            .iter()
+                            .map(|v| KeyHash::of_int(*v))
+                            .collect()
+                    }
+                    DataType::Int32 => {
+                        return c
+                            .as_primitive::<Int32Type>()
+                            .values()
+                            .iter()
+                            .map(|v| KeyHash::of_int(i64::from(*v)))
+                            .collect()
+                    }
+                    DataType::Timestamp(_, _) => {
+                        return c
+                            .as_primitive::<TimestampMicrosecondType>()
+                            .values()
+                            .iter()
+                            .map(|v| KeyHash::of_int(*v))
+                            .collect()
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (0..rows).map(|r| KeyHash::of_row(columns, r)).collect()
     }
 
     fn from_bytes(bytes: &[u8]) -> KeyHash {

@@ -117,6 +117,35 @@ pub struct UpsertStats {
     pub keys_in_two_partitions: u64,
 }
 
+/// The comparison values of a block's comparison column (integers and
+/// timestamps as they are, NULL below everything).
+pub fn comparison_values(array: &arrow::array::ArrayRef) -> Vec<i64> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Int32Type, Int64Type, TimestampMicrosecondType};
+    let values: Vec<i64> = match array.data_type() {
+        DataType::Int64 => array.as_primitive::<Int64Type>().values().to_vec(),
+        DataType::Int32 => array
+            .as_primitive::<Int32Type>()
+            .values()
+            .iter()
+            .map(|v| i64::from(*v))
+            .collect(),
+        DataType::Timestamp(_, _) => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec(),
+        _ => return vec![i64::MIN; array.len()],
+    };
+    match array.nulls() {
+        Some(nulls) => values
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if nulls.is_null(i) { i64::MIN } else { v })
+            .collect(),
+        None => values,
+    }
+}
+
 /// The comparison value of a row: integers and timestamps as they are, NULL
 /// below everything.
 pub fn comparison_value(v: &Value) -> i64 {
