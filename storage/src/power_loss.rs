@@ -8,8 +8,9 @@
 //! the directory changes not yet synced), and the image is opened twice with
 //! the real file system. Each time: the store opens, every acknowledged row is
 //! there exactly once, a row whose write was cut short is there at most once,
-//! nothing else is there, a dropped table stays dropped, and a source table
-//! holds exactly the rows of the offsets it committed.
+//! nothing else is there, a dropped table stays dropped, a source table holds
+//! exactly the rows of the offsets it committed, and an upsert table shows
+//! each key once, at its last acknowledged version (or the one being written).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -29,6 +30,11 @@ struct Acknowledged {
     /// the one a seal cut short was committing.
     committed: i64,
     committing: Option<i64>,
+    /// The upsert table: whether it was created, each key's last acknowledged
+    /// version, and the versions of the write the power cut.
+    upserted: Outcome,
+    versions: BTreeMap<i64, i64>,
+    versions_in_flight: Vec<(i64, i64)>,
 }
 
 #[derive(Default, Debug)]
@@ -120,6 +126,21 @@ fn workload(disk: &SimulatedDisk, dir: &Path, ack: &mut Acknowledged) -> Result<
     for batch in 0..3 {
         consume_and_seal(&c, ack, batch * 3, 3)?;
     }
+    // An upsert table: each write replaces keys' rows; seals and a merge move
+    // the key map and write the superseded rows' files.
+    ask(&mut ack.upserted, || {
+        catalog.create_table(upsert_schema(), false)
+    })?;
+    let u = catalog.table("u")?;
+    for version in 0..6 {
+        upsert(&u, ack, version)?;
+        if version % 2 == 1 {
+            u.seal_now()?;
+        }
+        if version == 3 {
+            u.compact_now()?;
+        }
+    }
     // Inserted rows not yet sealed, then a restart: recovery's own file
     // operations are cut too.
     insert(&table, ack.tables.get_mut("a").expect("a"), &[20, 21])?;
@@ -137,6 +158,133 @@ fn workload(disk: &SimulatedDisk, dir: &Path, ack: &mut Acknowledged) -> Result<
     table.seal_now()?;
     table.compact_now()?;
     insert(&table, ack.tables.get_mut("a").expect("a"), &[40])?;
+    let u = catalog.table("u")?;
+    upsert(&u, ack, 6)?;
+    u.seal_now()?;
+    u.compact_now()?;
+    Ok(())
+}
+
+/// `u (ts, k, v)`, a full upsert on `k` whose rows carry `v = k * 1000 +
+/// version`, sealed at every 8 rows.
+fn upsert_schema() -> crate::schema::TableSchema {
+    use crate::schema::ColumnDef;
+    use crate::types::ColumnType;
+    let col = |name: &str, ty| ColumnDef {
+        name: name.into(),
+        ty,
+        nullable: true,
+    };
+    crate::schema::TableSchema::new(
+        "u",
+        vec![
+            col("ts", ColumnType::Timestamp),
+            col("k", ColumnType::BigInt),
+            col("v", ColumnType::BigInt),
+        ],
+        vec!["k".into()],
+        [
+            ("time_column", "ts"),
+            ("retention", "none"),
+            ("upsert", "full"),
+            ("segment_rows", "8"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    )
+    .expect("a valid schema")
+}
+
+/// Writes version `version` of keys 0, 1 and 2 (key 2 only every other version).
+fn upsert(table: &Table, ack: &mut Acknowledged, version: i64) -> Result<()> {
+    let keys: Vec<i64> = (0..3).filter(|k| *k < 2 || version % 2 == 0).collect();
+    ack.versions_in_flight = keys.iter().map(|k| (*k, version)).collect();
+    let rows = keys
+        .iter()
+        .map(|k| {
+            vec![
+                Value::Timestamp(version * 10 + k),
+                Value::Int(*k),
+                Value::Int(k * 1000 + version),
+            ]
+        })
+        .collect();
+    table.append(rows)?;
+    for (k, v) in std::mem::take(&mut ack.versions_in_flight) {
+        ack.versions.insert(k, v);
+    }
+    Ok(())
+}
+
+/// The rows a query would see of columns `columns` (BIGINT): superseded rows
+/// left out.
+fn visible(table: &Table, columns: &[usize]) -> Vec<Vec<i64>> {
+    let mut out = Vec::new();
+    for segment in table.snapshot().segments {
+        let (batches, cleared) = match segment {
+            crate::table::SegmentSnapshot::Sealed(s, c) => {
+                (s.read_all().expect("a sound segment"), c)
+            }
+            crate::table::SegmentSnapshot::Memory(b, c) => (b, c),
+        };
+        let mut row = 0u32;
+        for batch in batches {
+            for i in 0..batch.num_rows() {
+                if !cleared.as_ref().is_some_and(|c| c.contains(row + i as u32)) {
+                    out.push(
+                        columns
+                            .iter()
+                            .map(|&c| {
+                                batch
+                                    .column(c)
+                                    .as_any()
+                                    .downcast_ref::<arrow::array::Int64Array>()
+                                    .expect("BIGINT")
+                                    .value(i)
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            row += batch.num_rows() as u32;
+        }
+    }
+    out
+}
+
+/// The upsert table's check: one row per key, at its last acknowledged
+/// version or the version whose write was cut.
+fn check_upserts(catalog: &Catalog, ack: &Acknowledged) -> std::result::Result<(), String> {
+    let table = match (catalog.table("u").ok(), ack.upserted) {
+        (None, Outcome::Done) => return Err("table u was created and is gone".into()),
+        (Some(_), Outcome::NotAsked) => return Err("table u is there, never created".into()),
+        (None, _) => return Ok(()),
+        (Some(t), _) => t,
+    };
+    let rows = visible(&table, &[1, 2]);
+    let mut seen: BTreeMap<i64, i64> = BTreeMap::new();
+    for r in &rows {
+        let (k, version) = (r[0], r[1] - r[0] * 1000);
+        if seen.insert(k, version).is_some() {
+            return Err(format!("key {k} has two visible rows: {rows:?}"));
+        }
+    }
+    for k in 0..3 {
+        let acked = ack.versions.get(&k).copied();
+        let cut = ack
+            .versions_in_flight
+            .iter()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| *v);
+        let got = seen.get(&k).copied();
+        let allowed = got == acked || (cut.is_some() && got == cut);
+        if !allowed {
+            return Err(format!(
+                "key {k} is at version {got:?}; acknowledged {acked:?}, cut {cut:?}: {rows:?}"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -164,6 +312,7 @@ fn values(table: &Table) -> Vec<i64> {
 /// is wrong.
 fn check_image(dir: &Path, ack: &Acknowledged) -> std::result::Result<(), String> {
     let catalog = Catalog::open(dir).map_err(|e| format!("the store does not open: {e}"))?;
+    check_upserts(&catalog, ack)?;
     for (name, fate) in &ack.tables {
         let table = catalog.table(name).ok();
         let must_exist = fate.created == Outcome::Done && fate.dropped == Outcome::NotAsked;
