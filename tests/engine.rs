@@ -1151,3 +1151,25 @@ fn evicted_rows_take_their_keys_out_of_the_map() {
     db.execute("INSERT INTO u VALUES (now(), 5)").unwrap();
     assert_eq!(lines(&db, "SELECT count(*) FROM u"), ["10001"]);
 }
+
+/// A partial upsert whose increment leaves an INTEGER column's range stores
+/// the incoming row as it came (and says so in the log), and the table still
+/// opens: the write-ahead replay makes the same choice.
+#[test]
+fn an_increment_past_the_column_range_never_makes_a_table_unopenable() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = Database::open(dir.path()).unwrap();
+        db.execute(
+            "CREATE TABLE c (ts TIMESTAMP, id BIGINT, n INTEGER, PRIMARY KEY (id))
+                 WITH (time_column = 'ts', retention = 'none', upsert = 'partial', upsert_strategies = 'n = increment');
+             INSERT INTO c VALUES ('2026-01-01 10:00', 1, 2147483000);
+             INSERT INTO c VALUES ('2026-01-01 10:01', 1, 1000);
+             INSERT INTO c VALUES ('2026-01-01 10:02', 1, 5);",
+        )
+        .unwrap();
+        assert_eq!(lines(&db, "SELECT n FROM c"), ["1005"]);
+    }
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(lines(&db, "SELECT n FROM c"), ["1005"]);
+}

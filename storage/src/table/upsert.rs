@@ -193,7 +193,7 @@ impl TableState {
             let decision = upsert.apply(row.clone(), into, |at| {
                 stored_row(sealed, frozen.as_ref(), mutable, partitions, at)
             });
-            if let Decision::Store { row, .. } = decision {
+            if let Decision::Store { row: merged, .. } = decision {
                 let segment = match target {
                     Target::Mutable => &mut *mutable,
                     Target::Partition(p) => match partitions.get_mut(&p) {
@@ -201,7 +201,19 @@ impl TableState {
                         None => continue,
                     },
                 };
-                segment.append(std::slice::from_ref(&row))?;
+                // The incoming row was checked before it was written; a merge
+                // can still leave a column's range (an INTEGER increment past
+                // 2^31). Then the incoming row is stored as it came, the same
+                // on every replay, rather than a row the table cannot hold.
+                let merged = std::slice::from_ref(&merged);
+                let stored_row = match segment.check(merged) {
+                    Ok(()) => merged,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a partial upsert's merge does not fit its column; the new row is stored as it came");
+                        std::slice::from_ref(row)
+                    }
+                };
+                segment.append(stored_row)?;
                 stored += 1;
             }
         }
