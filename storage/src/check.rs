@@ -109,6 +109,20 @@ fn check_table(dir: &Path, salvage: bool, report: &mut CheckReport) -> Result<()
             }
             s.verify()
         });
+        if let Some(file) = &entry.cleared {
+            let cleared_path = dir.join(file);
+            match crate::table::upsert::read_cleared(&cleared_path) {
+                Ok(_) => report.sound_files += 1,
+                Err(e) => report.findings.push(Finding {
+                    path: cleared_path,
+                    problem: format!(
+                        "{e}; the table still opens and resolves the segment's keys by comparison \
+                         value (wrong only for a key with two rows of equal comparison value)"
+                    ),
+                    action: None,
+                }),
+            }
+        }
         match checked {
             Ok(()) => {
                 report.sound_files += 1;

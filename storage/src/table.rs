@@ -26,7 +26,7 @@ use crate::upsert::Location;
 use crate::wal::WriteAheadLog;
 
 mod retention;
-mod upsert;
+pub(crate) mod upsert;
 pub use retention::RetentionStats;
 use upsert::Target;
 pub use upsert::UpsertReport;

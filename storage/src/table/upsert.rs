@@ -40,11 +40,11 @@ pub(super) fn write_cleared(fs: &dyn FileSystem, path: &Path, rows: &RoaringBitm
     crate::fs::write_atomically(fs, path, &bytes)
 }
 
-/// Reads a cleared-rows file.
+/// Reads a cleared-rows file (also for `sluice check`).
 ///
 /// # Errors
 /// [`Error::Corrupt`] naming the file if it is damaged.
-pub(super) fn read_cleared(path: &Path) -> Result<RoaringBitmap> {
+pub(crate) fn read_cleared(path: &Path) -> Result<RoaringBitmap> {
     let corrupt = |detail: &str| Error::Corrupt {
         path: path.to_path_buf(),
         section: "cleared rows".into(),
@@ -262,7 +262,16 @@ pub(super) fn rebuild(
         };
         let number = entry.id as u32;
         let cleared = match &entry.cleared {
-            Some(file) => read_cleared(&dir.join(file))?,
+            Some(file) => match read_cleared(&dir.join(file)) {
+                Ok(rows) => rows,
+                Err(e) => {
+                    // The table still opens: a key with two valid rows keeps
+                    // the newer (below), which is right unless two of its rows
+                    // had equal comparison values. `sluice check` reports it.
+                    tracing::error!(error = %e, "a cleared-rows file cannot be read; the segment's keys are resolved by comparison value");
+                    RoaringBitmap::new()
+                }
+            },
             None => RoaringBitmap::new(),
         };
         state.persisted.set(number, cleared.clone());
@@ -544,4 +553,81 @@ pub(super) fn follow_merge(
         upsert.persisted.remove(input);
     }
     upsert.cleared.set(merged, superseded);
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::catalog::Catalog;
+    use crate::schema::{ColumnDef, TableSchema};
+    use crate::types::{ColumnType, Value};
+
+    fn schema() -> TableSchema {
+        let col = |name: &str, ty| ColumnDef {
+            name: name.into(),
+            ty,
+            nullable: true,
+        };
+        TableSchema::new(
+            "u",
+            vec![
+                col("ts", ColumnType::Timestamp),
+                col("k", ColumnType::BigInt),
+            ],
+            vec!["k".into()],
+            [
+                ("time_column", "ts"),
+                ("retention", "none"),
+                ("upsert", "full"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        )
+        .unwrap()
+    }
+
+    /// A damaged cleared-rows file names itself in `sluice check`, and the
+    /// table still opens with each key once (resolved by comparison value).
+    #[test]
+    fn a_damaged_cleared_file_is_reported_and_the_table_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = {
+            let catalog = Catalog::open(dir.path()).unwrap();
+            catalog.create_table(schema(), false).unwrap();
+            let t = catalog.table("u").unwrap();
+            for version in 0..3 {
+                let rows = (0..4)
+                    .map(|k| vec![Value::Timestamp(version * 10 + k), Value::Int(k)])
+                    .collect();
+                t.append(rows).unwrap();
+            }
+            t.seal_now().unwrap();
+            let cleared = t.manifest().segments[0]
+                .cleared
+                .clone()
+                .expect("a cleared file");
+            t.dir().join(cleared)
+        };
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x40;
+        std::fs::write(&file, bytes).unwrap();
+        let report = crate::check::check_data_dir(dir.path(), false).unwrap();
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.path == file && f.problem.contains("cleared rows")),
+            "{:?}",
+            report.findings
+        );
+        let catalog = Catalog::open(dir.path()).unwrap();
+        let t = catalog.table("u").unwrap();
+        assert_eq!(t.upsert_report().unwrap().keys, 4);
+        assert_eq!(
+            t.upsert_report().unwrap().superseded_rows,
+            8,
+            "resolved by comparison"
+        );
+    }
 }
