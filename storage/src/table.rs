@@ -247,6 +247,15 @@ fn wal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("wal-{generation:06}.log"))
 }
 
+/// A new sealed segment's number as the key map holds it: below the numbers
+/// of in-memory segments.
+fn sealed_number(id: u64) -> Result<u32> {
+    u32::try_from(id)
+        .ok()
+        .filter(|n| *n < crate::upsert::FIRST_MEMORY_SEGMENT)
+        .ok_or_else(|| Error::OutOfRange(format!("segment number {id}")))
+}
+
 fn segment_file(id: u64) -> String {
     format!("seg-{id:06}.sluice")
 }
@@ -747,10 +756,7 @@ impl Table {
                     continue;
                 }
                 let id = manifest.next_segment;
-                let number = u32::try_from(id)
-                    .ok()
-                    .filter(|n| *n < crate::upsert::FIRST_MEMORY_SEGMENT)
-                    .ok_or_else(|| Error::OutOfRange(format!("segment number {id}")))?;
+                let number = sealed_number(id)?;
                 let file = segment_file(id);
                 let path = self.dir.join(&file);
                 let (footer, order) = write_segment_ordered(&*self.fs, &path, &self.schema, &rows)?;
@@ -1108,10 +1114,7 @@ impl Table {
         // rest move, and the key map and the superseded rows since follow.
         let (batches, origins) = self.without_committed_superseded(&inputs, per_input)?;
         let id = manifest.next_segment;
-        let number = u32::try_from(id)
-            .ok()
-            .filter(|n| *n < crate::upsert::FIRST_MEMORY_SEGMENT)
-            .ok_or_else(|| Error::OutOfRange(format!("segment number {id}")))?;
+        let number = sealed_number(id)?;
         let file = segment_file(id);
         let path = self.dir.join(&file);
         let (footer, order) = write_segment_ordered(&*self.fs, &path, &self.schema, &batches)?;
