@@ -129,6 +129,21 @@ fn stored_row(
     found
 }
 
+/// The segment `target` names.
+fn target_segment<'a>(
+    mutable: &'a mut MutableSegment,
+    partitions: &'a mut BTreeMap<i32, ConsumingSegment>,
+    target: &Target,
+) -> Result<&'a mut MutableSegment> {
+    match target {
+        Target::Mutable => Ok(mutable),
+        Target::Partition(p) => partitions
+            .get_mut(p)
+            .map(|c| &mut c.mutable)
+            .ok_or_else(|| Error::Arity(format!("no consuming segment for partition {p}"))),
+    }
+}
+
 impl TableState {
     /// Appends `rows` (coerced) to the target segment, deciding each one's fate
     /// by key first for an upsert or dedup table. Returns the rows stored.
@@ -139,85 +154,71 @@ impl TableState {
             mutable,
             partitions,
             upsert,
+            manifest,
             ..
         } = self;
-        let manifest = &self.manifest;
         let Some(upsert) = upsert else {
-            match target {
-                Target::Mutable => mutable.append(rows)?,
-                Target::Partition(p) => match partitions.get_mut(&p) {
-                    Some(c) => c.mutable.append(rows)?,
-                    None => {
-                        return Err(Error::Arity(format!(
-                            "no consuming segment for partition {p}"
-                        )))
-                    }
-                },
-            }
+            target_segment(mutable, partitions, &target)?.append(rows)?;
             return Ok(rows.len());
         };
         let mut stored = 0;
         for row in rows {
             if let Target::Partition(p) = target {
-                let seen = upsert
-                    .map
-                    .get(upsert.key_of(row))
-                    .map(|e| e.location.segment);
-                let from =
-                    seen.and_then(|s| source_partition(s, partitions, frozen.as_ref(), manifest));
-                if from.is_some_and(|q| q != p) {
-                    upsert.stats.keys_in_two_partitions += 1;
-                    let n = upsert.stats.keys_in_two_partitions;
-                    if n.is_power_of_two() {
-                        tracing::warn!(partition = p, earlier_partition = from, rows = n, "a key arrived in two source partitions: the topic must be partitioned by the primary key, or rows of a key may apply out of order");
-                    }
-                }
+                note_partition(upsert, row, p, partitions, frozen.as_ref(), manifest);
             }
-            let into = match target {
-                Target::Mutable => Location {
-                    segment: mutable.id(),
-                    row: mutable.rows() as u32,
-                },
-                Target::Partition(p) => match partitions.get(&p) {
-                    Some(c) => Location {
-                        segment: c.mutable.id(),
-                        row: c.mutable.rows() as u32,
-                    },
-                    None => {
-                        return Err(Error::Arity(format!(
-                            "no consuming segment for partition {p}"
-                        )))
-                    }
-                },
+            let into = {
+                let segment = target_segment(mutable, partitions, &target)?;
+                Location {
+                    segment: segment.id(),
+                    row: segment.rows() as u32,
+                }
             };
             let decision = upsert.apply(row.clone(), into, |at| {
                 stored_row(sealed, frozen.as_ref(), mutable, partitions, at)
             });
-            if let Decision::Store { row: merged, .. } = decision {
-                let segment = match target {
-                    Target::Mutable => &mut *mutable,
-                    Target::Partition(p) => match partitions.get_mut(&p) {
-                        Some(c) => &mut c.mutable,
-                        None => continue,
-                    },
-                };
-                // The incoming row was checked before it was written; a merge
-                // can still leave a column's range (an INTEGER increment past
-                // 2^31). Then the incoming row is stored as it came, the same
-                // on every replay, rather than a row the table cannot hold.
-                let merged = std::slice::from_ref(&merged);
-                let stored_row = match segment.check(merged) {
-                    Ok(()) => merged,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a partial upsert's merge does not fit its column; the new row is stored as it came");
-                        std::slice::from_ref(row)
-                    }
-                };
-                segment.append(stored_row)?;
-                stored += 1;
-            }
+            let Decision::Store { row: merged, .. } = decision else {
+                continue;
+            };
+            let segment = target_segment(mutable, partitions, &target)?;
+            // The incoming row was checked before it was written; a merge can
+            // still leave a column's range (an INTEGER increment past 2^31).
+            // Then the incoming row is stored as it came, the same on every
+            // replay, rather than a row the table cannot hold.
+            let merged = std::slice::from_ref(&merged);
+            let stored_row = match segment.check(merged) {
+                Ok(()) => merged,
+                Err(e) => {
+                    tracing::error!(error = %e, "a partial upsert's merge does not fit its column; the new row is stored as it came");
+                    std::slice::from_ref(row)
+                }
+            };
+            segment.append(stored_row)?;
+            stored += 1;
         }
         Ok(stored)
+    }
+}
+
+/// Counts (and now and then logs) a row of source partition `partition`
+/// whose key's stored row came from another partition.
+fn note_partition(
+    upsert: &mut UpsertState,
+    row: &[Value],
+    partition: i32,
+    partitions: &BTreeMap<i32, ConsumingSegment>,
+    frozen: Option<&Frozen>,
+    manifest: &Manifest,
+) {
+    let Some(entry) = upsert.map.get(upsert.key_of(row)) else {
+        return;
+    };
+    let from = source_partition(entry.location.segment, partitions, frozen, manifest);
+    if from.is_some_and(|q| q != partition) {
+        upsert.stats.keys_in_two_partitions += 1;
+        let n = upsert.stats.keys_in_two_partitions;
+        if n.is_power_of_two() {
+            tracing::warn!(partition, earlier_partition = from, rows = n, "a key arrived in two source partitions: the topic must be partitioned by the primary key, or rows of a key may apply out of order");
+        }
     }
 }
 
