@@ -669,10 +669,7 @@ impl<'a> Binder<'a> {
         if let Some(w) = &select.selection {
             let schema = plan.schema().clone();
             let predicate = self.bind_predicate(w, &schema, "WHERE")?;
-            plan = LogicalPlan::Filter {
-                input: Box::new(plan),
-                predicate,
-            };
+            plan = LogicalPlan::filter(plan, predicate);
         }
         let input_schema = plan.schema().clone();
 

@@ -1294,6 +1294,30 @@ pub enum LogicalPlan {
 }
 
 impl LogicalPlan {
+    /// `input` filtered by `predicate`. A filter right on a filter (WHERE on
+    /// a table's retention filter) becomes one filter of both, the first's
+    /// conjuncts first, so the scan below sees one predicate to push down and
+    /// prune with.
+    pub fn filter(input: LogicalPlan, predicate: Expr) -> LogicalPlan {
+        match input {
+            LogicalPlan::Filter {
+                input,
+                predicate: first,
+            } if !first.has_subquery() && !predicate.has_subquery() => LogicalPlan::Filter {
+                input,
+                predicate: Expr::Binary {
+                    op: BinaryOp::And,
+                    left: Box::new(first),
+                    right: Box::new(predicate),
+                },
+            },
+            input => LogicalPlan::Filter {
+                input: Box::new(input),
+                predicate,
+            },
+        }
+    }
+
     /// The node's output columns.
     pub fn schema(&self) -> &PlanSchema {
         match self {

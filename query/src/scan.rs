@@ -19,6 +19,7 @@ use arrow::array::{
 use arrow::compute::kernels::boolean::and_kleene;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use roaring::RoaringBitmap;
+use sluice_storage::segment::format::Stat;
 use sluice_storage::segment::SealedSegment;
 use sluice_storage::{SegmentSnapshot, Table};
 
@@ -134,6 +135,45 @@ impl Morsel {
             Some(codes) => crate::packed::compare(&codes, op, value),
             None => Ok(None),
         }
+    }
+
+    /// True if the block's zone map proves `conjunct` (an integer or
+    /// timestamp column compared with a constant) true on every row, so it
+    /// need not run: a table's retention filter on blocks well inside it, or
+    /// a time filter on blocks wholly in range. Only for a column without
+    /// NULLs, where a comparison cannot be NULL.
+    fn implies(&self, conjunct: &Expr, needed: &[usize]) -> bool {
+        let Morsel::Sealed { segment, block, .. } = self else {
+            return false;
+        };
+        let Expr::Binary { op, left, right } = conjunct else {
+            return false;
+        };
+        let (column, op, constant) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), other) => (*c, *op, other),
+            (other, Expr::Column(c)) => (*c, crate::prune::flip(*op), other),
+            _ => return false,
+        };
+        let (Some(&table_column), Some(value)) =
+            (needed.get(column), crate::prune::integer_constant(constant))
+        else {
+            return false;
+        };
+        let Some(meta) = segment.footer().columns.get(table_column) else {
+            return false;
+        };
+        let zone = meta.blocks.get(*block).map(|b| (b.min, b.max));
+        let (Some(Stat::Int(min)), Some(Stat::Int(max))) = zone.unwrap_or((None, None)) else {
+            return false;
+        };
+        meta.nulls.is_none()
+            && match op {
+                BinaryOp::GtEq => min >= value,
+                BinaryOp::Gt => min > value,
+                BinaryOp::LtEq => max <= value,
+                BinaryOp::Lt => max < value,
+                _ => false,
+            }
     }
 
     /// The morsel's columns `needed` (positions in the table), TEXT still
@@ -320,6 +360,9 @@ fn select_rows(
     };
     let mut rest = Vec::with_capacity(conjuncts.len());
     for c in conjuncts {
+        if morsel.implies(c, needed) {
+            continue;
+        }
         match morsel.compare_codes(c, needed)? {
             Some(m) => {
                 let m = null_as_false(&m);
