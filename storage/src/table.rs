@@ -247,6 +247,27 @@ fn wal_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("wal-{generation:06}.log"))
 }
 
+/// Where each row of a piece went in the segment `number` written from it:
+/// `order[new] = old` is the order the writer sorted the rows in (`None`:
+/// unchanged).
+fn new_places(number: u32, rows: u32, order: Option<&[u32]>) -> Vec<Location> {
+    let mut places = vec![
+        Location {
+            segment: number,
+            row: 0
+        };
+        rows as usize
+    ];
+    for new_row in 0..rows {
+        let old = order.map_or(new_row, |o| o[new_row as usize]);
+        places[old as usize] = Location {
+            segment: number,
+            row: new_row,
+        };
+    }
+    places
+}
+
 /// A new sealed segment's number as the key map holds it: below the numbers
 /// of in-memory segments.
 fn sealed_number(id: u64) -> Result<u32> {
@@ -760,24 +781,7 @@ impl Table {
                 let file = segment_file(id);
                 let path = self.dir.join(&file);
                 let (footer, order) = write_segment_ordered(&*self.fs, &path, &self.schema, &rows)?;
-                let first_old = moved.len() as u32;
-                let n = footer.rows as u32;
-                let mut here = vec![
-                    Location {
-                        segment: number,
-                        row: 0
-                    };
-                    n as usize
-                ];
-                for new_row in 0..n {
-                    let old = order.as_ref().map_or(new_row, |o| o[new_row as usize]);
-                    here[old as usize] = Location {
-                        segment: number,
-                        row: new_row,
-                    };
-                }
-                debug_assert_eq!(first_old as usize, moved.len());
-                moved.extend(here);
+                moved.extend(new_places(number, footer.rows as u32, order.as_deref()));
                 segments.push(Arc::new(SealedSegment::open(&path)?));
                 let mut entry = SegmentEntry::sealed_now(id, file, &footer);
                 entry.partition = partition;
