@@ -2505,13 +2505,22 @@ impl<'a> Binder<'a> {
         };
         let (distinct, raw_args): (bool, Vec<&FunctionArg>) = match &f.args {
             FunctionArguments::None => (false, vec![]),
-            FunctionArguments::List(list) => (
-                matches!(
-                    list.duplicate_treatment,
-                    Some(ast::DuplicateTreatment::Distinct)
-                ),
-                list.args.iter().collect(),
-            ),
+            FunctionArguments::List(list) => {
+                // ORDER BY, LIMIT or IGNORE NULLS inside the call would change
+                // the answer; taken and ignored, they give a wrong one.
+                if let Some(clause) = list.clauses.first() {
+                    return Err(Error::NotSupported(format!(
+                        "{clause} inside a call of {name}"
+                    )));
+                }
+                (
+                    matches!(
+                        list.duplicate_treatment,
+                        Some(ast::DuplicateTreatment::Distinct)
+                    ),
+                    list.args.iter().collect(),
+                )
+            }
             FunctionArguments::Subquery(q) if name == "array" => {
                 let plan = self.bind_subquery(q, schema)?;
                 return Ok(Expr::Subquery {
@@ -2837,6 +2846,7 @@ impl<'a> Binder<'a> {
                 } else {
                     fraction
                 };
+                let arg = self.filtered(f, arg, schema)?;
                 return Ok(Some(AggregateExpr {
                     func: A::PercentileCont(fraction),
                     arg: Some(arg),
@@ -2852,6 +2862,7 @@ impl<'a> Binder<'a> {
                 }
                 let fraction = fraction_arg(args.get(1))?;
                 let arg = self.numeric_arg(args[0].clone(), schema)?;
+                let arg = self.filtered(f, arg, schema)?;
                 return Ok(Some(AggregateExpr {
                     func: A::ApproxPercentile(fraction),
                     arg: Some(arg),
@@ -2861,8 +2872,11 @@ impl<'a> Binder<'a> {
             }
             _ => return Ok(None),
         };
-        if f.filter.is_some() {
-            return Err(Error::NotSupported("aggregate FILTER (WHERE ...)".into()));
+        if f.filter.is_some() && func == A::ArrayAgg {
+            // array_agg keeps NULLs, so the filter cannot become NULLs.
+            return Err(Error::NotSupported(
+                "array_agg(...) FILTER (WHERE ...)".into(),
+            ));
         }
         if !f.within_group.is_empty() {
             return Err(Error::Syntax(format!(
@@ -2884,6 +2898,17 @@ impl<'a> Binder<'a> {
             None
         };
         if func == A::CountStar {
+            if f.filter.is_some() {
+                // count(*) FILTER (WHERE c) counts the rows where c holds.
+                let one: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1i64]));
+                let arg = self.filtered(f, Expr::literal(one), schema)?;
+                return Ok(Some(AggregateExpr {
+                    func: A::Count,
+                    arg: Some(arg),
+                    distinct: false,
+                    separator: None,
+                }));
+            }
             return Ok(Some(AggregateExpr {
                 func,
                 arg: None,
@@ -2921,12 +2946,27 @@ impl<'a> Binder<'a> {
                 }
             }
         }
+        let arg = self.filtered(f, arg, schema)?;
         Ok(Some(AggregateExpr {
             func,
             arg: Some(arg),
             distinct: distinct && func == A::Count,
             separator,
         }))
+    }
+
+    /// An aggregate's argument under its `FILTER (WHERE c)`: `CASE WHEN c THEN
+    /// arg END`, so the rows where `c` does not hold reach the aggregate as
+    /// NULLs, which every aggregate this is used for skips.
+    fn filtered(&mut self, f: &ast::Function, arg: Expr, schema: &PlanSchema) -> Result<Expr> {
+        let Some(filter) = &f.filter else {
+            return Ok(arg);
+        };
+        let condition = self.bind_predicate(filter, schema, "FILTER")?;
+        Ok(Expr::Case {
+            branches: vec![(condition, arg)],
+            else_expr: None,
+        })
     }
 }
 
