@@ -1423,7 +1423,7 @@ fn sluice_upserts(tables: &[Arc<Table>]) -> Result<RecordBatch> {
             i(r.stats.out_of_order),
             i(r.stats.duplicates),
             i(r.stats.deletes),
-            i(r.keys_in_two_partitions),
+            i(r.stats.keys_in_two_partitions),
         ]);
     }
     b.finish()

@@ -153,7 +153,7 @@ pub fn render(db: &Database) -> String {
             for (reason, n) in [
                 ("out_of_order", u.stats.out_of_order),
                 ("duplicate", u.stats.duplicates),
-                ("two_partitions", u.keys_in_two_partitions),
+                ("two_partitions", u.stats.keys_in_two_partitions),
             ] {
                 g.upsert_dropped
                     .with_label_values(&[t.name(), reason])

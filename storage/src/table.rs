@@ -569,7 +569,12 @@ impl Table {
             .sealed
             .iter()
             .map(|s| {
-                let superseded = upsert::segment_number(s).and_then(cleared);
+                // Only an upsert table has superseded rows to look up.
+                let superseded = state
+                    .upsert
+                    .as_ref()
+                    .and_then(|_| upsert::segment_number(s))
+                    .and_then(cleared);
                 SegmentSnapshot::Sealed(Arc::clone(s), superseded)
             })
             .collect();

@@ -432,10 +432,6 @@ pub struct UpsertReport {
     pub superseded_rows: u64,
     /// Counters since the table was opened.
     pub stats: crate::upsert::UpsertStats,
-    /// Rows whose key was last seen in another source partition: the topic
-    /// is not partitioned by the primary key, and such rows may apply out of
-    /// order.
-    pub keys_in_two_partitions: u64,
 }
 
 impl Table {
@@ -448,7 +444,6 @@ impl Table {
             map_bytes: u.map.heap_bytes() as u64,
             superseded_rows: u.cleared.total(),
             stats: u.stats,
-            keys_in_two_partitions: u.stats.keys_in_two_partitions,
         })
     }
 }
