@@ -826,6 +826,10 @@ fn retention_filters_at_the_row_and_evicts_whole_segments() {
 }
 
 /// The rows of a query as text lines, `|`-separated.
+fn one_cell(db: &Database, sql: &str) -> String {
+    cells(db, sql).remove(0).remove(0)
+}
+
 fn lines(db: &Database, sql: &str) -> Vec<String> {
     let batches = db.query(sql).unwrap();
     let mut out = Vec::new();
@@ -1196,4 +1200,125 @@ fn where_and_retention_prune_together() {
     let plan = lines(&db, "EXPLAIN ANALYZE SELECT count(*) FROM t WHERE v > 500").join("\n");
     assert!(plan.contains("sealed segments=2 pruned=1"), "{plan}");
     assert_eq!(lines(&db, "SELECT count(*) FROM t WHERE v > 500"), ["10"]);
+}
+
+/// The segment scan gets a query's filters and columns whatever shape the SQL
+/// has: wrapped as a BI tool's virtual dataset, behind a CTE, joined, or with
+/// `now() - interval` for its time range. Each shape prunes the same segments
+/// and selects the same rows as the bare query.
+#[test]
+fn filters_reach_the_scan_through_subqueries_ctes_joins_and_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = sluice::OffsetClock::new();
+    let day = 24 * 3_600_000_000i64;
+    // "now" is 1970-01-05 00:00 UTC: the data below is four days up to it.
+    let system_now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    clock.advance_micros(4 * day - system_now);
+    let db = Database::open_with_clock(dir.path(), clock).unwrap();
+    db.execute(
+        "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, status TEXT, amount DOUBLE PRECISION) WITH (time_column = 'ts', retention = 'none', segment_rows = '100000')",
+    )
+    .unwrap();
+    for d in 0..4i64 {
+        let rows = (0..100_000i64)
+            .map(|i| {
+                vec![
+                    Value::Timestamp(d * day + i * (day / 100_000)),
+                    Value::Int(i % 500),
+                    Value::Text(if i % 3 == 0 { "NEW" } else { "DONE" }.into()),
+                    Value::Float(i as f64),
+                ]
+            })
+            .collect();
+        db.append("orders", rows).unwrap();
+        db.seal().unwrap();
+    }
+    let bare = "SELECT status, count(*), sum(amount) FROM orders WHERE ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7 GROUP BY status";
+    let shapes = [
+        bare.to_string(),
+        format!("SELECT * FROM ({bare}) AS virtual_table LIMIT 10000"),
+        "SELECT status, count(*), sum(amount) FROM orders WHERE ts > now() - interval '1 hour' AND restaurant_id = 7 GROUP BY status".into(),
+        "WITH recent AS (SELECT * FROM orders) SELECT status, count(*), sum(amount) FROM recent WHERE ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7 GROUP BY status".into(),
+        "SELECT o.status, count(*), sum(o.amount) FROM orders o JOIN (VALUES (7)) AS r(id) ON o.restaurant_id = r.id WHERE o.ts >= TIMESTAMP '1970-01-04 23:00:00' AND o.restaurant_id = 7 GROUP BY o.status".into(),
+        "SELECT * FROM (SELECT * FROM (SELECT ts, restaurant_id, status, amount FROM orders) AS a) AS b WHERE ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7 AND status IS NOT NULL LIMIT 100000".into(),
+    ];
+    let scan_of = |sql: &str| -> (String, String) {
+        let plan = lines(&db, &format!("EXPLAIN ANALYZE {sql}"));
+        let stats = plan
+            .iter()
+            .find(|l| l.starts_with("Scan orders:"))
+            .unwrap_or_else(|| panic!("{plan:#?}"))
+            .clone();
+        let node = plan
+            .iter()
+            .find(|l| l.trim_start().starts_with("Scan: orders"))
+            .unwrap_or_else(|| panic!("{plan:#?}"))
+            .clone();
+        (stats, node)
+    };
+    let (bare_stats, _) = scan_of(bare);
+    assert!(
+        bare_stats.contains("sealed segments=4 pruned=3"),
+        "{bare_stats}"
+    );
+    let mut answer = cells(&db, bare);
+    answer.sort();
+    for sql in &shapes[1..5] {
+        let (stats, node) = scan_of(sql);
+        assert_eq!(stats, bare_stats, "{sql}");
+        // Only the columns the query uses are read.
+        assert!(
+            node.contains("columns=[restaurant_id, status, amount]")
+                || node.contains("columns=[status, amount]")
+                || node.contains("columns=[restaurant_id, status, amount, ts]"),
+            "{sql}: {node}"
+        );
+        let mut got = cells(&db, sql);
+        got.sort();
+        assert_eq!(got, answer, "{sql}");
+    }
+    // Rows, not groups: the same rows selected, and a limit on the scan.
+    let (stats, node) = scan_of(&shapes[5]);
+    assert!(stats.contains("sealed segments=4 pruned=3"), "{stats}");
+    assert!(node.contains("limit=100000"), "{node}");
+    assert_eq!(
+        cells(&db, &shapes[5]).len().to_string(),
+        one_cell(&db, "SELECT count(*) FROM orders WHERE ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7")
+    );
+}
+
+/// LIMIT without ORDER BY stops the scan: blocks after the ones that gave
+/// enough rows are never read.
+#[test]
+fn limit_stops_the_scan() {
+    let (_dir, db) = orders(400_000);
+    db.seal().unwrap();
+    let selected = |sql: &str| -> usize {
+        let plan = lines(&db, &format!("EXPLAIN ANALYZE {sql}"));
+        let line = plan
+            .iter()
+            .find(|l| l.starts_with("Scan orders:"))
+            .unwrap_or_else(|| panic!("{plan:#?}"));
+        line.rsplit("rows selected=")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let all = selected("SELECT * FROM orders");
+    assert_eq!(all, 400_000);
+    let limited = selected("SELECT * FROM (SELECT item FROM orders) AS v LIMIT 10");
+    // A block per scan worker at most, of the table's seven.
+    assert!(limited < all / 2, "{limited} rows read for LIMIT 10");
+    assert_eq!(
+        cells(&db, "SELECT item FROM orders LIMIT 10 OFFSET 5"),
+        cells(&db, "SELECT item FROM orders")
+            .into_iter()
+            .skip(5)
+            .take(10)
+            .collect::<Vec<_>>()
+    );
 }

@@ -1145,13 +1145,13 @@ impl<'a> Binder<'a> {
                                 data_type: f.data_type().clone(),
                             })
                             .collect();
-                        LogicalPlan::Scan {
-                            source: TableSource::Virtual {
+                        LogicalPlan::scan(
+                            TableSource::Virtual {
                                 name: parts.join("."),
                                 batch,
                             },
-                            schema: PlanSchema { fields },
-                        }
+                            PlanSchema { fields },
+                        )
                     }
                     None => {
                         let tname = table_name(name)?;
@@ -1169,10 +1169,10 @@ impl<'a> Binder<'a> {
                                 data_type: c.ty.arrow_type(),
                             })
                             .collect();
-                        let scan = LogicalPlan::Scan {
-                            source: TableSource::Stored(Arc::clone(&table)),
-                            schema: PlanSchema { fields },
-                        };
+                        let scan = LogicalPlan::scan(
+                            TableSource::Stored(Arc::clone(&table)),
+                            PlanSchema { fields },
+                        );
                         let scan = apply_alias(scan, alias.as_ref())?;
                         return Ok(hidden_rows_filter(&table, scan, self.now_micros));
                     }
@@ -3347,8 +3347,21 @@ fn alias_plan(plan: LogicalPlan, alias: &str, columns: &[String]) -> Result<Logi
     for (f, c) in schema.fields.iter_mut().zip(columns) {
         f.name = c.clone();
     }
-    if let LogicalPlan::Scan { source, .. } = plan {
-        return Ok(LogicalPlan::Scan { source, schema });
+    if let LogicalPlan::Scan {
+        source,
+        projection,
+        filter,
+        limit,
+        ..
+    } = plan
+    {
+        return Ok(LogicalPlan::Scan {
+            source,
+            schema,
+            projection,
+            filter,
+            limit,
+        });
     }
     Ok(LogicalPlan::Project {
         exprs: (0..schema.fields.len()).map(Expr::Column).collect(),

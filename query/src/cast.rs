@@ -62,9 +62,41 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, utc_offset_secs: i64) -> Resu
             let out: TimestampMicrosecondArray = v.unary(|x| x + utc_offset_secs * 1_000_000);
             return Ok(Arc::new(out));
         }
+        // A timestamp without a zone is a local time in the session's zone.
+        (DataType::Timestamp(_, None), DataType::Timestamp(u, Some(_))) if utc_offset_secs != 0 => {
+            let instants = checked_cast(array, to)?;
+            let v = instants.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+            let out: TimestampMicrosecondArray = v
+                .unary::<_, arrow::datatypes::TimestampMicrosecondType>(|x| {
+                    x - utc_offset_secs * 1_000_000
+                })
+                .with_timezone_opt(to_zone(to));
+            debug_assert_eq!(*u, TimeUnit::Microsecond);
+            return Ok(Arc::new(out));
+        }
+        (DataType::Date32, DataType::Timestamp(_, Some(_))) if utc_offset_secs != 0 => {
+            let local = checked_cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+            return cast_array(&local, to, utc_offset_secs);
+        }
+        (DataType::Timestamp(_, Some(_)), DataType::Date32) if utc_offset_secs != 0 => {
+            let local = cast_array(
+                array,
+                &DataType::Timestamp(TimeUnit::Microsecond, None),
+                utc_offset_secs,
+            )?;
+            return checked_cast(&local, to);
+        }
         _ => {}
     }
     checked_cast(array, to)
+}
+
+/// The zone of a timestamp type, if it has one.
+fn to_zone(t: &DataType) -> Option<Arc<str>> {
+    match t {
+        DataType::Timestamp(_, tz) => tz.clone(),
+        _ => None,
+    }
 }
 
 fn strict() -> CastOptions<'static> {

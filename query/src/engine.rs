@@ -22,6 +22,7 @@ use crate::context::QueryContext;
 use crate::error::{Error, Result};
 use crate::exec::execute;
 use crate::logical::LogicalPlan;
+use crate::optimize::optimize;
 use crate::session::Session;
 
 /// What a statement returns.
@@ -192,7 +193,7 @@ impl Engine {
         match stmt {
             Statement::Query(q) => {
                 let mut binder = self.binder(&ctx, session).with_params(params.to_vec());
-                let plan = binder.bind_query(q)?;
+                let plan = optimize(binder.bind_query(q)?, &ctx);
                 let settings = binder.take_settings();
                 drop(binder);
                 let result = run_query(&plan, &ctx)?;
@@ -211,6 +212,7 @@ impl Engine {
                         .binder(&ctx, session)
                         .with_params(params.to_vec())
                         .bind_query(query)?;
+                    let plan = optimize(plan, &ctx);
                     let schema = plan.schema().arrow_schema();
                     let batches = execute(&plan, &ctx)?;
                     let rows = arrow::compute::concat_batches(&schema, &batches)?;
@@ -360,6 +362,7 @@ impl Engine {
             .binder(ctx, session)
             .with_params(params.to_vec())
             .bind_query(q)?;
+        let plan = optimize(plan, ctx);
         if !analyze {
             let lines = plan.display_indent().lines().map(String::from).collect();
             return explain_result(lines);
@@ -490,7 +493,7 @@ impl Engine {
         if matches!(source.body.as_ref(), ast::SetExpr::Values(_)) {
             binder.set_insert_targets(target_types(&table, ins));
         }
-        let plan = binder.bind_query(source)?;
+        let plan = optimize(binder.bind_query(source)?, ctx);
         drop(binder);
         let columns = insert_targets(&table, ins);
         let width = plan.schema().fields.len();

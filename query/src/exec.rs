@@ -37,15 +37,34 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
     ctx.check()?;
     let schema = plan.schema().arrow_schema();
     match plan {
-        LogicalPlan::Scan { source, .. } => match source {
+        LogicalPlan::Scan {
+            source,
+            projection,
+            filter,
+            limit,
+            ..
+        } => match source {
             TableSource::Stored(table) => {
-                let all: Vec<usize> = (0..schema.fields().len()).collect();
-                scan::scan(table, None, &all, schema, ctx)
+                scan::scan(table, filter.as_ref(), projection, *limit, schema, ctx)
             }
-            TableSource::Virtual { batch, .. } => Ok(vec![RecordBatch::try_new(
-                schema,
-                batch.columns().to_vec(),
-            )?]),
+            TableSource::Virtual { batch, .. } => {
+                let batch = match filter {
+                    Some(f) => {
+                        let mask = evaluate_predicate(f, batch, ctx)?;
+                        filter_batch(batch, &mask)?
+                    }
+                    None => batch.clone(),
+                };
+                let columns = projection
+                    .iter()
+                    .map(|c| Arc::clone(batch.column(*c)))
+                    .collect();
+                Ok(vec![RecordBatch::try_new_with_options(
+                    schema,
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+                )?])
+            }
         },
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
         LogicalPlan::Unnest { array, .. } => {
@@ -72,23 +91,6 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
             start, stop, step, ..
         } => generate_series(start, stop, step.as_ref(), schema, ctx),
         LogicalPlan::Filter { input, predicate } => {
-            if let LogicalPlan::Scan {
-                source: TableSource::Stored(table),
-                ..
-            } = input.as_ref()
-            {
-                if predicate.has_subquery() {
-                    let mut out = Vec::new();
-                    let all: Vec<usize> = (0..schema.fields().len()).collect();
-                    for batch in scan::scan(table, None, &all, Arc::clone(&schema), ctx)? {
-                        let mask = evaluate_predicate(predicate, &batch, ctx)?;
-                        out.push(filter_batch(&batch, &mask)?);
-                    }
-                    return Ok(out);
-                }
-                let all: Vec<usize> = (0..schema.fields().len()).collect();
-                return scan::scan(table, Some(predicate), &all, schema, ctx);
-            }
             let mut out = Vec::new();
             for batch in execute(input, ctx)? {
                 ctx.check()?;
@@ -122,9 +124,14 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
                 .iter()
                 .chain(args.iter().flatten())
                 .any(Expr::has_subquery);
-            if let Some((table, filter)) = table_scan(input).filter(|_| plain) {
+            if let Some((table, projection, filter)) = stored_scan(input).filter(|_| plain) {
+                // The scan's output column i is the table's column projection[i].
+                let to_table = |e: &Expr| e.remap_columns(&|i| projection[i]);
+                let group: Vec<Expr> = group.iter().map(to_table).collect();
+                let args: Vec<Option<Expr>> =
+                    args.iter().map(|a| a.as_ref().map(to_table)).collect();
                 let batch =
-                    scan::scan_aggregate(table, filter, group, &args, &template, schema, ctx)?;
+                    scan::scan_aggregate(table, filter, &group, &args, &template, schema, ctx)?;
                 return Ok(vec![batch]);
             }
             let mut agg = template;
@@ -214,21 +221,21 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
     }
 }
 
-/// If `plan` is a stored table's scan, possibly under one filter, the table and filter.
-fn table_scan(plan: &LogicalPlan) -> Option<(&Arc<sluice_storage::Table>, Option<&Expr>)> {
+/// If `plan` is a scan of a stored table with no row limit: the table, the
+/// table column behind each output column, and the scan's filter. The
+/// aggregate fast path folds such a scan's blocks straight into its groups.
+fn stored_scan(
+    plan: &LogicalPlan,
+) -> Option<(&Arc<sluice_storage::Table>, &[usize], Option<&Expr>)> {
     match plan {
         LogicalPlan::Scan {
             source: TableSource::Stored(t),
+            projection,
+            filter,
+            limit: None,
             ..
-        } => Some((t, None)),
-        LogicalPlan::Filter { input, predicate } if !predicate.has_subquery() => {
-            match input.as_ref() {
-                LogicalPlan::Scan {
-                    source: TableSource::Stored(t),
-                    ..
-                } => Some((t, Some(predicate))),
-                _ => None,
-            }
+        } if !filter.as_ref().is_some_and(Expr::has_subquery) => {
+            Some((t, projection.as_slice(), filter.as_ref()))
         }
         _ => None,
     }
@@ -240,27 +247,7 @@ fn project(
     schema: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
-    // Over a table scan, read only the columns the expressions use.
-    let pushdown = !exprs.iter().any(Expr::has_subquery);
-    let batches = if let Some((table, filter)) = table_scan(input).filter(|_| pushdown) {
-        let mut used: Vec<usize> = exprs.iter().flat_map(|e| e.columns()).collect();
-        used.sort_unstable();
-        used.dedup();
-        let fields: Vec<_> = used
-            .iter()
-            .map(|i| input.schema().fields[*i].clone())
-            .collect();
-        let scan_schema = PlanSchema { fields }.arrow_schema();
-        let batches = scan::scan(table, filter, &used, scan_schema, ctx)?;
-        let exprs: Vec<Expr> = exprs
-            .iter()
-            .map(|e| e.remap_columns(&|i| used.iter().position(|u| *u == i).unwrap_or(usize::MAX)))
-            .collect();
-        return project_batches(&batches, &exprs, schema, ctx);
-    } else {
-        execute(input, ctx)?
-    };
-    project_batches(&batches, exprs, schema, ctx)
+    project_batches(&execute(input, ctx)?, exprs, schema, ctx)
 }
 
 fn project_batches(

@@ -16,6 +16,7 @@ pub mod format;
 pub mod functions;
 pub mod join;
 pub mod logical;
+pub mod optimize;
 pub mod packed;
 pub mod prune;
 pub mod scan;

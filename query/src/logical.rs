@@ -170,6 +170,22 @@ impl BinaryOp {
         }
     }
 
+    /// The comparison with its operands swapped (`a < b` is `b > a`); `None`
+    /// for an operator that is not a comparison.
+    pub fn flipped(self) -> Option<BinaryOp> {
+        Some(match self {
+            BinaryOp::Lt => BinaryOp::Gt,
+            BinaryOp::LtEq => BinaryOp::GtEq,
+            BinaryOp::Gt => BinaryOp::Lt,
+            BinaryOp::GtEq => BinaryOp::LtEq,
+            BinaryOp::Eq
+            | BinaryOp::NotEq
+            | BinaryOp::IsDistinctFrom
+            | BinaryOp::IsNotDistinctFrom => self,
+            _ => return None,
+        })
+    }
+
     /// True for the regular-expression operators.
     pub fn is_regex(self) -> bool {
         matches!(
@@ -1170,6 +1186,35 @@ pub enum TableSource {
     },
 }
 
+impl TableSource {
+    /// All the source's columns, unqualified (what a scan's filter is over).
+    pub fn full_schema(&self) -> PlanSchema {
+        let fields = match self {
+            TableSource::Stored(t) => t
+                .schema()
+                .columns
+                .iter()
+                .map(|c| PlanField {
+                    qualifier: None,
+                    name: c.name.clone(),
+                    data_type: c.ty.arrow_type(),
+                })
+                .collect(),
+            TableSource::Virtual { batch, .. } => batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| PlanField {
+                    qualifier: None,
+                    name: f.name().clone(),
+                    data_type: f.data_type().clone(),
+                })
+                .collect(),
+        };
+        PlanSchema { fields }
+    }
+}
+
 impl fmt::Debug for TableSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -1182,12 +1227,23 @@ impl fmt::Debug for TableSource {
 /// The logical plan.
 #[derive(Clone, Debug)]
 pub enum LogicalPlan {
-    /// Every row of a table; all its columns.
+    /// Rows of a table. The binder reads every column of every row; the
+    /// optimizer ([`crate::optimize`]) narrows that to the columns the query
+    /// uses, pushes the query's filters in (so the segments' zone maps and
+    /// indexes prune with them), and sets a row limit when the rows above are
+    /// cut by a LIMIT.
     Scan {
         /// The table.
         source: TableSource,
-        /// Its columns, qualified by the table name or alias.
+        /// The columns read, qualified by the table name or alias.
         schema: PlanSchema,
+        /// The table column behind each output column.
+        projection: Vec<usize>,
+        /// Only rows where this holds; over the table's columns (all of them,
+        /// not only the projection).
+        filter: Option<Expr>,
+        /// Enough rows: the scan may stop once this many have passed the filter.
+        limit: Option<usize>,
     },
     /// Constant rows (`VALUES`, or one empty row for a SELECT without FROM).
     Values {
@@ -1294,6 +1350,17 @@ pub enum LogicalPlan {
 }
 
 impl LogicalPlan {
+    /// Every row and column of `source`, under `schema` (one field per column).
+    pub fn scan(source: TableSource, schema: PlanSchema) -> LogicalPlan {
+        LogicalPlan::Scan {
+            projection: (0..schema.fields.len()).collect(),
+            source,
+            schema,
+            filter: None,
+            limit: None,
+        }
+    }
+
     /// `input` filtered by `predicate`. A filter right on a filter (WHERE on
     /// a table's retention filter) becomes one filter of both, the first's
     /// conjuncts first, so the scan below sees one predicate to push down and
@@ -1341,7 +1408,19 @@ impl LogicalPlan {
     pub fn map_exprs(&self, f: &dyn Fn(&Expr) -> Expr) -> LogicalPlan {
         let m = |p: &LogicalPlan| Box::new(p.map_exprs(f));
         match self {
-            LogicalPlan::Scan { .. } => self.clone(),
+            LogicalPlan::Scan {
+                source,
+                schema,
+                projection,
+                filter,
+                limit,
+            } => LogicalPlan::Scan {
+                source: source.clone(),
+                schema: schema.clone(),
+                projection: projection.clone(),
+                filter: filter.as_ref().map(f),
+                limit: *limit,
+            },
             LogicalPlan::Values { schema, rows } => LogicalPlan::Values {
                 schema: schema.clone(),
                 rows: rows.iter().map(|r| r.iter().map(f).collect()).collect(),
@@ -1441,6 +1520,79 @@ impl LogicalPlan {
         }
     }
 
+    /// The same node over inputs rewritten by `f` (leaves are returned as they are).
+    pub fn map_inputs(self, f: &mut dyn FnMut(LogicalPlan) -> LogicalPlan) -> LogicalPlan {
+        let mut g = |p: Box<LogicalPlan>| Box::new(f(*p));
+        match self {
+            LogicalPlan::Scan { .. }
+            | LogicalPlan::Values { .. }
+            | LogicalPlan::GenerateSeries { .. }
+            | LogicalPlan::Unnest { .. } => self,
+            LogicalPlan::Filter { input, predicate } => LogicalPlan::Filter {
+                input: g(input),
+                predicate,
+            },
+            LogicalPlan::Project {
+                input,
+                exprs,
+                schema,
+            } => LogicalPlan::Project {
+                input: g(input),
+                exprs,
+                schema,
+            },
+            LogicalPlan::Aggregate {
+                input,
+                group,
+                aggregates,
+                schema,
+            } => LogicalPlan::Aggregate {
+                input: g(input),
+                group,
+                aggregates,
+                schema,
+            },
+            LogicalPlan::Sort { input, keys, fetch } => LogicalPlan::Sort {
+                input: g(input),
+                keys,
+                fetch,
+            },
+            LogicalPlan::Limit { input, skip, fetch } => LogicalPlan::Limit {
+                input: g(input),
+                skip,
+                fetch,
+            },
+            LogicalPlan::Join {
+                left,
+                right,
+                kind,
+                on,
+                filter,
+                schema,
+            } => LogicalPlan::Join {
+                left: g(left),
+                right: g(right),
+                kind,
+                on,
+                filter,
+                schema,
+            },
+            LogicalPlan::Window {
+                input,
+                windows,
+                schema,
+            } => LogicalPlan::Window {
+                input: g(input),
+                windows,
+                schema,
+            },
+            LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
+                inputs: inputs.into_iter().map(&mut *f).collect(),
+                schema,
+            },
+        }
+    }
+
     /// True if some expression in the plan reads the enclosing query's row.
     pub fn is_correlated(&self) -> bool {
         let found = std::cell::Cell::new(false);
@@ -1489,12 +1641,22 @@ impl LogicalPlan {
                 .join(", ")
         };
         let line = match self {
-            LogicalPlan::Scan { source, schema } => {
+            LogicalPlan::Scan {
+                source,
+                schema,
+                filter,
+                limit,
+                ..
+            } => {
                 let name = match source {
                     TableSource::Stored(t) => t.name().to_string(),
                     TableSource::Virtual { name, .. } => name.clone(),
                 };
-                format!("Scan: {name} columns=[{}]", cols(schema))
+                let filter = filter.as_ref().map_or(String::new(), |f| {
+                    format!(" filter={}", f.display(&source.full_schema()))
+                });
+                let limit = limit.map_or(String::new(), |l| format!(" limit={l}"));
+                format!("Scan: {name} columns=[{}]{filter}{limit}", cols(schema))
             }
             LogicalPlan::Values { rows, .. } => format!("Values: rows={}", rows.len()),
             LogicalPlan::Filter { input, predicate } => {

@@ -511,13 +511,21 @@ pub fn evaluate_lifted(expr: &Expr, block: &RecordBatch, ctx: &QueryContext) -> 
 
 /// Scans a table: rows where `filter` holds, columns `projection`, dictionaries
 /// decoded. Batches come back in segment and block order.
+///
+/// With a `limit`, blocks not yet started once that many rows have passed
+/// are skipped (a LIMIT without ORDER BY may return any rows that qualify).
+/// Blocks are taken in order and every block started is read to its end, so
+/// the rows returned still start at the table's first qualifying rows.
 pub fn scan(
     table: &Table,
     filter: Option<&Expr>,
     projection: &[usize],
+    limit: Option<usize>,
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
+    let passed = AtomicUsize::new(0);
+    let limit = limit.unwrap_or(usize::MAX);
     let (morsels, block_schema, mut stats) = morsels(table, filter)?;
     let mut needed: Vec<usize> = projection.to_vec();
     if let Some(f) = filter {
@@ -536,10 +544,14 @@ pub fn scan(
         usize::MAX,
         || Ok(Vec::<(usize, RecordBatch)>::new()),
         |out, i, morsel| {
+            if passed.load(Ordering::Relaxed) >= limit {
+                return Ok(());
+            }
             let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
             else {
                 return Ok(());
             };
+            passed.fetch_add(selected.num_rows(), Ordering::Relaxed);
             let columns = out_positions
                 .iter()
                 .map(|p| decode_dictionary(selected.column(*p)))
