@@ -1322,3 +1322,49 @@ fn limit_stops_the_scan() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Every scan and subquery of one statement reads the same snapshot of a
+/// table: while rows arrive, a share of the total is exactly 100% and a table
+/// joined with itself matches every row.
+#[test]
+fn one_statement_reads_one_snapshot_of_each_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Arc::new(Database::open(dir.path()).unwrap());
+    db.execute(
+        "CREATE TABLE t (ts TIMESTAMP, k BIGINT) WITH (time_column = 'ts', retention = 'none')",
+    )
+    .unwrap();
+    db.append("t", vec![vec![Value::Timestamp(0), Value::Int(0)]])
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (Arc::clone(&db), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut k = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && k < 50_000 {
+                std::thread::sleep(Duration::from_micros(100));
+                let rows = (0..50)
+                    .map(|_| {
+                        k += 1;
+                        vec![Value::Timestamp(k), Value::Int(k)]
+                    })
+                    .collect();
+                db.append("t", rows).unwrap();
+            }
+        })
+    };
+    for _ in 0..30 {
+        let share = one_cell(
+            &db,
+            "SELECT count(*) * 100 / (SELECT count(*) FROM t) FROM t",
+        );
+        assert_eq!(share, "100");
+        let unmatched = one_cell(
+            &db,
+            "SELECT (SELECT count(*) FROM t) - count(*) FROM t a JOIN t b ON a.k = b.k",
+        );
+        assert_eq!(unmatched, "0");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+}

@@ -51,6 +51,12 @@ struct Inner {
     profiling: AtomicBool,
     /// Per plan node (by address), time and rows, while `profiling`.
     profile: std::sync::Mutex<HashMap<usize, OperatorStats>>,
+    /// Each table's snapshot, taken by the statement's first scan of it: every
+    /// scan and subquery of the statement sees the same rows.
+    snapshots: std::sync::Mutex<HashMap<usize, Arc<sluice_storage::TableSnapshot>>>,
+    /// The values of uncorrelated subqueries, by plan address: run once per
+    /// statement, not once per batch.
+    subqueries: std::sync::Mutex<HashMap<usize, arrow::array::ArrayRef>>,
 }
 
 /// What one plan operator did, for EXPLAIN ANALYZE.
@@ -78,6 +84,8 @@ impl QueryContext {
                 scans: std::sync::Mutex::new(Vec::new()),
                 profiling: AtomicBool::new(false),
                 profile: std::sync::Mutex::new(HashMap::new()),
+                snapshots: std::sync::Mutex::new(HashMap::new()),
+                subqueries: std::sync::Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -147,6 +155,45 @@ impl QueryContext {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// The statement's snapshot of `table`: taken on first use, then the same
+    /// for every later scan of it in this statement.
+    pub fn snapshot(&self, table: &sluice_storage::Table) -> Arc<sluice_storage::TableSnapshot> {
+        let key = table as *const sluice_storage::Table as usize;
+        let mut snapshots = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            snapshots
+                .entry(key)
+                .or_insert_with(|| Arc::new(table.snapshot())),
+        )
+    }
+
+    /// The value of the uncorrelated subquery `plan` (by address), computed by
+    /// `run` the first time it is asked for in this statement.
+    pub fn subquery_value(
+        &self,
+        plan: usize,
+        run: impl FnOnce() -> Result<arrow::array::ArrayRef>,
+    ) -> Result<arrow::array::ArrayRef> {
+        let cached = self
+            .inner
+            .subqueries
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&plan).cloned());
+        if let Some(v) = cached {
+            return Ok(v);
+        }
+        let v = run()?;
+        if let Ok(mut c) = self.inner.subqueries.lock() {
+            c.insert(plan, Arc::clone(&v));
+        }
+        Ok(v)
     }
 
     /// The user running the statement.

@@ -114,6 +114,11 @@ pub fn evaluate_value(
             ColumnarValue::Array(decode_dictionary(col)?)
         }
         Expr::Literal(l) => ColumnarValue::Scalar(Arc::clone(&l.value)),
+        Expr::Binary {
+            op: op @ (BinaryOp::And | BinaryOp::Or),
+            left,
+            right,
+        } => short_circuit(*op, eval(left)?, right, batch, ctx)?,
         Expr::Binary { op, left, right } => binary(*op, eval(left)?, eval(right)?, rows)?,
         Expr::Not(e) => unary(eval(e)?, |a| Ok(Arc::new(boolean::not(as_bool(a)?)?)))?,
         Expr::Negate(e) => unary(eval(e)?, |a| Ok(numeric::neg(a)?))?,
@@ -341,6 +346,55 @@ fn unreachable_op(op: BinaryOp) -> Result<ArrayRef> {
     )))
 }
 
+/// `left AND right` or `left OR right`, with `right` evaluated only on the rows
+/// `left` does not decide, as PostgreSQL does: `qty <> 0 AND amount / qty > 5`
+/// never divides by zero, whichever path (segment scan or not) evaluates it.
+fn short_circuit(
+    op: BinaryOp,
+    left: ColumnarValue,
+    right: &Expr,
+    batch: &RecordBatch,
+    ctx: &QueryContext,
+) -> Result<ColumnarValue> {
+    let rows = batch.num_rows();
+    // The left value that decides the result without the right one.
+    let decisive = op == BinaryOp::Or;
+    let l = to_bool_array(left.clone(), if left.is_scalar() { 1 } else { rows })?;
+    let l = as_bool(&l)?;
+    let decided = |i: usize| l.is_valid(i) && l.value(i) == decisive;
+    if left.is_scalar() {
+        if decided(0) {
+            return Ok(left);
+        }
+        return binary(op, left, evaluate_value(right, batch, ctx)?, rows);
+    }
+    let need = BooleanArray::from((0..rows).map(|i| !decided(i)).collect::<Vec<bool>>());
+    let needed = need.true_count();
+    if needed == rows {
+        return binary(op, left, evaluate_value(right, batch, ctx)?, rows);
+    }
+    if needed == 0 {
+        return Ok(left);
+    }
+    let sub = filter_batch(batch, &need)?;
+    let r = to_bool_array(evaluate_value(right, &sub, ctx)?, needed)?;
+    let r = as_bool(&r)?;
+    // Rows the left side decided get the right value that leaves them as
+    // they are (`false AND true`, `true OR false`).
+    let mut next = 0;
+    let full: BooleanArray = (0..rows)
+        .map(|i| {
+            if need.value(i) {
+                next += 1;
+                r.is_valid(next - 1).then(|| r.value(next - 1))
+            } else {
+                Some(!decisive)
+            }
+        })
+        .collect();
+    binary(op, left, ColumnarValue::Array(Arc::new(full)), rows)
+}
+
 fn to_bool_array(v: ColumnarValue, rows: usize) -> Result<ArrayRef> {
     let a = v.into_array(rows)?;
     if a.data_type() == &DataType::Null {
@@ -492,10 +546,20 @@ fn case(
         if undecided == 0 {
             break;
         }
-        let mask = evaluate_predicate(cond, batch, ctx)?;
-        for (row, slot) in chosen.iter_mut().enumerate() {
-            if *slot == usize::MAX && mask.value(row) {
-                *slot = b;
+        // A condition is evaluated only on the rows no earlier one took, as
+        // PostgreSQL does (`WHEN qty = 0 THEN 0 WHEN amount / qty > 5 ...`).
+        let open: Vec<u32> = (0..rows)
+            .filter(|r| chosen[*r] == usize::MAX)
+            .map(|r| r as u32)
+            .collect();
+        let mask = if open.len() == rows {
+            evaluate_predicate(cond, batch, ctx)?
+        } else {
+            evaluate_predicate(cond, &take_batch(batch, &open)?, ctx)?
+        };
+        for (i, row) in open.iter().enumerate() {
+            if mask.value(i) {
+                chosen[*row as usize] = b;
                 undecided -= 1;
             }
         }

@@ -16,7 +16,6 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, DictionaryArray, RecordBatch, RecordBatchOptions,
     UInt32Array,
 };
-use arrow::compute::kernels::boolean::and_kleene;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use roaring::RoaringBitmap;
 use sluice_storage::segment::format::Stat;
@@ -207,12 +206,13 @@ impl Morsel {
 fn morsels(
     table: &Table,
     filter: Option<&Expr>,
+    ctx: &QueryContext,
 ) -> Result<(Vec<Morsel>, SchemaRef, crate::prune::ScanStats)> {
-    let snapshot = table.snapshot();
+    let snapshot = ctx.snapshot(table);
     let mut out = Vec::new();
     let mut stats = crate::prune::ScanStats::default();
     let pruning = crate::prune::Pruning::new(filter);
-    for segment in snapshot.segments {
+    for segment in snapshot.segments.iter().cloned() {
         match segment {
             SegmentSnapshot::Memory(blocks, cleared) => {
                 stats.blocks += blocks.len();
@@ -259,7 +259,7 @@ fn morsels(
             }
         }
     }
-    Ok((out, snapshot.block_schema, stats))
+    Ok((out, Arc::clone(&snapshot.block_schema), stats))
 }
 
 /// Takes a segment that failed a check out of the table's later queries; the
@@ -387,38 +387,28 @@ fn select_rows(
     if rest.is_empty() {
         return Ok((block.num_rows() > 0).then_some(block));
     }
-    let mask = conjunction_mask(&rest, &block, ctx)?;
-    if mask.true_count() == 0 {
-        return Ok(None);
+    // Each conjunct runs on the rows the ones before it kept, as the AND of
+    // them would (see `eval::short_circuit`): cheaper, and no error from a
+    // row an earlier conjunct ruled out.
+    for c in rest {
+        let m = evaluate_lifted(c, &block, ctx)?;
+        let m = decode_dictionary(&m)?;
+        let m = m
+            .as_boolean_opt()
+            .ok_or_else(|| Error::Internal("predicate is not boolean".into()))?;
+        let m = null_as_false(m);
+        if m.true_count() == 0 {
+            return Ok(None);
+        }
+        if m.true_count() < m.len() {
+            block = filter_batch(&block, &m)?;
+        }
     }
-    Ok(Some(filter_batch(&block, &mask)?))
+    Ok(Some(block))
 }
 
 fn remap(expr: &Expr, needed: &[usize]) -> Expr {
     expr.remap_columns(&|i| needed.iter().position(|n| *n == i).unwrap_or(usize::MAX))
-}
-
-/// The selection mask of the AND of `conjuncts` over a block (NULL counts as false).
-fn conjunction_mask(
-    conjuncts: &[&Expr],
-    block: &RecordBatch,
-    ctx: &QueryContext,
-) -> Result<BooleanArray> {
-    let mut mask: Option<BooleanArray> = None;
-    for c in conjuncts {
-        let m = evaluate_lifted(c, block, ctx)?;
-        let m = decode_dictionary(&m)?;
-        let m = m
-            .as_boolean_opt()
-            .ok_or_else(|| Error::Internal("predicate is not boolean".into()))?
-            .clone();
-        mask = Some(match mask {
-            None => m,
-            Some(prev) => and_kleene(&prev, &m)?,
-        });
-    }
-    let mask = mask.unwrap_or_else(|| BooleanArray::from(vec![true; block.num_rows()]));
-    Ok(null_as_false(&mask))
 }
 
 /// Splits `a AND b AND c` into its parts.
@@ -526,7 +516,7 @@ pub fn scan(
 ) -> Result<Vec<RecordBatch>> {
     let passed = AtomicUsize::new(0);
     let limit = limit.unwrap_or(usize::MAX);
-    let (morsels, block_schema, mut stats) = morsels(table, filter)?;
+    let (morsels, block_schema, mut stats) = morsels(table, filter, ctx)?;
     let mut needed: Vec<usize> = projection.to_vec();
     if let Some(f) = filter {
         needed.extend(f.columns());
@@ -584,7 +574,7 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let (morsels, block_schema, mut stats) = morsels(table, filter)?;
+    let (morsels, block_schema, mut stats) = morsels(table, filter, ctx)?;
     let selected_rows = AtomicUsize::new(0);
     let mut needed: Vec<usize> = Vec::new();
     for e in group.iter().chain(args.iter().flatten()).chain(filter) {

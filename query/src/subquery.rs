@@ -33,7 +33,8 @@ pub fn evaluate(
     ctx: &QueryContext,
 ) -> Result<ColumnarValue> {
     if !plan.is_correlated() {
-        let values = first_column(plan, ctx)?;
+        let key = plan as *const LogicalPlan as usize;
+        let values = ctx.subquery_value(key, || first_column(plan, ctx))?;
         return Ok(match kind {
             SubqueryKind::Scalar => ColumnarValue::Scalar(scalar(&values, plan)?),
             SubqueryKind::Array => ColumnarValue::Scalar(array_text(&values)?),
