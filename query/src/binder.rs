@@ -514,6 +514,7 @@ impl<'a> Binder<'a> {
                 qualifier: None,
                 name: format!("column{}", c + 1),
                 data_type: ty,
+                hidden: false,
             });
         }
         Ok(LogicalPlan::Values {
@@ -555,6 +556,7 @@ impl<'a> Binder<'a> {
                 qualifier: None,
                 name: name.clone(),
                 data_type: ty.clone(),
+                hidden: false,
             })
             .collect();
         Ok(LogicalPlan::Values {
@@ -691,7 +693,9 @@ impl<'a> Binder<'a> {
                         ));
                     }
                     for (i, f) in input_schema.fields.iter().enumerate() {
-                        items.push((Expr::Column(i), f.name.clone()));
+                        if !f.hidden {
+                            items.push((Expr::Column(i), f.name.clone()));
+                        }
                     }
                 }
                 SelectItem::QualifiedWildcard(kind, _) => {
@@ -813,6 +817,7 @@ impl<'a> Binder<'a> {
                         qualifier: None,
                         name: "?column?".into(),
                         data_type: other.data_type(&input_schema),
+                        hidden: false,
                     },
                 });
             }
@@ -821,6 +826,7 @@ impl<'a> Binder<'a> {
                     qualifier: None,
                     name: a.func.name().into(),
                     data_type: Expr::Aggregate(Box::new(a.clone())).data_type(&input_schema),
+                    hidden: false,
                 });
             }
             let rewrite = |e: &Expr| rewrite_over_aggregate(e, &group, &aggs, &input_schema);
@@ -880,6 +886,7 @@ impl<'a> Binder<'a> {
                         crate::logical::WindowFunction::Aggregate(f) => f.name().into(),
                     },
                     data_type: w.data_type(&pre),
+                    hidden: false,
                 });
             }
             let replace = |e: &Expr| {
@@ -938,6 +945,7 @@ impl<'a> Binder<'a> {
                     qualifier,
                     name: n.clone(),
                     data_type: e.data_type(&pre_schema),
+                    hidden: false,
                 }
             })
             .collect();
@@ -1033,6 +1041,7 @@ impl<'a> Binder<'a> {
         let left_len = l.schema().fields.len();
         let mut combined = l.schema().clone();
         combined.fields.extend(r.schema().fields.iter().cloned());
+        let mut using: Vec<(String, usize, usize)> = Vec::new();
         let condition = match constraint {
             None | Some(JoinConstraint::None) => None,
             Some(JoinConstraint::On(e)) => Some(self.bind_predicate(e, &combined, "JOIN/ON")?),
@@ -1042,6 +1051,7 @@ impl<'a> Binder<'a> {
                     let name = object_name_parts(c).last().cloned().unwrap_or_default();
                     let li = resolve_column(l.schema(), None, &name)?;
                     let ri = resolve_column(r.schema(), None, &name)? + left_len;
+                    using.push((name.clone(), li, ri));
                     let eq = self.comparison(
                         BinaryOp::Eq,
                         Expr::Column(li),
@@ -1092,21 +1102,58 @@ impl<'a> Binder<'a> {
             }
         }
         let joined = join_plans(l, r, kind, on, residual);
-        if !swap {
-            return Ok(joined);
-        }
+        let schema = joined.schema().clone();
         // RIGHT JOIN was planned as a LEFT JOIN with the sides swapped; restore the
         // column order the query expects (original left first).
-        let schema = joined.schema().clone();
         let right_len = schema.fields.len() - left_len;
-        let order: Vec<usize> = (left_len..left_len + right_len)
-            .chain(0..left_len)
-            .collect();
+        let order: Vec<usize> = if swap {
+            (left_len..left_len + right_len)
+                .chain(0..left_len)
+                .collect()
+        } else {
+            (0..schema.fields.len()).collect()
+        };
+        if !swap && using.is_empty() {
+            return Ok(joined);
+        }
+        let mut exprs: Vec<Expr> = Vec::new();
+        let mut fields: Vec<PlanField> = Vec::new();
+        // USING (k): one merged k first, then every column of both sides with
+        // their own k hidden (PostgreSQL's `*`; `a.k` still names a's). The
+        // merged value is the preserved side's: `l`, which for a right join
+        // is the query's right table.
+        for (name, li, ri) in &using {
+            let (lt, rt) = (&schema.fields[*li].data_type, &schema.fields[*ri].data_type);
+            let data_type = if lt == rt || !is_numeric(lt) || !is_numeric(rt) {
+                lt.clone()
+            } else {
+                wider_numeric(lt, rt)
+            };
+            let value = Expr::Column(*li);
+            exprs.push(if &data_type == lt {
+                value
+            } else {
+                Expr::Cast {
+                    expr: Box::new(value),
+                    to: data_type.clone(),
+                }
+            });
+            fields.push(PlanField {
+                qualifier: None,
+                name: name.clone(),
+                data_type,
+                hidden: false,
+            });
+        }
+        for i in order {
+            let mut f = schema.fields[i].clone();
+            f.hidden |= using.iter().any(|(_, li, ri)| *li == i || *ri == i);
+            exprs.push(Expr::Column(i));
+            fields.push(f);
+        }
         Ok(LogicalPlan::Project {
-            exprs: order.iter().map(|i| Expr::Column(*i)).collect(),
-            schema: PlanSchema {
-                fields: order.iter().map(|i| schema.fields[*i].clone()).collect(),
-            },
+            exprs,
+            schema: PlanSchema { fields },
             input: Box::new(joined),
         })
     }
@@ -1143,6 +1190,7 @@ impl<'a> Binder<'a> {
                                 qualifier: Some(qualifier.clone()),
                                 name: f.name().clone(),
                                 data_type: f.data_type().clone(),
+                                hidden: false,
                             })
                             .collect();
                         LogicalPlan::scan(
@@ -1167,6 +1215,7 @@ impl<'a> Binder<'a> {
                                 qualifier: Some(tname.clone()),
                                 name: c.name.clone(),
                                 data_type: c.ty.arrow_type(),
+                                hidden: false,
                             })
                             .collect();
                         let scan = LogicalPlan::scan(
@@ -1819,6 +1868,7 @@ impl<'a> Binder<'a> {
                     qualifier: Some(alias_name.unwrap_or_else(|| "generate_series".into())),
                     name: column,
                     data_type: ty,
+                    hidden: false,
                 }],
             },
         })
@@ -1873,6 +1923,7 @@ impl<'a> Binder<'a> {
                     qualifier: Some(alias_name.unwrap_or_else(|| "unnest".into())),
                     name: column,
                     data_type: DataType::Utf8,
+                    hidden: false,
                 }],
             },
         })
@@ -1914,6 +1965,7 @@ impl<'a> Binder<'a> {
                     qualifier: Some(alias_name.unwrap_or(fname)),
                     name: column,
                     data_type,
+                    hidden: false,
                 }],
             },
             rows: vec![vec![value]],
@@ -3250,7 +3302,11 @@ fn resolve_column(schema: &PlanSchema, qualifier: Option<&str>, name: &str) -> R
         .iter()
         .enumerate()
         .filter(|(_, f)| {
-            f.name == name && qualifier.is_none_or(|q| f.qualifier.as_deref() == Some(q))
+            f.name == name
+                && match qualifier {
+                    Some(q) => f.qualifier.as_deref() == Some(q),
+                    None => !f.hidden,
+                }
         })
         .map(|(i, _)| i)
         .collect();
@@ -3298,6 +3354,49 @@ fn rewrite_over_aggregate(
         }
         match n {
             Expr::Aggregate(a) => aggs.iter().position(|x| x == a.as_ref()).map(|j| Expr::Column(group.len() + j)),
+            Expr::Subquery { kind, plan } => {
+                // A correlated subquery runs over the groups, not the input rows:
+                // its references to the input must become references to the
+                // group keys they are.
+                let kind = match kind {
+                    SubqueryKind::In { expr, negated } => match rewrite_over_aggregate(expr, group, aggs, input) {
+                        Ok(expr) => SubqueryKind::In { expr: Box::new(expr), negated: *negated },
+                        Err(e) => {
+                            error.get_or_insert(e);
+                            kind.clone()
+                        }
+                    },
+                    other => other.clone(),
+                };
+                let plan = plan.0.map_exprs(&|x| {
+                    x.transform(&mut |y| match y {
+                        Expr::OuterColumn { index, data_type } => Some(
+                            match group.iter().position(|g| *g == Expr::Column(*index)) {
+                                Some(k) => Expr::OuterColumn { index: k, data_type: data_type.clone() },
+                                None => Expr::OuterColumn { index: usize::MAX, data_type: data_type.clone() },
+                            },
+                        ),
+                        _ => None,
+                    })
+                });
+                let found = std::cell::Cell::new(false);
+                plan.map_exprs(&|x| {
+                    x.walk(&mut |y| {
+                        if matches!(y, Expr::OuterColumn { index: usize::MAX, .. }) {
+                            found.set(true);
+                        }
+                    });
+                    x.clone()
+                });
+                if found.get() {
+                    error.get_or_insert_with(|| {
+                        Error::Grouping(
+                            "subquery uses ungrouped column from outer query".into(),
+                        )
+                    });
+                }
+                Some(Expr::Subquery { kind, plan: crate::logical::SubqueryPlan(Arc::new(plan)) })
+            }
             Expr::Column(i) => {
                 let name = input.fields.get(*i).map_or("?".to_string(), |f| match &f.qualifier {
                     Some(q) => format!("{q}.{}", f.name),

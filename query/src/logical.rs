@@ -18,6 +18,10 @@ pub struct PlanField {
     pub name: String,
     /// Type.
     pub data_type: DataType,
+    /// Left out of `*` and of unqualified name lookup: the two key columns
+    /// of `JOIN ... USING (k)`, which only `a.k` and `b.k` still name (the
+    /// unqualified `k` is the merged column).
+    pub hidden: bool,
 }
 
 /// The output columns of a plan node.
@@ -1198,6 +1202,7 @@ impl TableSource {
                     qualifier: None,
                     name: c.name.clone(),
                     data_type: c.ty.arrow_type(),
+                    hidden: false,
                 })
                 .collect(),
             TableSource::Virtual { batch, .. } => batch
@@ -1208,6 +1213,7 @@ impl TableSource {
                     qualifier: None,
                     name: f.name().clone(),
                     data_type: f.data_type().clone(),
+                    hidden: false,
                 })
                 .collect(),
         };
