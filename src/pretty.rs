@@ -24,7 +24,8 @@ pub fn format_batches(batches: &[RecordBatch]) -> Result<String> {
                 .iter()
                 .map(|c| {
                     Ok(Cell::new(
-                        format_value(c.as_ref(), row, 0)?.unwrap_or_default(),
+                        format_value(c.as_ref(), row, sluice_storage::zone::Zone::UTC)?
+                            .unwrap_or_default(),
                     ))
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -81,6 +81,8 @@ fn cell(text: Option<String>) -> String {
 /// Sluice through its embedding API.
 struct Sluice {
     db: Database,
+    /// One session for the file, as one connection: `SET` carries over.
+    session: sluice::Session,
     /// For [`Mode::TinySegments`]: a second database that runs every statement
     /// except queries first, so an INSERT that would fail is never split.
     probe: Option<Database>,
@@ -186,7 +188,7 @@ impl sqllogictest::DB for Sluice {
                 match split_insert(&sql) {
                     Some((head, last)) => {
                         self.db
-                            .execute(&head)
+                            .execute_in(&mut self.session, &head)
                             .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
                         seal(&self.db)?;
                         last
@@ -198,7 +200,7 @@ impl sqllogictest::DB for Sluice {
         };
         let mut results = self
             .db
-            .execute(&sql)
+            .execute_in(&mut self.session, &sql)
             .map_err(|e| SltError(format!("SQLSTATE {}: {e}", e.sqlstate())))?;
         if matches!(self.mode, Mode::SealedEachStatement) {
             self.db
@@ -228,9 +230,13 @@ impl sqllogictest::DB for Sluice {
                                         c.as_primitive::<Float64Type>().value(r),
                                     ));
                                 }
-                                sluice_query::format::format_value(c.as_ref(), r, 0)
-                                    .map(cell)
-                                    .map_err(|e| SltError(e.to_string()))
+                                sluice_query::format::format_value(
+                                    c.as_ref(),
+                                    r,
+                                    self.session.query_options().zone,
+                                )
+                                .map(cell)
+                                .map_err(|e| SltError(e.to_string()))
                             })
                             .collect::<Result<Vec<_>, _>>()?;
                         rows.push(row);
@@ -556,6 +562,7 @@ fn main() {
                     _ => None,
                 };
                 Ok(Sluice {
+                    session: db.session(),
                     db,
                     probe,
                     _dir: dir,

@@ -204,7 +204,7 @@ impl JsonDecoder {
         if let Some(s) = v.as_str() {
             let micros = match chrono::DateTime::parse_from_rfc3339(s) {
                 Ok(t) => t.timestamp_micros(),
-                Err(_) => parse_timestamptz(s, 0)
+                Err(_) => parse_timestamptz(s, sluice_storage::zone::Zone::UTC)
                     .or_else(|_| parse_timestamp(s))
                     .map_err(|_| format!("\"{s}\" is not a timestamp"))?,
             };

@@ -5,6 +5,7 @@
 //! integers widen to bigint and double), folds casts of constants, and turns
 //! aggregates into an Aggregate node under the projection.
 
+use sluice_storage::zone::Zone;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -36,7 +37,7 @@ pub struct Binder<'a> {
     catalog: &'a Catalog,
     ctes: Vec<(String, LogicalPlan)>,
     now_micros: i64,
-    utc_offset_secs: i64,
+    zone: Zone,
     /// Values of `$n` when executing; `None` when describing a prepared statement.
     params: Option<Vec<Param>>,
     /// The session, for `current_user`, `current_setting()` and friends.
@@ -132,13 +133,13 @@ pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
 }
 
 impl<'a> Binder<'a> {
-    /// A binder whose `now()` is `now_micros` and whose time zone is `utc_offset_secs`.
-    pub fn new(catalog: &'a Catalog, now_micros: i64, utc_offset_secs: i64) -> Self {
+    /// A binder whose `now()` is `now_micros` and whose time zone is `zone`.
+    pub fn new(catalog: &'a Catalog, now_micros: i64, zone: Zone) -> Self {
         Binder {
             catalog,
             ctes: Vec::new(),
             now_micros,
-            utc_offset_secs,
+            zone,
             params: None,
             param_types: Vec::new(),
             session: None,
@@ -245,9 +246,7 @@ impl<'a> Binder<'a> {
                     // columns of the catalog are.
                     DataType::List(_) => {
                         Arc::new(StringArray::from(vec![crate::format::format_value(
-                            &v,
-                            0,
-                            self.utc_offset_secs,
+                            &v, 0, self.zone,
                         )?])) as ArrayRef
                     }
                     _ => v,
@@ -315,8 +314,7 @@ impl<'a> Binder<'a> {
                     ))
                 }
                 DataType::Utf8 => {
-                    let text = crate::format::format_value(&v, 0, self.utc_offset_secs)?
-                        .unwrap_or_default();
+                    let text = crate::format::format_value(&v, 0, self.zone)?.unwrap_or_default();
                     Ok(Some(
                         parse_array_text(&text)
                             .into_iter()
@@ -1892,7 +1890,7 @@ impl<'a> Binder<'a> {
                     .map(|i| {
                         let t = match i {
                             Expr::Literal(l) => {
-                                crate::format::format_value(l.value.as_ref(), 0, 0)?
+                                crate::format::format_value(l.value.as_ref(), 0, Zone::UTC)?
                             }
                             _ => None,
                         };
@@ -2060,11 +2058,11 @@ impl<'a> Binder<'a> {
             arrow::array::TimestampMicrosecondArray::from(vec![self.now_micros]).with_timezone(UTC),
         ) as ArrayRef;
         Ok(match name {
-            "current_date" => lit(cast_array(&now, &DataType::Date32, self.utc_offset_secs)?),
+            "current_date" => lit(cast_array(&now, &DataType::Date32, self.zone)?),
             "localtimestamp" => lit(cast_array(
                 &now,
                 &DataType::Timestamp(TimeUnit::Microsecond, None),
-                self.utc_offset_secs,
+                self.zone,
             )?),
             _ => lit(now),
         })
@@ -2327,7 +2325,7 @@ impl<'a> Binder<'a> {
                         param: Some(i),
                     }));
                 }
-                Ok(lit(cast_array(&l.value, to, self.utc_offset_secs)?))
+                Ok(lit(cast_array(&l.value, to, self.zone)?))
             }
             other => {
                 let from = other.data_type(schema);

@@ -2,6 +2,7 @@
 //! printed the PostgreSQL way, doubles round to integers, and a bad value is an error
 //! (never a silent NULL).
 
+use sluice_storage::zone::Zone;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -15,20 +16,20 @@ use sluice_storage::types::{self as st, MICROS_PER_DAY};
 use crate::error::{Error, Result};
 use crate::format::{sql_type_name, to_text_array};
 
-/// Casts `array` to `to`. `utc_offset_secs` is the session time zone, used when text
+/// Casts `array` to `to`. `zone` is the session time zone, used when text
 /// without a zone becomes a TIMESTAMPTZ and when a TIMESTAMPTZ becomes text.
 ///
 /// # Errors
 /// [`Error::CannotCast`] for a cast that does not exist, [`Error::InvalidText`] for
 /// text that does not parse, [`Error::NumericOutOfRange`] for overflow.
-pub fn cast_array(array: &ArrayRef, to: &DataType, utc_offset_secs: i64) -> Result<ArrayRef> {
+pub fn cast_array(array: &ArrayRef, to: &DataType, zone: Zone) -> Result<ArrayRef> {
     let from = array.data_type();
     if from == to {
         return Ok(Arc::clone(array));
     }
     if let DataType::Dictionary(_, value) = from {
         let plain = arrow::compute::cast(array, value)?;
-        return cast_array(&plain, to, utc_offset_secs);
+        return cast_array(&plain, to, zone);
     }
     if from == &DataType::Null {
         return Ok(arrow::array::new_null_array(to, array.len()));
@@ -43,10 +44,10 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, utc_offset_secs: i64) -> Resu
                 .collect();
             return Ok(Arc::new(words));
         }
-        return to_text_array(array.as_ref(), utc_offset_secs);
+        return to_text_array(array.as_ref(), zone);
     }
     if from == &DataType::Utf8 {
-        return parse_text(array.as_string::<i32>(), to, utc_offset_secs);
+        return parse_text(array.as_string::<i32>(), to, zone);
     }
     match (from, to) {
         (DataType::Float64, DataType::Int32 | DataType::Int64) => {
@@ -56,33 +57,31 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, utc_offset_secs: i64) -> Resu
                 .unary(|v: f64| v.round_ties_even());
             return checked_cast(&(Arc::new(rounded) as ArrayRef), to);
         }
-        (DataType::Timestamp(_, Some(_)), DataType::Timestamp(u, None)) if utc_offset_secs != 0 => {
+        (DataType::Timestamp(_, Some(_)), DataType::Timestamp(u, None)) if zone != Zone::UTC => {
             let shifted = cast_with_options(array, &DataType::Timestamp(*u, None), &strict())?;
             let v = shifted.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
-            let out: TimestampMicrosecondArray = v.unary(|x| x + utc_offset_secs * 1_000_000);
+            let out: TimestampMicrosecondArray = v.unary(|x| zone.to_local(x));
             return Ok(Arc::new(out));
         }
         // A timestamp without a zone is a local time in the session's zone.
-        (DataType::Timestamp(_, None), DataType::Timestamp(u, Some(_))) if utc_offset_secs != 0 => {
+        (DataType::Timestamp(_, None), DataType::Timestamp(u, Some(_))) if zone != Zone::UTC => {
             let instants = checked_cast(array, to)?;
             let v = instants.as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
             let out: TimestampMicrosecondArray = v
-                .unary::<_, arrow::datatypes::TimestampMicrosecondType>(|x| {
-                    x - utc_offset_secs * 1_000_000
-                })
+                .unary::<_, arrow::datatypes::TimestampMicrosecondType>(|x| zone.to_utc(x))
                 .with_timezone_opt(to_zone(to));
             debug_assert_eq!(*u, TimeUnit::Microsecond);
             return Ok(Arc::new(out));
         }
-        (DataType::Date32, DataType::Timestamp(_, Some(_))) if utc_offset_secs != 0 => {
+        (DataType::Date32, DataType::Timestamp(_, Some(_))) if zone != Zone::UTC => {
             let local = checked_cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
-            return cast_array(&local, to, utc_offset_secs);
+            return cast_array(&local, to, zone);
         }
-        (DataType::Timestamp(_, Some(_)), DataType::Date32) if utc_offset_secs != 0 => {
+        (DataType::Timestamp(_, Some(_)), DataType::Date32) if zone != Zone::UTC => {
             let local = cast_array(
                 array,
                 &DataType::Timestamp(TimeUnit::Microsecond, None),
-                utc_offset_secs,
+                zone,
             )?;
             return checked_cast(&local, to);
         }
@@ -129,11 +128,7 @@ fn checked_cast(array: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     })
 }
 
-fn parse_text(
-    text: &arrow::array::StringArray,
-    to: &DataType,
-    utc_offset_secs: i64,
-) -> Result<ArrayRef> {
+fn parse_text(text: &arrow::array::StringArray, to: &DataType, zone: Zone) -> Result<ArrayRef> {
     let conv = |e: sluice_storage::Result<i64>| e.map_err(crate::error::Error::from);
     Ok(match to {
         DataType::Boolean => Arc::new(
@@ -166,7 +161,7 @@ fn parse_text(
                 .map(|v| {
                     v.map(|s| {
                         conv(if tz.is_some() {
-                            st::parse_timestamptz(s, utc_offset_secs)
+                            st::parse_timestamptz(s, zone)
                         } else {
                             st::parse_timestamp(s)
                         })

@@ -1,6 +1,7 @@
 //! Per-statement execution context: the deadline, the cancel flag, the memory bound
 //! and the statement's start time (`now()`), shared by every operator and worker.
 
+use sluice_storage::zone::Zone;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -17,8 +18,8 @@ pub struct QueryOptions {
     pub memory_limit: usize,
     /// Worker threads for segment scans.
     pub threads: usize,
-    /// The session's time zone as seconds east of UTC (for TIMESTAMPTZ text).
-    pub utc_offset_secs: i64,
+    /// The session's time zone (TIMESTAMPTZ text, local times of TIMESTAMPTZ).
+    pub zone: Zone,
 }
 
 impl Default for QueryOptions {
@@ -27,7 +28,7 @@ impl Default for QueryOptions {
             timeout: Some(Duration::from_secs(30)),
             memory_limit: 2 << 30,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            utc_offset_secs: 0,
+            zone: Zone::UTC,
         }
     }
 }

@@ -337,12 +337,7 @@ impl Engine {
     }
 
     fn binder<'s>(&'s self, ctx: &QueryContext, session: &'s Session) -> Binder<'s> {
-        Binder::new(
-            &self.catalog,
-            ctx.now_micros(),
-            ctx.options().utc_offset_secs,
-        )
-        .with_session(session)
+        Binder::new(&self.catalog, ctx.now_micros(), ctx.options().zone).with_session(session)
     }
 
     fn explain(

@@ -178,7 +178,7 @@ pub fn evaluate_value(
         } => ColumnarValue::Array(case(branches, else_expr.as_deref(), batch, ctx)?),
         Expr::Cast { expr, to } => {
             let v = eval(expr)?;
-            let offset = ctx.options().utc_offset_secs;
+            let offset = ctx.options().zone;
             unary(v, |a| cast_array(a, to, offset))?
         }
         Expr::Function { func, args } => {

@@ -69,8 +69,11 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
         LogicalPlan::Values { rows, schema: s } => values(rows, s, ctx),
         LogicalPlan::Unnest { array, .. } => {
             let one_row = one_row_batch()?;
-            let value =
-                crate::format::format_value(evaluate(array, &one_row, ctx)?.as_ref(), 0, 0)?;
+            let value = crate::format::format_value(
+                evaluate(array, &one_row, ctx)?.as_ref(),
+                0,
+                sluice_storage::zone::Zone::UTC,
+            )?;
             let items = value
                 .map(|v| crate::binder::parse_array_text(&v))
                 .unwrap_or_default();
@@ -268,7 +271,7 @@ fn project_batches(
                     if a.data_type() == f.data_type() {
                         Ok(a)
                     } else {
-                        cast_array(&a, f.data_type(), ctx.options().utc_offset_secs)
+                        cast_array(&a, f.data_type(), ctx.options().zone)
                     }
                 })
                 .collect::<Result<Vec<ArrayRef>>>()?;
@@ -287,7 +290,7 @@ fn conform(batch: &RecordBatch, schema: &SchemaRef, ctx: &QueryContext) -> Resul
         .columns()
         .iter()
         .zip(schema.fields())
-        .map(|(c, f)| cast_array(c, f.data_type(), ctx.options().utc_offset_secs))
+        .map(|(c, f)| cast_array(c, f.data_type(), ctx.options().zone))
         .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new_with_options(
         Arc::clone(schema),

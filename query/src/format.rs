@@ -1,6 +1,7 @@
 //! PostgreSQL's text output for every type the engine produces: what psql prints, what
 //! the wire protocol's text format sends, and what `CAST(x AS TEXT)` yields.
 
+use sluice_storage::zone::Zone;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, StringBuilder};
@@ -61,12 +62,12 @@ pub fn to_interval(v: arrow::datatypes::IntervalMonthDayNano) -> Interval {
     }
 }
 
-/// The text of row `row` of `array`, or `None` for NULL. `utc_offset_secs` is the
+/// The text of row `row` of `array`, or `None` for NULL. `zone` is the
 /// session time zone, used for TIMESTAMPTZ.
 ///
 /// # Errors
 /// [`Error::Internal`] for a type the engine never produces.
-pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Result<Option<String>> {
+pub fn format_value(array: &dyn Array, row: usize, zone: Zone) -> Result<Option<String>> {
     if array.is_null(row) {
         return Ok(None);
     }
@@ -88,7 +89,7 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
         }
         DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => format_timestamptz(
             array.as_primitive::<TimestampMicrosecondType>().value(row),
-            utc_offset_secs,
+            zone,
         ),
         DataType::Date32 => format_date(array.as_primitive::<Date32Type>().value(row)),
         DataType::Interval(IntervalUnit::MonthDayNano) => format_interval(&to_interval(
@@ -97,7 +98,7 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
         DataType::Dictionary(k, _) if **k == DataType::UInt32 => {
             let dict = array.as_dictionary::<UInt32Type>();
             let key = dict.keys().value(row) as usize;
-            return format_value(dict.values().as_ref(), key, utc_offset_secs);
+            return format_value(dict.values().as_ref(), key, zone);
         }
         DataType::Binary => {
             // PostgreSQL's hex output for bytea.
@@ -109,9 +110,7 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
             }
             text
         }
-        DataType::List(_) => {
-            format_array(array.as_list::<i32>().value(row).as_ref(), utc_offset_secs)?
-        }
+        DataType::List(_) => format_array(array.as_list::<i32>().value(row).as_ref(), zone)?,
         other => return Err(Error::Internal(format!("no text output for type {other}"))),
     };
     Ok(Some(text))
@@ -119,13 +118,13 @@ pub fn format_value(array: &dyn Array, row: usize, utc_offset_secs: i64) -> Resu
 
 /// An array's PostgreSQL text form, `{1,2}` or `{"a b",NULL}`: an element is
 /// quoted when it is empty, spells NULL, or holds a character the form uses.
-fn format_array(elements: &dyn Array, utc_offset_secs: i64) -> Result<String> {
+fn format_array(elements: &dyn Array, zone: Zone) -> Result<String> {
     let mut out = String::from("{");
     for k in 0..elements.len() {
         if k > 0 {
             out.push(',');
         }
-        match format_value(elements, k, utc_offset_secs)? {
+        match format_value(elements, k, zone)? {
             None => out.push_str("NULL"),
             Some(v) => {
                 let quote = v.is_empty()
@@ -152,13 +151,13 @@ fn format_array(elements: &dyn Array, utc_offset_secs: i64) -> Result<String> {
 }
 
 /// Casts any array to text with [`format_value`].
-pub fn to_text_array(array: &dyn Array, utc_offset_secs: i64) -> Result<ArrayRef> {
+pub fn to_text_array(array: &dyn Array, zone: Zone) -> Result<ArrayRef> {
     if array.data_type() == &DataType::Utf8 {
         return Ok(Arc::new(array.as_string::<i32>().clone()));
     }
     let mut b = StringBuilder::with_capacity(array.len(), array.len() * 8);
     for row in 0..array.len() {
-        b.append_option(format_value(array, row, utc_offset_secs)?);
+        b.append_option(format_value(array, row, zone)?);
     }
     let out: StringArray = b.finish();
     Ok(Arc::new(out))

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::eval::{null_as_false, select, ColumnarValue};
 use crate::format::to_interval;
 use crate::logical::{CatalogFunction, DateField, ScalarFunction};
+use sluice_storage::zone::Zone;
 
 /// Calls `func` on evaluated arguments over a batch of `rows` rows.
 pub fn call(
@@ -33,7 +34,7 @@ pub fn call(
     if let (ScalarFunction::DateTrunc, [ColumnarValue::Scalar(unit), ColumnarValue::Array(ts)]) =
         (func, args.as_slice())
     {
-        let offset = ctx.options().utc_offset_secs;
+        let offset = ctx.options().zone;
         return Ok(ColumnarValue::Array(date_trunc_by_constant(
             unit, ts, offset,
         )?));
@@ -62,7 +63,7 @@ fn call_arrays(
     rows: usize,
     ctx: &QueryContext,
 ) -> Result<ArrayRef> {
-    let offset = ctx.options().utc_offset_secs;
+    let offset = ctx.options().zone;
     Ok(match func {
         ScalarFunction::Lower => map_text(arg(args, 0)?, |s| s.to_lowercase()),
         ScalarFunction::Upper => map_text(arg(args, 0)?, |s| s.to_uppercase()),
@@ -309,8 +310,12 @@ fn catalog_function(
             for r in 0..rows {
                 let mut fields = Vec::new();
                 for pair in args.chunks(2) {
-                    let key =
-                        crate::format::format_value(pair[0].as_ref(), r, 0)?.unwrap_or_default();
+                    let key = crate::format::format_value(
+                        pair[0].as_ref(),
+                        r,
+                        sluice_storage::zone::Zone::UTC,
+                    )?
+                    .unwrap_or_default();
                     let value = match pair.get(1) {
                         Some(v) => json_value(v.as_ref(), r)?,
                         None => "null".to_string(),
@@ -495,20 +500,22 @@ fn json_string(s: &str) -> String {
 
 /// One value as JSON: numbers and booleans bare, NULL as null, the rest as strings.
 fn json_value(a: &dyn Array, row: usize) -> Result<String> {
-    Ok(match crate::format::format_value(a, row, 0)? {
-        None => "null".into(),
-        Some(t) => match a.data_type() {
-            DataType::Int32 | DataType::Int64 | DataType::Float64 => t,
-            DataType::Boolean => {
-                if t == "t" {
-                    "true".into()
-                } else {
-                    "false".into()
+    Ok(
+        match crate::format::format_value(a, row, sluice_storage::zone::Zone::UTC)? {
+            None => "null".into(),
+            Some(t) => match a.data_type() {
+                DataType::Int32 | DataType::Int64 | DataType::Float64 => t,
+                DataType::Boolean => {
+                    if t == "t" {
+                        "true".into()
+                    } else {
+                        "false".into()
+                    }
                 }
-            }
-            _ => json_string(&t),
+                _ => json_string(&t),
+            },
         },
-    })
+    )
 }
 
 /// `quote_ident`: quotes a name unless it is a plain lower-case identifier.
@@ -617,20 +624,13 @@ fn trim(func: ScalarFunction, args: &[ArrayRef], rows: usize) -> Result<ArrayRef
     Ok(Arc::new(out))
 }
 
-/// Truncates a timestamp (microseconds) to a unit; TIMESTAMPTZ values are truncated
-/// in the session's time zone.
-/// The time zone of a timestamp argument of date_trunc, and the shift that turns
-/// its values into local time (the session's offset for timestamptz, else 0).
-fn date_trunc_zone(ts: &ArrayRef, offset_secs: i64) -> Result<(Option<Arc<str>>, i64)> {
+/// The time zone of a timestamp argument of date_trunc, and the zone its
+/// values are truncated in: the session's for a TIMESTAMPTZ (truncation
+/// happens on local time, and the result is that local time's instant), none
+/// for a TIMESTAMP.
+fn date_trunc_zone(ts: &ArrayRef, zone: Zone) -> Result<(Option<Arc<str>>, Option<Zone>)> {
     match ts.data_type() {
-        DataType::Timestamp(_, tz) => Ok((
-            tz.clone(),
-            if tz.is_some() {
-                offset_secs * MICROS_PER_SEC
-            } else {
-                0
-            },
-        )),
+        DataType::Timestamp(_, tz) => Ok((tz.clone(), tz.is_some().then_some(zone))),
         other => Err(Error::undefined_function(format!(
             "function date_trunc(unknown, {}) does not exist",
             crate::format::sql_type_name(other)
@@ -638,9 +638,17 @@ fn date_trunc_zone(ts: &ArrayRef, offset_secs: i64) -> Result<(Option<Arc<str>>,
     }
 }
 
+/// Truncates `micros` to `field`, in `zone`'s local time when there is one.
+fn truncate_in(micros: i64, field: DateField, zone: Option<Zone>) -> Result<i64> {
+    match zone {
+        None => truncate_micros(micros, field),
+        Some(z) => Ok(z.to_utc(truncate_micros(z.to_local(micros), field)?)),
+    }
+}
+
 /// date_trunc with a constant unit (`unit` has one row) over a column.
-fn date_trunc_by_constant(unit: &ArrayRef, ts: &ArrayRef, offset_secs: i64) -> Result<ArrayRef> {
-    let (tz, shift) = date_trunc_zone(ts, offset_secs)?;
+fn date_trunc_by_constant(unit: &ArrayRef, ts: &ArrayRef, zone: Zone) -> Result<ArrayRef> {
+    let (tz, local) = date_trunc_zone(ts, zone)?;
     let units = unit.as_string::<i32>();
     if units.is_empty() || units.is_null(0) {
         return Ok(arrow::array::new_null_array(ts.data_type(), ts.len()));
@@ -659,7 +667,7 @@ fn date_trunc_by_constant(unit: &ArrayRef, ts: &ArrayRef, offset_secs: i64) -> R
         out.push(if values.is_null(i) {
             0
         } else {
-            truncate_micros(v + shift, field)? - shift
+            truncate_in(v, field, local)?
         });
     }
     Ok(Arc::new(
@@ -667,9 +675,9 @@ fn date_trunc_by_constant(unit: &ArrayRef, ts: &ArrayRef, offset_secs: i64) -> R
     ))
 }
 
-fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> Result<ArrayRef> {
+fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, zone: Zone) -> Result<ArrayRef> {
     let units = unit.as_string::<i32>();
-    let (tz, shift) = date_trunc_zone(ts, offset_secs)?;
+    let (tz, local) = date_trunc_zone(ts, zone)?;
     let values = ts.as_primitive::<TimestampMicrosecondType>();
     let mut out = Vec::with_capacity(rows);
     // The unit is nearly always one literal: parse it once, not once a row.
@@ -692,9 +700,7 @@ fn date_trunc(unit: &ArrayRef, ts: &ArrayRef, rows: usize, offset_secs: i64) -> 
                 f
             }
         };
-        out.push(Some(
-            truncate_micros(values.value(r) + shift, field)? - shift,
-        ));
+        out.push(Some(truncate_in(values.value(r), field, local)?));
     }
     Ok(Arc::new(
         TimestampMicrosecondArray::from(out).with_timezone_opt(tz),
@@ -752,22 +758,13 @@ fn truncate_micros(micros: i64, field: DateField) -> Result<i64> {
 
 /// EXTRACT (`as_double` = false: bigint for whole fields, double for fractional ones)
 /// and date_part (`as_double` = true) on timestamps and intervals.
-fn date_part(
-    field: DateField,
-    input: &ArrayRef,
-    as_double: bool,
-    offset_secs: i64,
-) -> Result<ArrayRef> {
+fn date_part(field: DateField, input: &ArrayRef, as_double: bool, zone: Zone) -> Result<ArrayRef> {
     let values: Vec<Option<f64>> = match input.data_type() {
         DataType::Timestamp(_, tz) => {
-            let shift = if tz.is_some() {
-                offset_secs * MICROS_PER_SEC
-            } else {
-                0
-            };
+            let local = |m: i64| if tz.is_some() { zone.to_local(m) } else { m };
             let a = input.as_primitive::<TimestampMicrosecondType>();
             a.iter()
-                .map(|v| v.map(|m| timestamp_field(m + shift, m, field)).transpose())
+                .map(|v| v.map(|m| timestamp_field(local(m), m, field)).transpose())
                 .collect::<Result<_>>()?
         }
         DataType::Date32 => {

@@ -949,7 +949,11 @@ impl Expr {
                 .fields
                 .get(*i)
                 .map_or(format!("#{i}"), |f| f.name.clone()),
-            Expr::Literal(l) => match crate::format::format_value(l.value.as_ref(), 0, 0) {
+            Expr::Literal(l) => match crate::format::format_value(
+                l.value.as_ref(),
+                0,
+                sluice_storage::zone::Zone::UTC,
+            ) {
                 Ok(None) => "NULL".into(),
                 Ok(Some(t))
                     if matches!(

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
 
+use sluice_storage::zone::Zone;
+
 use crate::context::QueryContext;
 use crate::eval::evaluate;
 use crate::exec::one_row_batch;
@@ -35,7 +37,7 @@ use crate::logical::{
 pub fn optimize(plan: LogicalPlan, ctx: &QueryContext) -> LogicalPlan {
     let plan = plan.map_exprs(&|e| fold_constants(e, ctx));
     let plan = push_filters(plan, Vec::new());
-    let plan = compare_stored_times(plan, ctx.options().utc_offset_secs * 1_000_000);
+    let plan = compare_stored_times(plan, ctx.options().zone);
     let all: BTreeSet<usize> = (0..plan.schema().fields.len()).collect();
     let (plan, _) = prune_columns(plan, &all);
     push_limit(plan, None)
@@ -291,11 +293,15 @@ fn push_filters(plan: LogicalPlan, above: Vec<Expr>) -> LogicalPlan {
 
 /// `plan` with each scan filter's comparisons of a TIMESTAMP column, made a
 /// TIMESTAMPTZ to meet a TIMESTAMPTZ constant (`ts > now() - interval '1
-/// hour'`), turned into comparisons of the column itself with the constant
-/// in the session's local time. The two agree for every row (the session's
-/// zone is a fixed offset, so the cast only shifts), and only the second can
-/// be checked against a segment's zone map.
-fn compare_stored_times(plan: LogicalPlan, offset_micros: i64) -> LogicalPlan {
+/// hour'`), joined by comparisons of the column itself with the constant in
+/// the session's local time, which a segment's zone map can check.
+///
+/// In a zone with a fixed offset the cast only shifts, so the second
+/// comparison replaces the first. In a named zone, local time is a
+/// non-decreasing function of the instant whose offset changes by less than
+/// a day, so the column compared with the local constant widened by a day is
+/// implied by the original comparison, which stays for the exact answer.
+fn compare_stored_times(plan: LogicalPlan, zone: Zone) -> LogicalPlan {
     match plan {
         LogicalPlan::Scan {
             source,
@@ -335,16 +341,33 @@ fn compare_stored_times(plan: LogicalPlan, offset_micros: i64) -> LogicalPlan {
                     .value
                     .as_primitive::<TimestampMicrosecondType>()
                     .value(0);
-                let local = instant.checked_add(offset_micros)?;
-                let value: ArrayRef = Arc::new(
-                    TimestampMicrosecondArray::from(vec![local]).with_timezone_opt(None::<&str>),
-                );
                 debug_assert_eq!(*unit, TimeUnit::Microsecond);
-                Some(Expr::Binary {
-                    op,
-                    left: Box::new(Expr::Column(*i)),
-                    right: Box::new(Expr::literal(value)),
-                })
+                let local = zone.to_local(instant);
+                let compare = |op: BinaryOp, micros: i64| {
+                    let value: ArrayRef = Arc::new(
+                        TimestampMicrosecondArray::from(vec![micros])
+                            .with_timezone_opt(None::<&str>),
+                    );
+                    Expr::Binary {
+                        op,
+                        left: Box::new(Expr::Column(*i)),
+                        right: Box::new(Expr::literal(value)),
+                    }
+                };
+                if zone.fixed_offset().is_some() {
+                    return Some(compare(op, local));
+                }
+                let day = 86_400_000_000i64;
+                let bounds = match op {
+                    BinaryOp::Gt | BinaryOp::GtEq => vec![compare(BinaryOp::GtEq, local - day)],
+                    BinaryOp::Lt | BinaryOp::LtEq => vec![compare(BinaryOp::LtEq, local + day)],
+                    BinaryOp::Eq | BinaryOp::IsNotDistinctFrom => vec![
+                        compare(BinaryOp::GtEq, local - day),
+                        compare(BinaryOp::LtEq, local + day),
+                    ],
+                    _ => return None,
+                };
+                and_all(bounds.into_iter().chain([e.clone()]))
             });
             LogicalPlan::Scan {
                 source,
@@ -354,7 +377,7 @@ fn compare_stored_times(plan: LogicalPlan, offset_micros: i64) -> LogicalPlan {
                 limit,
             }
         }
-        other => other.map_inputs(&mut |p| compare_stored_times(p, offset_micros)),
+        other => other.map_inputs(&mut |p| compare_stored_times(p, zone)),
     }
 }
 

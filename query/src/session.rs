@@ -1,6 +1,7 @@
 //! Per-connection session state: the settings `SET`, `SHOW` and `RESET` work on, and
 //! what they change about each statement (time zone, statement timeout).
 
+use sluice_storage::zone::Zone;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -147,7 +148,7 @@ impl Session {
         self.settings.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
-    /// Changes a setting. `TimeZone` must be UTC or a fixed offset; `statement_timeout`
+    /// Changes a setting. `TimeZone` must name a zone PostgreSQL would accept; `statement_timeout`
     /// a duration (`'5s'`, `'250ms'`, `'0'` for none, a bare number is milliseconds).
     /// Custom settings (`prefix.name`) are accepted as PostgreSQL accepts them.
     ///
@@ -165,7 +166,7 @@ impl Session {
         }
         let value = match key.as_str() {
             "timezone" => {
-                parse_utc_offset(value)?;
+                parse_zone(value)?;
                 value.to_string()
             }
             "statement_timeout" => {
@@ -210,7 +211,7 @@ impl Session {
     pub fn query_options(&self) -> QueryOptions {
         let mut o = self.base.clone();
         if let Some(tz) = self.get("timezone") {
-            o.utc_offset_secs = parse_utc_offset(tz).unwrap_or(0);
+            o.zone = parse_zone(tz).unwrap_or(Zone::UTC);
         }
         // The base timeout applies until the session sets its own: its text form
         // (whole milliseconds) cannot carry every base value.
@@ -233,44 +234,14 @@ fn normalize(name: &str) -> String {
     }
 }
 
-/// Seconds east of UTC for a TimeZone value: `UTC`, `GMT`, `Z`, `Etc/UTC`, `+02`,
-/// `-05:30`, `UTC+2` is not accepted (POSIX inverts its sign; say `+02` instead).
-fn parse_utc_offset(v: &str) -> Result<i64> {
-    let t = v.trim().trim_matches('\'');
-    let lower = t.to_ascii_lowercase();
-    if [
-        "utc",
-        "gmt",
-        "z",
-        "zulu",
-        "etc/utc",
-        "etc/gmt",
-        "universal",
-        "uct",
-    ]
-    .contains(&lower.as_str())
-    {
-        return Ok(0);
-    }
-    let (sign, rest) = match t.as_bytes().first() {
-        Some(b'+') => (1, &t[1..]),
-        Some(b'-') => (-1, &t[1..]),
-        _ => {
-            return Err(Error::InvalidParameter(format!(
-                "time zone \"{t}\" is not supported: use UTC or a fixed offset such as '+02:00'"
-            )))
-        }
-    };
-    let (h, m) = match rest.split_once(':') {
-        Some((h, m)) => (h.parse::<i64>(), m.parse::<i64>()),
-        None => (rest.parse::<i64>(), Ok(0)),
-    };
-    match (h, m) {
-        (Ok(h), Ok(m)) if h <= 15 && m < 60 => Ok(sign * (h * 3600 + m * 60)),
-        _ => Err(Error::InvalidParameter(format!(
-            "invalid time zone offset \"{t}\""
-        ))),
-    }
+/// The zone a TimeZone value names (see [`Zone::parse`]).
+fn parse_zone(v: &str) -> Result<Zone> {
+    Zone::parse(v).ok_or_else(|| {
+        Error::InvalidParameter(format!(
+            "invalid value for parameter \"TimeZone\": \"{}\"",
+            v.trim().trim_matches('\'')
+        ))
+    })
 }
 
 /// A statement_timeout value; `None` means no timeout.
@@ -311,10 +282,10 @@ mod tests {
     fn settings_apply_to_statement_options() {
         let mut s = Session::new(QueryOptions::default(), "u", "d");
         assert_eq!(s.get("TimeZone"), Some("UTC"));
-        s.set("TimeZone", "+02:00").unwrap();
+        s.set("TimeZone", "+02").unwrap();
         s.set("statement_timeout", "250ms").unwrap();
         let o = s.query_options();
-        assert_eq!(o.utc_offset_secs, 7200);
+        assert_eq!(o.zone, Zone::Fixed(7200));
         assert_eq!(o.timeout, Some(Duration::from_millis(250)));
         s.set("statement_timeout", "0").unwrap();
         assert_eq!(s.query_options().timeout, None);

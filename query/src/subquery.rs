@@ -125,7 +125,8 @@ fn first_column(plan: &LogicalPlan, ctx: &QueryContext) -> Result<ArrayRef> {
 fn array_text(values: &ArrayRef) -> Result<ArrayRef> {
     let mut items = Vec::with_capacity(values.len());
     for i in 0..values.len() {
-        let text = crate::format::format_value(values.as_ref(), i, 0)?;
+        let text =
+            crate::format::format_value(values.as_ref(), i, sluice_storage::zone::Zone::UTC)?;
         items.push(crate::aggregate::accumulators::array_item_text(
             text.as_deref(),
         ));
@@ -151,7 +152,7 @@ fn in_set(probe: &ArrayRef, values: &ArrayRef, negated: bool) -> Result<BooleanA
     let values = if values.data_type() == probe.data_type() {
         Arc::clone(values)
     } else {
-        crate::cast::cast_array(values, probe.data_type(), 0)?
+        crate::cast::cast_array(values, probe.data_type(), sluice_storage::zone::Zone::UTC)?
     };
     let mut keys = KeyColumn::new(probe.data_type().clone());
     let mut codes = Vec::new();

@@ -1,6 +1,7 @@
 //! Arrow values to PostgreSQL wire values: the type of each column, its text form
 //! (PostgreSQL's, shared with CAST and the CLI) and its binary form.
 
+use sluice_storage::zone::Zone;
 use std::error::Error as StdError;
 use std::sync::Arc;
 
@@ -112,18 +113,18 @@ fn internal(e: impl std::fmt::Display) -> PgWireError {
 }
 
 /// Encodes every row of `batches` as DataRow messages described by `fields`.
-/// `utc_offset_secs` is the session time zone for TIMESTAMPTZ text.
+/// `zone` is the session time zone for TIMESTAMPTZ text.
 pub fn encode_rows(
     batches: &[RecordBatch],
     fields: &Arc<Vec<FieldInfo>>,
-    utc_offset_secs: i64,
+    zone: Zone,
 ) -> PgWireResult<Vec<PgWireResult<DataRow>>> {
     let mut out = Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
     let mut encoder = DataRowEncoder::new(Arc::clone(fields));
     for batch in batches {
         for row in 0..batch.num_rows() {
             for (column, field) in batch.columns().iter().zip(fields.iter()) {
-                encode_value(&mut encoder, column.as_ref(), row, field, utc_offset_secs)?;
+                encode_value(&mut encoder, column.as_ref(), row, field, zone)?;
             }
             out.push(Ok(encoder.take_row()));
         }
@@ -136,10 +137,10 @@ fn encode_value(
     array: &dyn Array,
     row: usize,
     field: &FieldInfo,
-    utc_offset_secs: i64,
+    zone: Zone,
 ) -> PgWireResult<()> {
     if field.format() == FieldFormat::Text {
-        let text = format_value(array, row, utc_offset_secs).map_err(internal)?;
+        let text = format_value(array, row, zone).map_err(internal)?;
         return enc.encode_field(&text.as_deref());
     }
     if array.is_null(row) {

@@ -7,6 +7,7 @@
 //! have no `FromSql` there that yields engine values, and the rest are a few
 //! big-endian reads each.
 
+use sluice_storage::zone::Zone;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -57,7 +58,7 @@ fn scalar_type(t: &Type) -> DataType {
 
 /// Decodes parameter `i`'s bytes, sent as `binary` or text, as a value of the
 /// wire type `ty` the statement resolved it to. NULL is a typed NULL; text
-/// without a zone for a TIMESTAMPTZ is in the session's zone, `utc_offset_secs`.
+/// without a zone for a TIMESTAMPTZ is in the session's zone, `zone`.
 ///
 /// # Errors
 /// 22P02 (22007 for dates and times) for bytes that are not a value of `ty`;
@@ -67,7 +68,7 @@ pub fn decode(
     ty: &Type,
     bytes: Option<&[u8]>,
     binary: bool,
-    utc_offset_secs: i64,
+    zone: Zone,
 ) -> Result<Param, Error> {
     let engine_type = declared_type(ty).unwrap_or(DataType::Utf8);
     let Some(bytes) = bytes else {
@@ -81,22 +82,22 @@ pub fn decode(
         decode_binary(ty, bytes).map_err(bad)?
     } else {
         let text = std::str::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
-        decode_text(text, &engine_type, utc_offset_secs)?
+        decode_text(text, &engine_type, zone)?
     };
     Ok(Param::Value(value))
 }
 
 /// Text is parsed as PostgreSQL parses a literal of the type.
-fn decode_text(text: &str, ty: &DataType, utc_offset_secs: i64) -> Result<ArrayRef, Error> {
+fn decode_text(text: &str, ty: &DataType, zone: Zone) -> Result<ArrayRef, Error> {
     match ty {
         DataType::List(element) => {
             let items: ArrayRef = Arc::new(StringArray::from(parse_array_text(text)));
-            let values = cast_array(&items, element.data_type(), utc_offset_secs)?;
+            let values = cast_array(&items, element.data_type(), zone)?;
             Ok(one_list(element.data_type(), values))
         }
         _ => {
             let one: ArrayRef = Arc::new(StringArray::from(vec![text]));
-            cast_array(&one, ty, utc_offset_secs)
+            cast_array(&one, ty, zone)
         }
     }
 }
@@ -304,7 +305,7 @@ mod tests {
             }
         }
         let a = decode_binary(&Type::INT8_ARRAY, &b).unwrap();
-        let text = sluice_query::format::format_value(a.as_ref(), 0, 0).unwrap();
+        let text = sluice_query::format::format_value(a.as_ref(), 0, Zone::UTC).unwrap();
         assert_eq!(text.as_deref(), Some("{5,NULL,-2}"));
         assert!(decode_binary(&Type::INT8_ARRAY, &b[..b.len() - 3]).is_err());
     }

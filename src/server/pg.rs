@@ -4,6 +4,7 @@
 //! long query never stalls other connections; a CancelRequest sets the running
 //! statement's cancel flag. Each connection keeps its own [`Session`].
 
+use sluice_storage::zone::Zone;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -324,7 +325,7 @@ impl Backend {
         session: Arc<Mutex<Session>>,
         stmt: Statement,
         params: Vec<Param>,
-    ) -> Result<(StatementResult, i64), Error> {
+    ) -> Result<(StatementResult, Zone), Error> {
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
         self.running
@@ -339,7 +340,7 @@ impl Backend {
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let result = db.engine().execute(&stmt, &mut s, &params, cancel);
-            result.map(|r| (r, s.query_options().utc_offset_secs))
+            result.map(|r| (r, s.query_options().zone))
         });
         super::metrics::queries()
             .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
@@ -357,13 +358,13 @@ fn cancel_key<C: ClientInfo>(client: &C) -> (i32, Vec<u8>) {
 /// Turns a statement's result into a protocol response.
 fn to_response(
     result: StatementResult,
-    offset: i64,
+    zone: Zone,
     format: &dyn Fn(usize) -> FieldFormat,
 ) -> PgWireResult<Response> {
     Ok(match result {
         StatementResult::Rows { schema, batches } => {
             let fields = Arc::new(fields(&schema, format));
-            let rows = encode_rows(&batches, &fields, offset)?;
+            let rows = encode_rows(&batches, &fields, zone)?;
             Response::Query(QueryResponse::new(fields, stream::iter(rows)))
         }
         StatementResult::Command { tag } => match tag.as_str() {
@@ -401,8 +402,8 @@ impl SimpleQueryHandler for Backend {
                 .run(cancel_key(client), Arc::clone(&session), stmt, Vec::new())
                 .await
             {
-                Ok((result, offset)) => {
-                    responses.push(to_response(result, offset, &|_| FieldFormat::Text)?)
+                Ok((result, zone)) => {
+                    responses.push(to_response(result, zone, &|_| FieldFormat::Text)?)
                 }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
@@ -545,18 +546,18 @@ impl ExtendedQueryHandler for Backend {
     {
         let prepared = &portal.statement.statement;
         let session = session_of(&self.db, client);
-        let offset = session
+        let zone = session
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .query_options()
-            .utc_offset_secs;
-        let params = decode_params(portal, &prepared.params, offset)?;
-        let (result, offset) = self
+            .zone;
+        let params = decode_params(portal, &prepared.params, zone)?;
+        let (result, zone) = self
             .run(cancel_key(client), session, prepared.stmt.clone(), params)
             .await
             .map_err(|e| user_error(&e))?;
         let format = &portal.result_column_format;
-        to_response(result, offset, &|i| format.format_for(i))
+        to_response(result, zone, &|i| format.format_for(i))
     }
 }
 
@@ -592,7 +593,7 @@ impl DescribeResponse for StatementDescription {
 fn decode_params(
     portal: &Portal<Arc<Prepared>>,
     types: &[Type],
-    utc_offset_secs: i64,
+    zone: Zone,
 ) -> PgWireResult<Vec<Param>> {
     portal
         .parameters
@@ -601,8 +602,7 @@ fn decode_params(
         .map(|(i, bytes)| {
             let ty = types.get(i).unwrap_or(&Type::TEXT);
             let binary = portal.parameter_format.is_binary(i);
-            params::decode(i, ty, bytes.as_deref(), binary, utc_offset_secs)
-                .map_err(|e| user_error(&e))
+            params::decode(i, ty, bytes.as_deref(), binary, zone).map_err(|e| user_error(&e))
         })
         .collect()
 }

@@ -23,6 +23,7 @@ mod testing;
 pub mod types;
 pub mod upsert;
 pub mod wal;
+pub mod zone;
 
 pub use catalog::{Catalog, SourceHooks};
 pub use error::{Error, Result};

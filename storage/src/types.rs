@@ -158,7 +158,7 @@ impl Value {
             }
             (ColumnType::Timestamp, Value::Text(t)) => parse_timestamp(&t).map(Value::Timestamp),
             (ColumnType::TimestampTz, Value::Text(t)) => {
-                parse_timestamptz(&t, 0).map(Value::Timestamp)
+                parse_timestamptz(&t, crate::zone::Zone::UTC).map(Value::Timestamp)
             }
             (_, v) => Err(mismatch(&v)),
         }
@@ -302,12 +302,15 @@ pub fn parse_timestamp(text: &str) -> Result<i64> {
         .ok_or_else(|| invalid_timestamp(text, "timestamp"))
 }
 
-/// Parses a TIMESTAMPTZ literal into UTC microseconds; text without a zone is taken to
-/// be in a zone `default_offset_secs` east of UTC (the session's time zone).
-pub fn parse_timestamptz(text: &str, default_offset_secs: i64) -> Result<i64> {
+/// Parses a TIMESTAMPTZ literal into UTC microseconds; text without a zone is a
+/// local time in `zone` (the session's time zone).
+pub fn parse_timestamptz(text: &str, zone: crate::zone::Zone) -> Result<i64> {
     let (micros, offset) = parse_timestamp_parts(text)
         .ok_or_else(|| invalid_timestamp(text, "timestamp with time zone"))?;
-    Ok(micros - offset.unwrap_or(default_offset_secs) * MICROS_PER_SEC)
+    Ok(match offset {
+        Some(offset) => micros - offset * MICROS_PER_SEC,
+        None => zone.to_utc(micros),
+    })
 }
 
 /// Converts microseconds since the epoch to a chrono date-time (UTC), if in range.
@@ -342,9 +345,10 @@ pub fn format_timestamp(micros: i64) -> String {
     s
 }
 
-/// Formats UTC microseconds as PostgreSQL prints a TIMESTAMPTZ in a zone
-/// `offset_secs` east of UTC: `2024-01-31 10:05:00+00`.
-pub fn format_timestamptz(micros: i64, offset_secs: i64) -> String {
+/// Formats UTC microseconds as PostgreSQL prints a TIMESTAMPTZ in `zone`:
+/// `2024-01-31 10:05:00+00`.
+pub fn format_timestamptz(micros: i64, zone: crate::zone::Zone) -> String {
+    let offset_secs = zone.offset_at(micros);
     let mut s = format_timestamp(micros + offset_secs * MICROS_PER_SEC);
     let sign = if offset_secs < 0 { '-' } else { '+' };
     let abs = offset_secs.abs();
@@ -537,12 +541,15 @@ mod tests {
         assert_eq!(format_timestamp(t), "2024-01-31 10:05:00.25");
         assert_eq!(parse_timestamp("2024-01-31").unwrap() % MICROS_PER_DAY, 0);
         assert_eq!(
-            parse_timestamptz("2024-01-31T12:00:00+02:00", 0).unwrap(),
+            parse_timestamptz("2024-01-31T12:00:00+02:00", crate::zone::Zone::UTC).unwrap(),
             parse_timestamp("2024-01-31 10:00:00").unwrap()
         );
         assert!(parse_timestamp("2024-13-01").is_err());
         assert!(parse_timestamp("yesterday-ish").is_err());
-        assert_eq!(format_timestamptz(t, 0), "2024-01-31 10:05:00.25+00");
+        assert_eq!(
+            format_timestamptz(t, crate::zone::Zone::UTC),
+            "2024-01-31 10:05:00.25+00"
+        );
     }
 
     #[test]

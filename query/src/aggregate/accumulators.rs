@@ -777,7 +777,7 @@ impl GroupAccumulator for StringAgg {
         self.values.resize(n, None);
         let v = plain(values)?;
         for (i, g) in groups.iter().enumerate() {
-            let text = crate::format::format_value(v.as_ref(), i, 0)?;
+            let text = crate::format::format_value(v.as_ref(), i, sluice_storage::zone::Zone::UTC)?;
             if text.is_none() && !self.array {
                 continue;
             }
