@@ -1368,3 +1368,36 @@ fn one_statement_reads_one_snapshot_of_each_table() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
 }
+
+/// A table without a time column keeps its rows through seals, merges and a
+/// restart, in arrival order, and never evicts them.
+#[test]
+fn a_dimension_table_without_a_time_column_survives_seals_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute("CREATE TABLE restaurants (id BIGINT PRIMARY KEY, name TEXT)")
+        .unwrap();
+    for batch in 0..3i64 {
+        db.execute(&format!(
+            "INSERT INTO restaurants SELECT g, 'r' || g FROM generate_series({}, {}) AS s(g)",
+            batch * 100,
+            batch * 100 + 99
+        ))
+        .unwrap();
+        db.seal().unwrap();
+    }
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(one_cell(&db, "SELECT count(*) FROM restaurants"), "300");
+    assert_eq!(
+        one_cell(&db, "SELECT name FROM restaurants WHERE id = 250"),
+        "r250"
+    );
+    assert_eq!(
+        one_cell(
+            &db,
+            "SELECT retention FROM sluice.retention WHERE table_name = 'restaurants'"
+        ),
+        "none"
+    );
+}

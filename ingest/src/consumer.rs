@@ -92,7 +92,8 @@ impl TableConsumer {
     pub fn new(table: Arc<Table>, config: SourceConfig, stop: Arc<AtomicBool>) -> Self {
         let decoder = JsonDecoder::new(table.schema(), &config);
         TableConsumer {
-            time_column: table.schema().time_column_index(),
+            // A source table always has a time column (the schema requires it).
+            time_column: table.schema().time_column_index().unwrap_or(usize::MAX),
             table,
             config,
             decoder,

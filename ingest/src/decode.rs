@@ -95,10 +95,10 @@ impl JsonDecoder {
                 .columns
                 .iter()
                 .enumerate()
-                .filter(|(i, c)| *i == schema.time_column_index() || !c.nullable)
+                .filter(|(i, c)| Some(*i) == schema.time_column_index() || !c.nullable)
                 .map(|(i, _)| i)
                 .collect(),
-            time_column: schema.time_column_index(),
+            time_column: schema.time_column_index().unwrap_or(usize::MAX),
             timestamp_unit: config.timestamp_unit,
         }
     }

@@ -3581,10 +3581,10 @@ fn hidden_rows_filter(table: &sluice_storage::Table, scan: LogicalPlan, now: i64
         });
     }
     let time = table.schema().time_column_index();
-    if let (Some(cutoff), DataType::Timestamp(_, tz)) = (
-        table.retention_cutoff_at(now),
-        table.schema().columns[time].ty.arrow_type(),
-    ) {
+    if let (Some(cutoff), Some(time)) = (table.retention_cutoff_at(now), time) {
+        let DataType::Timestamp(_, tz) = table.schema().columns[time].ty.arrow_type() else {
+            return scan;
+        };
         let cutoff: ArrayRef = Arc::new(
             arrow::array::TimestampMicrosecondArray::from(vec![cutoff]).with_timezone_opt(tz),
         );

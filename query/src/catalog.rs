@@ -1380,9 +1380,11 @@ fn sluice_retention(tables: &[Arc<Table>]) -> Result<RecordBatch> {
     let opt = |v: Option<i64>| v.map_or(V::N, V::I);
     for t in tables {
         let options = &t.schema().options;
-        let retention = options
-            .get("retention")
-            .unwrap_or(sluice_storage::schema::DEFAULT_RETENTION);
+        let retention = match (&options.time_column, options.get("retention")) {
+            (None, _) => "none",
+            (Some(_), Some(r)) => r,
+            (Some(_), None) => sluice_storage::schema::DEFAULT_RETENTION,
+        };
         let stats = t.retention_stats();
         b.row(vec![
             V::S(t.name().to_string()),

@@ -58,8 +58,10 @@ pub const DEFAULT_RETENTION: &str = "180 days";
 /// Validated table options. `raw` keeps every option as written (lower-cased keys).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableOptions {
-    /// The TIMESTAMP column used for retention, pruning and time bucketing.
-    pub time_column: String,
+    /// The TIMESTAMP column used for retention, pruning and time bucketing;
+    /// `None` for a table without one (a dimension table: restaurant names,
+    /// a content catalogue), which keeps every row.
+    pub time_column: Option<String>,
     /// Rows older than this (microseconds before now) are not kept or seen;
     /// `None` (`retention = 'none'`) keeps them forever.
     pub retention_micros: Option<i64>,
@@ -168,7 +170,10 @@ impl TableSchema {
         let options = validate_options(&columns, &primary_key, options)?;
         // A row without a time cannot be placed in retention or in a time
         // range; like a source message without one, it is refused.
-        if let Some(time) = columns.iter_mut().find(|c| c.name == options.time_column) {
+        if let Some(time) = columns
+            .iter_mut()
+            .find(|c| Some(&c.name) == options.time_column.as_ref())
+        {
             time.nullable = false;
         }
         Ok(TableSchema {
@@ -196,20 +201,24 @@ impl TableSchema {
         .flatten()
     }
 
-    /// Position of the time column (always present in a validated schema).
-    pub fn time_column_index(&self) -> usize {
-        self.column_index(&self.options.time_column).unwrap_or(0)
+    /// Position of the time column, if the table has one.
+    pub fn time_column_index(&self) -> Option<usize> {
+        self.options
+            .time_column
+            .as_deref()
+            .and_then(|t| self.column_index(t))
     }
 
     /// Positions of the columns that order rows inside a sealed segment: the
-    /// `sort_key` option's, or the time column (so a time filter is a range).
+    /// `sort_key` option's, or the time column (so a time filter is a range);
+    /// none for a table without either (rows stay in arrival order).
     pub fn sort_key_indices(&self) -> Vec<usize> {
         match self.options.get("sort_key") {
             Some(key) => key
                 .split(',')
                 .filter_map(|name| self.column_index(name.trim()))
                 .collect(),
-            None => vec![self.time_column_index()],
+            None => self.time_column_index().into_iter().collect(),
         }
     }
 
@@ -259,21 +268,37 @@ fn validate_options(
                 }),
         }
     };
-    let time = column("time_column")?.ok_or_else(|| {
-        Error::InvalidDefinition(
-            "option time_column is required: WITH (time_column = '<a TIMESTAMP column>')".into(),
-        )
-    })?;
-    if !time.ty.is_timestamp() {
+    let time = column("time_column")?;
+    if let Some(time) = time.filter(|t| !t.ty.is_timestamp()) {
         return Err(Error::InvalidDefinition(format!(
             "time_column \"{}\" must be a TIMESTAMP or TIMESTAMPTZ column, not {}",
             time.name,
             time.ty.sql_name()
         )));
     }
-    let retention_text = raw
-        .get("retention")
-        .map_or(DEFAULT_RETENTION, String::as_str);
+    if time.is_none() {
+        // Retention, a source's arrival times, and upsert's and dedup's
+        // versions and windows are all times: they need the column.
+        let needs_time = ["kafka_topic", "upsert", "dedup"]
+            .into_iter()
+            .chain(
+                raw.get("retention")
+                    .filter(|r| !r.trim().eq_ignore_ascii_case("none"))
+                    .map(|_| "retention"),
+            )
+            .find(|o| raw.contains_key(*o));
+        if let Some(option) = needs_time {
+            return Err(Error::InvalidDefinition(format!(
+                "option {option} needs a time column: WITH (time_column = '<a TIMESTAMP column>')"
+            )));
+        }
+    }
+    let retention_text = match time {
+        Some(_) => raw
+            .get("retention")
+            .map_or(DEFAULT_RETENTION, String::as_str),
+        None => "none",
+    };
     let retention_micros = if retention_text.trim().eq_ignore_ascii_case("none") {
         None
     } else {
@@ -292,10 +317,7 @@ fn validate_options(
             }
         }
     }
-    let time_index = columns
-        .iter()
-        .position(|c| c.name == time.name)
-        .unwrap_or(0);
+    let time_index = time.and_then(|t| columns.iter().position(|c| c.name == t.name));
     crate::upsert::UpsertConfig::from_options(columns, primary_key, time_index, &raw)?;
     for key in ["flush_interval"] {
         if let Some(age) = raw.get(key) {
@@ -347,7 +369,7 @@ fn validate_options(
         }
     }
     Ok(TableOptions {
-        time_column: time.name.clone(),
+        time_column: time.map(|t| t.name.clone()),
         retention_micros,
         raw,
     })

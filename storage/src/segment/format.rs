@@ -160,8 +160,9 @@ pub struct Footer {
     pub rows: u64,
     /// Rows per block (the last block may be shorter).
     pub block_rows: u32,
-    /// Position of the table's time column.
-    pub time_column: usize,
+    /// Position of the table's time column; `None` (written as `null`) for a
+    /// table without one.
+    pub time_column: Option<usize>,
     /// Smallest time in the segment, microseconds.
     pub time_min: Option<i64>,
     /// Largest time in the segment, microseconds.

@@ -111,15 +111,13 @@ fn check_footer(
             ),
         );
     }
-    if !footer.columns.is_empty() && footer.time_column >= footer.columns.len() {
-        return fail(
-            "footer",
-            format!(
-                "time column {} of {} columns",
-                footer.time_column,
-                footer.columns.len()
-            ),
-        );
+    if let Some(time) = footer.time_column {
+        if !footer.columns.is_empty() && time >= footer.columns.len() {
+            return fail(
+                "footer",
+                format!("time column {time} of {} columns", footer.columns.len()),
+            );
+        }
     }
     let in_bounds = |s: &Section| {
         s.offset >= HEAD_MAGIC.len() as u64
@@ -303,7 +301,7 @@ impl SealedSegment {
         if schema.time_column_index() != self.footer.time_column {
             return Err(self.corrupt(
                 "footer".into(),
-                format!("time column {}, not the table's", self.footer.time_column),
+                format!("time column {:?}, not the table's", self.footer.time_column),
             ));
         }
         Ok(())

@@ -111,8 +111,9 @@ pub fn write_segment_ordered(
         columns.push(write_column(&mut sections, &def.name, def.ty, column)?);
     }
     let time_column = schema.time_column_index();
-    let (time_min, time_max) = match (&columns[time_column].min, &columns[time_column].max) {
-        (Some(Stat::Int(a)), Some(Stat::Int(b))) => (Some(*a), Some(*b)),
+    let time_stats = time_column.map(|t| (&columns[t].min, &columns[t].max));
+    let (time_min, time_max) = match time_stats {
+        Some((Some(Stat::Int(a)), Some(Stat::Int(b)))) => (Some(*a), Some(*b)),
         _ => (None, None),
     };
     let footer = Footer {

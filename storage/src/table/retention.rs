@@ -67,7 +67,7 @@ impl Table {
     /// A test for "this row is past retention", if the table has retention.
     fn expired_filter(&self) -> Option<impl Fn(&Vec<Value>) -> bool> {
         let cutoff = self.retention_cutoff()?;
-        let time = self.schema.time_column_index();
+        let time = self.schema.time_column_index()?;
         Some(
             move |row: &Vec<Value>| matches!(row.get(time), Some(Value::Timestamp(t)) if *t < cutoff),
         )

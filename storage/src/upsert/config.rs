@@ -71,7 +71,7 @@ impl UpsertConfig {
     pub fn from_options(
         columns: &[ColumnDef],
         primary_key: &[String],
-        time_column: usize,
+        time_column: Option<usize>,
         raw: &BTreeMap<String, String>,
     ) -> Result<Option<Self>> {
         let invalid = |m: String| Err(Error::InvalidDefinition(m));
@@ -128,7 +128,11 @@ impl UpsertConfig {
             .collect::<Result<Vec<_>>>()?;
         let comparison = match raw.get("comparison_column") {
             Some(name) => position("comparison_column", name)?,
-            None => time_column,
+            None => time_column.ok_or_else(|| {
+                Error::InvalidDefinition(
+                    "upsert without a time column needs a comparison_column".into(),
+                )
+            })?,
         };
         if !matches!(
             columns[comparison].ty,
