@@ -420,8 +420,23 @@ mod tests {
     }
 
     #[test]
-    fn time_column_is_required_and_must_be_a_timestamp() {
-        assert!(TableSchema::new("t", cols(), vec![], opts(&[])).is_err());
+    fn time_column_must_be_a_timestamp_and_is_needed_by_times() {
+        let dimension = TableSchema::new("t", cols(), vec![], opts(&[])).unwrap();
+        assert_eq!(dimension.time_column_index(), None);
+        assert_eq!(dimension.options.retention_micros, None);
+        for needs_time in [
+            opts(&[("retention", "30 days")]),
+            opts(&[("dedup", "true")]),
+            opts(&[("upsert", "full")]),
+            opts(&[("kafka_topic", "t"), ("kafka_brokers", "b")]),
+        ] {
+            let e = TableSchema::new("t", cols(), vec!["k".into()], needs_time.clone());
+            assert!(
+                matches!(&e, Err(Error::InvalidDefinition(m)) if m.contains("needs a time column")),
+                "{needs_time:?}: {e:?}"
+            );
+        }
+        assert!(TableSchema::new("t", cols(), vec![], opts(&[("retention", "none")])).is_ok());
         assert!(TableSchema::new("t", cols(), vec![], opts(&[("time_column", "k")])).is_err());
         let s = TableSchema::new(
             "t",
