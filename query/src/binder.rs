@@ -2509,7 +2509,7 @@ impl<'a> Binder<'a> {
                 arity(1, 1, &args)?;
                 args[0] = self.coerce(args[0].clone(), schema, &DataType::Float64)?;
             }
-            F::Extract(_) | F::DatePart(_) => {}
+            F::Extract(_) | F::DatePart(_) | F::Builtin(_) => {}
             F::Catalog(c) => {
                 use crate::logical::CatalogFunction as C;
                 if matches!(
@@ -2657,7 +2657,7 @@ impl<'a> Binder<'a> {
             "floor" => F::Floor,
             "ceil" | "ceiling" => F::Ceil,
             "date_trunc" => F::DateTrunc,
-            "to_timestamp" => F::ToTimestamp,
+            "to_timestamp" if args.len() == 1 => F::ToTimestamp,
             "format_type" => F::Catalog(C::FormatType),
             "pg_table_is_visible"
             | "pg_type_is_visible"
@@ -2720,13 +2720,58 @@ impl<'a> Binder<'a> {
                     args: vec![x],
                 });
             }
-            other => {
-                return Err(Error::undefined_function(format!(
-                    "function {other} does not exist"
-                )))
-            }
+            other => return self.call_builtin(other, args, schema),
         };
         self.call_scalar(func, args, schema)
+    }
+
+    /// A call of a function of the built-in table: the first overload whose
+    /// argument types the arguments coerce to implicitly, with them coerced.
+    fn call_builtin(&mut self, name: &str, args: Vec<Expr>, schema: &PlanSchema) -> Result<Expr> {
+        // The overload needing the fewest conversions; the first of equals.
+        let mut known = false;
+        let mut best: Option<(usize, &'static crate::builtins::Builtin)> = None;
+        for b in crate::builtins::overloads(name) {
+            known = true;
+            if !b.takes(args.len()) {
+                continue;
+            }
+            let mut conversions = 0;
+            let fits = args.iter().enumerate().all(|(i, a)| {
+                let to = b.arg_type(i).data_type();
+                conversions += usize::from(a.data_type(schema) != to);
+                coercible(a, schema, &to)
+            });
+            if fits && best.is_none_or(|(c, _)| conversions < c) {
+                best = Some((conversions, b));
+            }
+        }
+        if let Some((_, b)) = best {
+            let args = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| self.coerce(a, schema, &b.arg_type(i).data_type()))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Expr::Function {
+                func: ScalarFunction::Builtin(b),
+                args,
+            });
+        }
+        let types: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if is_untyped(a) {
+                    "unknown".to_string()
+                } else {
+                    sql_type_name(&a.data_type(schema))
+                }
+            })
+            .collect();
+        Err(Error::undefined_function(if known {
+            format!("function {name}({}) does not exist", types.join(", "))
+        } else {
+            format!("function {name} does not exist")
+        }))
     }
 
     /// `func(...) OVER (PARTITION BY ... ORDER BY ...)`.
@@ -3414,6 +3459,23 @@ fn rewrite_over_aggregate(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// True if `e` converts to `to` implicitly: the conversions
+/// [`Binder::coerce`] makes without a cast.
+fn coercible(e: &Expr, schema: &PlanSchema, to: &DataType) -> bool {
+    let from = e.data_type(schema);
+    &from == to
+        || from == DataType::Null
+        || is_untyped(e)
+        || (is_numeric(&from) && is_numeric(to) && wider_numeric(&from, to) == *to)
+        || matches!(
+            (&from, to),
+            (
+                DataType::Timestamp(_, None),
+                DataType::Timestamp(_, Some(_))
+            ) | (DataType::Date32, DataType::Timestamp(..))
+        )
 }
 
 /// Applies `AS alias [(columns)]` to a plan, if there is an alias.

@@ -64,6 +64,17 @@ pub enum Error {
     /// A bad argument value, e.g. an unknown date_trunc unit (22023).
     #[error("{0}")]
     InvalidParameter(String),
+    /// Another data exception with its own SQLSTATE (class 22): an invalid
+    /// regular expression (2201B), logarithm argument (2201E), power or
+    /// square root argument (2201F), date/time format (22007), date/time
+    /// value out of range (22008).
+    #[error("{message}")]
+    Data {
+        /// The SQLSTATE.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
     /// An invalid definition, e.g. a missing time column (42P16).
     #[error("{0}")]
     InvalidDefinition(String),
@@ -113,6 +124,7 @@ impl Error {
             Error::CardinalityViolation => "21000",
             Error::NumericOutOfRange(_) => "22003",
             Error::InvalidParameter(_) => "22023",
+            Error::Data { code, .. } => code,
             Error::InvalidDefinition(_) => "42P16",
             Error::NotSupported(_) => "0A000",
             Error::Protocol(_) => "08P01",

@@ -217,6 +217,13 @@ fn call_arrays(
         ScalarFunction::Extract(field) => date_part(field, arg(args, 0)?, false, offset)?,
         ScalarFunction::DatePart(field) => date_part(field, arg(args, 0)?, true, offset)?,
         ScalarFunction::Catalog(f) => catalog_function(f, args, rows, ctx)?,
+        ScalarFunction::Builtin(b) => {
+            let args = args
+                .iter()
+                .map(crate::eval::decode_dictionary)
+                .collect::<Result<Vec<_>>>()?;
+            (b.kernel)(&args, rows, ctx)?
+        }
         ScalarFunction::ToTimestamp => {
             let a = arg(args, 0)?.as_primitive::<Float64Type>();
             Arc::new(

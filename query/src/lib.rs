@@ -5,6 +5,7 @@
 
 pub mod aggregate;
 pub mod binder;
+pub mod builtins;
 pub mod cast;
 pub mod catalog;
 pub mod context;

@@ -330,6 +330,8 @@ pub enum ScalarFunction {
     ToTimestamp,
     /// A function over Sluice's catalog, for PostgreSQL clients.
     Catalog(CatalogFunction),
+    /// One overload of a function of the built-in table ([`crate::builtins`]).
+    Builtin(&'static crate::builtins::Builtin),
 }
 
 /// Functions that PostgreSQL clients call on catalog OIDs.
@@ -413,6 +415,7 @@ impl ScalarFunction {
             ScalarFunction::Extract(_) => "extract",
             ScalarFunction::DatePart(_) => "date_part",
             ScalarFunction::ToTimestamp => "to_timestamp",
+            ScalarFunction::Builtin(b) => b.name,
             ScalarFunction::Catalog(f) => match f {
                 CatalogFunction::FormatType => "format_type",
                 CatalogFunction::TableIsVisible => "pg_table_is_visible",
@@ -1157,6 +1160,7 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             TimeUnit::Microsecond,
             Some(sluice_storage::types::UTC.into()),
         ),
+        ScalarFunction::Builtin(b) => b.returns.data_type(),
     }
 }
 
