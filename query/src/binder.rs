@@ -671,11 +671,16 @@ impl<'a> Binder<'a> {
             let predicate = self.bind_predicate(w, &schema, "WHERE")?;
             plan = LogicalPlan::filter(plan, predicate);
         }
+        let (mut plan, set_columns) = self.bind_set_functions(&select.projection, plan)?;
         let input_schema = plan.schema().clone();
 
         // SELECT list.
         let mut items: Vec<(Expr, String)> = Vec::new();
-        for item in &select.projection {
+        for (position, item) in select.projection.iter().enumerate() {
+            if let Some((column, name)) = set_columns.get(position).cloned().flatten() {
+                items.push((Expr::Column(column), name));
+                continue;
+            }
             match item {
                 SelectItem::UnnamedExpr(e) => {
                     items.push((self.bind_expr(e, &input_schema, true)?, output_name(e)))
@@ -782,6 +787,11 @@ impl<'a> Binder<'a> {
                 .any(|(t, _)| matches!(t, OrderTarget::Input(e) if e.has_aggregate()));
 
         let mut having = having;
+        if aggregating && set_columns.iter().any(Option::is_some) {
+            return Err(Error::NotSupported(
+                "set-returning functions in the SELECT list of a grouped query".into(),
+            ));
+        }
         if aggregating {
             let mut aggs: Vec<AggregateExpr> = Vec::new();
             let mut collect = |e: &Expr| {
@@ -1266,6 +1276,145 @@ impl<'a> Binder<'a> {
             }
             other => Err(Error::NotSupported(format!("FROM item {other}"))),
         }
+    }
+
+    /// The set-returning calls that make up whole SELECT items (`unnest(a)`,
+    /// `generate_subscripts(a, 1) AS ord`), bound into a ProjectSet over
+    /// `plan`; for each item that is one, its column in the new plan and name.
+    #[allow(clippy::type_complexity)]
+    fn bind_set_functions(
+        &mut self,
+        projection: &[SelectItem],
+        plan: LogicalPlan,
+    ) -> Result<(LogicalPlan, Vec<Option<(usize, String)>>)> {
+        use crate::logical::SetFunction;
+        let schema = plan.schema().clone();
+        let mut functions = Vec::new();
+        let mut fields = schema.fields.clone();
+        let mut columns = Vec::with_capacity(projection.len());
+        for item in projection {
+            let (e, alias) = match item {
+                SelectItem::UnnamedExpr(e) => (e, None),
+                SelectItem::ExprWithAlias { expr, alias } => (expr, Some(ident_name(alias))),
+                _ => {
+                    columns.push(None);
+                    continue;
+                }
+            };
+            let ast::Expr::Function(f) = e else {
+                columns.push(None);
+                continue;
+            };
+            let name = object_name_parts(&f.name).join(".").to_ascii_lowercase();
+            let name = name.trim_start_matches("pg_catalog.");
+            if !matches!(name, "unnest" | "generate_subscripts" | "generate_series")
+                || f.over.is_some()
+            {
+                columns.push(None);
+                continue;
+            }
+            let FunctionArguments::List(list) = &f.args else {
+                columns.push(None);
+                continue;
+            };
+            let mut args = Vec::new();
+            for a in &list.args {
+                match a {
+                    FunctionArg::Unnamed(FunctionArgExpr::Expr(x)) => {
+                        args.push(self.bind_expr(x, &schema, false)?)
+                    }
+                    other => {
+                        return Err(Error::NotSupported(format!("argument {other} of {name}")))
+                    }
+                }
+            }
+            let given = args.len();
+            let arity_error = || {
+                Error::undefined_function(format!(
+                    "function {name} with {given} arguments does not exist"
+                ))
+            };
+            let (function, data_type) = match name {
+                "unnest" => {
+                    let [array] = args.as_slice() else {
+                        return Err(arity_error());
+                    };
+                    let element = match array {
+                        Expr::Column(i) => column_element_type(&plan, *i),
+                        _ => None,
+                    }
+                    .unwrap_or(DataType::Utf8);
+                    let array = self.explicit_cast(array.clone(), &schema, &DataType::Utf8)?;
+                    (
+                        SetFunction::Unnest {
+                            array,
+                            element: element.clone(),
+                        },
+                        element,
+                    )
+                }
+                "generate_subscripts" => {
+                    if args.len() != 2 {
+                        return Err(arity_error());
+                    }
+                    let array = self.explicit_cast(args[0].clone(), &schema, &DataType::Utf8)?;
+                    (SetFunction::Subscripts { array }, DataType::Int32)
+                }
+                _ => {
+                    if !(2..=3).contains(&args.len()) {
+                        return Err(arity_error());
+                    }
+                    if args
+                        .iter()
+                        .any(|a| !is_numeric(&a.data_type(&schema)) && !is_untyped(a))
+                    {
+                        return Err(Error::NotSupported(
+                            "generate_series over timestamps in the SELECT list (use it in FROM)"
+                                .into(),
+                        ));
+                    }
+                    let ty = if args.iter().all(|a| a.data_type(&schema) == DataType::Int32) {
+                        DataType::Int32
+                    } else {
+                        DataType::Int64
+                    };
+                    let mut bound = args
+                        .into_iter()
+                        .map(|a| self.coerce(a, &schema, &DataType::Int64))
+                        .collect::<Result<Vec<_>>>()?
+                        .into_iter();
+                    let (Some(start), Some(stop)) = (bound.next(), bound.next()) else {
+                        return Err(arity_error());
+                    };
+                    (
+                        SetFunction::Series {
+                            start,
+                            stop,
+                            step: bound.next(),
+                        },
+                        ty,
+                    )
+                }
+            };
+            let output = alias.unwrap_or_else(|| name.to_string());
+            columns.push(Some((fields.len(), output.clone())));
+            fields.push(PlanField {
+                qualifier: None,
+                name: output,
+                data_type,
+                hidden: true,
+            });
+            functions.push(function);
+        }
+        if functions.is_empty() {
+            return Ok((plan, columns));
+        }
+        let plan = LogicalPlan::ProjectSet {
+            input: Box::new(plan),
+            functions,
+            schema: PlanSchema { fields },
+        };
+        Ok((plan, columns))
     }
 
     /// Binds a boolean condition (WHERE, ON): aggregates are not allowed.
@@ -3458,6 +3607,38 @@ fn rewrite_over_aggregate(
     match error {
         Some(e) => Err(e),
         None => Ok(out),
+    }
+}
+
+/// The element type of the text-form array in output column `i` of `plan`,
+/// where the catalog table it comes from says (its `int2vector` columns).
+fn column_element_type(plan: &LogicalPlan, i: usize) -> Option<DataType> {
+    match plan {
+        LogicalPlan::Scan {
+            source: TableSource::Virtual { batch, .. },
+            projection,
+            ..
+        } => {
+            let field = batch.schema_ref().field(*projection.get(i)?).clone();
+            (field.metadata().get(crate::catalog::ELEMENT_TYPE_KEY)? == "int2")
+                .then_some(DataType::Int32)
+        }
+        LogicalPlan::Filter { input, .. }
+        | LogicalPlan::Sort { input, .. }
+        | LogicalPlan::Limit { input, .. } => column_element_type(input, i),
+        LogicalPlan::Project { input, exprs, .. } => match exprs.get(i)? {
+            Expr::Column(j) => column_element_type(input, *j),
+            _ => None,
+        },
+        LogicalPlan::Join { left, right, .. } => {
+            let width = left.schema().fields.len();
+            if i < width {
+                column_element_type(left, i)
+            } else {
+                column_element_type(right, i - width)
+            }
+        }
+        _ => None,
     }
 }
 

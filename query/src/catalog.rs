@@ -265,6 +265,13 @@ fn s(x: &str) -> V {
     V::S(x.to_string())
 }
 
+/// Catalog columns holding arrays of smallints (column positions), as
+/// `int2vector` (`1 2`) or `int2[]` (`{1,2}`) text.
+const INT_VECTOR_COLUMNS: &[&str] = &["indkey", "conkey", "confkey", "indoption"];
+
+/// Field metadata naming the element type of an array held as text.
+pub const ELEMENT_TYPE_KEY: &str = "sluice.element";
+
 /// Builds a catalog table column by column from rows of [`V`].
 struct TableBuilder {
     columns: Vec<(&'static str, DataType)>,
@@ -298,7 +305,18 @@ impl TableBuilder {
         let schema = Arc::new(Schema::new(
             self.columns
                 .iter()
-                .map(|(n, t)| Field::new(*n, t.clone(), true))
+                .map(|(n, t)| {
+                    let field = Field::new(*n, t.clone(), true);
+                    match INT_VECTOR_COLUMNS.contains(n) {
+                        // Arrays are kept in their text form; unnest needs
+                        // to know these hold smallints.
+                        true => field.with_metadata(std::collections::HashMap::from([(
+                            ELEMENT_TYPE_KEY.to_string(),
+                            "int2".to_string(),
+                        )])),
+                        false => field,
+                    }
+                })
                 .collect::<Vec<_>>(),
         ));
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());

@@ -212,6 +212,19 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
             let out = hash_join(&l, &r, *kind, on, filter.as_ref(), schema, ctx)?;
             Ok(vec![out])
         }
+        LogicalPlan::ProjectSet {
+            input, functions, ..
+        } => {
+            let mut out = Vec::new();
+            for batch in execute(input, ctx)? {
+                ctx.check()?;
+                let b = crate::set_functions::expand(&batch, functions, &schema, ctx)?;
+                if b.num_rows() > 0 {
+                    out.push(b);
+                }
+            }
+            Ok(out)
+        }
         LogicalPlan::Union { inputs, .. } => {
             let mut out = Vec::new();
             for input in inputs {

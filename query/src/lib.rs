@@ -22,6 +22,7 @@ pub mod packed;
 pub mod prune;
 pub mod scan;
 pub mod session;
+pub mod set_functions;
 pub mod subquery;
 pub mod window;
 

@@ -1354,6 +1354,19 @@ pub enum LogicalPlan {
         /// Output columns.
         schema: PlanSchema,
     },
+    /// Set-returning functions in the SELECT list (`unnest(a)`,
+    /// `generate_subscripts(a, 1)`, `generate_series(1, n)`): each input row
+    /// becomes as many rows as its longest function result, the functions
+    /// running side by side (a shorter one gives NULLs), as in PostgreSQL 10
+    /// and later. Output is the input's columns, then one per function.
+    ProjectSet {
+        /// Input.
+        input: Box<LogicalPlan>,
+        /// The functions, over the input.
+        functions: Vec<SetFunction>,
+        /// Output columns.
+        schema: PlanSchema,
+    },
     /// UNION ALL of inputs with the same column count.
     Union {
         /// Inputs.
@@ -1361,6 +1374,71 @@ pub enum LogicalPlan {
         /// Output columns (types unified).
         schema: PlanSchema,
     },
+}
+
+/// A set-returning function of the SELECT list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetFunction {
+    /// `unnest(array)`: its elements, of type `element`.
+    Unnest {
+        /// The array (in text form).
+        array: Expr,
+        /// The elements' type (text unless the array's column says otherwise).
+        element: DataType,
+    },
+    /// `generate_subscripts(array, dim)`: 1 to the array's length.
+    Subscripts {
+        /// The array (in text form).
+        array: Expr,
+    },
+    /// `generate_series(start, stop [, step])` over integers.
+    Series {
+        /// First value.
+        start: Expr,
+        /// Last value (inclusive).
+        stop: Expr,
+        /// Increment (1 if absent).
+        step: Option<Expr>,
+    },
+}
+
+impl SetFunction {
+    /// The function's arguments.
+    pub fn args(&self) -> Vec<&Expr> {
+        match self {
+            SetFunction::Unnest { array, .. } | SetFunction::Subscripts { array } => vec![array],
+            SetFunction::Series { start, stop, step } => {
+                let mut v = vec![start, stop];
+                v.extend(step.iter());
+                v
+            }
+        }
+    }
+
+    /// The same function with `f` applied to its arguments.
+    pub fn map(&self, f: &dyn Fn(&Expr) -> Expr) -> SetFunction {
+        match self {
+            SetFunction::Unnest { array, element } => SetFunction::Unnest {
+                array: f(array),
+                element: element.clone(),
+            },
+            SetFunction::Subscripts { array } => SetFunction::Subscripts { array: f(array) },
+            SetFunction::Series { start, stop, step } => SetFunction::Series {
+                start: f(start),
+                stop: f(stop),
+                step: step.as_ref().map(f),
+            },
+        }
+    }
+
+    /// The SQL name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SetFunction::Unnest { .. } => "unnest",
+            SetFunction::Subscripts { .. } => "generate_subscripts",
+            SetFunction::Series { .. } => "generate_series",
+        }
+    }
 }
 
 impl LogicalPlan {
@@ -1410,6 +1488,7 @@ impl LogicalPlan {
             | LogicalPlan::GenerateSeries { schema, .. }
             | LogicalPlan::Unnest { schema, .. }
             | LogicalPlan::Window { schema, .. }
+            | LogicalPlan::ProjectSet { schema, .. }
             | LogicalPlan::Union { schema, .. } => schema,
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Sort { input, .. }
@@ -1531,6 +1610,15 @@ impl LogicalPlan {
                 step: step.as_ref().map(f),
                 schema: schema.clone(),
             },
+            LogicalPlan::ProjectSet {
+                input,
+                functions,
+                schema,
+            } => LogicalPlan::ProjectSet {
+                input: m(input),
+                functions: functions.iter().map(|s| s.map(f)).collect(),
+                schema: schema.clone(),
+            },
         }
     }
 
@@ -1602,6 +1690,15 @@ impl LogicalPlan {
             },
             LogicalPlan::Union { inputs, schema } => LogicalPlan::Union {
                 inputs: inputs.into_iter().map(&mut *f).collect(),
+                schema,
+            },
+            LogicalPlan::ProjectSet {
+                input,
+                functions,
+                schema,
+            } => LogicalPlan::ProjectSet {
+                input: g(input),
+                functions,
                 schema,
             },
         }
@@ -1753,6 +1850,24 @@ impl LogicalPlan {
                     .map_or(String::new(), |f| format!(" filter={}", f.display(schema)))
             ),
             LogicalPlan::Union { inputs, .. } => format!("UnionAll: inputs={}", inputs.len()),
+            LogicalPlan::ProjectSet {
+                input, functions, ..
+            } => format!(
+                "ProjectSet: {}",
+                functions
+                    .iter()
+                    .map(|s| format!(
+                        "{}({})",
+                        s.name(),
+                        s.args()
+                            .iter()
+                            .map(|a| a.display(input.schema()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             LogicalPlan::GenerateSeries { .. } => "GenerateSeries".to_string(),
             LogicalPlan::Unnest { .. } => "Unnest".to_string(),
             LogicalPlan::Window { input, windows, .. } => format!(
@@ -1781,6 +1896,7 @@ impl LogicalPlan {
             | LogicalPlan::Aggregate { input, .. }
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Limit { input, .. }
+            | LogicalPlan::ProjectSet { input, .. }
             | LogicalPlan::Window { input, .. } => input.fmt_indent(out, depth + 1, note),
             LogicalPlan::Join { left, right, .. } => {
                 left.fmt_indent(out, depth + 1, note);
