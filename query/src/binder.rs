@@ -1912,6 +1912,51 @@ impl<'a> Binder<'a> {
                     },
                 }
             }
+            A::AtTimeZone {
+                timestamp,
+                time_zone,
+            } => {
+                let ts = bind!(timestamp)?;
+                let zone = bind!(time_zone)?;
+                // A timestamp without a zone, or text, meets the overload
+                // taking a local time; a timestamptz the one taking an instant.
+                let ts = match ts.data_type(schema) {
+                    DataType::Timestamp(..) => ts,
+                    DataType::Date32 => self.coerce(
+                        ts,
+                        schema,
+                        &DataType::Timestamp(TimeUnit::Microsecond, None),
+                    )?,
+                    _ => {
+                        self.coerce(ts, schema, &crate::builtins::Type::TimestampTz.data_type())?
+                    }
+                };
+                self.call_builtin("timezone", vec![zone, ts], schema)?
+            }
+            A::Array(a) => {
+                let items = a
+                    .elem
+                    .iter()
+                    .map(|x| bind!(x))
+                    .collect::<Result<Vec<_>>>()?;
+                let ty = if items.is_empty() {
+                    DataType::Utf8
+                } else {
+                    common_type(&items, schema, "ARRAY")?
+                };
+                let items = items
+                    .into_iter()
+                    .map(|i| {
+                        let i = self.coerce(i, schema, &ty)?;
+                        self.explicit_cast(i, schema, &DataType::Utf8)
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                self.call_builtin("array_build", items, schema)?
+            }
+            A::Position { expr, r#in } => {
+                let (needle, haystack) = (bind!(expr)?, bind!(r#in)?);
+                self.call_builtin("strpos", vec![haystack, needle], schema)?
+            }
             other => return Err(Error::NotSupported(format!("expression {other}"))),
         })
     }
@@ -3075,7 +3120,24 @@ impl<'a> Binder<'a> {
             "bool_or" => A::BoolOr,
             "string_agg" => A::StringAgg,
             "array_agg" => A::ArrayAgg,
-            "percentile_cont" => {
+            "stddev" | "stddev_samp" => A::Variance {
+                sample: true,
+                sqrt: true,
+            },
+            "stddev_pop" => A::Variance {
+                sample: false,
+                sqrt: true,
+            },
+            "variance" | "var_samp" => A::Variance {
+                sample: true,
+                sqrt: false,
+            },
+            "var_pop" => A::Variance {
+                sample: false,
+                sqrt: false,
+            },
+            "percentile_cont" | "percentile_disc" => {
+                let discrete = name == "percentile_disc";
                 let fraction = fraction_arg(args.first())?;
                 if f.within_group.len() != 1 {
                     return Err(Error::Syntax(
@@ -3084,15 +3146,26 @@ impl<'a> Binder<'a> {
                 }
                 let o = &f.within_group[0];
                 let arg = self.bind_expr(&o.expr, schema, false)?;
-                let arg = self.numeric_arg(arg, schema)?;
-                let fraction = if matches!(o.options.sort, Some(ast::OrderBySort::Desc)) {
-                    1.0 - fraction
+                let t = arg.data_type(schema);
+                let arg = if discrete && matches!(t, DataType::Timestamp(..) | DataType::Date32) {
+                    arg
                 } else {
-                    fraction
+                    self.numeric_arg(arg, schema)?
                 };
+                let descending = matches!(o.options.sort, Some(ast::OrderBySort::Desc));
+                if discrete && descending {
+                    return Err(Error::NotSupported(
+                        "percentile_disc WITHIN GROUP (ORDER BY ... DESC)".into(),
+                    ));
+                }
+                let fraction = if descending { 1.0 - fraction } else { fraction };
                 let arg = self.filtered(f, arg, schema)?;
                 return Ok(Some(AggregateExpr {
-                    func: A::PercentileCont(fraction),
+                    func: if discrete {
+                        A::PercentileDisc(fraction)
+                    } else {
+                        A::PercentileCont(fraction)
+                    },
                     arg: Some(arg),
                     distinct: false,
                     separator: None,
@@ -3166,12 +3239,16 @@ impl<'a> Binder<'a> {
                 args.len()
             )));
         }
-        if distinct && !matches!(func, A::Count | A::Min | A::Max) {
+        if distinct && !matches!(func, A::Count | A::Min | A::Max | A::Sum | A::Avg) {
             return Err(Error::NotSupported(format!("{name}(DISTINCT ...)")));
         }
         let mut arg = args[0].clone();
         let t = arg.data_type(schema);
         match func {
+            A::Variance { .. } => arg = self.numeric_arg(arg, schema)?,
+            A::Sum | A::Avg if distinct && matches!(t, DataType::Interval(_)) => {
+                return Err(Error::NotSupported(format!("{name}(DISTINCT interval)")))
+            }
             A::Sum | A::Avg => {
                 if is_untyped(&arg) || t == DataType::Null {
                     arg = self.coerce(arg, schema, &DataType::Float64)?;
@@ -3194,7 +3271,7 @@ impl<'a> Binder<'a> {
         Ok(Some(AggregateExpr {
             func,
             arg: Some(arg),
-            distinct: distinct && func == A::Count,
+            distinct: distinct && matches!(func, A::Count | A::Sum | A::Avg),
             separator,
         }))
     }

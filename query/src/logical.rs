@@ -465,6 +465,17 @@ pub enum AggregateFunction {
     ApproxCountDistinct,
     /// percentile_cont(f) WITHIN GROUP (ORDER BY x): exact, interpolated
     PercentileCont(f64),
+    /// percentile_disc(f) WITHIN GROUP (ORDER BY x): the first value at or
+    /// past the fraction
+    PercentileDisc(f64),
+    /// var_samp / var_pop / stddev_samp / stddev_pop (stddev and variance are
+    /// the sample ones)
+    Variance {
+        /// Divide by n - 1 (sample) rather than n (population).
+        sample: bool,
+        /// Return the square root (standard deviation).
+        sqrt: bool,
+    },
     /// approx_percentile(x, f): t-digest
     ApproxPercentile(f64),
     /// bool_and(x)
@@ -488,6 +499,13 @@ impl AggregateFunction {
             AggregateFunction::Max => "max",
             AggregateFunction::ApproxCountDistinct => "approx_count_distinct",
             AggregateFunction::PercentileCont(_) => "percentile_cont",
+            AggregateFunction::PercentileDisc(_) => "percentile_disc",
+            AggregateFunction::Variance { sample, sqrt } => match (sample, sqrt) {
+                (true, true) => "stddev_samp",
+                (false, true) => "stddev_pop",
+                (true, false) => "var_samp",
+                (false, false) => "var_pop",
+            },
             AggregateFunction::ApproxPercentile(_) => "approx_percentile",
             AggregateFunction::BoolAnd => "bool_and",
             AggregateFunction::BoolOr => "bool_or",
@@ -509,10 +527,11 @@ impl AggregateFunction {
             },
             AggregateFunction::Avg
             | AggregateFunction::PercentileCont(_)
+            | AggregateFunction::Variance { .. }
             | AggregateFunction::ApproxPercentile(_) => DataType::Float64,
-            AggregateFunction::Min | AggregateFunction::Max => {
-                arg.cloned().unwrap_or(DataType::Null)
-            }
+            AggregateFunction::Min
+            | AggregateFunction::Max
+            | AggregateFunction::PercentileDisc(_) => arg.cloned().unwrap_or(DataType::Null),
             AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
             AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => DataType::Utf8,
         }

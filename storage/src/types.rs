@@ -211,6 +211,10 @@ pub fn parse_float(text: &str) -> Result<f64> {
 /// `HH:MM[:SS[.ffffff]]`, optionally followed by `Z`, `UTC`, `±HH`, `±HH:MM` or `±HHMM`.
 fn parse_timestamp_parts(text: &str) -> Option<(i64, Option<i64>)> {
     let t = text.trim();
+    // PostgreSQL's special value for 1970-01-01 00:00:00 UTC.
+    if t.eq_ignore_ascii_case("epoch") {
+        return Some((0, Some(0)));
+    }
     let (date_part, rest) = match t.find([' ', 'T', 't']) {
         Some(i) => (&t[..i], t[i + 1..].trim()),
         None => (t, ""),

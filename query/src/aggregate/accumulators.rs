@@ -56,6 +56,21 @@ pub fn new_accumulator(
         AggregateFunction::CountStar => Box::new(Count::default()),
         AggregateFunction::Count if distinct => Box::new(CountDistinct::new(arg_type)),
         AggregateFunction::Count => Box::new(Count::default()),
+        AggregateFunction::Sum | AggregateFunction::Avg if distinct => Box::new(SumDistinct {
+            avg: func == AggregateFunction::Avg,
+            arg_type,
+            sets: Vec::new(),
+        }),
+        AggregateFunction::Variance { sample, sqrt } => Box::new(Variance {
+            sample,
+            sqrt,
+            states: Vec::new(),
+        }),
+        AggregateFunction::PercentileDisc(f) => Box::new(Percentile {
+            fraction: f,
+            values: Vec::new(),
+            discrete: Some(arg_type),
+        }),
         AggregateFunction::Sum | AggregateFunction::Avg => {
             Box::new(SumAvg::new(func == AggregateFunction::Avg, &arg_type)?)
         }
@@ -77,6 +92,7 @@ pub fn new_accumulator(
         AggregateFunction::ApproxCountDistinct => Box::new(Hll::default()),
         AggregateFunction::PercentileCont(f) => Box::new(Percentile {
             fraction: f,
+            discrete: None,
             values: Vec::new(),
         }),
         AggregateFunction::ApproxPercentile(f) => Box::new(ApproxPercentile {
@@ -668,10 +684,13 @@ fn as_f64(values: Option<&ArrayRef>) -> Result<ArrayRef> {
     Ok(arrow::compute::cast(&v, &DataType::Float64)?)
 }
 
-/// percentile_cont: every value per group, sorted at the end (exact).
+/// percentile_cont and percentile_disc: every value per group, sorted at the
+/// end (exact).
 struct Percentile {
     fraction: f64,
     values: Vec<Vec<f64>>,
+    /// For percentile_disc, the argument's type, which the result has.
+    discrete: Option<DataType>,
 }
 
 impl GroupAccumulator for Percentile {
@@ -697,6 +716,7 @@ impl GroupAccumulator for Percentile {
     fn finish(&mut self, n: usize) -> Result<ArrayRef> {
         self.values.resize_with(n, Vec::new);
         let f = self.fraction;
+        let discrete = self.discrete.is_some();
         let out: Float64Array = self
             .values
             .iter_mut()
@@ -705,16 +725,184 @@ impl GroupAccumulator for Percentile {
                     return None;
                 }
                 vals.sort_by(|a, b| a.total_cmp(b));
+                if discrete {
+                    // The first value whose cumulative share reaches f.
+                    let n = vals.len() as f64;
+                    let at = ((f * n).ceil() as usize).clamp(1, vals.len()) - 1;
+                    return Some(vals[at]);
+                }
                 let pos = f * (vals.len() - 1) as f64;
                 let lo = pos.floor() as usize;
                 let hi = pos.ceil() as usize;
                 Some(vals[lo] + (vals[hi] - vals[lo]) * (pos - lo as f64))
             })
             .collect();
-        Ok(Arc::new(out))
+        let out: ArrayRef = Arc::new(out);
+        match &self.discrete {
+            Some(t) if t != &DataType::Float64 => Ok(arrow::compute::cast(&out, t)?),
+            _ => Ok(out),
+        }
     }
     fn size(&self) -> usize {
         self.values.iter().map(|v| v.capacity() * 8 + 24).sum()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// var_samp, var_pop, stddev_samp, stddev_pop: count, mean and the sum of
+/// squared differences from the mean per group (Welford's update, Chan's
+/// merge), which stays accurate where the sum of squares would cancel.
+struct Variance {
+    sample: bool,
+    sqrt: bool,
+    states: Vec<(f64, f64, f64)>,
+}
+
+impl GroupAccumulator for Variance {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.states.resize(n, (0.0, 0.0, 0.0));
+        let v = as_f64(values)?;
+        let a = v.as_primitive::<Float64Type>();
+        for (i, g) in groups.iter().enumerate() {
+            if a.is_valid(i) {
+                let (count, mean, m2) = &mut self.states[*g as usize];
+                let x = a.value(i);
+                *count += 1.0;
+                let delta = x - *mean;
+                *mean += delta / *count;
+                *m2 += delta * (x - *mean);
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<Variance>(other)?;
+        self.states.resize(n, (0.0, 0.0, 0.0));
+        for (g, (nb, mb, m2b)) in other.states.into_iter().enumerate() {
+            if nb == 0.0 {
+                continue;
+            }
+            let (na, ma, m2a) = &mut self.states[mapping[g] as usize];
+            let total = *na + nb;
+            let delta = mb - *ma;
+            *m2a += m2b + delta * delta * *na * nb / total;
+            *ma += delta * nb / total;
+            *na = total;
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.states.resize(n, (0.0, 0.0, 0.0));
+        let out: Float64Array = self
+            .states
+            .iter()
+            .map(|(count, _, m2)| {
+                let divisor = if self.sample { count - 1.0 } else { *count };
+                if *count == 0.0 || divisor <= 0.0 {
+                    return None;
+                }
+                let variance = (m2 / divisor).max(0.0);
+                Some(if self.sqrt { variance.sqrt() } else { variance })
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        self.states.capacity() * 24
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// sum(DISTINCT x) and avg(DISTINCT x): the distinct values per group (as
+/// their bits: integers as i64, doubles with -0 made 0), summed at the end.
+struct SumDistinct {
+    avg: bool,
+    arg_type: DataType,
+    sets: Vec<HashSet<u64>>,
+}
+
+impl SumDistinct {
+    fn is_float(&self) -> bool {
+        self.arg_type == DataType::Float64
+    }
+}
+
+impl GroupAccumulator for SumDistinct {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.sets.resize_with(n, HashSet::new);
+        let v = plain(values)?;
+        if self.is_float() {
+            let a = v.as_primitive::<Float64Type>();
+            for (i, g) in groups.iter().enumerate() {
+                if a.is_valid(i) {
+                    let x = a.value(i) + 0.0;
+                    self.sets[*g as usize].insert(x.to_bits());
+                }
+            }
+        } else {
+            let v = arrow::compute::cast(&v, &DataType::Int64)?;
+            let a = v.as_primitive::<Int64Type>();
+            for (i, g) in groups.iter().enumerate() {
+                if a.is_valid(i) {
+                    self.sets[*g as usize].insert(a.value(i) as u64);
+                }
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<SumDistinct>(other)?;
+        self.sets.resize_with(n, HashSet::new);
+        for (g, set) in other.sets.into_iter().enumerate() {
+            self.sets[mapping[g] as usize].extend(set);
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.sets.resize_with(n, HashSet::new);
+        let float = self.is_float();
+        let value = |bits: u64| {
+            if float {
+                f64::from_bits(bits)
+            } else {
+                bits as i64 as f64
+            }
+        };
+        if !self.avg && !float {
+            let out = self
+                .sets
+                .iter()
+                .map(|s| {
+                    if s.is_empty() {
+                        return Ok(None);
+                    }
+                    s.iter()
+                        .try_fold(0i64, |acc, b| acc.checked_add(*b as i64))
+                        .map(Some)
+                        .ok_or_else(|| Error::NumericOutOfRange("bigint out of range".into()))
+                })
+                .collect::<Result<Int64Array>>()?;
+            return Ok(Arc::new(out));
+        }
+        let out: Float64Array = self
+            .sets
+            .iter()
+            .map(|s| {
+                if s.is_empty() {
+                    return None;
+                }
+                let sum: f64 = s.iter().map(|b| value(*b)).sum();
+                Some(if self.avg { sum / s.len() as f64 } else { sum })
+            })
+            .collect();
+        Ok(Arc::new(out))
+    }
+    fn size(&self) -> usize {
+        self.sets.iter().map(|s| s.capacity() * 9 + 48).sum()
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self

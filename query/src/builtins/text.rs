@@ -77,6 +77,8 @@ pub static FUNCTIONS: &[Builtin] = &[
         Type::Text,
         regexp_match,
     ),
+    // ARRAY[...] binds to this: the items (already text) as an array's text form.
+    Builtin::new("array_build", &[], Type::Text, array_build).variadic(Type::Text),
     Builtin::new("octet_length", &[Type::Text], Type::Int32, octet_length),
 ];
 
@@ -303,6 +305,19 @@ fn concat_ws(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRe
                 .map(|a| text(a).value(r))
                 .collect();
             Some(parts.join(text(&args[0]).value(r)))
+        })
+        .collect();
+    Ok(Arc::new(out))
+}
+
+fn array_build(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
+    let out: StringArray = (0..rows)
+        .map(|r| {
+            let items: Vec<Option<String>> = args
+                .iter()
+                .map(|a| (!a.is_null(r)).then(|| text(a).value(r).to_string()))
+                .collect();
+            Some(array_text(&items))
         })
         .collect();
     Ok(Arc::new(out))
