@@ -887,12 +887,7 @@ impl<'a> Binder<'a> {
             for w in &windows {
                 fields.push(PlanField {
                     qualifier: None,
-                    name: match w.func {
-                        crate::logical::WindowFunction::RowNumber => "row_number".into(),
-                        crate::logical::WindowFunction::Rank => "rank".into(),
-                        crate::logical::WindowFunction::DenseRank => "dense_rank".into(),
-                        crate::logical::WindowFunction::Aggregate(f) => f.name().into(),
-                    },
+                    name: w.func.name().into(),
                     data_type: w.data_type(&pre),
                     hidden: false,
                 });
@@ -2990,21 +2985,103 @@ impl<'a> Binder<'a> {
         let ast::WindowType::WindowSpec(spec) = over else {
             return Err(Error::NotSupported("named windows".into()));
         };
-        if spec.window_frame.is_some() || spec.window_name.is_some() {
-            return Err(Error::NotSupported("window frames".into()));
+        if spec.window_name.is_some() {
+            return Err(Error::NotSupported("named windows".into()));
         }
         if distinct {
             return Err(Error::NotSupported("DISTINCT in window functions".into()));
         }
+        let frame = spec.window_frame.as_ref().map(window_frame).transpose()?;
+        // A constant integer argument (lag's offset, ntile's buckets).
+        let constant = |e: Option<&Expr>, what: &str, default: i64| -> Result<i64> {
+            match e {
+                None => Ok(default),
+                Some(Expr::Literal(l)) if !l.is_null() => {
+                    let v = arrow::compute::cast(&l.value, &DataType::Int64)?;
+                    Ok(
+                        arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&v)
+                            .value(0),
+                    )
+                }
+                Some(_) => Err(Error::NotSupported(format!(
+                    "{name}() with a {what} that is not a constant"
+                ))),
+            }
+        };
+        let arity = |lo: usize, hi: usize| -> Result<()> {
+            if args.len() < lo || args.len() > hi {
+                return Err(Error::undefined_function(format!(
+                    "function {name} with {} arguments does not exist",
+                    args.len()
+                )));
+            }
+            Ok(())
+        };
+        let mut default = None;
         let (func, arg) = match name {
-            "row_number" => (WindowFunction::RowNumber, None),
-            "rank" => (WindowFunction::Rank, None),
-            "dense_rank" => (WindowFunction::DenseRank, None),
+            "row_number" | "rank" | "dense_rank" | "percent_rank" | "cume_dist" => {
+                arity(0, 0)?;
+                let func = match name {
+                    "row_number" => WindowFunction::RowNumber,
+                    "rank" => WindowFunction::Rank,
+                    "dense_rank" => WindowFunction::DenseRank,
+                    "percent_rank" => WindowFunction::PercentRank,
+                    _ => WindowFunction::CumeDist,
+                };
+                (func, None)
+            }
+            "ntile" => {
+                arity(1, 1)?;
+                let n = constant(args.first(), "bucket count", 1)?;
+                if n <= 0 {
+                    return Err(Error::Data {
+                        code: "22014",
+                        message: "argument of ntile must be greater than zero".into(),
+                    });
+                }
+                (WindowFunction::Ntile(n), None)
+            }
+            "lag" | "lead" => {
+                arity(1, 3)?;
+                let offset = constant(args.get(1), "offset", 1)?;
+                let x = args[0].clone();
+                if let Some(d) = args.get(2) {
+                    let t = x.data_type(schema);
+                    default = Some(self.coerce(d.clone(), schema, &t)?);
+                }
+                let func = if name == "lag" {
+                    WindowFunction::Lag(offset)
+                } else {
+                    WindowFunction::Lead(offset)
+                };
+                (func, Some(x))
+            }
+            "first_value" | "last_value" => {
+                arity(1, 1)?;
+                let func = if name == "first_value" {
+                    WindowFunction::FirstValue
+                } else {
+                    WindowFunction::LastValue
+                };
+                (func, Some(args[0].clone()))
+            }
+            "nth_value" => {
+                arity(2, 2)?;
+                let n = constant(args.get(1), "position", 1)?;
+                if n <= 0 {
+                    return Err(Error::Data {
+                        code: "22016",
+                        message: "argument of nth_value must be greater than zero".into(),
+                    });
+                }
+                (WindowFunction::NthValue(n), Some(args[0].clone()))
+            }
             _ => match self.bind_aggregate(name, f, false, star, &args, schema)? {
                 Some(a)
                     if !matches!(
                         a.func,
                         AggregateFunction::PercentileCont(_)
+                            | AggregateFunction::PercentileDisc(_)
                             | AggregateFunction::ApproxPercentile(_)
                             | AggregateFunction::StringAgg
                     ) =>
@@ -3023,15 +3100,6 @@ impl<'a> Binder<'a> {
                 }
             },
         };
-        if matches!(
-            func,
-            WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank
-        ) && !args.is_empty()
-        {
-            return Err(Error::undefined_function(format!(
-                "function {name} takes no arguments"
-            )));
-        }
         let partition_by = spec
             .partition_by
             .iter()
@@ -3045,8 +3113,10 @@ impl<'a> Binder<'a> {
         Ok(Expr::Window(Box::new(WindowExpr {
             func,
             arg,
+            default,
             partition_by,
             order_by,
+            frame,
         })))
     }
 
@@ -3685,6 +3755,55 @@ fn rewrite_over_aggregate(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// A window's frame clause: ROWS or RANGE, bounded by UNBOUNDED, CURRENT ROW
+/// or (ROWS only) a constant number of rows.
+fn window_frame(f: &ast::WindowFrame) -> Result<crate::logical::WindowFrame> {
+    use crate::logical::FrameBound as B;
+    let rows = match f.units {
+        ast::WindowFrameUnits::Rows => true,
+        ast::WindowFrameUnits::Range => false,
+        ast::WindowFrameUnits::Groups => {
+            return Err(Error::NotSupported("GROUPS window frames".into()))
+        }
+    };
+    let offset = |e: &Option<Box<ast::Expr>>| -> Result<u64> {
+        let text = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+        match (rows, text.trim().parse::<u64>()) {
+            (true, Ok(n)) => Ok(n),
+            (true, Err(_)) => Err(Error::NotSupported(format!(
+                "a window frame offset that is not a constant integer: {text}"
+            ))),
+            (false, _) => Err(Error::NotSupported(
+                "RANGE window frames with an offset".into(),
+            )),
+        }
+    };
+    let bound = |b: &ast::WindowFrameBound, start: bool| -> Result<B> {
+        Ok(match b {
+            ast::WindowFrameBound::CurrentRow => B::CurrentRow,
+            ast::WindowFrameBound::Preceding(None) => B::UnboundedPreceding,
+            ast::WindowFrameBound::Following(None) => B::UnboundedFollowing,
+            ast::WindowFrameBound::Preceding(e) => B::Preceding(offset(e)?),
+            ast::WindowFrameBound::Following(e) => B::Following(offset(e)?),
+        })
+        .and_then(|b| match (start, b) {
+            (true, B::UnboundedFollowing) => Err(Error::Syntax(
+                "frame start cannot be UNBOUNDED FOLLOWING".into(),
+            )),
+            (false, B::UnboundedPreceding) => Err(Error::Syntax(
+                "frame end cannot be UNBOUNDED PRECEDING".into(),
+            )),
+            (_, b) => Ok(b),
+        })
+    };
+    let start = bound(&f.start_bound, true)?;
+    let end = match &f.end_bound {
+        Some(e) => bound(e, false)?,
+        None => B::CurrentRow,
+    };
+    Ok(crate::logical::WindowFrame { rows, start, end })
 }
 
 /// The element type of the text-form array in output column `i` of `plan`,

@@ -650,31 +650,111 @@ pub enum WindowFunction {
     Rank,
     /// dense_rank()
     DenseRank,
-    /// An aggregate over the partition (cumulative up to the current row's peers
-    /// when the window is ordered).
+    /// percent_rank(): (rank - 1) / (partition rows - 1)
+    PercentRank,
+    /// cume_dist(): rows up to the current row's last peer / partition rows
+    CumeDist,
+    /// ntile(n): the bucket, of n as even as can be, that holds the row
+    Ntile(i64),
+    /// lag(x, offset, default): x `offset` rows before, in the partition
+    Lag(i64),
+    /// lead(x, offset, default): x `offset` rows after, in the partition
+    Lead(i64),
+    /// first_value(x) in the frame
+    FirstValue,
+    /// last_value(x) in the frame
+    LastValue,
+    /// nth_value(x, n) in the frame
+    NthValue(i64),
+    /// An aggregate over the frame.
     Aggregate(AggregateFunction),
 }
 
-/// `func(arg) OVER (PARTITION BY ... ORDER BY ...)`.
+impl WindowFunction {
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowFunction::RowNumber => "row_number",
+            WindowFunction::Rank => "rank",
+            WindowFunction::DenseRank => "dense_rank",
+            WindowFunction::PercentRank => "percent_rank",
+            WindowFunction::CumeDist => "cume_dist",
+            WindowFunction::Ntile(_) => "ntile",
+            WindowFunction::Lag(_) => "lag",
+            WindowFunction::Lead(_) => "lead",
+            WindowFunction::FirstValue => "first_value",
+            WindowFunction::LastValue => "last_value",
+            WindowFunction::NthValue(_) => "nth_value",
+            WindowFunction::Aggregate(f) => f.name(),
+        }
+    }
+}
+
+/// Where a window frame starts or ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameBound {
+    /// The partition's first row.
+    UnboundedPreceding,
+    /// `n PRECEDING` (ROWS only).
+    Preceding(u64),
+    /// The current row (with RANGE: its first or last peer).
+    CurrentRow,
+    /// `n FOLLOWING` (ROWS only).
+    Following(u64),
+    /// The partition's last row.
+    UnboundedFollowing,
+}
+
+/// A window frame: `ROWS` counts rows, `RANGE` (without offsets) takes the
+/// current row's peers with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowFrame {
+    /// ROWS rather than RANGE.
+    pub rows: bool,
+    /// Start.
+    pub start: FrameBound,
+    /// End.
+    pub end: FrameBound,
+}
+
+/// `func(arg) OVER (PARTITION BY ... ORDER BY ... [frame])`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WindowExpr {
     /// The function.
     pub func: WindowFunction,
     /// Its argument (none for ranking functions and COUNT(*)).
     pub arg: Option<Expr>,
+    /// lag's and lead's value where there is no such row (NULL if absent).
+    pub default: Option<Expr>,
     /// PARTITION BY.
     pub partition_by: Vec<Expr>,
     /// ORDER BY.
     pub order_by: Vec<SortKey>,
+    /// The frame, if the query gave one (else PostgreSQL's default: RANGE
+    /// UNBOUNDED PRECEDING to CURRENT ROW with ORDER BY, the whole
+    /// partition without).
+    pub frame: Option<WindowFrame>,
 }
 
 impl WindowExpr {
     /// The result type over `input`.
     pub fn data_type(&self, input: &PlanSchema) -> DataType {
+        let arg = || {
+            self.arg
+                .as_ref()
+                .map_or(DataType::Null, |a| a.data_type(input))
+        };
         match self.func {
-            WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank => {
-                DataType::Int64
-            }
+            WindowFunction::RowNumber
+            | WindowFunction::Rank
+            | WindowFunction::DenseRank
+            | WindowFunction::Ntile(_) => DataType::Int64,
+            WindowFunction::PercentRank | WindowFunction::CumeDist => DataType::Float64,
+            WindowFunction::Lag(_)
+            | WindowFunction::Lead(_)
+            | WindowFunction::FirstValue
+            | WindowFunction::LastValue
+            | WindowFunction::NthValue(_) => arg(),
             WindowFunction::Aggregate(f) => {
                 f.return_type(self.arg.as_ref().map(|a| a.data_type(input)).as_ref())
             }
@@ -686,6 +766,7 @@ impl WindowExpr {
         WindowExpr {
             func: self.func,
             arg: self.arg.as_ref().map(&mut *t),
+            default: self.default.as_ref().map(&mut *t),
             partition_by: self.partition_by.iter().map(&mut *t).collect(),
             order_by: self
                 .order_by
@@ -696,6 +777,7 @@ impl WindowExpr {
                     nulls_first: k.nulls_first,
                 })
                 .collect(),
+            frame: self.frame,
         }
     }
 }
@@ -800,6 +882,7 @@ impl Expr {
             Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => {}
             Expr::Window(w) => {
                 w.arg.iter().for_each(|e| e.walk(f));
+                w.default.iter().for_each(|e| e.walk(f));
                 w.partition_by.iter().for_each(|e| e.walk(f));
                 w.order_by.iter().for_each(|k| k.expr.walk(f));
             }

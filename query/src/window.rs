@@ -1,8 +1,15 @@
-//! The Window operator: `row_number`, `rank`, `dense_rank` and aggregates `OVER
-//! (PARTITION BY ... ORDER BY ...)`. Rows are sorted by partition and order keys once
-//! per window; ranking walks the sorted rows; an aggregate without ORDER BY covers its
-//! whole partition, and with ORDER BY it is cumulative up to the current row and its
-//! peers (PostgreSQL's default frame, RANGE UNBOUNDED PRECEDING).
+//! The Window operator: ranking (`row_number`, `rank`, `dense_rank`,
+//! `percent_rank`, `cume_dist`, `ntile`), offsets (`lag`, `lead`), frame values
+//! (`first_value`, `last_value`, `nth_value`) and aggregates `OVER (PARTITION
+//! BY ... ORDER BY ... [frame])`. Rows are sorted by partition and order keys
+//! once per window; each function walks the sorted rows of each partition.
+//!
+//! Frames follow PostgreSQL: without a frame clause, the frame is the rows up
+//! to the current row's last peer with ORDER BY (RANGE UNBOUNDED PRECEDING)
+//! and the whole partition without. `ROWS` frames may have constant offsets;
+//! `RANGE` frames take peers along at CURRENT ROW. Sums, counts and averages
+//! over a frame come from prefix sums, so every frame costs O(1) per row; min
+//! and max scan the frame.
 
 use std::sync::Arc;
 
@@ -103,7 +110,25 @@ fn one_window(
             .collect()
     };
 
+    let partitions = partition_ranges(&order, &partition);
     match w.func {
+        WindowFunction::PercentRank | WindowFunction::CumeDist | WindowFunction::Ntile(_) => {
+            Ok(distribution(w.func, &order, &partitions, &peers, n))
+        }
+        WindowFunction::Lag(_) | WindowFunction::Lead(_) => {
+            offset_value(batch, w, &order, &partitions, ctx)
+        }
+        WindowFunction::FirstValue | WindowFunction::LastValue | WindowFunction::NthValue(_) => {
+            let frames = frames(w, &order, &partitions, &peers);
+            frame_value(batch, w, &order, &frames, ctx)
+        }
+        WindowFunction::Aggregate(f) if w.order_by.is_empty() && w.frame.is_none() => {
+            whole_partition(batch, input, f, w, &partition, ctx)
+        }
+        WindowFunction::Aggregate(f) => {
+            let frames = frames(w, &order, &partitions, &peers);
+            framed_aggregate(batch, input, f, w, &order, &partitions, &frames, ctx)
+        }
         WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank => {
             let mut out = vec![0i64; n];
             let (mut row_number, mut rank, mut dense) = (0i64, 0i64, 0i64);
@@ -127,13 +152,235 @@ fn one_window(
             }
             Ok(Arc::new(Int64Array::from(out)))
         }
-        WindowFunction::Aggregate(f) if w.order_by.is_empty() => {
-            whole_partition(batch, input, f, w, &partition, ctx)
-        }
-        WindowFunction::Aggregate(f) => {
-            cumulative(batch, input, f, w, &order, &partition, &peers, ctx)
+    }
+}
+
+/// The sorted positions `[start, end)` of each partition, in order.
+fn partition_ranges(order: &[usize], partition: &[u32]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for pos in 1..=order.len() {
+        if pos == order.len() || partition[order[pos]] != partition[order[pos - 1]] {
+            out.push((start, pos));
+            start = pos;
         }
     }
+    out
+}
+
+/// percent_rank, cume_dist and ntile, from each row's place among its
+/// partition's rows and peers.
+fn distribution(
+    func: WindowFunction,
+    order: &[usize],
+    partitions: &[(usize, usize)],
+    peers: &[u32],
+    n: usize,
+) -> ArrayRef {
+    let mut floats = vec![0f64; n];
+    let mut ints = vec![0i64; n];
+    for &(start, end) in partitions {
+        let size = end - start;
+        let mut group_start = start;
+        while group_start < end {
+            let mut group_end = group_start + 1;
+            while group_end < end && peers[order[group_end]] == peers[order[group_start]] {
+                group_end += 1;
+            }
+            for (pos, &row) in order.iter().enumerate().take(group_end).skip(group_start) {
+                match func {
+                    WindowFunction::PercentRank => {
+                        let rank = (group_start - start) as f64;
+                        floats[row] = if size > 1 {
+                            rank / (size - 1) as f64
+                        } else {
+                            0.0
+                        };
+                    }
+                    WindowFunction::CumeDist => {
+                        floats[row] = (group_end - start) as f64 / size as f64;
+                    }
+                    WindowFunction::Ntile(buckets) => {
+                        // The first size % buckets buckets hold one row more.
+                        let i = (pos - start) as i64;
+                        let (q, r) = (size as i64 / buckets, size as i64 % buckets);
+                        let big = r * (q + 1);
+                        ints[row] = if q == 0 || i < big {
+                            i / (q + 1) + 1
+                        } else {
+                            r + (i - big) / q + 1
+                        };
+                    }
+                    _ => {}
+                }
+            }
+            group_start = group_end;
+        }
+    }
+    match func {
+        WindowFunction::Ntile(_) => Arc::new(Int64Array::from(ints)),
+        _ => Arc::new(Float64Array::from(floats)),
+    }
+}
+
+/// lag and lead: the argument `offset` rows away within the partition, or
+/// the default (NULL if none) past its edge.
+fn offset_value(
+    batch: &RecordBatch,
+    w: &WindowExpr,
+    order: &[usize],
+    partitions: &[(usize, usize)],
+    ctx: &QueryContext,
+) -> Result<ArrayRef> {
+    let arg = match &w.arg {
+        Some(a) => crate::eval::decode_dictionary(&evaluate(a, batch, ctx)?)?,
+        None => return Err(Error::Internal("lag without its argument".into())),
+    };
+    let shift = match w.func {
+        WindowFunction::Lag(k) => -k,
+        WindowFunction::Lead(k) => k,
+        _ => 0,
+    };
+    let n = batch.num_rows();
+    // Rows at or past n take the default: the argument's rows, then the
+    // default's, concatenated.
+    let default = match &w.default {
+        Some(d) => arrow::compute::cast(
+            &crate::eval::decode_dictionary(&evaluate(d, batch, ctx)?)?,
+            arg.data_type(),
+        )?,
+        None => arrow::array::new_null_array(arg.data_type(), n),
+    };
+    let both = arrow::compute::concat(&[arg.as_ref(), default.as_ref()])?;
+    let mut idx = vec![0u32; n];
+    for &(start, end) in partitions {
+        for pos in start..end {
+            let row = order[pos];
+            let target = pos as i64 + shift;
+            idx[row] = if target >= start as i64 && target < end as i64 {
+                order[target as usize] as u32
+            } else {
+                (n + row) as u32
+            };
+        }
+    }
+    Ok(take(both.as_ref(), &UInt32Array::from(idx), None)?)
+}
+
+/// Each row's frame as sorted positions `[lo, hi)` (empty when lo >= hi).
+fn frames(
+    w: &WindowExpr,
+    order: &[usize],
+    partitions: &[(usize, usize)],
+    peers: &[u32],
+) -> Vec<(usize, usize)> {
+    use crate::logical::{FrameBound as B, WindowFrame};
+    let frame = w.frame.unwrap_or(if w.order_by.is_empty() {
+        WindowFrame {
+            rows: false,
+            start: B::UnboundedPreceding,
+            end: B::UnboundedFollowing,
+        }
+    } else {
+        WindowFrame {
+            rows: false,
+            start: B::UnboundedPreceding,
+            end: B::CurrentRow,
+        }
+    });
+    let mut out = vec![(0, 0); order.len()];
+    for &(start, end) in partitions {
+        // The first and one-past-last position of each position's peer group.
+        let mut first_peer = vec![0; end - start];
+        let mut after_peer = vec![0; end - start];
+        let mut g = start;
+        while g < end {
+            let mut e = g + 1;
+            while e < end && peers[order[e]] == peers[order[g]] {
+                e += 1;
+            }
+            for p in g..e {
+                first_peer[p - start] = g;
+                after_peer[p - start] = e;
+            }
+            g = e;
+        }
+        for pos in start..end {
+            let at = |b: B, is_start: bool| -> usize {
+                match b {
+                    B::UnboundedPreceding => start,
+                    B::UnboundedFollowing => end,
+                    B::Preceding(k) => {
+                        let p = pos.saturating_sub(k as usize).max(start);
+                        if is_start {
+                            p
+                        } else {
+                            (p + 1).min(end).max(start)
+                        }
+                    }
+                    B::Following(k) => {
+                        let p = pos.saturating_add(k as usize);
+                        if is_start {
+                            p.min(end)
+                        } else {
+                            (p + 1).min(end)
+                        }
+                    }
+                    B::CurrentRow if frame.rows => {
+                        if is_start {
+                            pos
+                        } else {
+                            pos + 1
+                        }
+                    }
+                    B::CurrentRow => {
+                        if is_start {
+                            first_peer[pos - start]
+                        } else {
+                            after_peer[pos - start]
+                        }
+                    }
+                }
+            };
+            let lo = at(frame.start, true);
+            let hi = at(frame.end, false);
+            // `n PRECEDING` as an end before the partition's start is empty.
+            let hi = match frame.end {
+                B::Preceding(k) if (pos as u64) < start as u64 + k => start,
+                _ => hi,
+            };
+            out[order[pos]] = (lo, hi.max(lo));
+        }
+    }
+    out
+}
+
+/// first_value, last_value and nth_value: the argument at a position of the
+/// frame, NULL where the frame has no such row.
+fn frame_value(
+    batch: &RecordBatch,
+    w: &WindowExpr,
+    order: &[usize],
+    frames: &[(usize, usize)],
+    ctx: &QueryContext,
+) -> Result<ArrayRef> {
+    let arg = match &w.arg {
+        Some(a) => crate::eval::decode_dictionary(&evaluate(a, batch, ctx)?)?,
+        None => return Err(Error::Internal("first_value without its argument".into())),
+    };
+    let idx: UInt32Array = frames
+        .iter()
+        .map(|&(lo, hi)| {
+            let pos = match w.func {
+                WindowFunction::FirstValue => lo,
+                WindowFunction::LastValue => hi.wrapping_sub(1),
+                WindowFunction::NthValue(k) => lo.saturating_add(k as usize - 1),
+                _ => lo,
+            };
+            (lo < hi && pos >= lo && pos < hi).then(|| order[pos] as u32)
+        })
+        .collect();
+    Ok(take(arg.as_ref(), &idx, None)?)
 }
 
 /// An aggregate over each whole partition, repeated on each of its rows.
@@ -188,38 +435,36 @@ fn whole_partition(
     Ok(take(result.column(1).as_ref(), &idx, None)?)
 }
 
-/// A running aggregate in window order; peers (equal ORDER BY values) share the
-/// value reached after the last of them.
+/// An aggregate over each row's frame: count, sum and avg from prefix sums
+/// in window order; min and max from running extremes when the frame reaches
+/// an edge of its partition (the default frame does), else by scanning it.
 #[allow(clippy::too_many_arguments)]
-fn cumulative(
+fn framed_aggregate(
     batch: &RecordBatch,
     input: &PlanSchema,
     f: AggregateFunction,
     w: &WindowExpr,
     order: &[usize],
-    partition: &[u32],
-    peers: &[u32],
+    partitions: &[(usize, usize)],
+    frames: &[(usize, usize)],
     ctx: &QueryContext,
 ) -> Result<ArrayRef> {
     let n = batch.num_rows();
     let values: Option<Float64Array> = match &w.arg {
         Some(a) => {
             let v = crate::eval::decode_dictionary(&evaluate(a, batch, ctx)?)?;
-            if !matches!(
+            let numeric = matches!(
                 v.data_type(),
                 DataType::Int32 | DataType::Int64 | DataType::Float64
-            ) && f != AggregateFunction::Count
-            {
+            );
+            if !numeric && !matches!(f, AggregateFunction::Count) {
                 return Err(Error::NotSupported(format!(
-                    "{}() OVER (ORDER BY ...) on type {}",
+                    "{}() OVER (ORDER BY ... or a frame) on type {}",
                     f.name(),
                     crate::format::sql_type_name(v.data_type())
                 )));
             }
-            let as_f64 = if matches!(
-                v.data_type(),
-                DataType::Int32 | DataType::Int64 | DataType::Float64
-            ) {
+            let as_f64 = if numeric {
                 arrow::compute::cast(&v, &DataType::Float64)?
             } else {
                 // COUNT of a non-numeric column only needs to know which rows are NULL.
@@ -231,50 +476,78 @@ fn cumulative(
         }
         None => None,
     };
-    let mut out: Vec<Option<f64>> = vec![None; n];
-    let (mut count, mut sum, mut min, mut max) = (0i64, 0f64, f64::INFINITY, f64::NEG_INFINITY);
-    let mut pos = 0;
-    while pos < order.len() {
+    // Prefix counts and sums over the sorted positions.
+    let mut counts = vec![0i64; n + 1];
+    let mut sums = vec![0f64; n + 1];
+    for (pos, &row) in order.iter().enumerate() {
+        let (c, x) = match &values {
+            None => (1, 0.0),
+            Some(v) if v.is_valid(row) => (1, v.value(row)),
+            Some(_) => (0, 0.0),
+        };
+        counts[pos + 1] = counts[pos] + c;
+        sums[pos + 1] = sums[pos] + x;
+    }
+    // Running extremes from each partition's start and to its end.
+    let better = |a: Option<f64>, x: Option<f64>| match (a, x) {
+        (None, x) | (x, None) => x,
+        (Some(a), Some(x)) if f == AggregateFunction::Min => Some(a.min(x)),
+        (Some(a), Some(x)) => Some(a.max(x)),
+    };
+    let value_at = |pos: usize| -> Option<f64> {
         let row = order[pos];
-        if pos == 0 || partition[order[pos - 1]] != partition[row] {
-            (count, sum, min, max) = (0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
-        }
-        // Fold in the whole peer group, then give each of its rows the result.
-        let start = pos;
-        while pos < order.len()
-            && partition[order[pos]] == partition[row]
-            && peers[order[pos]] == peers[row]
-        {
-            let r = order[pos];
-            match &values {
-                None => count += 1,
-                Some(v) if v.is_valid(r) => {
-                    let x = v.value(r);
-                    count += 1;
-                    sum += x;
-                    min = min.min(x);
-                    max = max.max(x);
-                }
-                Some(_) => {}
+        values
+            .as_ref()
+            .and_then(|v| v.is_valid(row).then(|| v.value(row)))
+    };
+    let extremes = matches!(f, AggregateFunction::Min | AggregateFunction::Max);
+    let mut from_start: Vec<Option<f64>> = vec![None; if extremes { n } else { 0 }];
+    let mut to_end: Vec<Option<f64>> = vec![None; if extremes { n } else { 0 }];
+    let mut bounds = vec![(0usize, 0usize); if extremes { n } else { 0 }];
+    if extremes {
+        for &(start, end) in partitions {
+            let mut run = None;
+            for pos in start..end {
+                run = better(run, value_at(pos));
+                from_start[pos] = run;
+                bounds[pos] = (start, end);
             }
-            pos += 1;
+            let mut run = None;
+            for pos in (start..end).rev() {
+                run = better(run, value_at(pos));
+                to_end[pos] = run;
+            }
         }
+    }
+    let mut out: Vec<Option<f64>> = Vec::with_capacity(n);
+    for (row, &(lo, hi)) in frames.iter().enumerate() {
+        if row % 4096 == 0 {
+            ctx.check()?;
+        }
+        let count = counts[hi] - counts[lo];
         let value = match f {
             AggregateFunction::Count | AggregateFunction::CountStar => Some(count as f64),
-            AggregateFunction::Sum => (count > 0).then_some(sum),
-            AggregateFunction::Avg => (count > 0).then(|| sum / count as f64),
-            AggregateFunction::Min => (count > 0).then_some(min),
-            AggregateFunction::Max => (count > 0).then_some(max),
+            AggregateFunction::Sum => (count > 0).then(|| sums[hi] - sums[lo]),
+            AggregateFunction::Avg => (count > 0).then(|| (sums[hi] - sums[lo]) / count as f64),
+            AggregateFunction::Min | AggregateFunction::Max if lo < hi => {
+                let (start, end) = bounds[lo];
+                if lo == start {
+                    from_start[hi - 1]
+                } else if hi == end {
+                    to_end[lo]
+                } else {
+                    (lo..hi).fold(None, |acc, pos| better(acc, value_at(pos)))
+                }
+            }
+            AggregateFunction::Min | AggregateFunction::Max => None,
             other => {
                 return Err(Error::NotSupported(format!(
-                    "{}() OVER (ORDER BY ...)",
+                    "{}() OVER (ORDER BY ... or a frame)",
                     other.name()
                 )))
             }
         };
-        for &r in &order[start..pos] {
-            out[r] = value;
-        }
+        out.push(value);
     }
     let out: ArrayRef = Arc::new(Float64Array::from(out));
     Ok(arrow::compute::cast(&out, &w.data_type(input))?)
