@@ -356,12 +356,6 @@ impl<'a> Binder<'a> {
     }
 
     fn bind_query_body(&mut self, q: &ast::Query) -> Result<LogicalPlan> {
-        if q.fetch.is_some() || !q.locks.is_empty() {
-            // FOR UPDATE etc. have no meaning here; FETCH FIRST is rare.
-            if q.fetch.is_some() {
-                return Err(Error::NotSupported("FETCH FIRST".into()));
-            }
-        }
         let order_by = match &q.order_by {
             Some(ob) => match &ob.kind {
                 OrderByKind::Expressions(e) => e.as_slice(),
@@ -413,6 +407,42 @@ impl<'a> Binder<'a> {
                 fetch,
             };
         }
+        if let Some(f) = &q.fetch {
+            if f.percent {
+                return Err(Error::NotSupported("FETCH FIRST ... PERCENT".into()));
+            }
+            // FETCH FIRST [n] ROWS: n defaults to 1; OFFSET may come with LIMIT.
+            let n = match &f.quantity {
+                Some(e) => self.const_count(e, "FETCH FIRST")?,
+                None => Some(1),
+            };
+            let (input, skip) = match plan {
+                LogicalPlan::Limit {
+                    input,
+                    skip,
+                    fetch: None,
+                } => (*input, skip),
+                other => (other, 0),
+            };
+            plan = match (f.with_ties, n) {
+                (true, Some(n)) => LogicalPlan::Limit {
+                    input: Box::new(with_ties(input, n.saturating_add(skip))?),
+                    skip,
+                    fetch: None,
+                },
+                _ => {
+                    let mut input = input;
+                    if let (LogicalPlan::Sort { fetch: top, .. }, Some(n)) = (&mut input, n) {
+                        *top = Some(n.saturating_add(skip));
+                    }
+                    LogicalPlan::Limit {
+                        input: Box::new(input),
+                        skip,
+                        fetch: n,
+                    }
+                }
+            };
+        }
         Ok(plan)
     }
 
@@ -459,11 +489,20 @@ impl<'a> Binder<'a> {
                 set_quantifier,
                 right,
             } => {
-                if *op != SetOperator::Union {
-                    return Err(Error::NotSupported(format!("{op}")));
-                }
                 let l = self.bind_set_expr(left)?;
                 let r = self.bind_set_expr(right)?;
+                let all = match set_quantifier {
+                    SetQuantifier::All => true,
+                    SetQuantifier::Distinct | SetQuantifier::None => false,
+                    other => return Err(Error::NotSupported(format!("{op} {other}"))),
+                };
+                match op {
+                    SetOperator::Union => {}
+                    SetOperator::Intersect | SetOperator::Except => {
+                        return intersect_or_except(l, r, *op == SetOperator::Intersect, all);
+                    }
+                    other => return Err(Error::NotSupported(format!("{other}"))),
+                }
                 let union = union_plans(vec![l, r])?;
                 match set_quantifier {
                     SetQuantifier::All => Ok(union),
@@ -778,6 +817,23 @@ impl<'a> Binder<'a> {
             };
             order.push((target, &o.options));
         }
+        // DISTINCT ON's expressions ride along as extra sort targets, so they
+        // get the same rewrites and hidden columns; they are split off below.
+        let ascending = ast::OrderByOptions {
+            sort: None,
+            nulls_first: None,
+        };
+        let distinct_on: &[ast::Expr] = match &select.distinct {
+            Some(Distinct::On(on)) => on,
+            _ => &[],
+        };
+        for e in distinct_on {
+            let target = match self.output_reference(e, &output_names)? {
+                Some(i) => OrderTarget::Output(i),
+                None => OrderTarget::Input(self.bind_expr(e, &input_schema, true)?),
+            };
+            order.push((target, &ascending));
+        }
 
         let aggregating = !group.is_empty()
             || items.iter().any(|(e, _)| e.has_aggregate())
@@ -936,6 +992,7 @@ impl<'a> Binder<'a> {
             };
             keys.push(sort_key(Expr::Column(col), opts));
         }
+        let on_keys = keys.split_off(keys.len() - distinct_on.len());
         let fields: Vec<PlanField> = exprs
             .iter()
             .zip(&names)
@@ -968,7 +1025,56 @@ impl<'a> Binder<'a> {
                 }
                 plan = distinct_plan(plan);
             }
-            Some(Distinct::On(_)) => return Err(Error::NotSupported("DISTINCT ON".into())),
+            Some(Distinct::On(_)) => {
+                // The first row of each DISTINCT ON group in ORDER BY order:
+                // row_number() over the group, kept where it is 1.
+                let leading = on_keys
+                    .iter()
+                    .all(|k| keys.iter().take(on_keys.len()).any(|o| o.expr == k.expr));
+                if !keys.is_empty() && (keys.len() < on_keys.len() || !leading) {
+                    return Err(Error::InvalidColumnReference(
+                        "SELECT DISTINCT ON expressions must match initial ORDER BY expressions"
+                            .into(),
+                    ));
+                }
+                let mut fields = plan.schema().fields.clone();
+                let width = fields.len();
+                fields.push(PlanField {
+                    qualifier: None,
+                    name: "row_number".into(),
+                    data_type: DataType::Int64,
+                    hidden: true,
+                });
+                let numbered = LogicalPlan::Window {
+                    input: Box::new(plan),
+                    windows: vec![crate::logical::WindowExpr {
+                        func: crate::logical::WindowFunction::RowNumber,
+                        arg: None,
+                        default: None,
+                        partition_by: on_keys.iter().map(|k| k.expr.clone()).collect(),
+                        order_by: keys.clone(),
+                        frame: None,
+                    }],
+                    schema: PlanSchema { fields },
+                };
+                let one: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1i64]));
+                let first = LogicalPlan::Filter {
+                    input: Box::new(numbered),
+                    predicate: Expr::Binary {
+                        op: BinaryOp::Eq,
+                        left: Box::new(Expr::Column(width)),
+                        right: Box::new(Expr::literal(one)),
+                    },
+                };
+                let schema = first.schema().clone();
+                plan = LogicalPlan::Project {
+                    input: Box::new(first),
+                    exprs: (0..width).map(Expr::Column).collect(),
+                    schema: PlanSchema {
+                        fields: schema.fields[..width].to_vec(),
+                    },
+                };
+            }
         }
         if !keys.is_empty() {
             plan = LogicalPlan::Sort {
@@ -1020,6 +1126,7 @@ impl<'a> Binder<'a> {
                 JoinOperator::Right(c) | JoinOperator::RightOuter(c) => {
                     (JoinKind::Left, Some(c), true)
                 }
+                JoinOperator::FullOuter(c) => (JoinKind::Full, Some(c), false),
                 JoinOperator::CrossJoin(_) => (JoinKind::Inner, None, false),
                 other => {
                     return Err(Error::NotSupported(
@@ -1132,14 +1239,24 @@ impl<'a> Binder<'a> {
             } else {
                 wider_numeric(lt, rt)
             };
-            let value = Expr::Column(*li);
-            exprs.push(if &data_type == lt {
-                value
-            } else {
-                Expr::Cast {
-                    expr: Box::new(value),
-                    to: data_type.clone(),
+            let cast = |i: usize, t: &DataType| {
+                if t == &data_type {
+                    Expr::Column(i)
+                } else {
+                    Expr::Cast {
+                        expr: Box::new(Expr::Column(i)),
+                        to: data_type.clone(),
+                    }
                 }
+            };
+            // A full join preserves both sides: the key is whichever is there.
+            exprs.push(if kind == JoinKind::Full {
+                Expr::Function {
+                    func: ScalarFunction::Coalesce,
+                    args: vec![cast(*li, lt), cast(*ri, rt)],
+                }
+            } else {
+                cast(*li, lt)
             });
             fields.push(PlanField {
                 qualifier: None,
@@ -3959,6 +4076,224 @@ fn union_plans(inputs: Vec<LogicalPlan>) -> Result<LogicalPlan> {
     Ok(LogicalPlan::Union {
         inputs,
         schema: PlanSchema { fields },
+    })
+}
+
+/// `plan` (sorted) cut to its first `n` rows and every row tied with the
+/// last of them on the sort keys: the rows whose rank() is at most `n`.
+fn with_ties(plan: LogicalPlan, n: usize) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::Sort { input, keys, .. } => {
+            let mut fields = input.schema().fields.clone();
+            let width = fields.len();
+            fields.push(PlanField {
+                qualifier: None,
+                name: "rank".into(),
+                data_type: DataType::Int64,
+                hidden: true,
+            });
+            let ranked = LogicalPlan::Window {
+                input,
+                windows: vec![crate::logical::WindowExpr {
+                    func: crate::logical::WindowFunction::Rank,
+                    arg: None,
+                    default: None,
+                    partition_by: vec![],
+                    order_by: keys.clone(),
+                    frame: None,
+                }],
+                schema: PlanSchema {
+                    fields: fields.clone(),
+                },
+            };
+            let limit = Expr::literal(Arc::new(Int64Array::from(vec![n as i64])));
+            let kept = LogicalPlan::Filter {
+                input: Box::new(ranked),
+                predicate: Expr::Binary {
+                    op: BinaryOp::LtEq,
+                    left: Box::new(Expr::Column(width)),
+                    right: Box::new(limit),
+                },
+            };
+            let trimmed = LogicalPlan::Project {
+                input: Box::new(kept),
+                exprs: (0..width).map(Expr::Column).collect(),
+                schema: PlanSchema {
+                    fields: fields[..width].to_vec(),
+                },
+            };
+            Ok(LogicalPlan::Sort {
+                input: Box::new(trimmed),
+                keys,
+                fetch: None,
+            })
+        }
+        LogicalPlan::Project {
+            input,
+            exprs,
+            schema,
+        } if matches!(input.as_ref(), LogicalPlan::Sort { .. }) => Ok(LogicalPlan::Project {
+            input: Box::new(with_ties(*input, n)?),
+            exprs,
+            schema,
+        }),
+        _ => Err(Error::Syntax(
+            "WITH TIES cannot be specified without ORDER BY clause".into(),
+        )),
+    }
+}
+
+/// INTERSECT and EXCEPT: both sides' rows tagged by side and grouped on every
+/// column (so NULLs match NULLs, as set operations require); a group's
+/// counts per side decide how many copies it keeps: one if both sides (or,
+/// for EXCEPT, only the left) have it, or with ALL, min(l, r) or l - r.
+fn intersect_or_except(
+    left: LogicalPlan,
+    right: LogicalPlan,
+    intersect: bool,
+    all: bool,
+) -> Result<LogicalPlan> {
+    let tag = |plan: LogicalPlan, side: i64| {
+        let mut fields = plan.schema().fields.clone();
+        let width = fields.len();
+        fields.push(PlanField {
+            qualifier: None,
+            name: "?side?".into(),
+            data_type: DataType::Int64,
+            hidden: false,
+        });
+        let mut exprs: Vec<Expr> = (0..width).map(Expr::Column).collect();
+        exprs.push(Expr::literal(Arc::new(arrow::array::Int64Array::from(
+            vec![side],
+        ))));
+        LogicalPlan::Project {
+            input: Box::new(plan),
+            exprs,
+            schema: PlanSchema { fields },
+        }
+    };
+    let width = left.schema().fields.len();
+    let union = union_plans(vec![tag(left, 1), tag(right, 0)])?;
+    let mut fields = union.schema().fields[..width].to_vec();
+    for name in ["?left?", "?rows?"] {
+        fields.push(PlanField {
+            qualifier: None,
+            name: name.into(),
+            data_type: DataType::Int64,
+            hidden: false,
+        });
+    }
+    let grouped = LogicalPlan::Aggregate {
+        input: Box::new(union),
+        group: (0..width).map(Expr::Column).collect(),
+        aggregates: vec![
+            AggregateExpr {
+                func: AggregateFunction::Sum,
+                arg: Some(Expr::Column(width)),
+                distinct: false,
+                separator: None,
+            },
+            AggregateExpr {
+                func: AggregateFunction::CountStar,
+                arg: None,
+                distinct: false,
+                separator: None,
+            },
+        ],
+        schema: PlanSchema { fields },
+    };
+    let int = |v: i64| Expr::literal(Arc::new(arrow::array::Int64Array::from(vec![v])));
+    let binary = |op: BinaryOp, l: Expr, r: Expr| Expr::Binary {
+        op,
+        left: Box::new(l),
+        right: Box::new(r),
+    };
+    let left_rows = Expr::Column(width);
+    let right_rows = binary(
+        BinaryOp::Minus,
+        Expr::Column(width + 1),
+        Expr::Column(width),
+    );
+    // Copies of each group to keep.
+    let copies = match (intersect, all) {
+        (true, true) => Expr::Function {
+            func: ScalarFunction::Least,
+            args: vec![left_rows, right_rows],
+        },
+        (false, true) => binary(BinaryOp::Minus, left_rows, right_rows),
+        (true, false) => Expr::Case {
+            branches: vec![(
+                binary(
+                    BinaryOp::And,
+                    binary(BinaryOp::Gt, left_rows, int(0)),
+                    binary(BinaryOp::Gt, right_rows, int(0)),
+                ),
+                int(1),
+            )],
+            else_expr: Some(Box::new(int(0))),
+        },
+        (false, false) => Expr::Case {
+            branches: vec![(
+                binary(
+                    BinaryOp::And,
+                    binary(BinaryOp::Gt, left_rows, int(0)),
+                    binary(BinaryOp::Eq, right_rows, int(0)),
+                ),
+                int(1),
+            )],
+            else_expr: Some(Box::new(int(0))),
+        },
+    };
+    let schema = grouped.schema().clone();
+    let mut fields = schema.fields[..width].to_vec();
+    fields.push(PlanField {
+        qualifier: None,
+        name: "?copy?".into(),
+        data_type: DataType::Int64,
+        hidden: true,
+    });
+    let expanded = LogicalPlan::ProjectSet {
+        input: Box::new(LogicalPlan::Project {
+            exprs: (0..width).map(Expr::Column).chain([copies]).collect(),
+            schema: PlanSchema {
+                fields: schema.fields[..width]
+                    .iter()
+                    .cloned()
+                    .chain([PlanField {
+                        qualifier: None,
+                        name: "?copies?".into(),
+                        data_type: DataType::Int64,
+                        hidden: true,
+                    }])
+                    .collect(),
+            },
+            input: Box::new(grouped),
+        }),
+        functions: vec![crate::logical::SetFunction::Series {
+            start: int(1),
+            stop: Expr::Column(width),
+            step: None,
+        }],
+        schema: PlanSchema {
+            fields: {
+                let mut f = schema.fields[..width].to_vec();
+                f.push(PlanField {
+                    qualifier: None,
+                    name: "?copies?".into(),
+                    data_type: DataType::Int64,
+                    hidden: true,
+                });
+                f.extend(fields.last().cloned());
+                f
+            },
+        },
+    };
+    Ok(LogicalPlan::Project {
+        exprs: (0..width).map(Expr::Column).collect(),
+        schema: PlanSchema {
+            fields: schema.fields[..width].to_vec(),
+        },
+        input: Box::new(expanded),
     })
 }
 

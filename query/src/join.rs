@@ -1,7 +1,9 @@
-//! Hash join (INNER and LEFT): the right input is hashed on its key columns, the left
-//! probes. Rows with a NULL key never match. A residual condition is checked on
-//! candidate pairs; for LEFT joins, left rows with no surviving pair are emitted once
-//! with NULLs on the right. Without equality keys every pair is a candidate.
+//! Hash join (INNER, LEFT and FULL): the right input is hashed on its key columns,
+//! the left probes. Rows with a NULL key never match. A residual condition is
+//! checked on candidate pairs; for LEFT and FULL joins, left rows with no surviving
+//! pair are emitted once with NULLs on the right, and for FULL joins right rows
+//! with none after them, with NULLs on the left. Without equality keys every pair
+//! is a candidate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,11 +56,21 @@ pub fn hash_join(
     }
     let left_codes = encode_rows(&mut encoders, &left_keys, left.num_rows())?;
 
-    let mut out_left: Vec<u32> = Vec::new();
+    let mut out_left: Vec<Option<u32>> = Vec::new();
     let mut out_right: Vec<Option<u32>> = Vec::new();
     let mut pend_left: Vec<u32> = Vec::new();
     let mut pend_right: Vec<u32> = Vec::new();
-    let mut matched = vec![false; left.num_rows()];
+    let mut matched = Matched {
+        left: vec![false; left.num_rows()],
+        right: vec![
+            false;
+            if kind == JoinKind::Full {
+                right.num_rows()
+            } else {
+                0
+            }
+        ],
+    };
     let all_right: Vec<u32> = (0..right.num_rows() as u32).collect();
     for (l, key) in left_codes.iter().enumerate() {
         let candidates: &[u32] = if on.is_empty() {
@@ -99,11 +111,19 @@ pub fn hash_join(
         &mut matched,
         ctx,
     )?;
-    if kind == JoinKind::Left {
-        for (l, m) in matched.iter().enumerate() {
+    if matches!(kind, JoinKind::Left | JoinKind::Full) {
+        for (l, m) in matched.left.iter().enumerate() {
             if !m {
-                out_left.push(l as u32);
+                out_left.push(Some(l as u32));
                 out_right.push(None);
+            }
+        }
+    }
+    if kind == JoinKind::Full {
+        for (r, m) in matched.right.iter().enumerate() {
+            if !m {
+                out_left.push(None);
+                out_right.push(Some(r as u32));
             }
         }
     }
@@ -124,6 +144,13 @@ pub fn hash_join(
     )?)
 }
 
+/// Which rows of each side found a partner (the right side's only tracked for
+/// FULL joins).
+struct Matched {
+    left: Vec<bool>,
+    right: Vec<bool>,
+}
+
 /// Checks the residual filter on pending pairs and moves survivors to the output.
 #[allow(clippy::too_many_arguments)]
 fn flush(
@@ -132,9 +159,9 @@ fn flush(
     filter: Option<&Expr>,
     pend_left: &mut Vec<u32>,
     pend_right: &mut Vec<u32>,
-    out_left: &mut Vec<u32>,
+    out_left: &mut Vec<Option<u32>>,
     out_right: &mut Vec<Option<u32>>,
-    matched: &mut [bool],
+    matched: &mut Matched,
     ctx: &QueryContext,
 ) -> Result<()> {
     if pend_left.is_empty() {
@@ -168,9 +195,12 @@ fn flush(
     ctx.reserve(grown)?;
     for ((l, r), k) in pend_left.iter().zip(pend_right.iter()).zip(keep) {
         if k {
-            out_left.push(*l);
+            out_left.push(Some(*l));
             out_right.push(Some(*r));
-            matched[*l as usize] = true;
+            matched.left[*l as usize] = true;
+            if let Some(m) = matched.right.get_mut(*r as usize) {
+                *m = true;
+            }
         }
     }
     pend_left.clear();

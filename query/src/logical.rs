@@ -1273,6 +1273,8 @@ pub enum JoinKind {
     Inner,
     /// Every left row, with NULLs where no right row matches.
     Left,
+    /// Every row of both sides, with NULLs where the other has no match.
+    Full,
 }
 
 /// One ORDER BY key over the input's columns.

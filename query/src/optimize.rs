@@ -235,7 +235,8 @@ fn push_filters(plan: LogicalPlan, above: Vec<Expr>) -> LogicalPlan {
             let (mut to_left, mut to_right, mut stay) = (Vec::new(), Vec::new(), Vec::new());
             for c in above {
                 let cols = c.columns();
-                if !cols.is_empty() && cols.iter().all(|i| *i < width) {
+                let preserves_left = kind != crate::logical::JoinKind::Full;
+                if !cols.is_empty() && cols.iter().all(|i| *i < width) && preserves_left {
                     to_left.push(c);
                 } else if !cols.is_empty()
                     && cols.iter().all(|i| *i >= width)
