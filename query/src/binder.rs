@@ -765,36 +765,79 @@ impl<'a> Binder<'a> {
         let output_names: Vec<String> = items.iter().map(|(_, n)| n.clone()).collect();
 
         // GROUP BY: input columns first, then output names and ordinals.
+        // Each element gives the grouping sets it stands for (positions in
+        // `group`); the query's sets are their cross product.
         let mut group: Vec<Expr> = Vec::new();
+        let mut sets: Vec<Vec<usize>> = vec![vec![]];
+        let mut has_sets = false;
         match &select.group_by {
             GroupByExpr::Expressions(exprs, modifiers) => {
                 if !modifiers.is_empty() {
                     return Err(Error::NotSupported("GROUP BY modifiers".into()));
                 }
                 for e in exprs {
-                    let bound = match e {
-                        ast::Expr::Value(_) => match self.output_reference(e, &output_names)? {
-                            Some(i) => items[i].0.clone(),
-                            None => self.bind_expr(e, &input_schema, false)?,
-                        },
-                        ast::Expr::Identifier(id)
-                            if resolve_column(&input_schema, None, &ident_name(id)).is_err() =>
-                        {
-                            match self.output_reference(e, &output_names)? {
-                                Some(i) => items[i].0.clone(),
-                                None => self.bind_expr(e, &input_schema, false)?,
-                            }
+                    let element_sets: Vec<Vec<&ast::Expr>> = match e {
+                        ast::Expr::Rollup(lists) => {
+                            has_sets = true;
+                            (0..=lists.len())
+                                .rev()
+                                .map(|n| lists[..n].iter().flatten().collect())
+                                .collect()
                         }
-                        _ => self.bind_expr(e, &input_schema, false)?,
+                        ast::Expr::Cube(lists) => {
+                            has_sets = true;
+                            if lists.len() > 12 {
+                                return Err(Error::NotSupported(
+                                    "CUBE of more than 12 elements".into(),
+                                ));
+                            }
+                            (0..1u32 << lists.len())
+                                .rev()
+                                .map(|mask| {
+                                    lists
+                                        .iter()
+                                        .enumerate()
+                                        .filter(|(i, _)| mask & (1 << (lists.len() - 1 - i)) != 0)
+                                        .flat_map(|(_, l)| l.iter())
+                                        .collect()
+                                })
+                                .collect()
+                        }
+                        ast::Expr::GroupingSets(lists) => {
+                            has_sets = true;
+                            lists.iter().map(|l| l.iter().collect()).collect()
+                        }
+                        other => vec![vec![other]],
                     };
-                    if bound.has_aggregate() {
-                        return Err(Error::Grouping(
-                            "aggregate functions are not allowed in GROUP BY".into(),
-                        ));
+                    let mut bound_sets = Vec::with_capacity(element_sets.len());
+                    for members in element_sets {
+                        let mut positions = Vec::new();
+                        for m in members {
+                            let bound =
+                                self.bind_group_expr(m, &items, &output_names, &input_schema)?;
+                            let at = match group.iter().position(|g| *g == bound) {
+                                Some(i) => i,
+                                None => {
+                                    group.push(bound);
+                                    group.len() - 1
+                                }
+                            };
+                            positions.push(at);
+                        }
+                        bound_sets.push(positions);
                     }
-                    if !group.contains(&bound) {
-                        group.push(bound);
-                    }
+                    sets = sets
+                        .iter()
+                        .flat_map(|s| {
+                            bound_sets.iter().map(move |b| {
+                                let mut joined = s.clone();
+                                joined.extend(b.iter().copied());
+                                joined.sort_unstable();
+                                joined.dedup();
+                                joined
+                            })
+                        })
+                        .collect();
                 }
             }
             GroupByExpr::All(_) => return Err(Error::NotSupported("GROUP BY ALL".into())),
@@ -836,6 +879,7 @@ impl<'a> Binder<'a> {
         }
 
         let aggregating = !group.is_empty()
+            || has_sets
             || items.iter().any(|(e, _)| e.has_aggregate())
             || having.is_some()
             || order
@@ -905,11 +949,16 @@ impl<'a> Binder<'a> {
                     *e = rewrite(e)?;
                 }
             }
-            plan = LogicalPlan::Aggregate {
-                input: Box::new(plan),
-                group,
-                aggregates: aggs,
-                schema: PlanSchema { fields },
+            let any_grouping = aggs.iter().any(|a| a.func == AggregateFunction::Grouping);
+            plan = if has_sets || any_grouping {
+                grouping_sets_plan(plan, group, aggs, &sets, PlanSchema { fields })?
+            } else {
+                LogicalPlan::Aggregate {
+                    input: Box::new(plan),
+                    group,
+                    aggregates: aggs,
+                    schema: PlanSchema { fields },
+                }
             };
         }
         if let Some(h) = having {
@@ -1388,6 +1437,38 @@ impl<'a> Binder<'a> {
             }
             other => Err(Error::NotSupported(format!("FROM item {other}"))),
         }
+    }
+
+    /// One GROUP BY expression: an input column first, then an output name
+    /// or ordinal, then any expression over the input.
+    fn bind_group_expr(
+        &mut self,
+        e: &ast::Expr,
+        items: &[(Expr, String)],
+        output_names: &[String],
+        input_schema: &PlanSchema,
+    ) -> Result<Expr> {
+        let bound = match e {
+            ast::Expr::Value(_) => match self.output_reference(e, output_names)? {
+                Some(i) => items[i].0.clone(),
+                None => self.bind_expr(e, input_schema, false)?,
+            },
+            ast::Expr::Identifier(id)
+                if resolve_column(input_schema, None, &ident_name(id)).is_err() =>
+            {
+                match self.output_reference(e, output_names)? {
+                    Some(i) => items[i].0.clone(),
+                    None => self.bind_expr(e, input_schema, false)?,
+                }
+            }
+            _ => self.bind_expr(e, input_schema, false)?,
+        };
+        if bound.has_aggregate() {
+            return Err(Error::Grouping(
+                "aggregate functions are not allowed in GROUP BY".into(),
+            ));
+        }
+        Ok(bound)
     }
 
     /// The set-returning calls that make up whole SELECT items (`unnest(a)`,
@@ -3307,6 +3388,25 @@ impl<'a> Binder<'a> {
             "bool_or" => A::BoolOr,
             "string_agg" => A::StringAgg,
             "array_agg" => A::ArrayAgg,
+            "grouping" => {
+                // grouping(a, b) = grouping(a) * 2 + grouping(b): one
+                // single-argument call per bit, each a constant per grouping set.
+                if args.is_empty() {
+                    return Err(Error::Syntax("grouping() needs an argument".into()));
+                }
+                if args.len() > 1 {
+                    return Err(Error::NotSupported(
+                        "grouping() of several expressions (combine grouping(a) * 2 + grouping(b))"
+                            .into(),
+                    ));
+                }
+                return Ok(Some(AggregateExpr {
+                    func: A::Grouping,
+                    arg: Some(args[0].clone()),
+                    distinct: false,
+                    separator: None,
+                }));
+            }
             "stddev" | "stddev_samp" => A::Variance {
                 sample: true,
                 sqrt: true,
@@ -4076,6 +4176,77 @@ fn union_plans(inputs: Vec<LogicalPlan>) -> Result<LogicalPlan> {
     Ok(LogicalPlan::Union {
         inputs,
         schema: PlanSchema { fields },
+    })
+}
+
+/// GROUP BY with grouping sets (ROLLUP, CUBE, GROUPING SETS) or grouping():
+/// one aggregation of `input` per set, each projected to the full layout
+/// (`group` columns, NULL where the set leaves one out, then `aggs`, with
+/// grouping(x) the constant 1 where x is left out, else 0), then UNION ALL.
+fn grouping_sets_plan(
+    input: LogicalPlan,
+    group: Vec<Expr>,
+    aggs: Vec<AggregateExpr>,
+    sets: &[Vec<usize>],
+    schema: PlanSchema,
+) -> Result<LogicalPlan> {
+    let input_schema = input.schema().clone();
+    let real: Vec<AggregateExpr> = aggs
+        .iter()
+        .filter(|a| a.func != AggregateFunction::Grouping)
+        .cloned()
+        .collect();
+    let mut branches = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut fields: Vec<PlanField> = set.iter().map(|i| schema.fields[*i].clone()).collect();
+        fields.extend(real.iter().map(|a| {
+            schema.fields[group.len() + aggs.iter().position(|x| x == a).unwrap_or(0)].clone()
+        }));
+        let aggregate = LogicalPlan::Aggregate {
+            input: Box::new(input.clone()),
+            group: set.iter().map(|i| group[*i].clone()).collect(),
+            aggregates: real.clone(),
+            schema: PlanSchema { fields },
+        };
+        let mut exprs = Vec::with_capacity(schema.fields.len());
+        for (k, field) in schema.fields.iter().take(group.len()).enumerate() {
+            exprs.push(match set.iter().position(|i| *i == k) {
+                Some(at) => Expr::Column(at),
+                None => Expr::literal(arrow::array::new_null_array(&field.data_type, 1)),
+            });
+        }
+        for a in &aggs {
+            exprs.push(if a.func == AggregateFunction::Grouping {
+                let arg = a.arg.as_ref().ok_or_else(|| {
+                    Error::Internal("grouping() without its argument".into())
+                })?;
+                let k = group.iter().position(|g| g == arg).ok_or_else(|| {
+                    Error::Grouping(format!(
+                        "arguments to GROUPING must be grouping expressions of the associated query level: {}",
+                        arg.display(&input_schema)
+                    ))
+                })?;
+                let bit = i32::from(!set.contains(&k));
+                Expr::literal(Arc::new(arrow::array::Int32Array::from(vec![bit])))
+            } else {
+                let j = real.iter().position(|x| x == a).unwrap_or(0);
+                Expr::Column(set.len() + j)
+            });
+        }
+        branches.push(LogicalPlan::Project {
+            input: Box::new(aggregate),
+            exprs,
+            schema: schema.clone(),
+        });
+    }
+    if branches.len() == 1 {
+        return branches
+            .pop()
+            .ok_or_else(|| Error::Internal("no grouping set".into()));
+    }
+    Ok(LogicalPlan::Union {
+        inputs: branches,
+        schema,
     })
 }
 

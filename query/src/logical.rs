@@ -468,6 +468,9 @@ pub enum AggregateFunction {
     /// percentile_disc(f) WITHIN GROUP (ORDER BY x): the first value at or
     /// past the fraction
     PercentileDisc(f64),
+    /// grouping(x): 1 in the rows of a grouping set that leaves x out, else 0
+    /// (a constant per set, filled in by the grouping-sets plan)
+    Grouping,
     /// var_samp / var_pop / stddev_samp / stddev_pop (stddev and variance are
     /// the sample ones)
     Variance {
@@ -500,6 +503,7 @@ impl AggregateFunction {
             AggregateFunction::ApproxCountDistinct => "approx_count_distinct",
             AggregateFunction::PercentileCont(_) => "percentile_cont",
             AggregateFunction::PercentileDisc(_) => "percentile_disc",
+            AggregateFunction::Grouping => "grouping",
             AggregateFunction::Variance { sample, sqrt } => match (sample, sqrt) {
                 (true, true) => "stddev_samp",
                 (false, true) => "stddev_pop",
@@ -533,6 +537,7 @@ impl AggregateFunction {
             | AggregateFunction::Max
             | AggregateFunction::PercentileDisc(_) => arg.cloned().unwrap_or(DataType::Null),
             AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
+            AggregateFunction::Grouping => DataType::Int32,
             AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => DataType::Utf8,
         }
     }

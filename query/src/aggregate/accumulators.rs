@@ -53,6 +53,11 @@ pub fn new_accumulator(
 ) -> Result<Box<dyn GroupAccumulator>> {
     let arg_type = arg.cloned().unwrap_or(DataType::Null);
     Ok(match func {
+        AggregateFunction::Grouping => {
+            return Err(Error::Internal(
+                "grouping() is a constant per grouping set, not accumulated".into(),
+            ))
+        }
         AggregateFunction::CountStar => Box::new(Count::default()),
         AggregateFunction::Count if distinct => Box::new(CountDistinct::new(arg_type)),
         AggregateFunction::Count => Box::new(Count::default()),
