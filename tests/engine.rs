@@ -702,7 +702,16 @@ fn fuzz_corpora_replay_without_panics() {
         assert!(!inputs.is_empty(), "the {target} corpus is empty");
         for input in &inputs {
             let data = std::fs::read(input).expect("a corpus file");
-            if let Err(panic) = std::panic::catch_unwind(|| run(&data)) {
+            // On a thread with the stack the server gives statements.
+            let outcome = std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .stack_size(sluice_query::STATEMENT_STACK_BYTES)
+                    .spawn_scoped(s, || std::panic::catch_unwind(|| run(&data)))
+                    .expect("a replay thread")
+                    .join()
+                    .expect("the replay thread")
+            });
+            if let Err(panic) = outcome {
                 let message = panic
                     .downcast_ref::<String>()
                     .cloned()

@@ -32,7 +32,111 @@ use std::path::{Path, PathBuf};
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type};
 use sluice::{Database, StatementResult};
-use sqllogictest::{AsyncDB, DBOutput, DefaultColumnType, Runner};
+use sqllogictest::{AsyncDB, DBOutput, Runner};
+
+/// A result column's PostgreSQL type, as one letter of a `query` record's
+/// header (`query IGT`). The letters are written from PostgreSQL by
+/// `--complete`, and every engine's columns must have the same, so a float8
+/// where PostgreSQL says numeric, or an int8 where it says int4, fails.
+#[derive(Debug, PartialEq, Eq, Clone)]
+enum PgType {
+    /// int2, int4: `I`
+    Int4,
+    /// int8: `G`
+    Int8,
+    /// float4, float8: `R`
+    Float,
+    /// numeric: `N`
+    Numeric,
+    /// text, varchar, char, name: `T`
+    Text,
+    /// bool: `B`
+    Bool,
+    /// date: `D`
+    Date,
+    /// timestamp: `P`
+    Timestamp,
+    /// timestamptz: `Z`
+    TimestampTz,
+    /// interval: `V`
+    Interval,
+    /// oid and the reg* types: `O`
+    Oid,
+    /// anything else (arrays, json, bytea): `?`
+    Other,
+}
+
+const PG_TYPE_LETTERS: [(char, PgType); 12] = [
+    ('I', PgType::Int4),
+    ('G', PgType::Int8),
+    ('R', PgType::Float),
+    ('N', PgType::Numeric),
+    ('T', PgType::Text),
+    ('B', PgType::Bool),
+    ('D', PgType::Date),
+    ('P', PgType::Timestamp),
+    ('Z', PgType::TimestampTz),
+    ('V', PgType::Interval),
+    ('O', PgType::Oid),
+    ('?', PgType::Other),
+];
+
+impl sqllogictest::ColumnType for PgType {
+    fn from_char(value: char) -> Option<Self> {
+        PG_TYPE_LETTERS
+            .iter()
+            .find(|(c, _)| *c == value)
+            .map(|(_, t)| t.clone())
+    }
+
+    fn to_char(&self) -> char {
+        PG_TYPE_LETTERS
+            .iter()
+            .find(|(_, t)| t == self)
+            .map_or('?', |(c, _)| *c)
+    }
+}
+
+impl PgType {
+    /// The type PostgreSQL's protocol reported.
+    fn of_wire(t: &tokio_postgres::types::Type) -> PgType {
+        use tokio_postgres::types::Type;
+        match *t {
+            Type::INT2 | Type::INT4 => PgType::Int4,
+            Type::INT8 => PgType::Int8,
+            Type::FLOAT4 | Type::FLOAT8 => PgType::Float,
+            Type::NUMERIC => PgType::Numeric,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::CHAR => PgType::Text,
+            Type::BOOL => PgType::Bool,
+            Type::DATE => PgType::Date,
+            Type::TIMESTAMP => PgType::Timestamp,
+            Type::TIMESTAMPTZ => PgType::TimestampTz,
+            Type::INTERVAL => PgType::Interval,
+            Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => PgType::Oid,
+            _ => PgType::Other,
+        }
+    }
+
+    /// The type Sluice's engine gives a column of `data_type`.
+    fn of_arrow(data_type: &DataType) -> PgType {
+        match data_type {
+            DataType::Int16 | DataType::Int32 => PgType::Int4,
+            DataType::Int64 => PgType::Int8,
+            DataType::Float32 | DataType::Float64 => PgType::Float,
+            DataType::Decimal128(..) | DataType::Decimal256(..) => PgType::Numeric,
+            // PostgreSQL reports an untyped NULL as text.
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Null => PgType::Text,
+            DataType::Dictionary(_, v) => PgType::of_arrow(v),
+            DataType::Boolean => PgType::Bool,
+            DataType::Date32 => PgType::Date,
+            DataType::Timestamp(_, None) => PgType::Timestamp,
+            DataType::Timestamp(_, Some(_)) => PgType::TimestampTz,
+            DataType::Interval(_) => PgType::Interval,
+            DataType::UInt32 => PgType::Oid,
+            _ => PgType::Other,
+        }
+    }
+}
 
 #[derive(Debug)]
 struct SltError(String);
@@ -162,9 +266,9 @@ fn with_tiny_segments(sql: &str, rows: usize) -> String {
 
 impl sqllogictest::DB for Sluice {
     type Error = SltError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = PgType;
 
-    fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+    fn run(&mut self, sql: &str) -> Result<DBOutput<PgType>, SltError> {
         let sql = match self.mode {
             Mode::TinySegments => {
                 let sql = with_tiny_segments(sql, self.tiny_rows);
@@ -212,11 +316,7 @@ impl sqllogictest::DB for Sluice {
                 let types = schema
                     .fields()
                     .iter()
-                    .map(|f| match f.data_type() {
-                        DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
-                        DataType::Float64 => DefaultColumnType::FloatingPoint,
-                        _ => DefaultColumnType::Text,
-                    })
+                    .map(|f| PgType::of_arrow(f.data_type()))
                     .collect();
                 let mut rows = Vec::new();
                 for b in &batches {
@@ -229,6 +329,15 @@ impl sqllogictest::DB for Sluice {
                                     return Ok(float_text(
                                         c.as_primitive::<Float64Type>().value(r),
                                     ));
+                                }
+                                if let (true, DataType::Decimal128(_, scale)) =
+                                    (c.is_valid(r), c.data_type())
+                                {
+                                    let v = c
+                                        .as_primitive::<arrow::datatypes::Decimal128Type>()
+                                        .value(r);
+                                    let text = sluice_query::numeric::format(v, *scale);
+                                    return Ok(text.parse::<f64>().map(float_text).unwrap_or(text));
                                 }
                                 sluice_query::format::format_value(
                                     c.as_ref(),
@@ -289,9 +398,9 @@ fn pg_error(e: tokio_postgres::Error) -> SltError {
 #[async_trait::async_trait]
 impl AsyncDB for Postgres {
     type Error = SltError;
-    type ColumnType = DefaultColumnType;
+    type ColumnType = PgType;
 
-    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<PgType>, SltError> {
         use tokio_postgres::types::Type;
         let sql = if self.strip_options {
             strip_table_options(sql)
@@ -340,18 +449,7 @@ impl AsyncDB for Postgres {
                 rows.push(out);
             }
         }
-        let types = col_types
-            .iter()
-            .map(|t| {
-                if [Type::INT2, Type::INT4, Type::INT8].contains(t) {
-                    DefaultColumnType::Integer
-                } else if [Type::FLOAT4, Type::FLOAT8, Type::NUMERIC].contains(t) {
-                    DefaultColumnType::FloatingPoint
-                } else {
-                    DefaultColumnType::Text
-                }
-            })
-            .collect();
+        let types = col_types.iter().map(PgType::of_wire).collect();
         Ok(DBOutput::Rows { types, rows })
     }
 
@@ -478,7 +576,7 @@ fn slt_files(filter: Option<&str>) -> Vec<PathBuf> {
 }
 
 fn count_records(file: &Path) -> usize {
-    sqllogictest::parse_file::<DefaultColumnType>(file)
+    sqllogictest::parse_file::<PgType>(file)
         .map(|records| {
             records
                 .iter()
@@ -527,7 +625,7 @@ fn main() {
                         " ",
                         sqllogictest::default_validator,
                         sqllogictest::default_normalizer,
-                        sqllogictest::default_column_validator,
+                        sqllogictest::strict_column_validator,
                     )
                     .await
                     .unwrap_or_else(|e| panic!("completing {}: {e}", f.display()));
@@ -571,6 +669,7 @@ fn main() {
                 })
             });
             runner.add_label("sluice");
+            runner.with_column_validator(sqllogictest::strict_column_validator);
             match runner.run_file(f) {
                 Ok(()) => passed += records,
                 Err(e) => {
@@ -584,6 +683,7 @@ fn main() {
         let wire = rt.block_on(async {
             let mut runner = Runner::new(move || connect_sluice_wire(port));
             runner.add_label("sluice");
+            runner.with_column_validator(sqllogictest::strict_column_validator);
             runner.run_file_async(f).await
         });
         drop(server);
@@ -606,6 +706,7 @@ fn main() {
                     async move { connect_postgres(&u, &p).await }
                 });
                 runner.add_label("postgres");
+                runner.with_column_validator(sqllogictest::strict_column_validator);
                 runner.run_file_async(f).await
             });
             if let Err(e) = result {

@@ -53,6 +53,8 @@ pub struct Binder<'a> {
     /// rows are assigned to them cell by cell, as PostgreSQL does, instead of
     /// meeting in a common type first (`VALUES ('NaN'), (7)` into a double).
     insert_targets: Option<Vec<(String, DataType)>>,
+    /// How deep the expression being bound is nested.
+    depth: usize,
 }
 
 /// A name as PostgreSQL folds it: lower case unless quoted.
@@ -97,6 +99,58 @@ fn null_literal() -> Expr {
     lit(arrow::array::new_null_array(&DataType::Null, 1))
 }
 
+/// Deepest nesting of expressions a statement may have (a chain of 400
+/// ORs is 400 deep). PostgreSQL's limit is its stack size; this one keeps a
+/// statement within [`STATEMENT_STACK_BYTES`] even in a debug build, where
+/// frames are largest.
+const MAX_EXPRESSION_DEPTH: usize = 400;
+
+/// The stack the server gives its statement threads: 32 MiB of address
+/// space (only the pages a statement touches are used). Recursion over
+/// expressions also grows the stack on demand ([`grow_stack`]), so the
+/// embedded API is safe on any thread.
+pub const STATEMENT_STACK_BYTES: usize = 32 << 20;
+
+/// Runs `f`, first moving to a fresh stack segment if less than 128 KiB is
+/// left: binding, optimizing and evaluating recurse once per level of an
+/// expression, and a stack overflow would abort the process with every
+/// connection in it. (`stacker` is what rustc uses for the same problem.)
+pub fn grow_stack<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(128 << 10, 2 << 20, f)
+}
+
+/// `numeric(p, s)`, `numeric(p)` or bare `numeric` (scale
+/// [`crate::numeric::DIVISION_SCALE`] until a cast picks one from its operand).
+fn numeric_type(text: &str) -> Result<DataType> {
+    let args: Vec<&str> = text
+        .split_once('(')
+        .map(|(_, rest)| {
+            rest.trim_end_matches(')')
+                .split(',')
+                .map(str::trim)
+                .collect()
+        })
+        .unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    let (p, s) = match args.as_slice() {
+        [] => return Ok(crate::numeric::numeric(crate::numeric::DIVISION_SCALE)),
+        [p] => (number(p), Some(0)),
+        [p, s] => (number(p), number(s)),
+        _ => (None, None),
+    };
+    match (p, s) {
+        (Some(p), Some(s)) if (1..=38).contains(&p) && (0..=p).contains(&s) => {
+            Ok(DataType::Decimal128(p as u8, s as i8))
+        }
+        (Some(p), _) if !(1..=38).contains(&p) => Err(Error::InvalidParameter(format!(
+            "NUMERIC precision {p} must be between 1 and 38"
+        ))),
+        _ => Err(Error::InvalidParameter(format!(
+            "NUMERIC scale must be between 0 and the precision: {text}"
+        ))),
+    }
+}
+
 /// The Arrow type for a SQL type name in a CAST or column definition.
 pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
     let text = dt.to_string().to_lowercase();
@@ -112,8 +166,8 @@ pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
         "bigint" | "int8" | "xid" => DataType::Int64,
         "oid" | "regproc" | "regclass" | "regtype" | "regnamespace" | "regrole"
         | "regprocedure" | "regoper" | "regoperator" | "regconfig" => DataType::UInt32,
-        "double precision" | "double" | "float8" | "float" | "real" | "float4" | "numeric"
-        | "decimal" => DataType::Float64,
+        "double precision" | "double" | "float8" | "float" | "real" | "float4" => DataType::Float64,
+        "numeric" | "decimal" => numeric_type(&text)?,
         "text" | "varchar" | "character varying" | "char" | "character" | "string" | "name"
         | "bpchar" | "\"char\"" | "pg_catalog.text" | "pg_catalog.name" => DataType::Utf8,
         "timestamp" | "timestamp without time zone" => {
@@ -146,6 +200,7 @@ impl<'a> Binder<'a> {
             outer: Vec::new(),
             settings: Vec::new(),
             insert_targets: None,
+            depth: 0,
         }
     }
 
@@ -1645,6 +1700,27 @@ impl<'a> Binder<'a> {
         schema: &PlanSchema,
         allow_agg: bool,
     ) -> Result<Expr> {
+        // Binding, optimizing and evaluating an expression each recurse once
+        // per level: a bound on the depth keeps any statement within a
+        // worker's stack (an overflow would abort the whole server).
+        self.depth += 1;
+        let bound = if self.depth > MAX_EXPRESSION_DEPTH {
+            Err(Error::StackDepth(format!(
+                "expressions nested more than {MAX_EXPRESSION_DEPTH} deep"
+            )))
+        } else {
+            grow_stack(|| self.bind_expr_nested(e, schema, allow_agg))
+        };
+        self.depth -= 1;
+        bound
+    }
+
+    fn bind_expr_nested(
+        &mut self,
+        e: &ast::Expr,
+        schema: &PlanSchema,
+        allow_agg: bool,
+    ) -> Result<Expr> {
         use ast::Expr as A;
         macro_rules! bind {
             ($x:expr) => {
@@ -1904,6 +1980,20 @@ impl<'a> Binder<'a> {
                                 .to_string()]))),
                             None => self.explicit_cast(inner, schema, &DataType::Utf8)?,
                         }
+                    }
+                    "numeric" | "decimal" => {
+                        // A bare numeric keeps an exact operand's scale: an
+                        // integer's 0, a numeric's own, a literal's written one.
+                        let from = inner.data_type(schema);
+                        let scale = match (&from, const_text(&inner)) {
+                            (DataType::Int32 | DataType::Int64 | DataType::UInt32, _) => 0,
+                            (DataType::Decimal128(_, s), _) => *s,
+                            (DataType::Utf8 | DataType::Null, Some(t)) => {
+                                crate::numeric::text_scale(&t)
+                            }
+                            _ => crate::numeric::DIVISION_SCALE,
+                        };
+                        self.explicit_cast(inner, schema, &crate::numeric::numeric(scale))?
                     }
                     _ => {
                         let to = sql_to_arrow_type(data_type)?;
@@ -2588,7 +2678,23 @@ impl<'a> Binder<'a> {
                 sql_type_name(&rt)
             ))
         })?;
-        let (l, r) = if is_numeric(&lt) && is_numeric(&rt) {
+        let decimal = |t: &DataType| matches!(t, DataType::Decimal128(..));
+        let (l, r) = if is_numeric(&lt)
+            && is_numeric(&rt)
+            && (decimal(&lt) || decimal(&rt))
+            && lt != DataType::Float64
+            && rt != DataType::Float64
+        {
+            // Each side keeps its own scale: the result's depends on both.
+            let exact = |b: &mut Self, e: Expr, t: &DataType| {
+                if decimal(t) {
+                    Ok(e)
+                } else {
+                    b.coerce(e, schema, &crate::numeric::numeric(0))
+                }
+            };
+            (exact(self, l, &lt)?, exact(self, r, &rt)?)
+        } else if is_numeric(&lt) && is_numeric(&rt) {
             let w = wider_numeric(&lt, &rt);
             (self.coerce(l, schema, &w)?, self.coerce(r, schema, &w)?)
         } else if matches!(
@@ -2856,21 +2962,39 @@ impl<'a> Binder<'a> {
                     .map(|a| self.coerce(a, schema, &ty))
                     .collect::<Result<_>>()?;
             }
-            F::Abs | F::Floor | F::Ceil => {
+            F::Abs => {
                 arity(1, 1, &args)?;
                 args[0] = self.numeric_arg(args[0].clone(), schema)?;
+            }
+            F::Floor | F::Ceil => {
+                // PostgreSQL has these for double and numeric: an integer
+                // argument is a double.
+                arity(1, 1, &args)?;
+                let x = self.numeric_arg(args[0].clone(), schema)?;
+                args[0] = match x.data_type(schema) {
+                    DataType::Decimal128(..) | DataType::Float64 => x,
+                    _ => self.coerce(x, schema, &DataType::Float64)?,
+                };
             }
             F::Round => {
                 arity(1, 2, &args)?;
                 let x = self.numeric_arg(args.remove(0), schema)?;
-                let x = if args.is_empty() {
-                    x
-                } else {
-                    self.coerce(x, schema, &DataType::Float64)?
+                let x = match x.data_type(schema) {
+                    DataType::Decimal128(..) | DataType::Float64 => x,
+                    _ => self.coerce(x, schema, &DataType::Float64)?,
                 };
-                let mut new = vec![x];
+                let mut new = vec![x.clone()];
                 if let Some(d) = args.pop() {
-                    new.push(self.coerce(d, schema, &DataType::Int64)?);
+                    let d = self.coerce(d, schema, &DataType::Int64)?;
+                    let constant = matches!(d, Expr::Literal(_));
+                    new.push(d);
+                    if let (DataType::Decimal128(_, s), false) = (x.data_type(schema), constant) {
+                        // Digits that vary: the result keeps the argument's scale.
+                        return Ok(Expr::Cast {
+                            expr: Box::new(Expr::Function { func, args: new }),
+                            to: crate::numeric::numeric(s),
+                        });
+                    }
                 }
                 args = new;
             }
@@ -3125,8 +3249,15 @@ impl<'a> Binder<'a> {
             }
             let mut conversions = 0;
             let fits = args.iter().enumerate().all(|(i, a)| {
+                let from = a.data_type(schema);
+                if b.arg_type(i) == crate::builtins::Type::Numeric {
+                    // Any numeric meets a numeric parameter as it is.
+                    let exact = matches!(from, DataType::Decimal128(..));
+                    conversions += usize::from(!exact);
+                    return exact || coercible(a, schema, &b.arg_type(i).data_type());
+                }
                 let to = b.arg_type(i).data_type();
-                conversions += usize::from(a.data_type(schema) != to);
+                conversions += usize::from(from != to);
                 coercible(a, schema, &to)
             });
             if fits && best.is_none_or(|(c, _)| conversions < c) {
@@ -3137,7 +3268,15 @@ impl<'a> Binder<'a> {
             let args = args
                 .into_iter()
                 .enumerate()
-                .map(|(i, a)| self.coerce(a, schema, &b.arg_type(i).data_type()))
+                .map(|(i, a)| {
+                    let to = b.arg_type(i).data_type();
+                    match (b.arg_type(i), a.data_type(schema)) {
+                        (crate::builtins::Type::Numeric, DataType::Decimal128(..)) => {
+                            self.explicit_cast(a, schema, &to)
+                        }
+                        _ => self.coerce(a, schema, &to),
+                    }
+                })
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Expr::Function {
                 func: ScalarFunction::Builtin(b),
@@ -3751,10 +3890,15 @@ fn bind_value(v: &Value) -> Result<Expr> {
                     Err(_) => lit(Arc::new(Int64Array::from(vec![i]))),
                 }
             } else {
-                let f: f64 = n
-                    .parse()
+                // 2.5, 1e3 and integers too long for bigint are numeric, as
+                // in PostgreSQL, with the scale they are written with.
+                let scale = crate::numeric::text_scale(n);
+                let v = crate::numeric::parse(n, scale)
                     .map_err(|_| Error::Syntax(format!("invalid number {n}")))?;
-                lit(Arc::new(Float64Array::from(vec![f])))
+                lit(Arc::new(
+                    arrow::array::Decimal128Array::from(vec![v])
+                        .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?,
+                ))
             }
         }
         Value::SingleQuotedString(s)

@@ -50,6 +50,32 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, zone: Zone) -> Result<ArrayRe
         return parse_text(array.as_string::<i32>(), to, zone);
     }
     match (from, to) {
+        (_, DataType::Decimal128(precision, scale)) => {
+            let out = crate::numeric::to_decimal(array, *scale)?;
+            crate::numeric::check_precision(&out, *precision)?;
+            return Ok(Arc::new(out.with_precision_and_scale(*precision, *scale)?));
+        }
+        (DataType::Decimal128(_, scale), DataType::Int32 | DataType::Int64) => {
+            // Rounded half away from zero, as PostgreSQL makes numeric an integer.
+            let a = array.as_primitive::<arrow::datatypes::Decimal128Type>();
+            let whole = a
+                .iter()
+                .map(|v| {
+                    v.map(|v| {
+                        crate::numeric::rescale(v, *scale, 0).and_then(|w| {
+                            i64::try_from(w).map_err(|_| {
+                                Error::NumericOutOfRange(format!(
+                                    "{} out of range",
+                                    sql_type_name(to)
+                                ))
+                            })
+                        })
+                    })
+                    .transpose()
+                })
+                .collect::<Result<Int64Array>>()?;
+            return checked_cast(&(Arc::new(whole) as ArrayRef), to);
+        }
         (DataType::Float64, DataType::Int32 | DataType::Int64) => {
             // PostgreSQL rounds a double half to even (rint); Arrow would truncate.
             let rounded: Float64Array = array
@@ -155,6 +181,15 @@ fn parse_text(text: &arrow::array::StringArray, to: &DataType, zone: Zone) -> Re
                 .map(|v| v.map(st::parse_float).transpose())
                 .collect::<sluice_storage::Result<Float64Array>>()?,
         ),
+        DataType::Decimal128(precision, scale) => {
+            let values = text
+                .iter()
+                .map(|v| v.map(|s| crate::numeric::parse(s, *scale)).transpose())
+                .collect::<Result<arrow::array::Decimal128Array>>()?
+                .with_precision_and_scale(*precision, *scale)?;
+            crate::numeric::check_precision(&values, *precision)?;
+            Arc::new(values)
+        }
         DataType::Timestamp(TimeUnit::Microsecond, tz) => {
             let values = text
                 .iter()

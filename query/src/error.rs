@@ -90,6 +90,9 @@ pub enum Error {
     /// Valid SQL that Sluice does not support (0A000).
     #[error("{0} is not supported")]
     NotSupported(String),
+    /// A statement nested too deeply to run safely (54001).
+    #[error("stack depth limit exceeded: {0}")]
+    StackDepth(String),
     /// The statement was cancelled or ran past its timeout (57014).
     #[error("canceling statement due to {0}")]
     Cancelled(&'static str),
@@ -127,6 +130,7 @@ impl Error {
             Error::Data { code, .. } => code,
             Error::InvalidDefinition(_) => "42P16",
             Error::NotSupported(_) => "0A000",
+            Error::StackDepth(_) => "54001",
             Error::Protocol(_) => "08P01",
             Error::UnknownSetting(_) => "42704",
             Error::InvalidCursor(_) => "34000",

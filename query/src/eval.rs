@@ -103,6 +103,10 @@ pub fn evaluate_value(
     batch: &RecordBatch,
     ctx: &QueryContext,
 ) -> Result<ColumnarValue> {
+    crate::binder::grow_stack(|| evaluate_nested(expr, batch, ctx))
+}
+
+fn evaluate_nested(expr: &Expr, batch: &RecordBatch, ctx: &QueryContext) -> Result<ColumnarValue> {
     let eval = |e: &Expr| evaluate_value(e, batch, ctx);
     let rows = batch.num_rows();
     Ok(match expr {
@@ -294,6 +298,13 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
         }
         _ => {}
     }
+    if matches!(l.data_type(), DataType::Decimal128(..))
+        || matches!(r.data_type(), DataType::Decimal128(..))
+    {
+        if let Some(out) = decimal_binary(op, &l, &r, rows, both_scalar)? {
+            return Ok(out);
+        }
+    }
     if l.data_type() == &DataType::Date32 && matches!(op, BinaryOp::Plus | BinaryOp::Minus) {
         let n = if both_scalar { 1 } else { rows };
         let out = date_arithmetic(op, &l.into_array(n)?, &r.into_array(n)?)?;
@@ -338,6 +349,59 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
         BinaryOp::Modulo => numeric::rem(ld, rd)?,
     };
     Ok(wrap(out, both_scalar))
+}
+
+/// Arithmetic and comparisons with a numeric operand (the other numeric or an
+/// integer; the binder makes a numeric meeting a double a double): exact, at
+/// PostgreSQL's result scale. `None` for operators this does not handle.
+fn decimal_binary(
+    op: BinaryOp,
+    l: &ColumnarValue,
+    r: &ColumnarValue,
+    rows: usize,
+    both_scalar: bool,
+) -> Result<Option<ColumnarValue>> {
+    use crate::numeric::{arithmetic, result_scale, scale_of, to_decimal, Op};
+    let n = if both_scalar { 1 } else { rows };
+    let (lt, rt) = (l.data_type().clone(), r.data_type().clone());
+    if lt == DataType::Float64
+        || rt == DataType::Float64
+        || lt == DataType::Null
+        || rt == DataType::Null
+    {
+        return Ok(None);
+    }
+    let (la, ra) = (l.clone().into_array(n)?, r.clone().into_array(n)?);
+    let arith = match op {
+        BinaryOp::Plus => Some(Op::Add),
+        BinaryOp::Minus => Some(Op::Sub),
+        BinaryOp::Multiply => Some(Op::Mul),
+        BinaryOp::Divide => Some(Op::Div),
+        BinaryOp::Modulo => Some(Op::Rem),
+        _ => None,
+    };
+    if let Some(a) = arith {
+        let (ls, rs) = (scale_of(&lt), scale_of(&rt));
+        let out = arithmetic(
+            a,
+            &to_decimal(&la, ls)?,
+            &to_decimal(&ra, rs)?,
+            result_scale(a, ls, rs),
+        )?;
+        return Ok(Some(wrap(out, both_scalar)));
+    }
+    if !op.is_comparison() || lt == rt {
+        return Ok(None);
+    }
+    // Comparisons: both sides at one scale and precision, then Arrow's kernels.
+    let common = scale_of(&lt).max(scale_of(&rt));
+    let la: ArrayRef = Arc::new(to_decimal(&la, common)?);
+    let ra: ArrayRef = Arc::new(to_decimal(&ra, common)?);
+    let out = binary(op, ColumnarValue::Array(la), ColumnarValue::Array(ra), n)?;
+    Ok(Some(match (out, both_scalar) {
+        (ColumnarValue::Array(a), true) => ColumnarValue::Scalar(a),
+        (other, _) => other,
+    }))
 }
 
 fn unreachable_op(op: BinaryOp) -> Result<ArrayRef> {

@@ -83,6 +83,12 @@ pub fn format_value(array: &dyn Array, row: usize, zone: Zone) -> Result<Option<
         DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_string(),
         DataType::UInt32 => array.as_primitive::<UInt32Type>().value(row).to_string(),
         DataType::Float64 => format_float(array.as_primitive::<Float64Type>().value(row)),
+        DataType::Decimal128(_, scale) => crate::numeric::format(
+            array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row),
+            *scale,
+        ),
         DataType::Utf8 => array.as_string::<i32>().value(row).to_string(),
         DataType::Timestamp(TimeUnit::Microsecond, None) => {
             format_timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
@@ -172,6 +178,7 @@ pub fn sql_type_name(dt: &DataType) -> String {
         DataType::Int64 => "bigint".into(),
         DataType::UInt32 => "oid".into(),
         DataType::Float64 => "double precision".into(),
+        DataType::Decimal128(..) => "numeric".into(),
         DataType::Utf8 => "text".into(),
         DataType::Timestamp(_, None) => "timestamp without time zone".into(),
         DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),

@@ -52,6 +52,49 @@ pub fn call(
     })
 }
 
+/// A numeric function applied value by value, the result with `scale` decimals.
+fn decimal_map(a: &ArrayRef, scale: i8, f: impl Fn(i128) -> Result<i128>) -> Result<ArrayRef> {
+    let out = a
+        .as_primitive::<arrow::datatypes::Decimal128Type>()
+        .iter()
+        .map(|v| v.map(&f).transpose())
+        .collect::<Result<arrow::array::Decimal128Array>>()?
+        .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?;
+    Ok(Arc::new(out))
+}
+
+/// round(numeric [, digits]): half away from zero. With a constant digit
+/// count (the binder's case for `round(x, 2)`) the result has that many
+/// decimals; with varying ones, the argument's.
+fn round_decimal(a: &ArrayRef, scale: i8, digits: Option<&ArrayRef>) -> Result<ArrayRef> {
+    let digits = digits.map(|d| d.as_primitive::<Int64Type>());
+    let constant = match digits {
+        None => Some(0),
+        Some(d) if d.null_count() == 0 && d.values().windows(2).all(|w| w[0] == w[1]) => {
+            d.values().first().copied().or(Some(0))
+        }
+        Some(_) => None,
+    };
+    let out_scale = constant.map_or(scale, |d| {
+        d.clamp(0, crate::numeric::MAX_SCALE as i64) as i8
+    });
+    let v = a.as_primitive::<arrow::datatypes::Decimal128Type>();
+    let out = (0..v.len())
+        .map(|r| {
+            if v.is_null(r) || digits.is_some_and(|d| d.is_null(r)) {
+                return Ok(None);
+            }
+            let d = digits
+                .map_or(0, |d| d.value(r))
+                .clamp(-38, crate::numeric::MAX_SCALE as i64) as i8;
+            let rounded = crate::numeric::rescale(v.value(r), scale, d.min(scale))?;
+            crate::numeric::rescale(rounded, d.min(scale), out_scale).map(Some)
+        })
+        .collect::<Result<arrow::array::Decimal128Array>>()?
+        .with_precision_and_scale(crate::numeric::MAX_PRECISION, out_scale)?;
+    Ok(Arc::new(out))
+}
+
 fn arg(args: &[ArrayRef], i: usize) -> Result<&ArrayRef> {
     args.get(i)
         .ok_or_else(|| Error::Internal(format!("missing argument {i}")))
@@ -168,6 +211,7 @@ fn call_arrays(
         }
         ScalarFunction::Abs => match arg(args, 0)?.data_type() {
             DataType::Float64 => float_map(arg(args, 0)?, f64::abs),
+            DataType::Decimal128(_, s) => decimal_map(arg(args, 0)?, *s, |v| Ok(v.abs()))?,
             DataType::Int32 => {
                 let a = arg(args, 0)?.as_primitive::<Int32Type>();
                 Arc::new(
@@ -187,6 +231,9 @@ fn call_arrays(
         },
         ScalarFunction::Round => {
             let a = arg(args, 0)?;
+            if let DataType::Decimal128(_, scale) = a.data_type() {
+                return round_decimal(a, *scale, args.get(1));
+            }
             if a.data_type() != &DataType::Float64 {
                 return Ok(Arc::clone(a));
             }
@@ -207,10 +254,18 @@ fn call_arrays(
         }
         ScalarFunction::Floor => match arg(args, 0)?.data_type() {
             DataType::Float64 => float_map(arg(args, 0)?, f64::floor),
+            DataType::Decimal128(_, s) => decimal_map(arg(args, 0)?, 0, |v| {
+                let unit = crate::numeric::pow10(*s as u32);
+                Ok(v.div_euclid(unit))
+            })?,
             _ => Arc::clone(arg(args, 0)?),
         },
         ScalarFunction::Ceil => match arg(args, 0)?.data_type() {
             DataType::Float64 => float_map(arg(args, 0)?, f64::ceil),
+            DataType::Decimal128(_, s) => decimal_map(arg(args, 0)?, 0, |v| {
+                let unit = crate::numeric::pow10(*s as u32);
+                Ok(-(-v).div_euclid(unit))
+            })?,
             _ => Arc::clone(arg(args, 0)?),
         },
         ScalarFunction::DateTrunc => date_trunc(arg(args, 0)?, arg(args, 1)?, rows, offset)?,
@@ -218,11 +273,28 @@ fn call_arrays(
         ScalarFunction::DatePart(field) => date_part(field, arg(args, 0)?, true, offset)?,
         ScalarFunction::Catalog(f) => catalog_function(f, args, rows, ctx)?,
         ScalarFunction::Builtin(b) => {
+            use crate::builtins::Type as T;
             let args = args
                 .iter()
-                .map(crate::eval::decode_dictionary)
+                .enumerate()
+                .map(|(i, a)| {
+                    let a = crate::eval::decode_dictionary(a)?;
+                    // Numeric overloads run their double kernels.
+                    if b.arg_type(i) == T::Numeric {
+                        return Ok(arrow::compute::cast(&a, &DataType::Float64)?);
+                    }
+                    Ok(a)
+                })
                 .collect::<Result<Vec<_>>>()?;
-            (b.kernel)(&args, rows, ctx)?
+            let out = (b.kernel)(&args, rows, ctx)?;
+            if b.returns == T::Numeric {
+                Arc::new(crate::numeric::to_decimal(
+                    &out,
+                    crate::numeric::DIVISION_SCALE,
+                )?)
+            } else {
+                out
+            }
         }
         ScalarFunction::ToTimestamp => {
             let a = arg(args, 0)?.as_primitive::<Float64Type>();
@@ -802,16 +874,24 @@ fn date_part(field: DateField, input: &ArrayRef, as_double: bool, zone: Zone) ->
             )))
         }
     };
-    Ok(if as_double || field.is_fractional() {
-        Arc::new(Float64Array::from(values))
-    } else {
-        Arc::new(
-            values
-                .into_iter()
-                .map(|v| v.map(|f| f as i64))
-                .collect::<Int64Array>(),
-        )
-    })
+    if as_double {
+        return Ok(Arc::new(Float64Array::from(values)));
+    }
+    // EXTRACT is numeric (PostgreSQL 14 and later): seconds and epochs to the
+    // microsecond, milliseconds to the microsecond too, other fields whole.
+    let scale = field.extract_scale();
+    if let (DateField::Epoch, DataType::Timestamp(..)) = (field, input.data_type()) {
+        // Exactly, from the microseconds (a double would round the last digits).
+        let micros = input.as_primitive::<TimestampMicrosecondType>();
+        let out = micros
+            .iter()
+            .map(|v| v.map(i128::from))
+            .collect::<arrow::array::Decimal128Array>()
+            .with_precision_and_scale(crate::numeric::MAX_PRECISION, 6)?;
+        return Ok(Arc::new(out));
+    }
+    let floats: ArrayRef = Arc::new(Float64Array::from(values));
+    Ok(Arc::new(crate::numeric::to_decimal(&floats, scale)?))
 }
 
 fn timestamp_field(local_micros: i64, utc_micros: i64, field: DateField) -> Result<f64> {

@@ -17,6 +17,7 @@ pub mod format;
 pub mod functions;
 pub mod join;
 pub mod logical;
+pub mod numeric;
 pub mod optimize;
 pub mod packed;
 pub mod prune;
@@ -26,7 +27,7 @@ pub mod set_functions;
 pub mod subquery;
 pub mod window;
 
-pub use binder::Param;
+pub use binder::{Param, STATEMENT_STACK_BYTES};
 pub use context::{QueryContext, QueryOptions};
 pub use engine::{parse_sql, Description, Engine, StatementResult};
 pub use error::{Error, Result};

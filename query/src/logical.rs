@@ -269,8 +269,16 @@ impl DateField {
         })
     }
 
-    /// True if `EXTRACT` of this field can have a fractional part (it then yields a
-    /// double; the other fields yield bigint).
+    /// The decimals of `EXTRACT`'s numeric result for this field.
+    pub fn extract_scale(self) -> i8 {
+        match self {
+            DateField::Second | DateField::Epoch => 6,
+            DateField::Milliseconds => 3,
+            _ => 0,
+        }
+    }
+
+    /// True for fields with a fractional part (seconds, milliseconds, epoch).
     pub fn is_fractional(self) -> bool {
         matches!(
             self,
@@ -524,15 +532,29 @@ impl AggregateFunction {
             AggregateFunction::CountStar
             | AggregateFunction::Count
             | AggregateFunction::ApproxCountDistinct => DataType::Int64,
+            // PostgreSQL: sum(int) is bigint, sum(bigint) and sum(numeric)
+            // numeric; avg and the variances of integers and numerics are
+            // numeric, of doubles double.
             AggregateFunction::Sum => match arg {
                 Some(DataType::Float64) => DataType::Float64,
                 Some(DataType::Interval(u)) => DataType::Interval(*u),
+                Some(DataType::Int64) => crate::numeric::numeric(0),
+                Some(DataType::Decimal128(_, s)) => crate::numeric::numeric(*s),
                 _ => DataType::Int64,
             },
-            AggregateFunction::Avg
-            | AggregateFunction::PercentileCont(_)
-            | AggregateFunction::Variance { .. }
-            | AggregateFunction::ApproxPercentile(_) => DataType::Float64,
+            AggregateFunction::Avg | AggregateFunction::Variance { .. } => match arg {
+                Some(DataType::Int32 | DataType::Int64) => {
+                    crate::numeric::numeric(crate::numeric::DIVISION_SCALE)
+                }
+                Some(DataType::Decimal128(_, s)) => {
+                    crate::numeric::numeric((*s).max(crate::numeric::DIVISION_SCALE))
+                }
+                Some(DataType::Interval(u)) => DataType::Interval(*u),
+                _ => DataType::Float64,
+            },
+            AggregateFunction::PercentileCont(_) | AggregateFunction::ApproxPercentile(_) => {
+                DataType::Float64
+            }
             AggregateFunction::Min
             | AggregateFunction::Max
             | AggregateFunction::PercentileDisc(_) => arg.cloned().unwrap_or(DataType::Null),
@@ -750,10 +772,10 @@ impl WindowExpr {
                 .map_or(DataType::Null, |a| a.data_type(input))
         };
         match self.func {
-            WindowFunction::RowNumber
-            | WindowFunction::Rank
-            | WindowFunction::DenseRank
-            | WindowFunction::Ntile(_) => DataType::Int64,
+            WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank => {
+                DataType::Int64
+            }
+            WindowFunction::Ntile(_) => DataType::Int32,
             WindowFunction::PercentRank | WindowFunction::CumeDist => DataType::Float64,
             WindowFunction::Lag(_)
             | WindowFunction::Lead(_)
@@ -830,6 +852,10 @@ impl Expr {
 
     /// The expression's result type over `input`.
     pub fn data_type(&self, input: &PlanSchema) -> DataType {
+        crate::binder::grow_stack(|| self.data_type_nested(input))
+    }
+
+    fn data_type_nested(&self, input: &PlanSchema) -> DataType {
         match self {
             Expr::Column(i) => input
                 .fields
@@ -882,6 +908,10 @@ impl Expr {
 
     /// Calls `f` on this expression and every sub-expression, parents first.
     pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        crate::binder::grow_stack(|| self.walk_nested(f))
+    }
+
+    fn walk_nested(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
             Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => {}
@@ -971,6 +1001,10 @@ impl Expr {
     /// Rebuilds the expression bottom-up except where `f` returns a replacement
     /// (which is used as is, without descending into it).
     pub fn transform(&self, f: &mut dyn FnMut(&Expr) -> Option<Expr>) -> Expr {
+        crate::binder::grow_stack(|| self.transform_nested(f))
+    }
+
+    fn transform_nested(&self, f: &mut dyn FnMut(&Expr) -> Option<Expr>) -> Expr {
         if let Some(replaced) = f(self) {
             return replaced;
         }
@@ -1047,6 +1081,10 @@ impl Expr {
 impl Expr {
     /// The expression as SQL-like text with column names from `input` (for EXPLAIN).
     pub fn display(&self, input: &PlanSchema) -> String {
+        crate::binder::grow_stack(|| self.display_nested(input))
+    }
+
+    fn display_nested(&self, input: &PlanSchema) -> String {
         let d = |e: &Expr| e.display(input);
         let list = |es: &[Expr]| {
             es.iter()
@@ -1194,10 +1232,37 @@ pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Optio
         | (BinaryOp::Plus, Interval(_), Date32) => Some(Timestamp(TimeUnit::Microsecond, None)),
         (BinaryOp::Minus, Date32, Date32) => Some(Int32),
         (BinaryOp::Plus | BinaryOp::Minus, Interval(_), Interval(_)) => Some(interval),
-        (BinaryOp::Multiply | BinaryOp::Divide, Interval(_), Int32 | Int64 | Float64) => {
+        (
+            BinaryOp::Multiply | BinaryOp::Divide,
+            Interval(_),
+            Int32 | Int64 | Float64 | Decimal128(..),
+        ) => Some(interval),
+        (BinaryOp::Multiply, Int32 | Int64 | Float64 | Decimal128(..), Interval(_)) => {
             Some(interval)
         }
-        (BinaryOp::Multiply, Int32 | Int64 | Float64, Interval(_)) => Some(interval),
+        // numeric with numeric or an integer stays exact, with PostgreSQL's
+        // result scale; with a double it is a double.
+        (_, a, b)
+            if is_numeric(a)
+                && is_numeric(b)
+                && (matches!(a, Decimal128(..)) || matches!(b, Decimal128(..)))
+                && !matches!(a, Float64)
+                && !matches!(b, Float64) =>
+        {
+            let op = match op {
+                BinaryOp::Plus => crate::numeric::Op::Add,
+                BinaryOp::Minus => crate::numeric::Op::Sub,
+                BinaryOp::Multiply => crate::numeric::Op::Mul,
+                BinaryOp::Divide => crate::numeric::Op::Div,
+                BinaryOp::Modulo => crate::numeric::Op::Rem,
+                _ => return None,
+            };
+            Some(crate::numeric::numeric(crate::numeric::result_scale(
+                op,
+                crate::numeric::scale_of(a),
+                crate::numeric::scale_of(b),
+            )))
+        }
         (_, a, b) if is_numeric(a) && is_numeric(b) => Some(wider_numeric(a, b)),
         _ => None,
     }
@@ -1208,7 +1273,11 @@ pub fn arithmetic_result_type(op: BinaryOp, l: &DataType, r: &DataType) -> Optio
 pub fn is_numeric(t: &DataType) -> bool {
     matches!(
         t,
-        DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::UInt32
+        DataType::Int32
+            | DataType::Int64
+            | DataType::Float64
+            | DataType::UInt32
+            | DataType::Decimal128(..)
     )
 }
 
@@ -1217,6 +1286,9 @@ pub fn is_numeric(t: &DataType) -> bool {
 pub fn wider_numeric(a: &DataType, b: &DataType) -> DataType {
     match (a, b) {
         (DataType::Float64, _) | (_, DataType::Float64) => DataType::Float64,
+        (DataType::Decimal128(..), _) | (_, DataType::Decimal128(..)) => {
+            crate::numeric::numeric(crate::numeric::scale_of(a).max(crate::numeric::scale_of(b)))
+        }
         (DataType::UInt32, DataType::UInt32) => DataType::UInt32,
         (DataType::Int64 | DataType::UInt32, _) | (_, DataType::Int64 | DataType::UInt32) => {
             DataType::Int64
@@ -1244,11 +1316,29 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             .map(|a| a.data_type(input))
             .find(|t| *t != DataType::Null)
             .unwrap_or(DataType::Null),
-        ScalarFunction::NullIf | ScalarFunction::Abs | ScalarFunction::Round => first(),
-        ScalarFunction::Floor | ScalarFunction::Ceil => first(),
+        ScalarFunction::Round => match first() {
+            DataType::Decimal128(_, s) => match args.get(1) {
+                None => crate::numeric::numeric(0),
+                Some(Expr::Literal(l)) if !l.is_null() => {
+                    let d = arrow::compute::cast(&l.value, &DataType::Int64)
+                        .ok()
+                        .map_or(0, |v| {
+                            arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(&v)
+                                .value(0)
+                        });
+                    crate::numeric::numeric(d.clamp(0, crate::numeric::MAX_SCALE as i64) as i8)
+                }
+                Some(_) => crate::numeric::numeric(s),
+            },
+            other => other,
+        },
+        ScalarFunction::NullIf | ScalarFunction::Abs => first(),
+        ScalarFunction::Floor | ScalarFunction::Ceil => match first() {
+            DataType::Decimal128(..) => crate::numeric::numeric(0),
+            other => other,
+        },
         ScalarFunction::DateTrunc => args.get(1).map_or(DataType::Null, |a| a.data_type(input)),
-        ScalarFunction::Extract(f) if f.is_fractional() => DataType::Float64,
-        ScalarFunction::Extract(_) => DataType::Int64,
+        ScalarFunction::Extract(f) => crate::numeric::numeric(f.extract_scale()),
         ScalarFunction::DatePart(_) => DataType::Float64,
         ScalarFunction::Catalog(f) => match f {
             CatalogFunction::TableIsVisible

@@ -30,6 +30,7 @@ pub fn pg_type(dt: &DataType) -> Type {
         DataType::Int64 => Type::INT8,
         DataType::UInt32 => Type::OID,
         DataType::Float64 => Type::FLOAT8,
+        DataType::Decimal128(..) => Type::NUMERIC,
         DataType::Utf8 => Type::TEXT,
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
@@ -108,6 +109,92 @@ impl ToSqlText for PgInterval {
     }
 }
 
+/// A numeric in PostgreSQL's binary form: base-10000 digits with a weight, a
+/// sign and the display scale.
+#[derive(Debug)]
+struct PgNumeric {
+    value: i128,
+    scale: i8,
+}
+
+impl PgNumeric {
+    fn bytes(&self) -> Vec<u8> {
+        let scale = self.scale.max(0) as usize;
+        let digits = self.value.unsigned_abs().to_string();
+        let digits = if digits.len() <= scale {
+            format!("{}{digits}", "0".repeat(scale + 1 - digits.len()))
+        } else {
+            digits
+        };
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        // Integer part padded left, fraction padded right, to groups of 4.
+        let int = format!("{}{int}", "0".repeat((4 - int.len() % 4) % 4));
+        let frac = format!("{frac}{}", "0".repeat((4 - frac.len() % 4) % 4));
+        let group = |s: &str| -> Vec<i16> {
+            s.as_bytes()
+                .chunks(4)
+                .map(|c| {
+                    std::str::from_utf8(c)
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(0)
+                })
+                .collect()
+        };
+        let mut groups = group(&int);
+        let mut weight = groups.len() as i16 - 1;
+        groups.extend(group(&frac));
+        while groups.first() == Some(&0) {
+            groups.remove(0);
+            weight -= 1;
+        }
+        while groups.last() == Some(&0) {
+            groups.pop();
+        }
+        if groups.is_empty() {
+            weight = 0;
+        }
+        let mut out = Vec::with_capacity(8 + groups.len() * 2);
+        out.extend((groups.len() as i16).to_be_bytes());
+        out.extend(weight.to_be_bytes());
+        out.extend((if self.value < 0 { 0x4000u16 } else { 0 }).to_be_bytes());
+        out.extend((scale as u16).to_be_bytes());
+        for g in groups {
+            out.extend(g.to_be_bytes());
+        }
+        out
+    }
+}
+
+impl ToSql for PgNumeric {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_slice(&self.bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::NUMERIC
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgNumeric {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_slice(sluice_query::numeric::format(self.value, self.scale).as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 fn internal(e: impl std::fmt::Display) -> PgWireError {
     PgWireError::ApiError(e.to_string().into())
 }
@@ -152,6 +239,12 @@ fn encode_value(
         DataType::Int64 => enc.encode_field(&array.as_primitive::<Int64Type>().value(row)),
         DataType::UInt32 => enc.encode_field(&array.as_primitive::<UInt32Type>().value(row)),
         DataType::Float64 => enc.encode_field(&array.as_primitive::<Float64Type>().value(row)),
+        DataType::Decimal128(_, scale) => enc.encode_field(&PgNumeric {
+            value: array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row),
+            scale: *scale,
+        }),
         DataType::Utf8 => enc.encode_field(&array.as_string::<i32>().value(row)),
         DataType::Timestamp(_, tz) => {
             let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);

@@ -80,6 +80,9 @@ impl ServerConfig {
 pub fn run(config: ServerConfig) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Statements run on these threads (`block_in_place`): deep ones need
+        // the room the binder's depth limit is sized for.
+        .thread_stack_size(sluice_query::STATEMENT_STACK_BYTES)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(serve(config))

@@ -172,6 +172,9 @@ impl GroupAccumulator for Count {
 struct SumAvg {
     avg: bool,
     float: bool,
+    /// The argument's type: integers and numerics sum exactly, in `ints`
+    /// (numerics as their unscaled values).
+    arg: DataType,
     ints: Vec<i128>,
     floats: Vec<f64>,
     counts: Vec<i64>,
@@ -181,7 +184,7 @@ impl SumAvg {
     fn new(avg: bool, arg: &DataType) -> Result<Self> {
         let float = match arg {
             DataType::Float64 => true,
-            DataType::Int32 | DataType::Int64 | DataType::Null => false,
+            DataType::Int32 | DataType::Int64 | DataType::Decimal128(..) | DataType::Null => false,
             other => {
                 return Err(Error::undefined_function(format!(
                     "function {}({}) does not exist",
@@ -193,6 +196,7 @@ impl SumAvg {
         Ok(SumAvg {
             avg,
             float,
+            arg: arg.clone(),
             ints: Vec::new(),
             floats: Vec::new(),
             counts: Vec::new(),
@@ -234,6 +238,18 @@ impl GroupAccumulator for SumAvg {
                         }
                     }
                 }
+                DataType::Decimal128(..) => {
+                    let a = v.as_primitive::<arrow::datatypes::Decimal128Type>();
+                    for (i, g) in groups.iter().enumerate() {
+                        if a.is_valid(i) {
+                            let slot = &mut self.ints[*g as usize];
+                            *slot = slot.checked_add(a.value(i)).ok_or_else(|| {
+                                Error::NumericOutOfRange("numeric field overflow".into())
+                            })?;
+                            self.counts[*g as usize] += 1;
+                        }
+                    }
+                }
                 _ => {} // all NULL
             }
         }
@@ -261,6 +277,48 @@ impl GroupAccumulator for SumAvg {
         self.ints.resize(n, 0);
         self.floats.resize(n, 0.0);
         let counts = &self.counts;
+        let scale = crate::numeric::scale_of(&self.arg);
+        if self.avg && !self.float {
+            // avg of integers and numerics is an exact numeric, as in
+            // PostgreSQL: sum / count at the division scale, rounded.
+            let out_scale = scale.max(crate::numeric::DIVISION_SCALE);
+            let sums = arrow::array::Decimal128Array::from(self.ints.clone())
+                .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?;
+            let ns = arrow::array::Decimal128Array::from(
+                counts.iter().map(|c| *c as i128).collect::<Vec<_>>(),
+            )
+            .with_precision_and_scale(crate::numeric::MAX_PRECISION, 0)?;
+            let q = crate::numeric::arithmetic(crate::numeric::Op::Div, &sums, &ns, out_scale);
+            let q = match q {
+                Ok(q) => q,
+                // Groups without rows divide by zero; they are NULL below.
+                Err(Error::DivisionByZero) => {
+                    let safe = arrow::array::Decimal128Array::from(
+                        counts
+                            .iter()
+                            .map(|c| (*c).max(1) as i128)
+                            .collect::<Vec<_>>(),
+                    )
+                    .with_precision_and_scale(crate::numeric::MAX_PRECISION, 0)?;
+                    crate::numeric::arithmetic(crate::numeric::Op::Div, &sums, &safe, out_scale)?
+                }
+                Err(e) => return Err(e),
+            };
+            let q = q.as_primitive::<arrow::datatypes::Decimal128Type>();
+            let out = (0..n)
+                .map(|g| (counts[g] > 0).then(|| q.value(g)))
+                .collect::<arrow::array::Decimal128Array>()
+                .with_precision_and_scale(crate::numeric::MAX_PRECISION, out_scale)?;
+            return Ok(Arc::new(out));
+        }
+        if !self.avg && matches!(self.arg, DataType::Int64 | DataType::Decimal128(..)) {
+            // sum(bigint) and sum(numeric) are numerics: no overflow at 2^63.
+            let out = (0..n)
+                .map(|g| (counts[g] > 0).then(|| self.ints[g]))
+                .collect::<arrow::array::Decimal128Array>()
+                .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?;
+            return Ok(Arc::new(out));
+        }
         if self.avg {
             let out: Float64Array = (0..n)
                 .map(|g| {

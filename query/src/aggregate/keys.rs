@@ -165,6 +165,20 @@ impl KeyColumn {
                     codes.push(v.map_or(0, |iv| self.intern_interval(iv)));
                 }
             }
+            // A numeric's unscaled value is its code (one scale per column), as
+            // long as it fits 64 bits: EXTRACT fields, rounded amounts.
+            DataType::Decimal128(..) => {
+                for v in array
+                    .as_primitive::<arrow::datatypes::Decimal128Type>()
+                    .values()
+                    .iter()
+                {
+                    let code = i64::try_from(*v).map_err(|_| {
+                        Error::NotSupported("grouping by a numeric of more than 18 digits".into())
+                    })?;
+                    codes.push(code as u64);
+                }
+            }
             other => return Err(Error::NotSupported(format!("grouping by type {other}"))),
         }
         // Codes under NULL slots are whatever the buffer held: make them 0 so
@@ -232,6 +246,11 @@ impl KeyColumn {
             DataType::Interval(_) => Arc::new(
                 it.map(|c| c.and_then(|v| self.interval_values.get(v as usize).copied()))
                     .collect::<IntervalMonthDayNanoArray>(),
+            ),
+            DataType::Decimal128(p, s) => Arc::new(
+                it.map(|c| c.map(|v| v as i64 as i128))
+                    .collect::<arrow::array::Decimal128Array>()
+                    .with_precision_and_scale(*p, *s)?,
             ),
             other => return Err(Error::NotSupported(format!("grouping by type {other}"))),
         })

@@ -11,6 +11,7 @@ use crate::context::QueryContext;
 use crate::error::{Error, Result};
 
 const F: Type = Type::Float64;
+const N: Type = Type::Numeric;
 
 /// The math functions.
 pub static FUNCTIONS: &[Builtin] = &[
@@ -24,13 +25,25 @@ pub static FUNCTIONS: &[Builtin] = &[
     Builtin::new("ln", &[F], F, ln),
     Builtin::new("log", &[F], F, log10),
     Builtin::new("log10", &[F], F, log10),
-    Builtin::new("log", &[F, F], F, log_base),
+    // PostgreSQL has log(b, x) for numeric only.
+    Builtin::new("log", &[N, N], N, log_base),
     Builtin::new("trunc", &[F], F, trunc),
     Builtin::new("trunc", &[F, Type::Int64], F, trunc),
     Builtin::new("sign", &[F], F, sign),
     Builtin::new("pi", &[], F, pi),
     Builtin::new("degrees", &[F], F, degrees),
     Builtin::new("radians", &[F], F, radians),
+    // Numeric arguments pick these, as in PostgreSQL (computed in double).
+    Builtin::new("sqrt", &[N], N, sqrt),
+    Builtin::new("exp", &[N], N, exp),
+    Builtin::new("ln", &[N], N, ln),
+    Builtin::new("log", &[N], N, log10),
+    Builtin::new("log10", &[N], N, log10),
+    Builtin::new("power", &[N, N], N, power),
+    Builtin::new("pow", &[N, N], N, power),
+    Builtin::new("trunc", &[N], N, trunc),
+    Builtin::new("trunc", &[N, Type::Int64], N, trunc),
+    Builtin::new("sign", &[N], N, sign),
     Builtin::new(
         "width_bucket",
         &[F, F, F, Type::Int64],

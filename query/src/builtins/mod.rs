@@ -44,6 +44,10 @@ pub enum Type {
     Date,
     /// interval
     Interval,
+    /// numeric, computed in double precision by the overload's kernel and
+    /// returned at the division scale (the numeric overloads PostgreSQL picks
+    /// for numeric arguments: `sqrt(2.0)`, `log(2, 8)`)
+    Numeric,
 }
 
 impl Type {
@@ -62,6 +66,7 @@ impl Type {
             ),
             Type::Date => DataType::Date32,
             Type::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
+            Type::Numeric => crate::numeric::numeric(crate::numeric::DIVISION_SCALE),
         }
     }
 }
