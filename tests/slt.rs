@@ -19,10 +19,17 @@
 //! first, results decoded by their reported types), and, with `SLUICE_PG_URL`,
 //! against PostgreSQL itself.
 //!
+//! Every column's type is checked: a `query` header has one letter per column for
+//! its PostgreSQL type (`I` int4, `G` int8, `N` numeric, `R` float, `T` text, `B`
+//! bool, `D` date, `P` timestamp, `Z` timestamptz, `V` interval, `O` oid, `?`
+//! other), written from PostgreSQL by `--complete`, and each engine's result must
+//! have exactly those.
+//!
 //! Values are compared as PostgreSQL's text output, with two normalisations applied
 //! the same way to both engines: numbers (double, numeric) compare by value, printed
-//! as integers when integral and to three decimals otherwise (Sluice computes AVG in
-//! double precision, PostgreSQL in numeric), and the Sluice-only `WITH (...)` options
+//! as integers when integral and to three decimals otherwise (a double's last digits
+//! depend on the order a parallel sum adds in, and where PostgreSQL gives a numeric
+//! one scale per value Sluice has one per column), and the Sluice-only `WITH (...)` options
 //! of CREATE TABLE are removed before a statement is sent to PostgreSQL. Errors are compared by SQLSTATE
 //! (`statement error SQLSTATE 42P01`). Each file runs in a fresh data directory (and,
 //! on PostgreSQL, a fresh database with the C collation, Sluice's byte order).

@@ -245,7 +245,13 @@ fn call_arrays(
                         if v.is_null(r) || digits.is_some_and(|d| d.is_null(r)) {
                             return None;
                         }
-                        let d = digits.map_or(0, |d| d.value(r)).clamp(-300, 300) as i32;
+                        // round(double) rounds half to even, as PostgreSQL's
+                        // rint does. (round(double, n) is Sluice's: PostgreSQL
+                        // has it for numeric only, which rounds half away.)
+                        let Some(d) = digits else {
+                            return Some(v.value(r).round_ties_even());
+                        };
+                        let d = d.value(r).clamp(-300, 300) as i32;
                         let scale = 10f64.powi(d);
                         Some((v.value(r) * scale).round() / scale)
                     })
