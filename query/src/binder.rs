@@ -2012,16 +2012,12 @@ impl<'a> Binder<'a> {
             }
             A::Ceil { expr, .. } | A::Floor { expr, .. } => {
                 let x = bind!(expr)?;
-                let x = self.numeric_arg(x, schema)?;
                 let func = if matches!(e, A::Ceil { .. }) {
                     ScalarFunction::Ceil
                 } else {
                     ScalarFunction::Floor
                 };
-                Expr::Function {
-                    func,
-                    args: vec![x],
-                }
+                self.call_scalar(func, vec![x], schema)?
             }
             A::Substring {
                 expr,

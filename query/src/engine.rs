@@ -498,9 +498,30 @@ impl Engine {
             ));
         }
         let batches = execute(&plan, ctx)?;
+        // Each value is assigned to its column as PostgreSQL's assignment
+        // casts do (a numeric into a double, a double into an integer).
+        let target_types: Vec<Option<DataType>> = columns[..width]
+            .iter()
+            .map(|name| {
+                let schema = table.schema();
+                schema
+                    .column_index(name)
+                    .map(|i| schema.columns[i].ty.arrow_type())
+            })
+            .collect();
         let mut rows: Vec<Vec<Value>> = Vec::new();
         for batch in &batches {
-            let cols = batch.columns();
+            let cols = batch
+                .columns()
+                .iter()
+                .zip(&target_types)
+                .map(|(c, t)| match t {
+                    Some(t) if c.data_type() != t && c.data_type() != &DataType::Null => {
+                        crate::cast::cast_array(c, t, ctx.options().zone)
+                    }
+                    _ => Ok(Arc::clone(c)),
+                })
+                .collect::<Result<Vec<_>>>()?;
             for r in 0..batch.num_rows() {
                 rows.push(
                     cols.iter()
