@@ -55,6 +55,9 @@ pub struct Binder<'a> {
     insert_targets: Option<Vec<(String, DataType)>>,
     /// How deep the expression being bound is nested.
     depth: usize,
+    /// The ORDER BY of the ordered aggregates (`string_agg(x, ',' ORDER BY
+    /// y)`) of the SELECT being bound: its input is sorted by it.
+    aggregate_order: Option<Vec<SortKey>>,
 }
 
 /// A name as PostgreSQL folds it: lower case unless quoted.
@@ -201,6 +204,7 @@ impl<'a> Binder<'a> {
             settings: Vec::new(),
             insert_targets: None,
             depth: 0,
+            aggregate_order: None,
         }
     }
 
@@ -753,6 +757,18 @@ impl<'a> Binder<'a> {
         select: &ast::Select,
         order_by: &[ast::OrderByExpr],
     ) -> Result<LogicalPlan> {
+        // A subquery's ordered aggregates are its own.
+        let outer_order = self.aggregate_order.take();
+        let plan = self.bind_select_body(select, order_by);
+        self.aggregate_order = outer_order;
+        plan
+    }
+
+    fn bind_select_body(
+        &mut self,
+        select: &ast::Select,
+        order_by: &[ast::OrderByExpr],
+    ) -> Result<LogicalPlan> {
         if select.top.is_some() || !select.lateral_views.is_empty() || select.qualify.is_some() {
             return Err(Error::NotSupported("this SELECT form".into()));
         }
@@ -1003,6 +1019,16 @@ impl<'a> Binder<'a> {
                 if let OrderTarget::Input(e) = t {
                     *e = rewrite(e)?;
                 }
+            }
+            if let Some(keys) = self.aggregate_order.take() {
+                // The aggregation takes its input in this order, and
+                // string_agg and array_agg keep each group's rows in the
+                // order they come.
+                plan = LogicalPlan::Sort {
+                    input: Box::new(plan),
+                    keys,
+                    fetch: None,
+                };
             }
             let any_grouping = aggs.iter().any(|a| a.func == AggregateFunction::Grouping);
             plan = if has_sets || any_grouping {
@@ -3063,12 +3089,38 @@ impl<'a> Binder<'a> {
         let (distinct, raw_args): (bool, Vec<&FunctionArg>) = match &f.args {
             FunctionArguments::None => (false, vec![]),
             FunctionArguments::List(list) => {
-                // ORDER BY, LIMIT or IGNORE NULLS inside the call would change
-                // the answer; taken and ignored, they give a wrong one.
-                if let Some(clause) = list.clauses.first() {
-                    return Err(Error::NotSupported(format!(
-                        "{clause} inside a call of {name}"
-                    )));
+                // ORDER BY inside an aggregate call orders the rows the
+                // aggregation sees (one ordering of the query's input, which
+                // string_agg and array_agg follow); LIMIT or IGNORE NULLS
+                // would change the answer: taken and ignored they would give
+                // a wrong one, so they are refused.
+                for clause in &list.clauses {
+                    match clause {
+                        ast::FunctionArgumentClause::OrderBy(keys) if f.over.is_none() => {
+                            let keys = keys
+                                .iter()
+                                .map(|o| {
+                                    Ok(sort_key(
+                                        self.bind_expr(&o.expr, schema, false)?,
+                                        &o.options,
+                                    ))
+                                })
+                                .collect::<Result<Vec<_>>>()?;
+                            match &self.aggregate_order {
+                                Some(existing) if *existing != keys => {
+                                    return Err(Error::NotSupported(
+                                        "aggregates ordered differently in one query".into(),
+                                    ))
+                                }
+                                _ => self.aggregate_order = Some(keys),
+                            }
+                        }
+                        other => {
+                            return Err(Error::NotSupported(format!(
+                                "{other} inside a call of {name}"
+                            )))
+                        }
+                    }
                 }
                 (
                     matches!(
