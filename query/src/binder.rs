@@ -4607,29 +4607,22 @@ fn intersect_or_except(
             else_expr: Some(Box::new(int(0))),
         },
     };
+    // Each group's row, repeated `copies` times by a series over 1..copies.
     let schema = grouped.schema().clone();
-    let mut fields = schema.fields[..width].to_vec();
-    fields.push(PlanField {
+    let hidden = |name: &str| PlanField {
         qualifier: None,
-        name: "?copy?".into(),
+        name: name.into(),
         data_type: DataType::Int64,
         hidden: true,
-    });
+    };
+    let mut counted = schema.fields[..width].to_vec();
+    counted.push(hidden("?copies?"));
+    let mut repeated = counted.clone();
+    repeated.push(hidden("?copy?"));
     let expanded = LogicalPlan::ProjectSet {
         input: Box::new(LogicalPlan::Project {
             exprs: (0..width).map(Expr::Column).chain([copies]).collect(),
-            schema: PlanSchema {
-                fields: schema.fields[..width]
-                    .iter()
-                    .cloned()
-                    .chain([PlanField {
-                        qualifier: None,
-                        name: "?copies?".into(),
-                        data_type: DataType::Int64,
-                        hidden: true,
-                    }])
-                    .collect(),
-            },
+            schema: PlanSchema { fields: counted },
             input: Box::new(grouped),
         }),
         functions: vec![crate::logical::SetFunction::Series {
@@ -4637,19 +4630,7 @@ fn intersect_or_except(
             stop: Expr::Column(width),
             step: None,
         }],
-        schema: PlanSchema {
-            fields: {
-                let mut f = schema.fields[..width].to_vec();
-                f.push(PlanField {
-                    qualifier: None,
-                    name: "?copies?".into(),
-                    data_type: DataType::Int64,
-                    hidden: true,
-                });
-                f.extend(fields.last().cloned());
-                f
-            },
-        },
+        schema: PlanSchema { fields: repeated },
     };
     Ok(LogicalPlan::Project {
         exprs: (0..width).map(Expr::Column).collect(),

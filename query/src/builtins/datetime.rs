@@ -97,12 +97,12 @@ struct Templates {
 impl Templates {
     fn get(&mut self, text: &str) -> &Template {
         if !matches!(&self.last, Some((t, _)) if t == text) {
-            self.last = Some((text.to_string(), Template::parse(text)));
+            self.last = None;
         }
-        match &self.last {
-            Some((_, t)) => t,
-            None => unreachable!("just set"),
-        }
+        &self
+            .last
+            .get_or_insert_with(|| (text.to_string(), Template::parse(text)))
+            .1
     }
 }
 
