@@ -3469,6 +3469,8 @@ impl<'a> Binder<'a> {
                             | AggregateFunction::PercentileDisc(_)
                             | AggregateFunction::ApproxPercentile(_)
                             | AggregateFunction::StringAgg
+                            | AggregateFunction::Mode
+                            | AggregateFunction::Grouping
                     ) =>
                 {
                     (WindowFunction::Aggregate(a.func), a.arg)
@@ -3575,6 +3577,26 @@ impl<'a> Binder<'a> {
             "bool_or" => A::BoolOr,
             "string_agg" => A::StringAgg,
             "array_agg" => A::ArrayAgg,
+            "mode" => {
+                if !args.is_empty() || f.within_group.len() != 1 {
+                    return Err(Error::Syntax(
+                        "mode() takes no arguments and needs WITHIN GROUP (ORDER BY x)".into(),
+                    ));
+                }
+                let arg = self.bind_expr(&f.within_group[0].expr, schema, false)?;
+                let arg = if is_untyped(&arg) {
+                    self.coerce(arg, schema, &DataType::Utf8)?
+                } else {
+                    arg
+                };
+                let arg = self.filtered(f, arg, schema)?;
+                return Ok(Some(AggregateExpr {
+                    func: A::Mode,
+                    arg: Some(arg),
+                    distinct: false,
+                    separator: None,
+                }));
+            }
             "grouping" => {
                 // grouping(a, b) = grouping(a) * 2 + grouping(b): one
                 // single-argument call per bit, each a constant per grouping set.

@@ -476,6 +476,9 @@ pub enum AggregateFunction {
     /// percentile_disc(f) WITHIN GROUP (ORDER BY x): the first value at or
     /// past the fraction
     PercentileDisc(f64),
+    /// mode() WITHIN GROUP (ORDER BY x): the most frequent value, the smallest
+    /// of equally frequent ones
+    Mode,
     /// grouping(x): 1 in the rows of a grouping set that leaves x out, else 0
     /// (a constant per set, filled in by the grouping-sets plan)
     Grouping,
@@ -512,6 +515,7 @@ impl AggregateFunction {
             AggregateFunction::PercentileCont(_) => "percentile_cont",
             AggregateFunction::PercentileDisc(_) => "percentile_disc",
             AggregateFunction::Grouping => "grouping",
+            AggregateFunction::Mode => "mode",
             AggregateFunction::Variance { sample, sqrt } => match (sample, sqrt) {
                 (true, true) => "stddev_samp",
                 (false, true) => "stddev_pop",
@@ -557,6 +561,7 @@ impl AggregateFunction {
             }
             AggregateFunction::Min
             | AggregateFunction::Max
+            | AggregateFunction::Mode
             | AggregateFunction::PercentileDisc(_) => arg.cloned().unwrap_or(DataType::Null),
             AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
             AggregateFunction::Grouping => DataType::Int32,

@@ -58,6 +58,10 @@ pub fn new_accumulator(
                 "grouping() is a constant per grouping set, not accumulated".into(),
             ))
         }
+        AggregateFunction::Mode => Box::new(Mode {
+            keys: KeyColumn::new(plain_type(&arg_type)),
+            counts: Vec::new(),
+        }),
         AggregateFunction::CountStar => Box::new(Count::default()),
         AggregateFunction::Count if distinct => Box::new(CountDistinct::new(arg_type)),
         AggregateFunction::Count => Box::new(Count::default()),
@@ -966,6 +970,82 @@ impl GroupAccumulator for SumDistinct {
     }
     fn size(&self) -> usize {
         self.sets.iter().map(|s| s.capacity() * 9 + 48).sum()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// The type of a column's values, under its dictionary encoding if it has one.
+fn plain_type(t: &DataType) -> DataType {
+    match t {
+        DataType::Dictionary(_, v) => (**v).clone(),
+        other => other.clone(),
+    }
+}
+
+/// mode(): how often each value occurs per group, by the value's key code.
+struct Mode {
+    keys: KeyColumn,
+    counts: Vec<std::collections::HashMap<u64, u64>>,
+}
+
+impl GroupAccumulator for Mode {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.counts.resize_with(n, Default::default);
+        let mut codes = Vec::new();
+        self.keys.encode(&plain(values)?, &mut codes)?;
+        for (g, code) in groups.iter().zip(codes) {
+            if let Some(code) = code {
+                *self.counts[*g as usize].entry(code).or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<Mode>(other)?;
+        self.counts.resize_with(n, Default::default);
+        // The other side's codes are its own: decode its values, encode ours.
+        for (g, counts) in other.counts.iter().enumerate() {
+            let theirs: Vec<Option<u64>> = counts.keys().map(|c| Some(*c)).collect();
+            let values = other.keys.decode(&theirs)?;
+            let mut ours = Vec::new();
+            self.keys.encode(&values, &mut ours)?;
+            for (code, count) in ours.into_iter().zip(counts.values()) {
+                if let Some(code) = code {
+                    *self.counts[mapping[g] as usize].entry(code).or_default() += count;
+                }
+            }
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.counts.resize_with(n, Default::default);
+        let mut chosen = Vec::with_capacity(n);
+        for counts in &self.counts {
+            let Some(top) = counts.values().copied().max() else {
+                chosen.push(None);
+                continue;
+            };
+            let tied: Vec<Option<u64>> = counts
+                .iter()
+                .filter(|(_, c)| **c == top)
+                .map(|(code, _)| Some(*code))
+                .collect();
+            // Of equally frequent values, the first in sort order.
+            let values = self.keys.decode(&tied)?;
+            let order = arrow::compute::sort_to_indices(&values, None, Some(1))?;
+            chosen.push(order.values().first().and_then(|i| tied[*i as usize]));
+        }
+        self.keys.decode(&chosen)
+    }
+    fn size(&self) -> usize {
+        self.keys.size()
+            + self
+                .counts
+                .iter()
+                .map(|c| c.capacity() * 24 + 48)
+                .sum::<usize>()
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
