@@ -3279,6 +3279,14 @@ impl<'a> Binder<'a> {
                     args: vec![x],
                 });
             }
+            // mod(a, b) is a % b, with the operator's types and errors.
+            "mod" if args.len() == 2 => {
+                let mut args = args.into_iter();
+                let (Some(a), Some(b)) = (args.next(), args.next()) else {
+                    return Err(Error::Internal("mod without its arguments".into()));
+                };
+                return self.arithmetic(BinaryOp::Modulo, a, b, schema);
+            }
             other => return self.call_builtin(other, args, schema),
         };
         self.call_scalar(func, args, schema)

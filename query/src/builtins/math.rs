@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array};
-use arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array};
+use arrow::datatypes::{Float64Type, Int64Type};
 
 use super::{Builtin, Type};
 use crate::context::QueryContext;
@@ -15,8 +15,6 @@ const N: Type = Type::Numeric;
 
 /// The math functions.
 pub static FUNCTIONS: &[Builtin] = &[
-    Builtin::new("mod", &[Type::Int32, Type::Int32], Type::Int32, mod32),
-    Builtin::new("mod", &[Type::Int64, Type::Int64], Type::Int64, mod64),
     Builtin::new("power", &[F, F], F, power),
     Builtin::new("pow", &[F, F], F, power),
     Builtin::new("sqrt", &[F], F, sqrt),
@@ -83,44 +81,6 @@ fn domain(code: &'static str, message: &str) -> Error {
         code,
         message: message.into(),
     }
-}
-
-fn mod32(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
-    let (a, b) = (
-        args[0].as_primitive::<Int32Type>(),
-        args[1].as_primitive::<Int32Type>(),
-    );
-    let out = (0..rows)
-        .map(|r| {
-            if a.is_null(r) || b.is_null(r) {
-                return Ok(None);
-            }
-            match b.value(r) {
-                0 => Err(Error::DivisionByZero),
-                d => Ok(Some(a.value(r).wrapping_rem(d))),
-            }
-        })
-        .collect::<Result<Int32Array>>()?;
-    Ok(Arc::new(out))
-}
-
-fn mod64(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
-    let (a, b) = (
-        args[0].as_primitive::<Int64Type>(),
-        args[1].as_primitive::<Int64Type>(),
-    );
-    let out = (0..rows)
-        .map(|r| {
-            if a.is_null(r) || b.is_null(r) {
-                return Ok(None);
-            }
-            match b.value(r) {
-                0 => Err(Error::DivisionByZero),
-                d => Ok(Some(a.value(r).wrapping_rem(d))),
-            }
-        })
-        .collect::<Result<Int64Array>>()?;
-    Ok(Arc::new(out))
 }
 
 fn power(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
