@@ -74,6 +74,32 @@ impl Zone {
         }
     }
 
+    /// The zone's abbreviation at the instant `utc_micros`, as `to_char`'s
+    /// `TZ` prints it: `CET` or `CEST` for Europe/Berlin, `UTC`, or the offset
+    /// (`+02`, `-05:30`) for a fixed one or a zone without an abbreviation.
+    pub fn abbreviation_at(&self, utc_micros: i64) -> String {
+        if let Zone::Named(tz) = self {
+            if let Some(utc) = crate::types::micros_to_datetime(utc_micros) {
+                use chrono_tz::OffsetName;
+                if let Some(name) = tz.offset_from_utc_datetime(&utc).abbreviation() {
+                    if !name.starts_with(['+', '-']) {
+                        return name.to_string();
+                    }
+                }
+            }
+        }
+        let offset = self.offset_at(utc_micros);
+        if offset == 0 {
+            return "UTC".into();
+        }
+        let sign = if offset < 0 { '-' } else { '+' };
+        let abs = offset.abs();
+        match abs % 3600 {
+            0 => format!("{sign}{:02}", abs / 3600),
+            m => format!("{sign}{:02}:{:02}", abs / 3600, m / 60),
+        }
+    }
+
     /// The local time (wall-clock microseconds) at the instant `utc_micros`.
     pub fn to_local(&self, utc_micros: i64) -> i64 {
         utc_micros + self.offset_at(utc_micros) * MICROS_PER_SEC

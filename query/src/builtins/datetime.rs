@@ -149,13 +149,13 @@ fn to_date(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef>
     Ok(Arc::new(out))
 }
 
-/// to_char over local times given as microseconds, with the zone's name
-/// and offset at each for `TZ` and `OF`.
+/// to_char over local times given as microseconds, with the zone's
+/// abbreviation and offset at each for `TZ` and `OF`.
 fn to_char_local(
     args: &[ArrayRef],
     rows: usize,
     local: impl Fn(usize) -> i64,
-    zone: Option<(String, Zone)>,
+    zone: Option<Zone>,
 ) -> Result<ArrayRef> {
     let mut templates = Templates::default();
     let out = (0..rows)
@@ -166,10 +166,13 @@ fn to_char_local(
             let m = local(r);
             let t = micros_to_datetime(m)
                 .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
-            let named = zone.as_ref().map(|(name, z)| {
-                let offset = z.offset_at(z.to_utc(m));
-                (name.as_str(), offset)
+            let named = zone.map(|z| {
+                let instant = z.to_utc(m);
+                (z.abbreviation_at(instant), z.offset_at(instant))
             });
+            let named = named
+                .as_ref()
+                .map(|(name, offset)| (name.as_str(), *offset));
             Ok(Some(
                 templates.get(text(&args[1]).value(r)).format(t, named),
             ))
@@ -186,30 +189,12 @@ fn to_char_timestamp(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result
 fn to_char_timestamptz(args: &[ArrayRef], rows: usize, ctx: &QueryContext) -> Result<ArrayRef> {
     let zone = ctx.options().zone;
     let v = micros(&args[0]);
-    let name = zone_abbreviation(zone);
-    to_char_local(
-        args,
-        rows,
-        |r| zone.to_local(v.value(r)),
-        Some((name, zone)),
-    )
+    to_char_local(args, rows, |r| zone.to_local(v.value(r)), Some(zone))
 }
 
 fn to_char_date(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
     let v = args[0].as_primitive::<Date32Type>();
     to_char_local(args, rows, |r| v.value(r) as i64 * MICROS_PER_DAY, None)
-}
-
-/// A name for `TZ`: the zone's IANA name, or its offset.
-fn zone_abbreviation(zone: Zone) -> String {
-    match zone {
-        Zone::Named(tz) => tz.name().to_string(),
-        Zone::Fixed(0) => "UTC".into(),
-        Zone::Fixed(s) => {
-            let sign = if s < 0 { '-' } else { '+' };
-            format!("{sign}{:02}", s.abs() / 3600)
-        }
-    }
 }
 
 /// to_char(number, template) for the number templates dashboards use:
