@@ -25,19 +25,20 @@
 //! other), written from PostgreSQL by `--complete`, and each engine's result must
 //! have exactly those.
 //!
-//! Values are compared as PostgreSQL's text output, with two normalisations applied
-//! the same way to both engines: numbers (double, numeric) compare by value, printed
-//! as integers when integral and to three decimals otherwise (a double's last digits
-//! depend on the order a parallel sum adds in, and where PostgreSQL gives a numeric
-//! one scale per value Sluice has one per column), and the Sluice-only `WITH (...)` options
-//! of CREATE TABLE are removed before a statement is sent to PostgreSQL. Errors are compared by SQLSTATE
+//! Values are compared as PostgreSQL's text output, exactly, with two
+//! tolerances for what PostgreSQL itself leaves undetermined (see
+//! [`value_validator`]): a double may differ in its last digits when the values
+//! differ by less than 1e-12 relatively (the order a sum adds in), and a numeric
+//! compares by value, so `1.50` matches `1.5` (PostgreSQL keeps a scale per value,
+//! Sluice one per column). A double printed differently from PostgreSQL (`1e+20`
+//! against `100000000000000000000`) fails. The Sluice-only `WITH (...)` options of
+//! CREATE TABLE are removed before a statement is sent to PostgreSQL. Errors are compared by SQLSTATE
 //! (`statement error SQLSTATE 42P01`). Each file runs in a fresh data directory (and,
 //! on PostgreSQL, a fresh database with the C collation, Sluice's byte order).
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Float64Type};
+use arrow::datatypes::DataType;
 use sluice::{Database, StatementResult};
 use sqllogictest::{AsyncDB, DBOutput, Runner};
 
@@ -156,28 +157,117 @@ impl std::fmt::Display for SltError {
 
 impl std::error::Error for SltError {}
 
-/// Numbers compare by value: integral ones print as integers, others to three
-/// decimals. PostgreSQL's `numeric` (AVG, ROUND, decimal literals) and Sluice's
-/// double then print alike.
-fn float_text(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
+thread_local! {
+    /// The column types of the last result an engine returned: the runner
+    /// validates a result on the thread that ran it, right after, and
+    /// [`value_validator`] compares doubles and numerics by their type.
+    static RESULT_TYPES: std::cell::RefCell<Vec<PgType>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Records a result's column types for [`value_validator`].
+fn result_types(types: &[PgType]) {
+    RESULT_TYPES.with(|t| *t.borrow_mut() = types.to_vec());
+}
+
+/// Compares a result with its expectation line by line and column by column
+/// (a line's tokens are assigned to columns by the actual cells' token counts).
+/// Values must be equal as text, with two tolerances for what PostgreSQL leaves
+/// undetermined: two doubles that are not the same double may differ by 1e-12
+/// relatively (the order a sum adds in), and numerics compare by value
+/// ([`same_numeric`]). The same double printed two ways is a failure: the text
+/// form is what is checked.
+fn value_validator(
+    normalizer: sqllogictest::Normalizer,
+    actual: &[Vec<String>],
+    expected: &[String],
+) -> bool {
+    let types = RESULT_TYPES.with(|t| t.borrow().clone());
+    actual.len() == expected.len()
+        && actual.iter().zip(expected).all(|(row, line)| {
+            let line = normalizer(line);
+            let mut tokens = line.split(' ');
+            row.iter().enumerate().all(|(i, cell)| {
+                let cell = normalizer(cell);
+                let want: Vec<&str> = tokens.by_ref().take(cell.split(' ').count()).collect();
+                let want = want.join(" ");
+                match types.get(i) {
+                    _ if cell == want => true,
+                    Some(PgType::Float) => same_double(&cell, &want),
+                    Some(PgType::Numeric) => same_numeric(&cell, &want),
+                    _ => false,
+                }
+            }) && tokens.next().is_none()
+        })
+}
+
+/// Two doubles' text forms: different doubles within 1e-12 of each other.
+fn same_double(a: &str, e: &str) -> bool {
+    match (a.parse::<f64>(), e.parse::<f64>()) {
+        (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() && x != y => {
+            (x - y).abs() <= 1e-12 * x.abs().max(y.abs())
+        }
+        _ => false,
     }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "Infinity".into()
+}
+
+/// Two numerics' text forms: equal values (`1.50` is `1.5`: PostgreSQL keeps a
+/// scale per value, Sluice one per column), or, for quotients, where PostgreSQL
+/// picks each value's scale from its digits (16 significant or more), the longer
+/// rounded to the shorter when both carry 16 decimals or more.
+fn same_numeric(a: &str, e: &str) -> bool {
+    let trim = |t: &str| -> String {
+        if t.contains('.') {
+            t.trim_end_matches('0').trim_end_matches('.').to_string()
         } else {
-            "-Infinity".into()
-        };
+            t.to_string()
+        }
+    };
+    if trim(a) == trim(e) {
+        return true;
     }
-    if f == f.trunc() && f.abs() < 1e15 {
-        return format!("{}", f as i64);
-    }
-    let s = format!("{f:.3}");
-    if s == "-0.000" {
-        "0.000".into()
+    let decimals = |t: &str| t.split_once('.').map_or(0, |(_, f)| f.len());
+    let (short, long) = if decimals(a) <= decimals(e) {
+        (a, e)
     } else {
-        s
+        (e, a)
+    };
+    decimals(short) >= 16 && round_decimal(long, decimals(short)) == short
+}
+
+/// A decimal string rounded half away from zero to `scale` fraction digits.
+fn round_decimal(t: &str, scale: usize) -> String {
+    let (negative, digits) = match t.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, t),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if frac.len() <= scale {
+        return t.to_string();
+    }
+    let mut kept: Vec<u8> = format!("{int}{}", &frac[..scale]).into_bytes();
+    if frac.as_bytes()[scale] >= b'5' {
+        let mut i = kept.len();
+        loop {
+            if i == 0 {
+                kept.insert(0, b'1');
+                break;
+            }
+            i -= 1;
+            if kept[i] == b'9' {
+                kept[i] = b'0';
+            } else {
+                kept[i] += 1;
+                break;
+            }
+        }
+    }
+    let kept = String::from_utf8(kept).unwrap_or_default();
+    let (i, f) = kept.split_at(kept.len() - scale);
+    let sign = if negative { "-" } else { "" };
+    if scale == 0 {
+        format!("{sign}{i}")
+    } else {
+        format!("{sign}{i}.{f}")
     }
 }
 
@@ -320,7 +410,7 @@ impl sqllogictest::DB for Sluice {
         }
         match results.pop() {
             Some(StatementResult::Rows { schema, batches }) => {
-                let types = schema
+                let types: Vec<PgType> = schema
                     .fields()
                     .iter()
                     .map(|f| PgType::of_arrow(f.data_type()))
@@ -332,20 +422,6 @@ impl sqllogictest::DB for Sluice {
                             .columns()
                             .iter()
                             .map(|c| {
-                                if c.is_valid(r) && c.data_type() == &DataType::Float64 {
-                                    return Ok(float_text(
-                                        c.as_primitive::<Float64Type>().value(r),
-                                    ));
-                                }
-                                if let (true, DataType::Decimal128(_, scale)) =
-                                    (c.is_valid(r), c.data_type())
-                                {
-                                    let v = c
-                                        .as_primitive::<arrow::datatypes::Decimal128Type>()
-                                        .value(r);
-                                    let text = sluice_query::numeric::format(v, *scale);
-                                    return Ok(text.parse::<f64>().map(float_text).unwrap_or(text));
-                                }
                                 sluice_query::format::format_value(
                                     c.as_ref(),
                                     r,
@@ -358,6 +434,7 @@ impl sqllogictest::DB for Sluice {
                         rows.push(row);
                     }
                 }
+                result_types(&types);
                 Ok(DBOutput::Rows { types, rows })
             }
             Some(StatementResult::Command { tag }) => Ok(DBOutput::StatementComplete(
@@ -440,23 +517,15 @@ impl AsyncDB for Postgres {
         for m in msgs {
             if let tokio_postgres::SimpleQueryMessage::Row(row) = m {
                 let mut out = Vec::new();
-                for (i, t) in col_types.iter().enumerate() {
+                for i in 0..col_types.len() {
                     let v = row.get(i).map(str::to_string);
-                    let v = match (v, t) {
-                        (Some(s), t) if *t == Type::FLOAT4 || *t == Type::FLOAT8 => {
-                            Some(s.parse::<f64>().map(float_text).unwrap_or(s))
-                        }
-                        (Some(s), t) if *t == Type::NUMERIC => {
-                            Some(s.parse::<f64>().map(float_text).unwrap_or(s))
-                        }
-                        (v, _) => v,
-                    };
                     out.push(cell(v));
                 }
                 rows.push(out);
             }
         }
-        let types = col_types.iter().map(PgType::of_wire).collect();
+        let types: Vec<PgType> = col_types.iter().map(PgType::of_wire).collect();
+        result_types(&types);
         Ok(DBOutput::Rows { types, rows })
     }
 
@@ -677,6 +746,7 @@ fn main() {
             });
             runner.add_label("sluice");
             runner.with_column_validator(sqllogictest::strict_column_validator);
+            runner.with_validator(value_validator);
             match runner.run_file(f) {
                 Ok(()) => passed += records,
                 Err(e) => {
@@ -691,6 +761,7 @@ fn main() {
             let mut runner = Runner::new(move || connect_sluice_wire(port));
             runner.add_label("sluice");
             runner.with_column_validator(sqllogictest::strict_column_validator);
+            runner.with_validator(value_validator);
             runner.run_file_async(f).await
         });
         drop(server);
@@ -714,6 +785,7 @@ fn main() {
                 });
                 runner.add_label("postgres");
                 runner.with_column_validator(sqllogictest::strict_column_validator);
+                runner.with_validator(value_validator);
                 runner.run_file_async(f).await
             });
             if let Err(e) = result {

@@ -308,6 +308,79 @@ fn divide_rounded(num: i256, den: i256) -> i256 {
     }
 }
 
+/// The variance (or, with `sqrt`, the standard deviation) of `count` values
+/// whose sum is `sum` and sum of squares `sum_squares`, all with `scale`
+/// decimals, as PostgreSQL computes it for integers and numerics: exactly, from
+/// `(n·Σx² − (Σx)²) / (n·(n−1))` (or `n·n` for the population form), rounded
+/// half away from zero to `out` decimals; a square root is taken of the exact
+/// quotient, not of a rounded one. `None` where the result is NULL (no values,
+/// or one value for the sample form); a zero or negative numerator is 0.
+pub fn variance(
+    count: i64,
+    sum: i256,
+    sum_squares: i256,
+    scale: i8,
+    sample: bool,
+    sqrt: bool,
+    out: i8,
+) -> Result<Option<i128>> {
+    if count == 0 || (sample && count == 1) {
+        return Ok(None);
+    }
+    let n = i256::from_i128(count as i128);
+    let overflow_wide = |v: Option<i256>| v.ok_or_else(overflow);
+    let numerator = overflow_wide(
+        n.checked_mul(sum_squares)
+            .and_then(|a| sum.checked_mul(sum).and_then(|b| a.checked_sub(b))),
+    )?;
+    if numerator <= i256::ZERO {
+        return Ok(Some(0));
+    }
+    let denominator = n * if sample { n - i256::ONE } else { n };
+    // The numerator has 2·scale decimals; the quotient is wanted with `out`
+    // decimals, or 2·out under a square root.
+    let want = if sqrt { 2 * out as i32 } else { out as i32 };
+    let shift = want - 2 * scale as i32;
+    let (num, den) = if shift >= 0 {
+        let num = overflow_wide(numerator.checked_mul(pow10_wide(shift as u32)))?;
+        (num, denominator)
+    } else {
+        (numerator, denominator * pow10_wide((-shift) as u32))
+    };
+    let result = if sqrt {
+        sqrt_rounded(num / den, num % den != i256::ZERO)
+    } else {
+        divide_rounded(num, den)
+    };
+    result.to_i128().map(Some).ok_or_else(overflow)
+}
+
+/// The square root of `v` (plus a fraction below one when `inexact`), rounded
+/// half away from zero: Newton's iteration on integers.
+fn sqrt_rounded(v: i256, inexact: bool) -> i256 {
+    if v <= i256::ZERO {
+        return i256::ZERO;
+    }
+    let two = i256::from_i128(2);
+    // Start above the root (2^(bits/2 + 1)) so the iteration falls to it.
+    let bits = 256 - v.leading_zeros();
+    let mut x = i256::ONE << (bits / 2 + 1) as u8;
+    loop {
+        let next = (x + v / x) / two;
+        if next >= x {
+            break;
+        }
+        x = next;
+    }
+    // x = floor(sqrt(v)); round up when v (+ fraction) > x² + x, i.e. past x + ½.
+    let rem = v - x * x;
+    if rem > x || (rem == x && inexact) {
+        x + i256::ONE
+    } else {
+        x
+    }
+}
+
 fn rescale_wide(v: i256, from: i8, to: i8) -> Result<i256> {
     if to >= from {
         return Ok(v * pow10_wide((to - from) as u32));
@@ -359,5 +432,26 @@ mod tests {
         .unwrap();
         let t = one_third.as_primitive::<Decimal128Type>();
         assert_eq!(format(t.value(0), 16), "0.3333333333333333");
+    }
+
+    #[test]
+    fn variance_is_exact_as_in_postgresql() {
+        let w = |v: i128| i256::from_i128(v);
+        // 1, 2, 4, 8: mean 3.75; sum of squared deviations 28.75.
+        let (n, sum, sq) = (4, w(15), w(85));
+        let var = variance(n, sum, sq, 0, true, false, 16).unwrap();
+        assert_eq!(format(var.unwrap(), 16), "9.5833333333333333");
+        // PostgreSQL: stddev of 1, 2, 4, 8 is 3.0956959368344517.
+        let sd = variance(n, sum, sq, 0, true, true, 16).unwrap();
+        assert_eq!(format(sd.unwrap(), 16), "3.0956959368344517");
+        assert_eq!(variance(1, w(5), w(25), 0, true, false, 16).unwrap(), None);
+        assert_eq!(
+            variance(1, w(5), w(25), 0, false, true, 16).unwrap(),
+            Some(0)
+        );
+        assert_eq!(sqrt_rounded(w(16), false), w(4));
+        assert_eq!(sqrt_rounded(w(20), false), w(4)); // 4.47
+        assert_eq!(sqrt_rounded(w(21), false), w(5)); // 4.58
+        assert_eq!(sqrt_rounded(w(1), false), w(1));
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array};
 use arrow::array::{ArrowPrimitiveType, PrimitiveArray};
 use arrow::datatypes::{
-    DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
-    UInt32Type,
+    i256, DataType, Date32Type, Float64Type, Int32Type, Int64Type, TimeUnit,
+    TimestampMicrosecondType, UInt32Type,
 };
 
 use super::hll::HyperLogLog;
@@ -70,6 +70,19 @@ pub fn new_accumulator(
             arg_type,
             sets: Vec::new(),
         }),
+        AggregateFunction::Variance { sample, sqrt }
+            if matches!(
+                arg_type,
+                DataType::Int32 | DataType::Int64 | DataType::Decimal128(..)
+            ) =>
+        {
+            Box::new(ExactVariance {
+                sample,
+                sqrt,
+                scale: crate::numeric::scale_of(&arg_type),
+                states: Vec::new(),
+            })
+        }
         AggregateFunction::Variance { sample, sqrt } => Box::new(Variance {
             sample,
             sqrt,
@@ -881,6 +894,87 @@ impl GroupAccumulator for Variance {
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
+    }
+}
+
+/// The variances and standard deviations of integers and numerics, exact as
+/// in PostgreSQL (which returns them as numeric): count, sum and sum of squares
+/// per group, the squares in 256 bits, and one exact division at the end.
+struct ExactVariance {
+    sample: bool,
+    sqrt: bool,
+    /// The argument's decimals (0 for integers).
+    scale: i8,
+    states: Vec<(i64, i256, i256)>,
+}
+
+impl GroupAccumulator for ExactVariance {
+    fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
+        self.states.resize(n, (0, i256::ZERO, i256::ZERO));
+        let Some(values) = values else {
+            return Ok(());
+        };
+        let decimals = crate::numeric::to_decimal(values, self.scale)?;
+        for (i, g) in groups.iter().enumerate() {
+            if decimals.is_valid(i) {
+                let x = i256::from_i128(decimals.value(i));
+                let (count, sum, squares) = &mut self.states[*g as usize];
+                *count += 1;
+                *sum = sum.checked_add(x).ok_or_else(numeric_overflow)?;
+                *squares = x
+                    .checked_mul(x)
+                    .and_then(|sq| squares.checked_add(sq))
+                    .ok_or_else(numeric_overflow)?;
+            }
+        }
+        Ok(())
+    }
+    fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
+        let other = downcast::<ExactVariance>(other)?;
+        self.states.resize(n, (0, i256::ZERO, i256::ZERO));
+        for (g, (count, sum, squares)) in other.states.into_iter().enumerate() {
+            let to = &mut self.states[mapping[g] as usize];
+            to.0 += count;
+            to.1 = to.1.checked_add(sum).ok_or_else(numeric_overflow)?;
+            to.2 = to.2.checked_add(squares).ok_or_else(numeric_overflow)?;
+        }
+        Ok(())
+    }
+    fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        self.states.resize(n, (0, i256::ZERO, i256::ZERO));
+        let out = self.scale.max(crate::numeric::DIVISION_SCALE);
+        let values = self
+            .states
+            .iter()
+            .map(|(count, sum, squares)| {
+                crate::numeric::variance(
+                    *count,
+                    *sum,
+                    *squares,
+                    self.scale,
+                    self.sample,
+                    self.sqrt,
+                    out,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Arc::new(
+            arrow::array::Decimal128Array::from(values)
+                .with_precision_and_scale(crate::numeric::MAX_PRECISION, out)?,
+        ))
+    }
+    fn size(&self) -> usize {
+        self.states.capacity() * std::mem::size_of::<(i64, i256, i256)>()
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+fn numeric_overflow() -> Error {
+    Error::Data {
+        code: "22003",
+        message: "numeric value out of range".into(),
     }
 }
 
