@@ -1410,3 +1410,55 @@ fn a_dimension_table_without_a_time_column_survives_seals_and_restarts() {
         "none"
     );
 }
+
+/// A NUMERIC(p, s) column's zone maps hold its scaled integers: a comparison
+/// with a constant of any scale prunes where the conversion is exact, and the
+/// answer is the exact one either way.
+#[test]
+fn numeric_columns_prune_by_zone_maps_at_their_scale() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE prices (ts TIMESTAMP, p NUMERIC(10,2)) WITH (time_column = 'ts', retention = 'none', segment_rows = '100000')",
+    )
+    .unwrap();
+    // Four segments: prices 0.00..9.99, 10.00..19.99, and so on.
+    for segment in 0..4i128 {
+        let rows = (0..1000i128)
+            .map(|i| {
+                vec![
+                    Value::Timestamp(0),
+                    Value::Numeric {
+                        value: segment * 1000 + i,
+                        scale: 2,
+                    },
+                ]
+            })
+            .collect();
+        db.append("prices", rows).unwrap();
+        db.seal().unwrap();
+    }
+    let pruned = |filter: &str| -> (String, String) {
+        let plan = one_text(
+            &db,
+            &format!("EXPLAIN ANALYZE SELECT count(*) FROM prices WHERE {filter}"),
+        );
+        let line = plan
+            .lines()
+            .find(|l| l.contains("Scan prices: sealed segments=4"))
+            .unwrap_or_else(|| panic!("{plan}"))
+            .to_string();
+        let count = one_text(&db, &format!("SELECT count(*) FROM prices WHERE {filter}"));
+        (line, count)
+    };
+    let (line, count) = pruned("p >= 30.5");
+    assert!(line.contains("pruned=3;"), "{line}");
+    assert!(count.contains("950"), "{count}");
+    let (line, count) = pruned("p = 12.34");
+    assert!(line.contains("pruned=3;"), "{line}");
+    assert!(count.contains('1'), "{count}");
+    // 9.995 is not a value of scale 2: no pruning, and still the exact answer.
+    let (line, count) = pruned("p > 9.995");
+    assert!(line.contains("pruned=0;"), "{line}");
+    assert!(count.contains("3000"), "{count}");
+}

@@ -195,6 +195,18 @@ impl JsonDecoder {
                 None => Ok(Value::Text(v.to_string())),
             },
             ColumnType::Timestamp | ColumnType::TimestampTz => self.timestamp(v),
+            // A JSON number's text (or a string) read exactly, rounded to the
+            // column's scale; past its precision the message is a dead letter.
+            ColumnType::Numeric { .. } => {
+                let text = match v.as_str() {
+                    Some(s) => s.to_string(),
+                    None if v.is_number() => v.to_string(),
+                    None => return Err(format!("expected {}, got {}", ty.sql_name(), kind(v))),
+                };
+                Value::Text(text.clone())
+                    .coerce_to(ty, "")
+                    .map_err(|e| format!("\"{text}\" as {}: {e}", ty.sql_name()))
+            }
         }
     }
 
@@ -345,6 +357,50 @@ mod tests {
         assert_eq!(row[0], Value::Timestamp(micros("2024-05-01T12:00:00Z")));
         assert_eq!(row[2], Value::Int(2));
         assert_eq!(row[1], Value::Null);
+    }
+
+    #[test]
+    fn numeric_columns_read_json_numbers_exactly() {
+        let columns = [
+            ("event_time", ColumnType::Timestamp),
+            (
+                "price",
+                ColumnType::Numeric {
+                    precision: 6,
+                    scale: 2,
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(n, ty)| ColumnDef {
+            name: n.into(),
+            ty,
+            nullable: true,
+        })
+        .collect();
+        let options = [
+            ("time_column", "event_time"),
+            ("kafka_brokers", "b:9092"),
+            ("kafka_topic", "t"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let schema = TableSchema::new("p", columns, vec![], options).unwrap();
+        let config = SourceConfig::from_schema(&schema).unwrap().unwrap();
+        let d = JsonDecoder::new(&schema, &config);
+        let price = |price: &str| {
+            let json = format!(r#"{{"event_time": 1714564800, "price": {price}}}"#);
+            d.decode(json.as_bytes()).map(|row| row[1].clone())
+        };
+        let numeric = |value| Value::Numeric { value, scale: 2 };
+        assert_eq!(price("10.05"), Ok(numeric(1005)));
+        assert_eq!(price(r#""0.125""#), Ok(numeric(13)));
+        assert_eq!(price("7"), Ok(numeric(700)));
+        // Past numeric(6,2): the message is a dead letter, with the reason.
+        let err = price("12345.6").unwrap_err();
+        assert!(err.contains("numeric field overflow"), "{err}");
+        assert!(price(r#""ten""#).is_err());
     }
 
     #[test]

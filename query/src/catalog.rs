@@ -87,7 +87,32 @@ pub fn column_type_oid(t: ColumnType) -> i64 {
         ColumnType::Text => 25,
         ColumnType::Timestamp => 1114,
         ColumnType::TimestampTz => 1184,
+        ColumnType::Numeric { .. } => 1700,
     }
+}
+
+/// A stored column type's `atttypmod`: PostgreSQL's `((precision << 16) | scale)
+/// + 4` for numeric(p, s), -1 where the type has no modifier.
+pub fn column_typmod(t: ColumnType) -> i64 {
+    match t {
+        ColumnType::Numeric { precision, scale } => {
+            ((i64::from(precision) << 16) | i64::from(scale)) + 4
+        }
+        _ => -1,
+    }
+}
+
+/// `format_type(oid, typmod)`: the type's name with its modifier, as
+/// `numeric(10,2)`.
+pub fn format_type_mod(oid: i64, typmod: Option<i64>) -> Option<String> {
+    let name = format_type(oid)?;
+    Some(match typmod {
+        Some(m) if oid == 1700 && m >= 4 => {
+            let m = m - 4;
+            format!("numeric({},{})", m >> 16, m & 0xffff)
+        }
+        _ => name.to_string(),
+    })
 }
 
 /// `format_type(oid, typmod)`: the SQL name of a type OID.
@@ -876,7 +901,7 @@ fn pg_attribute(tables: &[Arc<Table>], _: &str, _: &str) -> Result<RecordBatch> 
                 V::I(i as i64 + 1),
                 V::I(0),
                 V::I(-1),
-                V::I(-1),
+                V::I(column_typmod(c.ty)),
                 V::B(len > 0 && len <= 8),
                 s("d"),
                 s(if len < 0 { "x" } else { "p" }),
@@ -1698,6 +1723,9 @@ fn info_columns(tables: &[Arc<Table>], _: &str, database: &str) -> Result<Record
                 ColumnType::Integer => (V::I(32), V::I(2), V::I(0)),
                 ColumnType::BigInt => (V::I(64), V::I(2), V::I(0)),
                 ColumnType::Double => (V::I(53), V::I(2), V::N),
+                ColumnType::Numeric { precision, scale } => {
+                    (V::I(precision.into()), V::I(10), V::I(scale.into()))
+                }
                 _ => (V::N, V::N, V::N),
             };
             let datetime = if c.ty.is_timestamp() { V::I(6) } else { V::N };
@@ -1713,7 +1741,11 @@ fn info_columns(tables: &[Arc<Table>], _: &str, database: &str) -> Result<Record
                 V::I(i as i64 + 1),
                 V::N,
                 s(if c.nullable { "YES" } else { "NO" }),
-                s(c.ty.sql_name()),
+                // information_schema names the type without its modifier.
+                V::S(match c.ty {
+                    ColumnType::Numeric { .. } => "numeric".into(),
+                    t => t.sql_name(),
+                }),
                 V::N,
                 if c.ty == ColumnType::Text {
                     V::I(1_073_741_824)

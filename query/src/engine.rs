@@ -417,9 +417,7 @@ impl Engine {
         for c in &ct.columns {
             let cname = ident_name(&c.name);
             let arrow = sql_to_arrow_type(&c.data_type)?;
-            let ty = ColumnType::from_arrow(&arrow).ok_or_else(|| {
-                Error::NotSupported(format!("column type {} for a stored column", c.data_type))
-            })?;
+            let ty = stored_column_type(&c.data_type, &arrow)?;
             let mut nullable = true;
             for opt in &c.options {
                 match &opt.option {
@@ -544,6 +542,30 @@ pub struct Description {
     pub params: Vec<DataType>,
     /// The result columns, or `None` for a statement without rows.
     pub columns: Option<SchemaRef>,
+}
+
+/// The stored type of a column declared as `declared` (`arrow` as the engine
+/// reads it). NUMERIC needs a precision of at most 18 (values are 64-bit
+/// integers on disk, and one scale per column): a bare NUMERIC, whose every
+/// value may have its own scale in PostgreSQL, is refused rather than rounded.
+fn stored_column_type(declared: &ast::DataType, arrow: &DataType) -> Result<ColumnType> {
+    if let DataType::Decimal128(precision, scale) = *arrow {
+        if !declared.to_string().contains('(') {
+            return Err(Error::NotSupported(
+                "NUMERIC without a precision as a stored column: declare NUMERIC(p, s) with p up to 18"
+                    .into(),
+            ));
+        }
+        if precision > sluice_storage::types::MAX_STORED_NUMERIC_PRECISION {
+            return Err(Error::NotSupported(format!(
+                "NUMERIC({precision}, {scale}) as a stored column: the precision is at most {}",
+                sluice_storage::types::MAX_STORED_NUMERIC_PRECISION
+            )));
+        }
+        return Ok(ColumnType::Numeric { precision, scale });
+    }
+    ColumnType::from_arrow(arrow)
+        .ok_or_else(|| Error::NotSupported(format!("column type {declared} for a stored column")))
 }
 
 /// The target columns of an INSERT with their types (an unknown name keeps
@@ -790,6 +812,12 @@ fn to_value(c: &ArrayRef, r: usize) -> Result<Value> {
         DataType::Date32 => {
             Value::Timestamp(c.as_primitive::<Date32Type>().value(r) as i64 * MICROS_PER_DAY)
         }
+        DataType::Decimal128(_, scale) => Value::Numeric {
+            value: c
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(r),
+            scale: *scale,
+        },
         other => {
             return Err(Error::DatatypeMismatch(format!(
                 "a value of type {} cannot be stored",

@@ -335,12 +335,22 @@ fn catalog_function(
     };
     let cat = ctx.catalog();
     Ok(match f {
-        CatalogFunction::FormatType => Arc::new(
-            oids(0)?
-                .into_iter()
-                .map(|o| o.map(|o| catalog::format_type(o).unwrap_or("???").to_string()))
-                .collect::<StringArray>(),
-        ),
+        CatalogFunction::FormatType => {
+            let typmods = if args.len() > 1 {
+                oids(1)?
+            } else {
+                vec![None; rows]
+            };
+            Arc::new(
+                oids(0)?
+                    .into_iter()
+                    .zip(typmods)
+                    .map(|(o, m)| {
+                        o.map(|o| catalog::format_type_mod(o, m).unwrap_or_else(|| "???".into()))
+                    })
+                    .collect::<StringArray>(),
+            )
+        }
         CatalogFunction::TableIsVisible | CatalogFunction::HasPrivilege => {
             Arc::new(arrow::array::BooleanArray::from(vec![true; rows]))
         }

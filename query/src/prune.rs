@@ -47,6 +47,8 @@ enum Constant {
     Int(i64),
     Float(f64),
     Text(String),
+    /// A numeric: its digits and scale.
+    Decimal(i128, i8),
 }
 
 /// `column op constant`, with the column on the left.
@@ -81,6 +83,11 @@ fn constant(e: &Expr) -> Option<Constant> {
             let i = arrow::compute::cast(v, &DataType::Int64).ok()?;
             Constant::Int(i.as_primitive::<Int64Type>().value(0))
         }
+        DataType::Decimal128(_, scale) => Constant::Decimal(
+            v.as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0),
+            *scale,
+        ),
         _ => return None,
     })
 }
@@ -151,6 +158,26 @@ fn conditions(filter: &Expr) -> Vec<Condition> {
         }
     }
     out
+}
+
+/// A constant compared with a numeric column of `scale` decimals, as the
+/// column's scaled integer; `None` where that is not exact.
+fn at_scale(v: &Constant, scale: i8) -> Option<Constant> {
+    let (value, from) = match v {
+        Constant::Int(i) => (i128::from(*i), 0),
+        Constant::Decimal(v, s) => (*v, *s),
+        _ => return None,
+    };
+    let scaled = if scale >= from {
+        value.checked_mul(10i128.checked_pow((scale - from) as u32)?)?
+    } else {
+        let divisor = 10i128.checked_pow((from - scale) as u32)?;
+        if value % divisor != 0 {
+            return None;
+        }
+        value / divisor
+    };
+    i64::try_from(scaled).ok().map(Constant::Int)
 }
 
 /// Could a block whose values lie in `[min, max]` hold `value op constant`?
@@ -551,15 +578,23 @@ fn plan_segment(
         if meta.ty == ColumnType::Text {
             continue;
         }
+        // A numeric column's zone maps hold its scaled integers: constants are
+        // compared at the column's scale, and only where that is exact.
+        let values: Vec<Constant> = match meta.ty {
+            ColumnType::Numeric { scale, .. } => {
+                match cond.values.iter().map(|v| at_scale(v, scale)).collect() {
+                    Some(v) => v,
+                    None => continue,
+                }
+            }
+            _ => cond.values.clone(),
+        };
         // Before version 3 a double block of NaN alone had no zone map, which
         // otherwise means no non-NULL value: such a block cannot be ruled out.
         let old_doubles = footer.version < 3 && meta.ty == ColumnType::Double;
         let may = |min: Option<Stat>, max: Option<Stat>| {
             (old_doubles && min.is_none())
-                || cond
-                    .values
-                    .iter()
-                    .any(|v| range_may_match(min, max, cond.op, v))
+                || values.iter().any(|v| range_may_match(min, max, cond.op, v))
         };
         if blocks > 0 && !may(meta.min, meta.max) {
             stats.blocks_pruned_by_zone_maps += keep.iter().filter(|k| **k).count();

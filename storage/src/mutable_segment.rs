@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder,
-    StringDictionaryBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Decimal128Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringDictionaryBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use arrow::record_batch::RecordBatch;
@@ -48,6 +48,7 @@ enum ColumnBuilder {
     Double(Float64Builder),
     Text(StringDictionaryBuilder<UInt32Type>),
     Timestamp(TimestampMicrosecondBuilder),
+    Numeric(Decimal128Builder),
 }
 
 /// True when a column of type `ty` can take `v` as it is.
@@ -58,6 +59,7 @@ fn holds(ty: ColumnType, v: &Value) -> bool {
         (ColumnType::Integer, Value::Int(i)) => i32::try_from(*i).is_ok(),
         (ColumnType::BigInt, Value::Int(_)) => true,
         (ColumnType::Double, Value::Float(_)) => true,
+        (ColumnType::Numeric { scale, .. }, Value::Numeric { scale: s, .. }) => scale == *s,
         (ColumnType::Text, Value::Text(_)) => true,
         (ColumnType::Timestamp | ColumnType::TimestampTz, Value::Timestamp(_)) => true,
         _ => false,
@@ -76,6 +78,13 @@ impl ColumnBuilder {
             ColumnType::TimestampTz => {
                 ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone(UTC))
             }
+            // A schema's scale is within 0..=18 (checked when the table is
+            // defined), which precision 38 always admits.
+            ColumnType::Numeric { scale, .. } => ColumnBuilder::Numeric(
+                Decimal128Builder::new()
+                    .with_precision_and_scale(38, scale)
+                    .unwrap_or_else(|_| Decimal128Builder::new()),
+            ),
         }
     }
 
@@ -88,6 +97,8 @@ impl ColumnBuilder {
             (ColumnBuilder::Double(b), Value::Null) => b.append_null(),
             (ColumnBuilder::Text(b), Value::Null) => b.append_null(),
             (ColumnBuilder::Timestamp(b), Value::Null) => b.append_null(),
+            (ColumnBuilder::Numeric(b), Value::Null) => b.append_null(),
+            (ColumnBuilder::Numeric(b), Value::Numeric { value, .. }) => b.append_value(*value),
             (ColumnBuilder::Boolean(b), Value::Bool(v)) => b.append_value(*v),
             (ColumnBuilder::Integer(b), Value::Int(v)) => {
                 b.append_value(i32::try_from(*v).map_err(|_| Error::OutOfRange("integer".into()))?)
@@ -117,6 +128,7 @@ impl ColumnBuilder {
             ColumnBuilder::Double(b) => Arc::new(b.finish()),
             ColumnBuilder::Text(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Numeric(b) => Arc::new(b.finish()),
         }
     }
 
@@ -128,6 +140,7 @@ impl ColumnBuilder {
             ColumnBuilder::Double(b) => Arc::new(b.finish_cloned()),
             ColumnBuilder::Text(b) => Arc::new(b.finish_cloned()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish_cloned()),
+            ColumnBuilder::Numeric(b) => Arc::new(b.finish_cloned()),
         }
     }
 
@@ -139,6 +152,7 @@ impl ColumnBuilder {
             ColumnBuilder::Double(b) => b.len(),
             ColumnBuilder::Text(b) => b.len(),
             ColumnBuilder::Timestamp(b) => b.len(),
+            ColumnBuilder::Numeric(b) => b.len(),
         }
     }
 }

@@ -32,6 +32,23 @@ pub enum ColumnType {
     Timestamp,
     /// TIMESTAMPTZ (microseconds since the epoch, UTC).
     TimestampTz,
+    /// NUMERIC(precision, scale), exact: stored as the integer `value · 10^scale`
+    /// in 64 bits, so `precision` is at most [`MAX_STORED_NUMERIC_PRECISION`]; the
+    /// query engine sees a Decimal128 with this scale.
+    Numeric {
+        /// Total significant digits allowed.
+        precision: u8,
+        /// Digits after the decimal point.
+        scale: i8,
+    },
+}
+
+/// The largest precision of a stored NUMERIC column: 18 digits fit in 64 bits.
+pub const MAX_STORED_NUMERIC_PRECISION: u8 = 18;
+
+/// `10^n` for `n` up to 38.
+pub fn pow10_i128(n: u32) -> i128 {
+    10i128.pow(n)
 }
 
 impl ColumnType {
@@ -45,6 +62,9 @@ impl ColumnType {
             ColumnType::Text => DataType::Utf8,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             ColumnType::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
+            // The engine's numerics are all 38 digits wide; the column's own
+            // precision is checked when a value is stored.
+            ColumnType::Numeric { scale, .. } => DataType::Decimal128(38, scale),
         }
     }
 
@@ -63,8 +83,8 @@ impl ColumnType {
     }
 
     /// The PostgreSQL name of the type, as `format_type` prints it.
-    pub fn sql_name(self) -> &'static str {
-        match self {
+    pub fn sql_name(self) -> String {
+        let name = match self {
             ColumnType::Boolean => "boolean",
             ColumnType::Integer => "integer",
             ColumnType::BigInt => "bigint",
@@ -72,7 +92,11 @@ impl ColumnType {
             ColumnType::Text => "text",
             ColumnType::Timestamp => "timestamp without time zone",
             ColumnType::TimestampTz => "timestamp with time zone",
-        }
+            ColumnType::Numeric { precision, scale } => {
+                return format!("numeric({precision},{scale})")
+            }
+        };
+        name.to_string()
     }
 
     /// True for the two timestamp types.
@@ -97,6 +121,13 @@ pub enum Value {
     Text(String),
     /// A timestamp in microseconds.
     Timestamp(i64),
+    /// An exact decimal: `value · 10^-scale`.
+    Numeric {
+        /// The digits, as an integer.
+        value: i128,
+        /// How many of them follow the decimal point.
+        scale: i8,
+    },
 }
 
 impl Value {
@@ -109,6 +140,7 @@ impl Value {
             Value::Float(_) => "double precision",
             Value::Text(_) => "text",
             Value::Timestamp(_) => "timestamp",
+            Value::Numeric { .. } => "numeric",
         }
     }
 
@@ -144,7 +176,7 @@ impl Value {
             }
             (ColumnType::Integer | ColumnType::BigInt, Value::Text(t)) => {
                 let i: i64 = t.trim().parse().map_err(|_| Error::InvalidText {
-                    ty: ty.sql_name().into(),
+                    ty: ty.sql_name(),
                     text: t.clone(),
                 })?;
                 Value::Int(i).coerce_to(ty, column)
@@ -160,8 +192,111 @@ impl Value {
             (ColumnType::TimestampTz, Value::Text(t)) => {
                 parse_timestamptz(&t, crate::zone::Zone::UTC).map(Value::Timestamp)
             }
+            (ColumnType::Numeric { precision, scale }, v) => {
+                let value = match v {
+                    Value::Numeric { value, scale: from } => rescale_numeric(value, from, scale),
+                    Value::Int(i) => rescale_numeric(i128::from(i), 0, scale),
+                    Value::Float(f) => float_to_numeric(f, scale),
+                    Value::Text(t) => parse_numeric(&t, scale),
+                    v => return Err(mismatch(&v)),
+                }?;
+                if value.unsigned_abs() >= pow10_i128(precision as u32) as u128 {
+                    return Err(Error::OutOfRange(format!(
+                        "numeric field overflow: a field with precision {precision}, scale {scale} \
+                         value"
+                    )));
+                }
+                Ok(Value::Numeric { value, scale })
+            }
+            (ColumnType::Double, Value::Numeric { value, scale }) => {
+                Ok(Value::Float(value as f64 / 10f64.powi(scale.into())))
+            }
+            (ColumnType::Integer | ColumnType::BigInt, Value::Numeric { value, scale }) => {
+                let i = rescale_numeric(value, scale, 0)?;
+                let i = i64::try_from(i).map_err(|_| Error::OutOfRange(ty.sql_name()))?;
+                Value::Int(i).coerce_to(ty, column)
+            }
             (_, v) => Err(mismatch(&v)),
         }
+    }
+}
+
+/// `value · 10^-from` with `to` decimals, rounded half away from zero as
+/// PostgreSQL rounds numerics.
+pub fn rescale_numeric(value: i128, from: i8, to: i8) -> Result<i128> {
+    let overflow = || Error::OutOfRange("numeric".into());
+    if to >= from {
+        return value
+            .checked_mul(pow10_i128((to - from) as u32))
+            .ok_or_else(overflow);
+    }
+    let divisor = pow10_i128((from - to) as u32);
+    let (q, r) = (value / divisor, value % divisor);
+    Ok(if r.unsigned_abs() * 2 >= divisor as u128 {
+        q + value.signum()
+    } else {
+        q
+    })
+}
+
+/// A double as a numeric with `scale` decimals (through its shortest exact text,
+/// as PostgreSQL converts float8 to numeric).
+fn float_to_numeric(f: f64, scale: i8) -> Result<i128> {
+    if !f.is_finite() {
+        return Err(Error::OutOfRange(format!("numeric value {f}")));
+    }
+    parse_numeric(&format!("{f}"), scale)
+}
+
+/// Parses a decimal (`-12.345`, `1e3`, `.5`) with `scale` decimals, rounded half
+/// away from zero.
+pub fn parse_numeric(text: &str, scale: i8) -> Result<i128> {
+    let invalid = || Error::InvalidText {
+        ty: "numeric".into(),
+        text: text.to_string(),
+    };
+    let t = text.trim();
+    let (mantissa, exponent) = match t.find(['e', 'E']) {
+        Some(at) => (&t[..at], t[at + 1..].parse::<i32>().map_err(|_| invalid())?),
+        None => (t, 0),
+    };
+    let (negative, digits) = match mantissa.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())
+        || int.len() + frac.len() > 38
+    {
+        return Err(invalid());
+    }
+    let all: i128 = format!("{int}{frac}").parse().map_err(|_| invalid())?;
+    let signed = if negative { -all } else { all };
+    // `signed · 10^-from` is the value; it is wanted with `scale` decimals.
+    let from = frac.len() as i32 - exponent;
+    let overflow = || Error::OutOfRange("numeric".into());
+    if from <= scale as i32 {
+        let up = (scale as i32 - from) as u32;
+        if signed == 0 {
+            return Ok(0);
+        }
+        10i128
+            .checked_pow(up)
+            .and_then(|f| signed.checked_mul(f))
+            .ok_or_else(overflow)
+    } else {
+        let down = (from - scale as i32) as u32;
+        if down > 38 {
+            return Ok(0);
+        }
+        let divisor = pow10_i128(down);
+        let (q, r) = (signed / divisor, signed % divisor);
+        Ok(if r.unsigned_abs() * 2 >= divisor as u128 {
+            q + signed.signum()
+        } else {
+            q
+        })
     }
 }
 
@@ -607,5 +742,39 @@ mod tests {
                 .unwrap(),
             Value::Bool(true)
         );
+    }
+
+    #[test]
+    fn numerics_parse_exactly_and_round_half_away_from_zero() {
+        assert_eq!(parse_numeric("10.05", 2).unwrap(), 1005);
+        assert_eq!(parse_numeric("-0.125", 2).unwrap(), -13);
+        assert_eq!(parse_numeric("0.124", 2).unwrap(), 12);
+        assert_eq!(parse_numeric("1e3", 0).unwrap(), 1000);
+        assert_eq!(parse_numeric("1.5e-1", 2).unwrap(), 15);
+        assert_eq!(parse_numeric(".5", 0).unwrap(), 1);
+        assert!(parse_numeric("1.2.3", 2).is_err());
+        assert!(parse_numeric("", 2).is_err());
+        let ty = ColumnType::Numeric {
+            precision: 4,
+            scale: 2,
+        };
+        assert_eq!(
+            Value::Text("99.994".into()).coerce_to(ty, "c").unwrap(),
+            Value::Numeric {
+                value: 9999,
+                scale: 2
+            }
+        );
+        assert!(Value::Text("99.995".into()).coerce_to(ty, "c").is_err());
+        assert_eq!(
+            Value::Float(0.1).coerce_to(ty, "c").unwrap(),
+            Value::Numeric {
+                value: 10,
+                scale: 2
+            }
+        );
+        // Coercing twice changes nothing.
+        let once = Value::Int(7).coerce_to(ty, "c").unwrap();
+        assert_eq!(once.clone().coerce_to(ty, "c").unwrap(), once);
     }
 }

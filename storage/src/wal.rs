@@ -201,6 +201,11 @@ fn encode_record(seq: u64, rows: &[Vec<Value>]) -> Result<Vec<u8>> {
                     payload.push(5);
                     payload.extend_from_slice(&t.to_le_bytes());
                 }
+                Value::Numeric { value, scale } => {
+                    payload.push(6);
+                    payload.extend_from_slice(&value.to_le_bytes());
+                    payload.push(*scale as u8);
+                }
             }
         }
     }
@@ -408,6 +413,10 @@ fn decode_payload(payload: &[u8]) -> std::result::Result<Vec<Vec<Value>>, String
                     Value::Text(text.to_string())
                 }
                 5 => Value::Timestamp(i64::from_le_bytes(r.array()?)),
+                6 => Value::Numeric {
+                    value: i128::from_le_bytes(r.array()?),
+                    scale: r.take(1)?[0] as i8,
+                },
                 tag => return Err(format!("unknown value tag {tag}")),
             });
         }
@@ -504,7 +513,13 @@ mod tests {
             &path,
             &[
                 vec![vec![Value::Int(1)], vec![Value::Int(2)]],
-                vec![vec![Value::Text("x".into())]],
+                vec![
+                    vec![Value::Text("x".into())],
+                    vec![Value::Numeric {
+                        value: -1005,
+                        scale: 2,
+                    }],
+                ],
             ],
         );
         // A crash half-way through a third write.
@@ -512,8 +527,15 @@ mod tests {
         Write::write_all(&mut f, b"SLRC\x02\0\0").unwrap();
         drop(f);
         let (mut wal, rows) = WriteAheadLog::open(&crate::fs::RealFs, &path).unwrap();
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert_eq!(rows[2], vec![Value::Text("x".into())]);
+        assert_eq!(
+            rows[3],
+            vec![Value::Numeric {
+                value: -1005,
+                scale: 2
+            }]
+        );
         // Appending after the cut continues the numbering.
         wal.append(&[vec![Value::Int(4)]]).unwrap();
         drop(wal);
@@ -522,7 +544,7 @@ mod tests {
                 .unwrap()
                 .1
                 .len(),
-            4
+            5
         );
     }
 

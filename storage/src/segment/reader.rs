@@ -713,6 +713,18 @@ impl SealedSegment {
                 validity,
             )),
             ColumnType::BigInt => Arc::new(Int64Array::new(values.into(), validity)),
+            ColumnType::Numeric { scale, .. } => Arc::new(
+                arrow::array::Decimal128Array::new(
+                    values
+                        .iter()
+                        .map(|v| i128::from(*v))
+                        .collect::<Vec<_>>()
+                        .into(),
+                    validity,
+                )
+                .with_precision_and_scale(38, scale)
+                .map_err(|e| self.corrupt(name(), format!("numeric column: {e}")))?,
+            ),
             ColumnType::Timestamp => {
                 Arc::new(TimestampMicrosecondArray::new(values.into(), validity))
             }

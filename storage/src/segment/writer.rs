@@ -443,6 +443,17 @@ fn write_column(
                 None,
                 column.as_primitive::<Int64Type>().iter().collect(),
             ),
+            // The scaled integers; a stored numeric has at most 18 digits.
+            ColumnType::Numeric { .. } => (
+                Encoding::BitPacked,
+                None,
+                None,
+                column
+                    .as_primitive::<arrow::datatypes::Decimal128Type>()
+                    .iter()
+                    .map(|v| v.map(|v| v as i64))
+                    .collect(),
+            ),
             ColumnType::Timestamp | ColumnType::TimestampTz => (
                 Encoding::BitPacked,
                 None,

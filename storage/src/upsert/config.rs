@@ -184,7 +184,10 @@ impl UpsertConfig {
                 let ty = columns[at].ty;
                 let numeric = matches!(
                     ty,
-                    ColumnType::Integer | ColumnType::BigInt | ColumnType::Double
+                    ColumnType::Integer
+                        | ColumnType::BigInt
+                        | ColumnType::Double
+                        | ColumnType::Numeric { .. }
                 );
                 let ordered = numeric
                     || matches!(

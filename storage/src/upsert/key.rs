@@ -29,6 +29,11 @@ fn encode(out: &mut Vec<u8>, value: &Value) {
             out.push(3);
             out.extend_from_slice(&f.to_bits().to_le_bytes());
         }
+        Value::Numeric { value, scale } => {
+            out.push(5);
+            out.extend_from_slice(&value.to_le_bytes());
+            out.push(*scale as u8);
+        }
         Value::Text(t) => {
             out.push(4);
             out.extend_from_slice(&(t.len() as u32).to_le_bytes());
@@ -133,6 +138,12 @@ pub fn value_at(array: &ArrayRef, row: usize) -> Value {
             Value::Timestamp(array.as_primitive::<TimestampMicrosecondType>().value(row))
         }
         DataType::Utf8 => Value::Text(array.as_string::<i32>().value(row).to_string()),
+        DataType::Decimal128(_, scale) => Value::Numeric {
+            value: array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row),
+            scale: *scale,
+        },
         DataType::Dictionary(_, _) => {
             let dict = array.as_dictionary::<UInt32Type>();
             let key = dict.keys().value(row) as usize;

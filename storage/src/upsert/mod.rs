@@ -301,6 +301,17 @@ fn merge(config: &UpsertConfig, old: Vec<Value>, mut new: Vec<Value>) -> Vec<Val
             (Strategy::Ignore, _, _) => old,
             (Strategy::Increment, Value::Int(a), Value::Int(b)) => Value::Int(a.saturating_add(*b)),
             (Strategy::Increment, Value::Float(a), Value::Float(b)) => Value::Float(a + b),
+            // Both have the column's scale; the sum stays within 64 bits'
+            // 18 digits only as far as the column's precision allows, and a
+            // sum past it saturates as integers do.
+            (
+                Strategy::Increment,
+                Value::Numeric { value: a, scale },
+                Value::Numeric { value: b, .. },
+            ) => Value::Numeric {
+                value: a.saturating_add(*b),
+                scale: *scale,
+            },
             (Strategy::Max, _, _) => {
                 if value_less(slot, &old) {
                     old
@@ -328,6 +339,7 @@ fn value_less(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Int(x), Value::Int(y)) | (Value::Timestamp(x), Value::Timestamp(y)) => x < y,
         (Value::Float(x), Value::Float(y)) => x.total_cmp(y).is_lt(),
+        (Value::Numeric { value: x, .. }, Value::Numeric { value: y, .. }) => x < y,
         (Value::Text(x), Value::Text(y)) => x < y,
         (Value::Bool(x), Value::Bool(y)) => x < y,
         _ => false,
