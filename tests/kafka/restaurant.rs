@@ -219,11 +219,13 @@ fn expected_dashboard(rows: &HashMap<usize, OrderRow>, now: i64) -> Dashboard {
         })
         .collect();
     let today = now - now.rem_euclid(DAY);
-    let sales: f64 = rows
+    // sum() over no rows is NULL: just after midnight nothing is delivered yet today.
+    let delivered: Vec<f64> = rows
         .values()
         .filter(|r| r.status == "DELIVERED" && r.time >= today)
         .filter_map(|r| r.subtotal)
-        .sum();
+        .collect();
+    let sales = (!delivered.is_empty()).then(|| delivered.iter().sum::<f64>());
     Dashboard {
         funnel: funnel.into_iter().collect(),
         couriers_waiting: rows
@@ -231,7 +233,7 @@ fn expected_dashboard(rows: &HashMap<usize, OrderRow>, now: i64) -> Dashboard {
             .filter(|r| r.status == "READY_FOR_PICKUP")
             .count() as i64,
         avg_prep_seconds: format!("{:.3}", preps.iter().sum::<f64>() / preps.len() as f64),
-        sales_today: format!("{sales:.2}"),
+        sales_today: sales.map_or("NULL".into(), |s| format!("{s:.2}")),
     }
 }
 
@@ -270,12 +272,16 @@ async fn dashboard(client: &tokio_postgres::Client) -> Dashboard {
                  FROM orders WHERE ready_at >= now() - interval '1 hour' AND confirmed_at IS NOT NULL")
             .await
         ),
-        sales_today: format!(
-            "{:.2}",
-            one("SELECT sum(subtotal)::float8 FROM orders \
-                 WHERE status = 'DELIVERED' AND event_time >= date_trunc('day', now())")
+        sales_today: client
+            .query_one(
+                "SELECT sum(subtotal)::float8 FROM orders \
+                 WHERE status = 'DELIVERED' AND event_time >= date_trunc('day', now())",
+                &[],
+            )
             .await
-        ),
+            .unwrap()
+            .get::<_, Option<f64>>(0)
+            .map_or("NULL".into(), |s| format!("{s:.2}")),
     }
 }
 
