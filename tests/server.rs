@@ -241,6 +241,33 @@ async fn parameters_and_every_type_round_trip_in_binary() {
         .into_bytes();
     assert_eq!(raw, b"1 day 02:00:00");
     let _ = row;
+
+    // Arrays in binary, typed as PostgreSQL types them.
+    let row = client
+        .query_one(
+            "SELECT ARRAY[1, 2, 3], ARRAY['a b', NULL], ARRAY[1.5::float8], ARRAY[7::bigint], \
+             string_to_array('', ','), array_agg(amount ORDER BY amount) FROM orders WHERE amount > 20",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.columns()[0].type_(),
+        &tokio_postgres::types::Type::INT4_ARRAY
+    );
+    assert_eq!(row.get::<_, Vec<i32>>(0), [1, 2, 3]);
+    assert_eq!(
+        row.get::<_, Vec<Option<String>>>(1),
+        [Some("a b".to_string()), None]
+    );
+    assert_eq!(row.get::<_, Vec<f64>>(2), [1.5]);
+    assert_eq!(row.get::<_, Vec<i64>>(3), [7]);
+    assert_eq!(row.get::<_, Vec<String>>(4), Vec::<String>::new());
+    assert_eq!(
+        row.columns()[5].type_(),
+        &tokio_postgres::types::Type::FLOAT8_ARRAY
+    );
+    assert!(!row.get::<_, Vec<f64>>(5).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,8 +21,9 @@
 //!
 //! Every column's type is checked: a `query` header has one letter per column for
 //! its PostgreSQL type (`I` int4, `G` int8, `N` numeric, `R` float, `T` text, `B`
-//! bool, `D` date, `P` timestamp, `Z` timestamptz, `V` interval, `O` oid, `?`
-//! other), written from PostgreSQL by `--complete`, and each engine's result must
+//! bool, `D` date, `P` timestamp, `Z` timestamptz, `V` interval, `O` oid, `K` int4[],
+//! `L` int8[], `S` text[], `A` other arrays, `?` other), written from PostgreSQL by
+//! `--complete`, and each engine's result must
 //! have exactly those.
 //!
 //! Values are compared as PostgreSQL's text output, exactly, with two
@@ -70,11 +71,19 @@ enum PgType {
     Interval,
     /// oid and the reg* types: `O`
     Oid,
-    /// anything else (arrays, json, bytea): `?`
+    /// int2[], int4[]: `K`
+    Int4Array,
+    /// int8[]: `L`
+    Int8Array,
+    /// text[], varchar[], name[]: `S`
+    TextArray,
+    /// any other array: `A`
+    OtherArray,
+    /// anything else (json, bytea): `?`
     Other,
 }
 
-const PG_TYPE_LETTERS: [(char, PgType); 12] = [
+const PG_TYPE_LETTERS: [(char, PgType); 16] = [
     ('I', PgType::Int4),
     ('G', PgType::Int8),
     ('R', PgType::Float),
@@ -86,6 +95,10 @@ const PG_TYPE_LETTERS: [(char, PgType); 12] = [
     ('Z', PgType::TimestampTz),
     ('V', PgType::Interval),
     ('O', PgType::Oid),
+    ('K', PgType::Int4Array),
+    ('L', PgType::Int8Array),
+    ('S', PgType::TextArray),
+    ('A', PgType::OtherArray),
     ('?', PgType::Other),
 ];
 
@@ -121,6 +134,10 @@ impl PgType {
             Type::TIMESTAMPTZ => PgType::TimestampTz,
             Type::INTERVAL => PgType::Interval,
             Type::OID | Type::REGCLASS | Type::REGTYPE | Type::REGPROC => PgType::Oid,
+            Type::INT2_ARRAY | Type::INT4_ARRAY => PgType::Int4Array,
+            Type::INT8_ARRAY => PgType::Int8Array,
+            Type::TEXT_ARRAY | Type::VARCHAR_ARRAY | Type::NAME_ARRAY => PgType::TextArray,
+            _ if matches!(t.kind(), tokio_postgres::types::Kind::Array(_)) => PgType::OtherArray,
             _ => PgType::Other,
         }
     }
@@ -141,6 +158,12 @@ impl PgType {
             DataType::Timestamp(_, Some(_)) => PgType::TimestampTz,
             DataType::Interval(_) => PgType::Interval,
             DataType::UInt32 => PgType::Oid,
+            DataType::List(f) => match PgType::of_arrow(f.data_type()) {
+                PgType::Int4 => PgType::Int4Array,
+                PgType::Int8 => PgType::Int8Array,
+                PgType::Text => PgType::TextArray,
+                _ => PgType::OtherArray,
+            },
             _ => PgType::Other,
         }
     }

@@ -156,10 +156,25 @@ fn numeric_type(text: &str) -> Result<DataType> {
 
 /// The Arrow type for a SQL type name in a CAST or column definition.
 pub fn sql_to_arrow_type(dt: &ast::DataType) -> Result<DataType> {
-    let text = dt.to_string().to_lowercase();
+    sql_type_from_name(&dt.to_string().to_lowercase())
+}
+
+/// [`sql_to_arrow_type`] for a lower-case type name.
+fn sql_type_from_name(text: &str) -> Result<DataType> {
     let text = text.trim_start_matches("pg_catalog.").to_string();
-    if text.ends_with("[]") || text.starts_with('_') || text.contains("vector") {
-        // Arrays travel in PostgreSQL's text form, `{a,b}`.
+    let element = text
+        .strip_suffix("[]")
+        .or_else(|| text.strip_prefix('_'))
+        .map(str::trim);
+    if let Some(element) = element {
+        // An array of a value type is a list (`integer[]`); arrays of catalog
+        // types (`oid[]`, `regtype[]`) travel in their text form, `{a,b}`.
+        return Ok(match sql_type_from_name(element) {
+            Ok(DataType::UInt32) | Err(_) => DataType::Utf8,
+            Ok(t) => crate::array::list_type(&t),
+        });
+    }
+    if text.contains("vector") {
         return Ok(DataType::Utf8);
     }
     let base = text.split('(').next().unwrap_or(&text).trim().to_string();
@@ -1617,6 +1632,7 @@ impl<'a> Binder<'a> {
                         Expr::Column(i) => column_element_type(&plan, *i),
                         _ => None,
                     }
+                    .or_else(|| crate::array::element_type(&array.data_type(&schema)).cloned())
                     .unwrap_or(DataType::Utf8);
                     let array = self.explicit_cast(array.clone(), &schema, &DataType::Utf8)?;
                     (
@@ -2130,6 +2146,13 @@ impl<'a> Binder<'a> {
                     };
                     let i = bind!(index)?;
                     let i = self.coerce(i, schema, &DataType::Int64)?;
+                    if matches!(value.data_type(schema), DataType::List(_)) {
+                        value = Expr::Function {
+                            func: ScalarFunction::ArraySubscript,
+                            args: vec![value, i],
+                        };
+                        continue;
+                    }
                     let v = self.explicit_cast(value, schema, &DataType::Utf8)?;
                     use crate::logical::CatalogFunction as C;
                     value = Expr::Function {
@@ -2251,12 +2274,12 @@ impl<'a> Binder<'a> {
                 };
                 let items = items
                     .into_iter()
-                    .map(|i| {
-                        let i = self.coerce(i, schema, &ty)?;
-                        self.explicit_cast(i, schema, &DataType::Utf8)
-                    })
+                    .map(|i| self.coerce(i, schema, &ty))
                     .collect::<Result<Vec<_>>>()?;
-                self.call_builtin("array_build", items, schema)?
+                Expr::Function {
+                    func: ScalarFunction::MakeArray,
+                    args: items,
+                }
             }
             A::Position { expr, r#in } => {
                 let (needle, haystack) = (bind!(expr)?, bind!(r#in)?);
@@ -2381,46 +2404,42 @@ impl<'a> Binder<'a> {
             return Err(Error::NotSupported("unnest of several arrays".into()));
         };
         let scope = PlanSchema::default();
-        let array = match self.bind_array_items(e, &scope, false) {
-            // A constant array: its elements are known now.
-            Ok(items) => {
-                let parts: Vec<String> = items
-                    .iter()
-                    .map(|i| {
-                        let t = match i {
-                            Expr::Literal(l) => {
-                                crate::format::format_value(l.value.as_ref(), 0, Zone::UTC)?
-                            }
-                            _ => None,
-                        };
-                        Ok(crate::aggregate::accumulators::array_item_text(
-                            t.as_deref(),
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                lit(Arc::new(StringArray::from(vec![format!(
-                    "{{{}}}",
-                    parts.join(",")
-                )])))
-            }
-            Err(_) => {
-                let v = self.bind_expr(e, &scope, false)?;
-                self.explicit_cast(v, &scope, &DataType::Utf8)?
-            }
-        };
+        let value = self.bind_expr(e, &scope, false)?;
+        // A list's elements keep their type; an array in text form gives text.
+        let element = crate::array::element_type(&value.data_type(&scope))
+            .cloned()
+            .unwrap_or(DataType::Utf8);
+        let array = self.explicit_cast(value, &scope, &DataType::Utf8)?;
         let alias_name = alias.map(|a| ident_name(&a.name));
         let column = alias
             .and_then(|a| a.columns.first().map(|c| ident_name(&c.name)))
             .or_else(|| alias_name.clone())
             .unwrap_or_else(|| "unnest".into());
-        Ok(LogicalPlan::Unnest {
+        let field = PlanField {
+            qualifier: Some(alias_name.unwrap_or_else(|| "unnest".into())),
+            name: column,
+            data_type: DataType::Utf8,
+            hidden: false,
+        };
+        let unnest = LogicalPlan::Unnest {
             array,
             schema: PlanSchema {
+                fields: vec![field.clone()],
+            },
+        };
+        if element == DataType::Utf8 {
+            return Ok(unnest);
+        }
+        Ok(LogicalPlan::Project {
+            input: Box::new(unnest),
+            exprs: vec![Expr::Cast {
+                expr: Box::new(Expr::Column(0)),
+                to: element.clone(),
+            }],
+            schema: PlanSchema {
                 fields: vec![PlanField {
-                    qualifier: Some(alias_name.unwrap_or_else(|| "unnest".into())),
-                    name: column,
-                    data_type: DataType::Utf8,
-                    hidden: false,
+                    data_type: element,
+                    ..field
                 }],
             },
         })
@@ -2928,6 +2947,8 @@ impl<'a> Binder<'a> {
             Ok(())
         };
         match func {
+            // Built by the binder with their arguments already typed.
+            F::MakeArray | F::ArraySubscript => {}
             F::Lower | F::Upper | F::Length => {
                 arity(1, 1, &args)?;
                 args[0] = self.coerce_text(args[0].clone(), schema, func.name())?;

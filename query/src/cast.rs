@@ -46,6 +46,20 @@ pub fn cast_array(array: &ArrayRef, to: &DataType, zone: Zone) -> Result<ArrayRe
         }
         return to_text_array(array.as_ref(), zone);
     }
+    if let DataType::List(element) = to {
+        return match from {
+            DataType::Utf8 => {
+                crate::array::parse(array.as_string::<i32>(), element.data_type(), zone)
+            }
+            DataType::List(_) => {
+                crate::array::cast_elements(array.as_list::<i32>(), element.data_type(), zone)
+            }
+            other => Err(Error::CannotCast {
+                from: crate::format::sql_type_name(other),
+                to: crate::format::sql_type_name(to),
+            }),
+        };
+    }
     if from == &DataType::Utf8 {
         return parse_text(array.as_string::<i32>(), to, zone);
     }

@@ -302,6 +302,15 @@ fn call_arrays(
                 out
             }
         }
+        ScalarFunction::MakeArray => {
+            let element = args
+                .first()
+                .map_or(DataType::Utf8, |a| a.data_type().clone());
+            crate::array::make_array(args, &element, rows)?
+        }
+        ScalarFunction::ArraySubscript => {
+            crate::array::element_at(arg(args, 0)?, arg(args, 1)?, rows)?
+        }
         ScalarFunction::ToTimestamp => {
             let a = arg(args, 0)?.as_primitive::<Float64Type>();
             Arc::new(
@@ -327,7 +336,8 @@ fn catalog_function(
         Ok(a.as_primitive::<Int64Type>().iter().collect())
     };
     let texts = |i: usize| -> Result<Vec<Option<String>>> {
-        let a = arrow::compute::cast(arg(args, i)?, &DataType::Utf8)?;
+        // An array argument may be a list or its text form.
+        let a = crate::cast::cast_array(arg(args, i)?, &DataType::Utf8, ctx.options().zone)?;
         Ok(a.as_string::<i32>()
             .iter()
             .map(|v| v.map(str::to_string))
@@ -492,30 +502,23 @@ fn catalog_function(
         }
         CatalogFunction::StringToArray => {
             let (values, seps) = (texts(0)?, texts(1)?);
-            Arc::new(
-                values
-                    .into_iter()
-                    .zip(seps)
-                    .map(|(v, sep)| {
-                        let v = v?;
-                        let parts: Vec<String> = match sep {
-                            Some(sep) if !sep.is_empty() => v
-                                .split(sep.as_str())
-                                .map(|p| crate::aggregate::accumulators::array_item_text(Some(p)))
-                                .collect(),
-                            _ => v
-                                .chars()
-                                .map(|c| {
-                                    crate::aggregate::accumulators::array_item_text(Some(
-                                        &c.to_string(),
-                                    ))
-                                })
-                                .collect(),
-                        };
-                        Some(format!("{{{}}}", parts.join(",")))
+            let rows = values
+                .into_iter()
+                .zip(seps)
+                .map(|(v, sep)| {
+                    let v = v?;
+                    Some(match sep {
+                        // PostgreSQL: an empty string is an empty array.
+                        _ if v.is_empty() => Vec::new(),
+                        Some(sep) if !sep.is_empty() => {
+                            v.split(sep.as_str()).map(|p| Some(p.to_string())).collect()
+                        }
+                        // A NULL or empty separator splits into characters.
+                        _ => v.chars().map(|c| Some(c.to_string())).collect(),
                     })
-                    .collect::<StringArray>(),
-            )
+                })
+                .collect();
+            crate::array::from_texts(rows, &DataType::Utf8, ctx.options().zone)?
         }
         CatalogFunction::ParseIdent => Arc::new(
             texts(0)?

@@ -4,6 +4,7 @@
 //! Arrow compute kernels.
 
 pub mod aggregate;
+pub mod array;
 pub mod binder;
 pub mod builtins;
 pub mod cast;

@@ -336,6 +336,10 @@ pub enum ScalarFunction {
     DatePart(DateField),
     /// to_timestamp(double seconds since epoch)
     ToTimestamp,
+    /// `ARRAY[a, b, ...]`: a list of the items' (common) type
+    MakeArray,
+    /// `array[i]` on a list, counting from 1: the element type
+    ArraySubscript,
     /// A function over Sluice's catalog, for PostgreSQL clients.
     Catalog(CatalogFunction),
     /// One overload of a function of the built-in table ([`crate::builtins`]).
@@ -423,6 +427,8 @@ impl ScalarFunction {
             ScalarFunction::Extract(_) => "extract",
             ScalarFunction::DatePart(_) => "date_part",
             ScalarFunction::ToTimestamp => "to_timestamp",
+            ScalarFunction::MakeArray => "array",
+            ScalarFunction::ArraySubscript => "array_subscript",
             ScalarFunction::Builtin(b) => b.name,
             ScalarFunction::Catalog(f) => match f {
                 CatalogFunction::FormatType => "format_type",
@@ -565,7 +571,13 @@ impl AggregateFunction {
             | AggregateFunction::PercentileDisc(_) => arg.cloned().unwrap_or(DataType::Null),
             AggregateFunction::BoolAnd | AggregateFunction::BoolOr => DataType::Boolean,
             AggregateFunction::Grouping => DataType::Int32,
-            AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => DataType::Utf8,
+            AggregateFunction::StringAgg => DataType::Utf8,
+            // array_agg(x) is x's type's array; of an untyped NULL, text[].
+            AggregateFunction::ArrayAgg => crate::array::list_type(&match arg {
+                Some(DataType::Dictionary(_, v)) => (**v).clone(),
+                Some(DataType::Null) | None => DataType::Utf8,
+                Some(t) => t.clone(),
+            }),
         }
     }
 }
@@ -897,7 +909,7 @@ impl Expr {
                 .func
                 .return_type(a.arg.as_ref().map(|e| e.data_type(input)).as_ref()),
             Expr::Subquery { kind, plan } => match kind {
-                SubqueryKind::Array => DataType::Utf8,
+                SubqueryKind::Array => crate::subquery::array_type(&plan.0),
                 SubqueryKind::Scalar => plan
                     .0
                     .schema()
@@ -1356,6 +1368,7 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             | CatalogFunction::ToRegtype
             | CatalogFunction::RegtypeOid => DataType::UInt32,
             CatalogFunction::RelationSize => DataType::Int64,
+            CatalogFunction::StringToArray => crate::array::list_type(&DataType::Utf8),
             _ => DataType::Utf8,
         },
         ScalarFunction::ToTimestamp => DataType::Timestamp(
@@ -1363,6 +1376,13 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             Some(sluice_storage::types::UTC.into()),
         ),
         ScalarFunction::Builtin(b) => b.returns.data_type(),
+        ScalarFunction::MakeArray => crate::array::list_type(&match first() {
+            DataType::Null => DataType::Utf8,
+            t => t,
+        }),
+        ScalarFunction::ArraySubscript => crate::array::element_type(&first())
+            .cloned()
+            .unwrap_or(DataType::Utf8),
     }
 }
 

@@ -37,7 +37,7 @@ pub fn evaluate(
         let values = ctx.subquery_value(key, || first_column(plan, ctx))?;
         return Ok(match kind {
             SubqueryKind::Scalar => ColumnarValue::Scalar(scalar(&values, plan)?),
-            SubqueryKind::Array => ColumnarValue::Scalar(array_text(&values)?),
+            SubqueryKind::Array => ColumnarValue::Scalar(array_of(&values, plan)?),
             SubqueryKind::Exists { negated } => {
                 ColumnarValue::Scalar(Arc::new(BooleanArray::from(vec![
                     values.is_empty() == *negated,
@@ -60,7 +60,7 @@ pub fn evaluate(
         let values = first_column(&bound, ctx)?;
         per_row.push(match kind {
             SubqueryKind::Scalar => scalar(&values, plan)?,
-            SubqueryKind::Array => array_text(&values)?,
+            SubqueryKind::Array => array_of(&values, plan)?,
             SubqueryKind::Exists { negated } => {
                 Arc::new(BooleanArray::from(vec![values.is_empty() == *negated]))
             }
@@ -76,7 +76,7 @@ pub fn evaluate(
     if per_row.is_empty() {
         let dt = match kind {
             SubqueryKind::Scalar => first_type(plan),
-            SubqueryKind::Array => DataType::Utf8,
+            SubqueryKind::Array => array_type(plan),
             _ => DataType::Boolean,
         };
         return Ok(ColumnarValue::Array(arrow::array::new_empty_array(&dt)));
@@ -121,20 +121,27 @@ fn first_column(plan: &LogicalPlan, ctx: &QueryContext) -> Result<ArrayRef> {
     Ok(concat(&parts)?)
 }
 
-/// The values as PostgreSQL's array text, `{a,"b c",NULL}`.
-fn array_text(values: &ArrayRef) -> Result<ArrayRef> {
-    let mut items = Vec::with_capacity(values.len());
-    for i in 0..values.len() {
-        let text =
-            crate::format::format_value(values.as_ref(), i, sluice_storage::zone::Zone::UTC)?;
-        items.push(crate::aggregate::accumulators::array_item_text(
-            text.as_deref(),
-        ));
-    }
-    Ok(Arc::new(arrow::array::StringArray::from(vec![format!(
-        "{{{}}}",
-        items.join(",")
-    )])))
+/// The type of `ARRAY(plan)`: an array of its column's type.
+pub fn array_type(plan: &LogicalPlan) -> DataType {
+    crate::array::list_type(&match first_type(plan) {
+        DataType::Dictionary(_, v) => *v,
+        DataType::Null => DataType::Utf8,
+        t => t,
+    })
+}
+
+/// `ARRAY(subquery)`: one array of every value the subquery returned.
+fn array_of(values: &ArrayRef, plan: &LogicalPlan) -> Result<ArrayRef> {
+    let element = crate::array::element_type(&array_type(plan))
+        .cloned()
+        .unwrap_or(DataType::Utf8);
+    let values = crate::cast::cast_array(values, &element, sluice_storage::zone::Zone::UTC)?;
+    Ok(Arc::new(arrow::array::ListArray::try_new(
+        Arc::new(arrow::datatypes::Field::new("item", element, true)),
+        arrow::buffer::OffsetBuffer::from_lengths([values.len()]),
+        values,
+        None,
+    )?))
 }
 
 fn scalar(values: &ArrayRef, plan: &LogicalPlan) -> Result<ArrayRef> {

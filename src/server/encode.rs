@@ -47,6 +47,8 @@ pub fn pg_type(dt: &DataType) -> Type {
             Type::TIMESTAMPTZ => Type::TIMESTAMPTZ_ARRAY,
             Type::DATE => Type::DATE_ARRAY,
             Type::INTERVAL => Type::INTERVAL_ARRAY,
+            Type::NUMERIC => Type::NUMERIC_ARRAY,
+            Type::BYTEA => Type::BYTEA_ARRAY,
             _ => Type::TEXT_ARRAY,
         },
         _ => Type::TEXT,
@@ -228,6 +230,11 @@ fn encode_value(
 ) -> PgWireResult<()> {
     if field.format() == FieldFormat::Text {
         let text = format_value(array, row, zone).map_err(internal)?;
+        if matches!(array.data_type(), DataType::List(_)) {
+            // pgwire quotes a string sent as an array type: send the array's
+            // text form as it is.
+            return enc.encode_field(&text.map(RawText));
+        }
         return enc.encode_field(&text.as_deref());
     }
     if array.is_null(row) {
@@ -268,6 +275,159 @@ fn encode_value(
             enc.encode_field(&PgInterval(to_interval(v)))
         }
         DataType::Binary => enc.encode_field(&array.as_binary::<i32>().value(row)),
+        DataType::List(element) => enc.encode_field(&PgArray {
+            elements: array.as_list::<i32>().value(row),
+            element_type: pg_type(element.data_type()),
+        }),
         other => Err(internal(format!("no binary output for type {other}"))),
+    }
+}
+
+/// A one-dimensional array in PostgreSQL's binary layout: dimensions, a NULL
+/// flag, the element type, then each element's length and binary form.
+#[derive(Debug)]
+struct PgArray {
+    elements: arrow::array::ArrayRef,
+    element_type: Type,
+}
+
+impl ToSql for PgArray {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        let n = self.elements.len();
+        out.put_i32(if n == 0 { 0 } else { 1 });
+        out.put_i32(i32::from(self.elements.null_count() > 0));
+        out.put_u32(self.element_type.oid());
+        if n > 0 {
+            out.put_i32(i32::try_from(n)?);
+            out.put_i32(1);
+        }
+        for k in 0..n {
+            if self.elements.is_null(k) {
+                out.put_i32(-1);
+                continue;
+            }
+            let mut item = BytesMut::new();
+            element_binary(self.elements.as_ref(), k, &self.element_type, &mut item)?;
+            out.put_i32(i32::try_from(item.len())?);
+            out.put_slice(&item);
+        }
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for PgArray {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        let list = arrow::array::ListArray::new(
+            Arc::new(arrow::datatypes::Field::new(
+                "item",
+                self.elements.data_type().clone(),
+                true,
+            )),
+            arrow::buffer::OffsetBuffer::from_lengths([self.elements.len()]),
+            Arc::clone(&self.elements),
+            None,
+        );
+        let text = format_value(&list, 0, Zone::UTC)?.unwrap_or_default();
+        out.put_slice(text.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// A value's text form, sent as it is whatever the column's type.
+#[derive(Debug)]
+struct RawText(String);
+
+impl ToSql for RawText {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    postgres_types::to_sql_checked!();
+}
+
+impl ToSqlText for RawText {
+    fn to_sql_text(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+        _format_options: &FormatOptions,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
+/// One array element's binary form.
+fn element_binary(
+    array: &dyn Array,
+    row: usize,
+    ty: &Type,
+    out: &mut BytesMut,
+) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    match array.data_type() {
+        DataType::Boolean => array.as_boolean().value(row).to_sql(ty, out),
+        DataType::Int32 => array.as_primitive::<Int32Type>().value(row).to_sql(ty, out),
+        DataType::Int64 => array.as_primitive::<Int64Type>().value(row).to_sql(ty, out),
+        DataType::UInt32 => array
+            .as_primitive::<UInt32Type>()
+            .value(row)
+            .to_sql(ty, out),
+        DataType::Float64 => array
+            .as_primitive::<Float64Type>()
+            .value(row)
+            .to_sql(ty, out),
+        DataType::Utf8 => array.as_string::<i32>().value(row).to_sql(ty, out),
+        DataType::Decimal128(_, scale) => PgNumeric {
+            value: array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(row),
+            scale: *scale,
+        }
+        .to_sql(ty, out),
+        DataType::Timestamp(_, tz) => {
+            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+            let dt = DateTime::from_timestamp_micros(micros)
+                .ok_or_else(|| format!("timestamp {micros} out of range"))?;
+            if tz.is_some() {
+                dt.to_sql(ty, out)
+            } else {
+                dt.naive_utc().to_sql(ty, out)
+            }
+        }
+        DataType::Date32 => {
+            let days = array.as_primitive::<Date32Type>().value(row);
+            NaiveDate::from_num_days_from_ce_opt(days + 719_163)
+                .ok_or_else(|| format!("date {days} out of range"))?
+                .to_sql(ty, out)
+        }
+        DataType::Interval(_) => PgInterval(to_interval(
+            array.as_primitive::<IntervalMonthDayNanoType>().value(row),
+        ))
+        .to_sql(ty, out),
+        other => Err(format!("no binary output for arrays of {other}").into()),
     }
 }

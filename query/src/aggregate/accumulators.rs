@@ -123,7 +123,10 @@ pub fn new_accumulator(
         }),
         AggregateFunction::StringAgg | AggregateFunction::ArrayAgg => Box::new(StringAgg {
             separator: separator.unwrap_or(",").to_string(),
-            array: func == AggregateFunction::ArrayAgg,
+            array: (func == AggregateFunction::ArrayAgg).then(|| match plain_type(&arg_type) {
+                DataType::Null => DataType::Utf8,
+                t => t,
+            }),
             values: Vec::new(),
         }),
         AggregateFunction::BoolAnd | AggregateFunction::BoolOr => Box::new(BoolAgg {
@@ -1193,7 +1196,9 @@ impl GroupAccumulator for ApproxPercentile {
 /// string_agg and array_agg: the values in input order, joined at the end.
 struct StringAgg {
     separator: String,
-    array: bool,
+    /// For array_agg, the element type: values are kept as text (in UTC) and
+    /// read back as this type at the end.
+    array: Option<DataType>,
     values: Vec<Option<Vec<Option<String>>>>,
 }
 
@@ -1203,7 +1208,7 @@ impl GroupAccumulator for StringAgg {
         let v = plain(values)?;
         for (i, g) in groups.iter().enumerate() {
             let text = crate::format::format_value(v.as_ref(), i, sluice_storage::zone::Zone::UTC)?;
-            if text.is_none() && !self.array {
+            if text.is_none() && self.array.is_none() {
                 continue;
             }
             self.values[*g as usize]
@@ -1226,25 +1231,24 @@ impl GroupAccumulator for StringAgg {
     }
     fn finish(&mut self, n: usize) -> Result<ArrayRef> {
         self.values.resize(n, None);
+        if let Some(element) = &self.array {
+            return crate::array::from_texts(
+                std::mem::take(&mut self.values),
+                element,
+                sluice_storage::zone::Zone::UTC,
+            );
+        }
         let out: arrow::array::StringArray = self
             .values
             .iter()
             .map(|v| {
                 v.as_ref().map(|items| {
-                    if self.array {
-                        let parts: Vec<String> = items
-                            .iter()
-                            .map(|i| array_item_text(i.as_deref()))
-                            .collect();
-                        format!("{{{}}}", parts.join(","))
-                    } else {
-                        items
-                            .iter()
-                            .flatten()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(&self.separator)
-                    }
+                    items
+                        .iter()
+                        .flatten()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(&self.separator)
                 })
             })
             .collect();

@@ -179,7 +179,12 @@ impl KeyColumn {
                     codes.push(code as u64);
                 }
             }
-            other => return Err(Error::NotSupported(format!("grouping by type {other}"))),
+            other => {
+                return Err(Error::NotSupported(format!(
+                    "grouping by type {}",
+                    crate::format::sql_type_name(other)
+                )))
+            }
         }
         // Codes under NULL slots are whatever the buffer held: make them 0 so
         // equal keys have equal codes whatever sits under a NULL.
@@ -252,7 +257,12 @@ impl KeyColumn {
                     .collect::<arrow::array::Decimal128Array>()
                     .with_precision_and_scale(*p, *s)?,
             ),
-            other => return Err(Error::NotSupported(format!("grouping by type {other}"))),
+            other => {
+                return Err(Error::NotSupported(format!(
+                    "grouping by type {}",
+                    crate::format::sql_type_name(other)
+                )))
+            }
         })
     }
 }

@@ -48,6 +48,8 @@ pub enum Type {
     /// returned at the division scale (the numeric overloads PostgreSQL picks
     /// for numeric arguments: `sqrt(2.0)`, `log(2, 8)`)
     Numeric,
+    /// text[]: a list of text (only as a result: `regexp_match`)
+    TextArray,
 }
 
 impl Type {
@@ -67,6 +69,7 @@ impl Type {
             Type::Date => DataType::Date32,
             Type::Interval => DataType::Interval(IntervalUnit::MonthDayNano),
             Type::Numeric => crate::numeric::numeric(crate::numeric::DIVISION_SCALE),
+            Type::TextArray => crate::array::list_type(&DataType::Utf8),
         }
     }
 }

@@ -68,17 +68,15 @@ pub static FUNCTIONS: &[Builtin] = &[
     Builtin::new(
         "regexp_match",
         &[Type::Text, Type::Text],
-        Type::Text,
+        Type::TextArray,
         regexp_match,
     ),
     Builtin::new(
         "regexp_match",
         &[Type::Text, Type::Text, Type::Text],
-        Type::Text,
+        Type::TextArray,
         regexp_match,
     ),
-    // ARRAY[...] binds to this: the items (already text) as an array's text form.
-    Builtin::new("array_build", &[], Type::Text, array_build).variadic(Type::Text),
     Builtin::new("octet_length", &[Type::Text], Type::Int32, octet_length),
 ];
 
@@ -310,19 +308,6 @@ fn concat_ws(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRe
     Ok(Arc::new(out))
 }
 
-fn array_build(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
-    let out: StringArray = (0..rows)
-        .map(|r| {
-            let items: Vec<Option<String>> = args
-                .iter()
-                .map(|a| (!a.is_null(r)).then(|| text(a).value(r).to_string()))
-                .collect();
-            Some(array_text(&items))
-        })
-        .collect();
-    Ok(Arc::new(out))
-}
-
 fn octet_length(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
     let out: Int32Array = (0..rows)
         .map(|r| (!args[0].is_null(r)).then(|| text(&args[0]).value(r).len() as i32))
@@ -397,7 +382,7 @@ fn regexp_replace(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<Ar
 }
 
 /// regexp_match: the first match's capture groups (or the whole match when
-/// the pattern has none) as an array in text form; NULL without a match.
+/// the pattern has none) as a text[]; NULL without a match.
 fn regexp_match(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<ArrayRef> {
     let mut patterns = Patterns { last: None };
     let mut out = Vec::with_capacity(rows);
@@ -424,31 +409,11 @@ fn regexp_match(args: &[ArrayRef], rows: usize, _: &QueryContext) -> Result<Arra
                 .map(|i| caps.get(i).map(|m| m.as_str().to_string()))
                 .collect()
         };
-        out.push(Some(array_text(&items)));
+        out.push(Some(items));
     }
-    Ok(Arc::new(StringArray::from(out)))
-}
-
-/// An array's text form (`{a,"b c",NULL}`), quoting as PostgreSQL does.
-pub fn array_text(items: &[Option<String>]) -> String {
-    let quoted: Vec<String> = items
-        .iter()
-        .map(|item| match item {
-            None => "NULL".to_string(),
-            Some(s) => {
-                let plain = !s.is_empty()
-                    && !s.eq_ignore_ascii_case("null")
-                    && !s
-                        .chars()
-                        .any(|c| matches!(c, ',' | '{' | '}' | '"' | '\\') || c.is_whitespace());
-                if plain {
-                    s.clone()
-                } else {
-                    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
-                    format!("\"{escaped}\"")
-                }
-            }
-        })
-        .collect();
-    format!("{{{}}}", quoted.join(","))
+    crate::array::from_texts(
+        out,
+        &arrow::datatypes::DataType::Utf8,
+        sluice_storage::zone::Zone::UTC,
+    )
 }
