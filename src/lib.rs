@@ -30,7 +30,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use arrow::record_batch::RecordBatch;
-pub use sluice_query::{Error, Param, QueryOptions, Session, StatementResult};
+pub use sluice_query::{
+    parse_sql, Error, Param, QueryOptions, RowStream, Session, StatementResult, Streamed,
+};
 pub use sluice_storage::clock::{Clock, OffsetClock};
 pub use sluice_storage::Value;
 

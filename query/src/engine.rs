@@ -24,6 +24,7 @@ use crate::exec::execute;
 use crate::logical::LogicalPlan;
 use crate::optimize::optimize;
 use crate::session::Session;
+use crate::stream::RowStream;
 
 /// What a statement returns.
 #[derive(Debug)]
@@ -50,6 +51,14 @@ impl StatementResult {
             StatementResult::Command { .. } => 0,
         }
     }
+}
+
+/// What [`Engine::execute_streaming`] returns.
+pub enum Streamed {
+    /// A query's rows, read as they are pulled.
+    Rows(RowStream),
+    /// Any other statement, already run.
+    Done(StatementResult),
 }
 
 /// Parses SQL text into statements (PostgreSQL dialect).
@@ -175,6 +184,57 @@ impl Engine {
                 .unwrap_or_else(|| "unknown panic".into());
             Err(Error::Internal(format!("statement panicked: {what}")))
         })
+    }
+
+    /// Runs one statement as [`Engine::execute`] does, except that a query's
+    /// rows come as a [`RowStream`] read as the caller pulls it (a scan
+    /// pipeline reads its blocks then; other plans run when the statement
+    /// starts). A query calling `set_config()` runs to completion, so the
+    /// setting applies once it has run.
+    ///
+    /// # Errors
+    /// As [`Engine::execute`]; errors met while reading come from the stream.
+    pub fn execute_streaming(
+        &self,
+        stmt: &Statement,
+        session: &mut Session,
+        params: &[Param],
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Streamed> {
+        if let Statement::Query(q) = stmt {
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.query_stream(q, session, params, &cancel)
+            }))
+            .unwrap_or_else(|_| Err(Error::Internal("statement panicked".into())))?;
+            if let Some(rows) = started {
+                return Ok(Streamed::Rows(rows));
+            }
+        }
+        self.execute(stmt, session, params, cancel)
+            .map(Streamed::Done)
+    }
+
+    /// A query's rows as a stream; `None` where it must run as a whole.
+    fn query_stream(
+        &self,
+        q: &ast::Query,
+        session: &Session,
+        params: &[Param],
+        cancel: &Arc<AtomicBool>,
+    ) -> Result<Option<RowStream>> {
+        let ctx = QueryContext::with_catalog(
+            session.query_options(),
+            Arc::clone(cancel),
+            Arc::clone(&self.catalog),
+            session.user(),
+        );
+        let mut binder = self.binder(&ctx, session).with_params(params.to_vec());
+        let plan = optimize(binder.bind_query(q)?, &ctx);
+        if !binder.take_settings().is_empty() {
+            return Ok(None);
+        }
+        drop(binder);
+        RowStream::new(&plan, &ctx).map(Some)
     }
 
     fn execute_inner(

@@ -266,7 +266,7 @@ fn project(
     project_batches(&execute(input, ctx)?, exprs, schema, ctx)
 }
 
-fn project_batches(
+pub(crate) fn project_batches(
     batches: &[RecordBatch],
     exprs: &[Expr],
     schema: SchemaRef,

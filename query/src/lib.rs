@@ -25,11 +25,13 @@ pub mod prune;
 pub mod scan;
 pub mod session;
 pub mod set_functions;
+pub mod stream;
 pub mod subquery;
 pub mod window;
 
 pub use binder::{Param, STATEMENT_STACK_BYTES};
 pub use context::{QueryContext, QueryOptions};
-pub use engine::{parse_sql, Description, Engine, StatementResult};
+pub use engine::{parse_sql, Description, Engine, StatementResult, Streamed};
 pub use error::{Error, Result};
 pub use session::Session;
+pub use stream::RowStream;

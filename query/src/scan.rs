@@ -499,6 +499,103 @@ pub fn evaluate_lifted(expr: &Expr, block: &RecordBatch, ctx: &QueryContext) -> 
     evaluate(expr, block, ctx)
 }
 
+/// What a scan of one table reads: the morsels left after pruning, and how each
+/// is cut to the output (the columns the filter needs, then the projection).
+struct ScanPlan {
+    morsels: Vec<Morsel>,
+    block_schema: SchemaRef,
+    /// The table's columns the scan loads, sorted.
+    needed: Vec<usize>,
+    /// The filter over `needed`.
+    filter: Option<Expr>,
+    /// Each output column's place in `needed`.
+    out_positions: Vec<usize>,
+    output: SchemaRef,
+    stats: crate::prune::ScanStats,
+}
+
+impl ScanPlan {
+    fn new(
+        table: &Table,
+        filter: Option<&Expr>,
+        projection: &[usize],
+        output: SchemaRef,
+        ctx: &QueryContext,
+    ) -> Result<ScanPlan> {
+        let (morsels, block_schema, stats) = morsels(table, filter, ctx)?;
+        let mut needed: Vec<usize> = projection.to_vec();
+        if let Some(f) = filter {
+            needed.extend(f.columns());
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        let filter = filter.map(|f| remap(f, &needed));
+        let out_positions = projection
+            .iter()
+            .map(|p| needed.iter().position(|n| n == p).unwrap_or(0))
+            .collect();
+        Ok(ScanPlan {
+            morsels,
+            block_schema,
+            needed,
+            filter,
+            out_positions,
+            output,
+            stats,
+        })
+    }
+
+    /// The selected rows of morsels `range`, in morsel order, read in parallel.
+    /// Once `passed` (rows selected so far, these morsels' included) reaches
+    /// `limit`, morsels not yet started are skipped.
+    fn read(
+        &self,
+        range: std::ops::Range<usize>,
+        limit: usize,
+        passed: &AtomicUsize,
+        ctx: &QueryContext,
+    ) -> Result<Vec<RecordBatch>> {
+        let first = range.start;
+        let states = run_parallel(
+            &self.morsels[range],
+            ctx,
+            usize::MAX,
+            || Ok(Vec::<(usize, RecordBatch)>::new()),
+            |out, i, morsel| {
+                if passed.load(Ordering::Relaxed) >= limit {
+                    return Ok(());
+                }
+                let Some(selected) = select_rows(
+                    morsel,
+                    &self.needed,
+                    &self.block_schema,
+                    self.filter.as_ref(),
+                    ctx,
+                )?
+                else {
+                    return Ok(());
+                };
+                passed.fetch_add(selected.num_rows(), Ordering::Relaxed);
+                let columns = self
+                    .out_positions
+                    .iter()
+                    .map(|p| decode_dictionary(selected.column(*p)))
+                    .collect::<Result<Vec<_>>>()?;
+                let batch = RecordBatch::try_new_with_options(
+                    Arc::clone(&self.output),
+                    columns,
+                    &RecordBatchOptions::new().with_row_count(Some(selected.num_rows())),
+                )?;
+                out.push((first + i, batch));
+                Ok(())
+            },
+        )?;
+        let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
+        all.sort_by_key(|(i, _)| *i);
+        Ok(all.into_iter().map(|(_, b)| b).collect())
+    }
+}
+
 /// Scans a table: rows where `filter` holds, columns `projection`, dictionaries
 /// decoded. Batches come back in segment and block order.
 ///
@@ -514,53 +611,96 @@ pub fn scan(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
+    let mut plan = ScanPlan::new(table, filter, projection, output, ctx)?;
     let passed = AtomicUsize::new(0);
-    let limit = limit.unwrap_or(usize::MAX);
-    let (morsels, block_schema, mut stats) = morsels(table, filter, ctx)?;
-    let mut needed: Vec<usize> = projection.to_vec();
-    if let Some(f) = filter {
-        needed.extend(f.columns());
+    let all = plan
+        .read(
+            0..plan.morsels.len(),
+            limit.unwrap_or(usize::MAX),
+            &passed,
+            ctx,
+        )
+        .map_err(|e| quarantine_on_corruption(table, e))?;
+    plan.stats.rows_selected = all.iter().map(RecordBatch::num_rows).sum();
+    ctx.record_scan(table.name(), plan.stats);
+    Ok(all)
+}
+
+/// A table scan read a few morsels at a time as its batches are pulled: the
+/// first rows of `SELECT * FROM events` reach the client while later blocks
+/// are still unread, and memory holds one chunk, not the whole table.
+pub struct ScanStream {
+    table: Arc<Table>,
+    plan: ScanPlan,
+    ctx: QueryContext,
+    /// The first morsel not yet read.
+    next: usize,
+    limit: usize,
+    passed: AtomicUsize,
+    ready: std::collections::VecDeque<RecordBatch>,
+    failed: bool,
+}
+
+impl ScanStream {
+    /// A stream over `table` as [`scan`] reads it; nothing is read until the
+    /// first batch is pulled (pruning is planned now).
+    ///
+    /// # Errors
+    /// A corrupt segment found while pruning.
+    pub fn new(
+        table: &Arc<Table>,
+        filter: Option<&Expr>,
+        projection: &[usize],
+        limit: Option<usize>,
+        output: SchemaRef,
+        ctx: &QueryContext,
+    ) -> Result<ScanStream> {
+        let plan = ScanPlan::new(table, filter, projection, output, ctx)?;
+        Ok(ScanStream {
+            table: Arc::clone(table),
+            plan,
+            ctx: ctx.clone(),
+            next: 0,
+            limit: limit.unwrap_or(usize::MAX),
+            passed: AtomicUsize::new(0),
+            ready: std::collections::VecDeque::new(),
+            failed: false,
+        })
     }
-    needed.sort_unstable();
-    needed.dedup();
-    let filter = filter.map(|f| remap(f, &needed));
-    let out_positions: Vec<usize> = projection
-        .iter()
-        .map(|p| needed.iter().position(|n| n == p).unwrap_or(0))
-        .collect();
-    let states = run_parallel(
-        &morsels,
-        ctx,
-        usize::MAX,
-        || Ok(Vec::<(usize, RecordBatch)>::new()),
-        |out, i, morsel| {
-            if passed.load(Ordering::Relaxed) >= limit {
-                return Ok(());
+
+    /// Morsels read per pull: enough for every worker to take a few.
+    fn chunk(&self) -> usize {
+        (self.ctx.options().threads * 4).max(8)
+    }
+}
+
+impl Iterator for ScanStream {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if let Some(b) = self.ready.pop_front() {
+                return Some(Ok(b));
             }
-            let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
-            else {
-                return Ok(());
-            };
-            passed.fetch_add(selected.num_rows(), Ordering::Relaxed);
-            let columns = out_positions
-                .iter()
-                .map(|p| decode_dictionary(selected.column(*p)))
-                .collect::<Result<Vec<_>>>()?;
-            let batch = RecordBatch::try_new_with_options(
-                Arc::clone(&output),
-                columns,
-                &RecordBatchOptions::new().with_row_count(Some(selected.num_rows())),
-            )?;
-            out.push((i, batch));
-            Ok(())
-        },
-    );
-    let states = states.map_err(|e| quarantine_on_corruption(table, e))?;
-    let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
-    all.sort_by_key(|(i, _)| *i);
-    stats.rows_selected = all.iter().map(|(_, b)| b.num_rows()).sum();
-    ctx.record_scan(table.name(), stats);
-    Ok(all.into_iter().map(|(_, b)| b).collect())
+            let total = self.plan.morsels.len();
+            if self.failed
+                || self.next >= total
+                || self.passed.load(Ordering::Relaxed) >= self.limit
+            {
+                return None;
+            }
+            let end = (self.next + self.chunk()).min(total);
+            let range = self.next..end;
+            self.next = end;
+            match self.plan.read(range, self.limit, &self.passed, &self.ctx) {
+                Ok(batches) => self.ready.extend(batches),
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(quarantine_on_corruption(&self.table, e)));
+                }
+            }
+        }
+    }
 }
 
 /// Aggregates a table's rows where `filter` holds, in parallel over blocks, merging

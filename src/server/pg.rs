@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::{stream, Sink};
+use futures::{stream, Sink, StreamExt};
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
@@ -36,7 +36,7 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sluice_query::session::SERVER_VERSION;
-use sluice_query::{Engine, Error, Param, Session, StatementResult};
+use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
 use sqlparser::ast::Statement;
 
 use super::auth::Credentials;
@@ -315,37 +315,63 @@ fn user_error(e: &Error) -> PgWireError {
 }
 
 impl Backend {
-    /// Runs one statement for the connection `who` (its process id and secret
+    /// Starts one statement for the connection `who` (its process id and secret
     /// key) on the connection's own thread, through `block_in_place`: the runtime
     /// moves the thread's other work elsewhere, and a short dashboard query does
-    /// not pay two thread hand-offs as it did on the blocking pool.
+    /// not pay two thread hand-offs as it did on the blocking pool. A query's
+    /// rows are read later, as [`to_response`]'s stream is polled; the
+    /// returned [`Statement`] keeps it cancellable until then.
     async fn run(
         &self,
         who: (i32, Vec<u8>),
         session: Arc<Mutex<Session>>,
         stmt: Statement,
         params: Vec<Param>,
-    ) -> Result<(StatementResult, Zone), Error> {
+    ) -> Result<(Streamed, Zone, RunningStatement), Error> {
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(who.clone(), Arc::clone(&cancel));
-        let _entry = RunningEntry {
-            running: Arc::clone(&self.running),
-            key: who,
+        let mut running = RunningStatement {
+            _entry: RunningEntry {
+                running: Arc::clone(&self.running),
+                key: who,
+            },
+            started: std::time::Instant::now(),
+            failed: false,
         };
-        let started = std::time::Instant::now();
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-            let result = db.engine().execute(&stmt, &mut s, &params, cancel);
+            let result = db
+                .engine()
+                .execute_streaming(&stmt, &mut s, &params, cancel);
             result.map(|r| (r, s.query_options().zone))
         });
+        match result {
+            Ok((r, zone)) => Ok((r, zone, running)),
+            Err(e) => {
+                running.failed = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A statement from its start until its last row is sent: while it lives, a
+/// CancelRequest reaches it; when dropped, its duration is recorded.
+struct RunningStatement {
+    _entry: RunningEntry,
+    started: std::time::Instant,
+    failed: bool,
+}
+
+impl Drop for RunningStatement {
+    fn drop(&mut self) {
         super::metrics::queries()
-            .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
-            .observe(started.elapsed().as_secs_f64());
-        result
+            .with_label_values(&[if self.failed { "error" } else { "ok" }])
+            .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -355,12 +381,39 @@ fn cancel_key<C: ClientInfo>(client: &C) -> (i32, Vec<u8>) {
     (pid, key.to_bytes().to_vec())
 }
 
-/// Turns a statement's result into a protocol response.
+/// Turns a statement's result into a protocol response. A query's rows are
+/// read and encoded a batch at a time as pgwire sends them, so the first rows
+/// of a large result leave before the last are read; an error met on the way
+/// ends the rows with an ErrorResponse, as PostgreSQL's does.
 fn to_response(
-    result: StatementResult,
+    result: Streamed,
     zone: Zone,
     format: &dyn Fn(usize) -> FieldFormat,
+    running: RunningStatement,
 ) -> PgWireResult<Response> {
+    let result = match result {
+        Streamed::Rows(rows) => {
+            let fields = Arc::new(fields(rows.schema(), format));
+            let state = Some((rows, running, Arc::clone(&fields)));
+            let data = stream::unfold(state, move |state| async move {
+                let (mut rows, mut running, fields) = state?;
+                let encoded = match tokio::task::block_in_place(|| rows.next())? {
+                    Ok(batch) => encode_rows(&[batch], &fields, zone),
+                    Err(e) => Err(user_error(&e)),
+                };
+                Some(match encoded {
+                    Ok(data) => (data, Some((rows, running, fields))),
+                    Err(e) => {
+                        running.failed = true;
+                        (vec![Err(e)], None)
+                    }
+                })
+            })
+            .flat_map(stream::iter);
+            return Ok(Response::Query(QueryResponse::new(fields, data)));
+        }
+        Streamed::Done(result) => result,
+    };
     Ok(match result {
         StatementResult::Rows { schema, batches } => {
             let fields = Arc::new(fields(&schema, format));
@@ -402,8 +455,8 @@ impl SimpleQueryHandler for Backend {
                 .run(cancel_key(client), Arc::clone(&session), stmt, Vec::new())
                 .await
             {
-                Ok((result, zone)) => {
-                    responses.push(to_response(result, zone, &|_| FieldFormat::Text)?)
+                Ok((result, zone, running)) => {
+                    responses.push(to_response(result, zone, &|_| FieldFormat::Text, running)?)
                 }
                 Err(e) => {
                     responses.push(Response::Error(Box::new(error_info(&e))));
@@ -552,12 +605,12 @@ impl ExtendedQueryHandler for Backend {
             .query_options()
             .zone;
         let params = decode_params(portal, &prepared.params, zone)?;
-        let (result, zone) = self
+        let (result, zone, running) = self
             .run(cancel_key(client), session, prepared.stmt.clone(), params)
             .await
             .map_err(|e| user_error(&e))?;
         let format = &portal.result_column_format;
-        to_response(result, zone, &|i| format.format_for(i))
+        to_response(result, zone, &|i| format.format_for(i), running)
     }
 }
 
