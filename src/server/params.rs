@@ -11,9 +11,9 @@ use sluice_storage::zone::Zone;
 use std::sync::Arc;
 
 use arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array,
-    Int64Array, IntervalMonthDayNanoArray, ListArray, StringArray, TimestampMicrosecondArray,
-    UInt32Array,
+    new_null_array, Array, ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array,
+    Int32Array, Int64Array, IntervalMonthDayNanoArray, ListArray, StringArray,
+    TimestampMicrosecondArray, UInt32Array,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, IntervalMonthDayNano, IntervalUnit, TimeUnit};
@@ -47,7 +47,10 @@ fn scalar_type(t: &Type) -> DataType {
         Type::INT2 | Type::INT4 => DataType::Int32,
         Type::INT8 => DataType::Int64,
         Type::OID => DataType::UInt32,
-        Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC => DataType::Float64,
+        Type::FLOAT4 | Type::FLOAT8 => DataType::Float64,
+        // A bound value keeps its own scale (see `decode_text`); this one
+        // types the statement while it is described.
+        Type::NUMERIC => sluice_query::numeric::numeric(sluice_query::numeric::DIVISION_SCALE),
         Type::TIMESTAMP => DataType::Timestamp(TimeUnit::Microsecond, None),
         Type::TIMESTAMPTZ => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
         Type::DATE => DataType::Date32,
@@ -95,11 +98,26 @@ fn decode_text(text: &str, ty: &DataType, zone: Zone) -> Result<ArrayRef, Error>
             let values = cast_array(&items, element.data_type(), zone)?;
             Ok(one_list(element.data_type(), values))
         }
+        // A numeric keeps the scale it was written with (`12.25` has 2), as
+        // PostgreSQL's does.
+        DataType::Decimal128(..) => {
+            let scale = sluice_query::numeric::text_scale(text);
+            numeric_value(sluice_query::numeric::parse(text, scale)?, scale)
+                .map_err(|e| Error::Internal(e.to_string()))
+        }
         _ => {
             let one: ArrayRef = Arc::new(StringArray::from(vec![text]));
             cast_array(&one, ty, zone)
         }
     }
+}
+
+/// One numeric value with `scale` decimals.
+fn numeric_value(value: i128, scale: i8) -> Result<ArrayRef, String> {
+    Decimal128Array::from(vec![value])
+        .with_precision_and_scale(sluice_query::numeric::MAX_PRECISION, scale)
+        .map(|a| Arc::new(a) as ArrayRef)
+        .map_err(|e| e.to_string())
 }
 
 fn one_list(element: &DataType, values: ArrayRef) -> ArrayRef {
@@ -128,7 +146,10 @@ fn decode_binary(ty: &Type, b: &[u8]) -> Result<ArrayRef, String> {
             fixed(b)?,
         ))])),
         Type::FLOAT8 => Arc::new(Float64Array::from(vec![f64::from_be_bytes(fixed(b)?)])),
-        Type::NUMERIC => Arc::new(Float64Array::from(vec![decode_numeric(b)?])),
+        Type::NUMERIC => {
+            let (value, scale) = decode_numeric(b)?;
+            numeric_value(value, scale)?
+        }
         Type::TIMESTAMP => Arc::new(TimestampMicrosecondArray::from(vec![pg_timestamp(b)?])),
         Type::TIMESTAMPTZ => {
             Arc::new(TimestampMicrosecondArray::from(vec![pg_timestamp(b)?]).with_timezone(UTC))
@@ -177,8 +198,8 @@ fn pg_timestamp(b: &[u8]) -> Result<i64, String> {
 }
 
 /// A binary NUMERIC: digit count, weight (of the first base-10000 digit), sign,
-/// display scale, then the digits. Sluice computes NUMERIC as double precision.
-fn decode_numeric(b: &[u8]) -> Result<f64, String> {
+/// display scale, then the digits; as an exact value with the display scale.
+fn decode_numeric(b: &[u8]) -> Result<(i128, i8), String> {
     let word = |k: usize| -> Result<u16, String> {
         Ok(u16::from_be_bytes(fixed(
             b.get(2 * k..2 * k + 2).ok_or("short numeric")?,
@@ -187,13 +208,18 @@ fn decode_numeric(b: &[u8]) -> Result<f64, String> {
     let ndigits = usize::from(word(0)?);
     let weight = word(1)? as i16;
     let sign = word(2)?;
+    let scale = word(3)?;
     match sign {
-        0xC000 => return Ok(f64::NAN),
-        0xD000 => return Ok(f64::INFINITY),
-        0xF000 => return Ok(f64::NEG_INFINITY),
+        0xC000 | 0xD000 | 0xF000 => {
+            return Err("NaN and infinity are not numeric values in Sluice".into())
+        }
         0x0000 | 0x4000 => {}
         other => return Err(format!("invalid numeric sign {other:#x}")),
     }
+    let scale = i8::try_from(scale)
+        .ok()
+        .filter(|s| *s <= sluice_query::numeric::MAX_SCALE)
+        .ok_or_else(|| format!("numeric scale {scale} is past 32"))?;
     // Build the decimal text and parse it, so the result is the double nearest
     // the exact value rather than a sum of rounded powers.
     let mut text = String::from(if sign == 0x4000 { "-0" } else { "0" });
@@ -221,7 +247,9 @@ fn decode_numeric(b: &[u8]) -> Result<f64, String> {
         text.push('.');
         text.push_str(&fraction);
     }
-    text.parse().map_err(|_| format!("invalid numeric {text}"))
+    sluice_query::numeric::parse(&text, scale)
+        .map(|v| (v, scale))
+        .map_err(|e| format!("numeric {text}: {e}"))
 }
 
 /// A binary one-dimensional array: dimensions, a null flag, the element type,
@@ -268,9 +296,9 @@ fn decode_binary_array(element: &Type, b: &[u8]) -> Result<ArrayRef, String> {
 mod tests {
     use super::*;
 
-    fn numeric(ndigits: u16, weight: i16, sign: u16, digits: &[u16]) -> Vec<u8> {
+    fn numeric(ndigits: u16, weight: i16, sign: u16, scale: u16, digits: &[u16]) -> Vec<u8> {
         let mut b = Vec::new();
-        for w in [ndigits, weight as u16, sign, 0] {
+        for w in [ndigits, weight as u16, sign, scale] {
             b.extend_from_slice(&w.to_be_bytes());
         }
         for d in digits {
@@ -280,12 +308,21 @@ mod tests {
     }
 
     #[test]
-    fn binary_numerics_decode_to_the_nearest_double() {
-        assert_eq!(decode_numeric(&numeric(2, 0, 0, &[12, 3400])), Ok(12.34));
-        assert_eq!(decode_numeric(&numeric(1, -1, 0x4000, &[5])), Ok(-0.0005));
-        assert_eq!(decode_numeric(&numeric(1, 1, 0, &[7])), Ok(70000.0));
-        assert_eq!(decode_numeric(&numeric(0, 0, 0, &[])), Ok(0.0));
-        assert!(decode_numeric(&numeric(1, 0, 0, &[10000])).is_err());
+    fn binary_numerics_decode_exactly_with_their_scale() {
+        assert_eq!(
+            decode_numeric(&numeric(2, 0, 0, 2, &[12, 3400])),
+            Ok((1234, 2))
+        );
+        assert_eq!(
+            decode_numeric(&numeric(1, -1, 0x4000, 4, &[5])),
+            Ok((-5, 4))
+        );
+        assert_eq!(decode_numeric(&numeric(1, 1, 0, 0, &[7])), Ok((70000, 0)));
+        assert_eq!(decode_numeric(&numeric(0, 0, 0, 1, &[])), Ok((0, 1)));
+        // 0.1 has no exact double; as a numeric it stays 0.1.
+        assert_eq!(decode_numeric(&numeric(1, -1, 0, 1, &[1000])), Ok((1, 1)));
+        assert!(decode_numeric(&numeric(1, 0, 0, 0, &[10000])).is_err());
+        assert!(decode_numeric(&numeric(0, 0, 0xC000, 0, &[])).is_err());
         assert!(decode_numeric(&[0, 1]).is_err());
     }
 
