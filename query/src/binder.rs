@@ -1654,36 +1654,37 @@ impl<'a> Binder<'a> {
                     if !(2..=3).contains(&args.len()) {
                         return Err(arity_error());
                     }
-                    if args
-                        .iter()
-                        .any(|a| !is_numeric(&a.data_type(&schema)) && !is_untyped(a))
-                    {
-                        return Err(Error::NotSupported(
-                            "generate_series over timestamps in the SELECT list (use it in FROM)"
-                                .into(),
-                        ));
-                    }
-                    let ty = if args.iter().all(|a| a.data_type(&schema) == DataType::Int32) {
-                        DataType::Int32
+                    let timestamp = args.iter().find_map(|a| match a.data_type(&schema) {
+                        t @ DataType::Timestamp(..) => Some(t),
+                        _ => None,
+                    });
+                    if let Some(ts) = timestamp {
+                        // generate_series(start, stop, step interval): a
+                        // timestamp (with time zone if either end has one).
+                        let [start, stop, step] =
+                            <[Expr; 3]>::try_from(args).map_err(|_| arity_error())?;
+                        let tz = [&start, &stop]
+                            .iter()
+                            .find_map(|a| match a.data_type(&schema) {
+                                DataType::Timestamp(_, Some(z)) => Some(z),
+                                _ => None,
+                            });
+                        let ts = match (ts, tz) {
+                            (DataType::Timestamp(u, _), Some(z)) => DataType::Timestamp(u, Some(z)),
+                            (t, _) => t,
+                        };
+                        let interval = DataType::Interval(IntervalUnit::MonthDayNano);
+                        (
+                            SetFunction::Series {
+                                start: self.coerce(start, &schema, &ts)?,
+                                stop: self.coerce(stop, &schema, &ts)?,
+                                step: Some(self.coerce(step, &schema, &interval)?),
+                            },
+                            ts,
+                        )
                     } else {
-                        DataType::Int64
-                    };
-                    let mut bound = args
-                        .into_iter()
-                        .map(|a| self.coerce(a, &schema, &DataType::Int64))
-                        .collect::<Result<Vec<_>>>()?
-                        .into_iter();
-                    let (Some(start), Some(stop)) = (bound.next(), bound.next()) else {
-                        return Err(arity_error());
-                    };
-                    (
-                        SetFunction::Series {
-                            start,
-                            stop,
-                            step: bound.next(),
-                        },
-                        ty,
-                    )
+                        self.integer_series(args, &schema, arity_error)?
+                    }
                 }
             };
             let output = alias.unwrap_or_else(|| name.to_string());
@@ -1705,6 +1706,45 @@ impl<'a> Binder<'a> {
             schema: PlanSchema { fields },
         };
         Ok((plan, columns))
+    }
+
+    /// `generate_series(start, stop [, step])` over integers in the SELECT
+    /// list: integer when every argument is, else bigint.
+    fn integer_series(
+        &mut self,
+        args: Vec<Expr>,
+        schema: &PlanSchema,
+        arity_error: impl Fn() -> Error,
+    ) -> Result<(crate::logical::SetFunction, DataType)> {
+        if args
+            .iter()
+            .any(|a| !is_numeric(&a.data_type(schema)) && !is_untyped(a))
+        {
+            return Err(Error::undefined_function(
+                "function generate_series does not exist for these argument types",
+            ));
+        }
+        let ty = if args.iter().all(|a| a.data_type(schema) == DataType::Int32) {
+            DataType::Int32
+        } else {
+            DataType::Int64
+        };
+        let mut bound = args
+            .into_iter()
+            .map(|a| self.coerce(a, schema, &DataType::Int64))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter();
+        let (Some(start), Some(stop)) = (bound.next(), bound.next()) else {
+            return Err(arity_error());
+        };
+        Ok((
+            crate::logical::SetFunction::Series {
+                start,
+                stop,
+                step: bound.next(),
+            },
+            ty,
+        ))
     }
 
     /// Binds a boolean condition (WHERE, ON): aggregates are not allowed.
@@ -3162,6 +3202,7 @@ impl<'a> Binder<'a> {
                 return Err(Error::NotSupported("subquery as function argument".into()))
             }
         };
+        let raw_args = positional_arguments(&name, raw_args.into_iter().cloned().collect())?;
         let mut star = false;
         let mut args = Vec::new();
         for a in &raw_args {
@@ -4215,6 +4256,83 @@ fn rewrite_over_aggregate(
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// The parameter names of the functions that take named arguments
+/// (`make_interval(days => 3)`), in order, with the value an omitted one has.
+const NAMED_PARAMETERS: &[(&str, &[(&str, &str)])] = &[(
+    "make_interval",
+    &[
+        ("years", "0"),
+        ("months", "0"),
+        ("weeks", "0"),
+        ("days", "0"),
+        ("hours", "0"),
+        ("mins", "0"),
+        ("secs", "0.0"),
+    ],
+)];
+
+/// A call's arguments in positional order: named ones (`days => 3`, after any
+/// positional ones, as PostgreSQL requires) go to their parameter's place, and
+/// the parameters left out take their defaults.
+fn positional_arguments(name: &str, args: Vec<FunctionArg>) -> Result<Vec<FunctionArg>> {
+    let named_as = |a: &FunctionArg| match a {
+        FunctionArg::Named { name, .. } => Some(name.value.to_lowercase()),
+        FunctionArg::ExprNamed {
+            name: ast::Expr::Identifier(name),
+            ..
+        } => Some(name.value.to_lowercase()),
+        _ => None,
+    };
+    if !args.iter().any(|a| named_as(a).is_some()) {
+        return Ok(args);
+    }
+    let no_such =
+        |what: String| Error::undefined_function(format!("function {name}({what}) does not exist"));
+    let Some((_, params)) = NAMED_PARAMETERS.iter().find(|(n, _)| *n == name) else {
+        return Err(no_such("with named arguments".into()));
+    };
+    let mut slots: Vec<Option<FunctionArgExpr>> = vec![None; params.len()];
+    let mut named = false;
+    for (k, a) in args.into_iter().enumerate() {
+        let (at, value) = match (named_as(&a), a) {
+            (None, FunctionArg::Unnamed(v)) if !named => (k, v),
+            (Some(p), FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. }) => {
+                named = true;
+                let at = params
+                    .iter()
+                    .position(|(n, _)| *n == p)
+                    .ok_or_else(|| no_such(format!("{p} => ...")))?;
+                (at, arg)
+            }
+            (_, other) => {
+                return Err(Error::Syntax(format!(
+                    "positional argument cannot follow named argument: {other}"
+                )))
+            }
+        };
+        let slot = slots
+            .get_mut(at)
+            .ok_or_else(|| no_such("with too many arguments".into()))?;
+        if slot.replace(value).is_some() {
+            return Err(Error::Syntax(format!(
+                "argument name \"{}\" used more than once",
+                params[at].0
+            )));
+        }
+    }
+    slots
+        .into_iter()
+        .zip(params.iter())
+        .map(|(slot, (_, default))| {
+            Ok(FunctionArg::Unnamed(slot.unwrap_or_else(|| {
+                FunctionArgExpr::Expr(ast::Expr::Value(
+                    Value::Number((*default).to_string(), false).into(),
+                ))
+            })))
+        })
+        .collect()
 }
 
 /// A window's frame clause: ROWS or RANGE, bounded by UNBOUNDED, CURRENT ROW

@@ -344,6 +344,49 @@ fn values(rows: &[Vec<Expr>], schema: &PlanSchema, ctx: &QueryContext) -> Result
 
 /// Rows of `generate_series`: integers stepping by an integer, or timestamps
 /// stepping by an interval; bounds inclusive; a NULL bound gives no rows.
+/// The timestamps from `lo` to `hi` (microseconds) `step` apart: months and
+/// days step on the calendar, as PostgreSQL's do. At most `max_rows`.
+///
+/// # Errors
+/// A zero step (22023), more than `max_rows` values (53000), a timestamp out of
+/// range (22008).
+pub(crate) fn timestamp_series(
+    lo: i64,
+    hi: i64,
+    step: sluice_storage::Interval,
+    max_rows: usize,
+) -> Result<Vec<i64>> {
+    if step.approx_micros() == 0 {
+        return Err(Error::InvalidParameter(
+            "step size cannot equal zero".into(),
+        ));
+    }
+    let mut values = Vec::new();
+    let mut cur = lo;
+    let forward = step.approx_micros() > 0;
+    while (forward && cur <= hi) || (!forward && cur >= hi) {
+        values.push(cur);
+        if values.len() > max_rows {
+            return Err(Error::ResourcesExhausted(format!(
+                "generate_series of more than {max_rows} rows"
+            )));
+        }
+        cur = sluice_storage::types::micros_to_datetime(cur)
+            .and_then(|d| {
+                let d = if step.months >= 0 {
+                    d.checked_add_months(chrono::Months::new(step.months as u32))
+                } else {
+                    d.checked_sub_months(chrono::Months::new(step.months.unsigned_abs()))
+                }?;
+                d.checked_add_signed(chrono::Duration::days(step.days as i64))?
+                    .checked_add_signed(chrono::Duration::microseconds(step.micros))
+            })
+            .map(|d| d.and_utc().timestamp_micros())
+            .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
+    }
+    Ok(values)
+}
+
 fn generate_series(
     start: &Expr,
     stop: &Expr,
@@ -379,33 +422,7 @@ fn generate_series(
         }
         let iv =
             crate::format::to_interval(step.as_primitive::<IntervalMonthDayNanoType>().value(0));
-        if iv.approx_micros() == 0 {
-            return Err(Error::InvalidParameter(
-                "step size cannot equal zero".into(),
-            ));
-        }
-        let mut values = Vec::new();
-        let mut cur = lo;
-        let forward = iv.approx_micros() > 0;
-        while (forward && cur <= hi) || (!forward && cur >= hi) {
-            values.push(cur);
-            if values.len() > MAX_ROWS {
-                return Err(too_many());
-            }
-            let next = sluice_storage::types::micros_to_datetime(cur)
-                .and_then(|d| {
-                    let d = if iv.months >= 0 {
-                        d.checked_add_months(chrono::Months::new(iv.months as u32))
-                    } else {
-                        d.checked_sub_months(chrono::Months::new(iv.months.unsigned_abs()))
-                    }?;
-                    d.checked_add_signed(chrono::Duration::days(iv.days as i64))?
-                        .checked_add_signed(chrono::Duration::microseconds(iv.micros))
-                })
-                .map(|d| d.and_utc().timestamp_micros())
-                .ok_or_else(|| Error::NumericOutOfRange("timestamp out of range".into()))?;
-            cur = next;
-        }
+        let values = timestamp_series(lo, hi, iv, MAX_ROWS)?;
         Arc::new(
             arrow::array::TimestampMicrosecondArray::from(values).with_timezone_opt(tz.clone()),
         )

@@ -8,9 +8,11 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
-    UInt32Array,
+    TimestampMicrosecondArray, UInt32Array,
 };
-use arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use arrow::datatypes::{
+    DataType, Int64Type, IntervalMonthDayNanoType, SchemaRef, TimestampMicrosecondType,
+};
 
 use crate::cast::cast_array;
 use crate::context::QueryContext;
@@ -62,6 +64,18 @@ fn row_values(f: &SetFunction, args: &[ArrayRef], row: usize) -> Result<Values> 
         SetFunction::Series { .. } => {
             if (0..args.len()).any(null) {
                 return Ok(Values::Ints(Vec::new()));
+            }
+            if let (DataType::Timestamp(..), Some(step)) = (args[0].data_type(), args.get(2)) {
+                let at = |i: usize| {
+                    args[i]
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .value(row)
+                };
+                let step = crate::format::to_interval(
+                    step.as_primitive::<IntervalMonthDayNanoType>().value(row),
+                );
+                let times = crate::exec::timestamp_series(at(0), at(1), step, MAX_ROWS_PER_INPUT)?;
+                return Ok(Values::Ints(times));
             }
             let v = |i: usize| args[i].as_primitive::<Int64Type>().value(row);
             let (lo, hi) = (v(0), v(1));
@@ -151,6 +165,16 @@ pub fn expand(
                     .map(|v| v.map(|x| x as i32))
                     .collect::<Vec<_>>(),
             )),
+            SetFunction::Series { .. } if matches!(target, DataType::Timestamp(..)) => {
+                let zone = match target {
+                    DataType::Timestamp(_, zone) => zone.clone(),
+                    _ => None,
+                };
+                Arc::new(
+                    TimestampMicrosecondArray::from(std::mem::take(&mut ints[k]))
+                        .with_timezone_opt(zone),
+                )
+            }
             SetFunction::Series { .. } => {
                 let values: ArrayRef = Arc::new(Int64Array::from(std::mem::take(&mut ints[k])));
                 if target == &DataType::Int64 {
