@@ -3446,7 +3446,6 @@ impl<'a> Binder<'a> {
         if distinct {
             return Err(Error::NotSupported("DISTINCT in window functions".into()));
         }
-        let frame = spec.window_frame.as_ref().map(window_frame).transpose()?;
         // A constant integer argument (lag's offset, ntile's buckets).
         let constant = |e: Option<&Expr>, what: &str, default: i64| -> Result<i64> {
             match e {
@@ -3567,6 +3566,12 @@ impl<'a> Binder<'a> {
             .iter()
             .map(|o| Ok(sort_key(self.bind_expr(&o.expr, schema, true)?, &o.options)))
             .collect::<Result<Vec<_>>>()?;
+        let key_types: Vec<DataType> = order_by.iter().map(|k| k.expr.data_type(schema)).collect();
+        let frame = spec
+            .window_frame
+            .as_ref()
+            .map(|f| self.window_frame(f, &key_types))
+            .transpose()?;
         Ok(Expr::Window(Box::new(WindowExpr {
             func,
             arg,
@@ -3575,6 +3580,121 @@ impl<'a> Binder<'a> {
             order_by,
             frame,
         })))
+    }
+
+    /// A window's frame clause: ROWS or RANGE, bounded by UNBOUNDED, CURRENT
+    /// ROW, a constant number of rows (ROWS) or a constant offset from the one
+    /// ORDER BY key's value (RANGE: a number for a numeric key, an interval
+    /// for a timestamp or date). `key_types` are the ORDER BY keys' types.
+    fn window_frame(
+        &mut self,
+        f: &ast::WindowFrame,
+        key_types: &[DataType],
+    ) -> Result<crate::logical::WindowFrame> {
+        use crate::logical::FrameBound as B;
+        let rows = match f.units {
+            ast::WindowFrameUnits::Rows => true,
+            ast::WindowFrameUnits::Range => false,
+            ast::WindowFrameUnits::Groups => {
+                return Err(Error::NotSupported("GROUPS window frames".into()))
+            }
+        };
+        let mut bound = |b: &ast::WindowFrameBound, start: bool| -> Result<B> {
+            let b = match b {
+                ast::WindowFrameBound::CurrentRow => B::CurrentRow,
+                ast::WindowFrameBound::Preceding(None) => B::UnboundedPreceding,
+                ast::WindowFrameBound::Following(None) => B::UnboundedFollowing,
+                ast::WindowFrameBound::Preceding(Some(e)) if rows => B::Preceding(row_offset(e)?),
+                ast::WindowFrameBound::Following(Some(e)) if rows => B::Following(row_offset(e)?),
+                ast::WindowFrameBound::Preceding(Some(e)) => {
+                    B::RangePreceding(self.range_offset(e, key_types)?)
+                }
+                ast::WindowFrameBound::Following(Some(e)) => {
+                    B::RangeFollowing(self.range_offset(e, key_types)?)
+                }
+            };
+            match (start, b) {
+                (true, B::UnboundedFollowing) => Err(Error::Syntax(
+                    "frame start cannot be UNBOUNDED FOLLOWING".into(),
+                )),
+                (false, B::UnboundedPreceding) => Err(Error::Syntax(
+                    "frame end cannot be UNBOUNDED PRECEDING".into(),
+                )),
+                (_, b) => Ok(b),
+            }
+        };
+        let start = bound(&f.start_bound, true)?;
+        let end = match &f.end_bound {
+            Some(e) => bound(e, false)?,
+            None => B::CurrentRow,
+        };
+        Ok(crate::logical::WindowFrame { rows, start, end })
+    }
+
+    /// A RANGE frame's offset: a constant, not negative, of the kind the one
+    /// ORDER BY key takes (PostgreSQL's rules and SQLSTATEs).
+    fn range_offset(
+        &mut self,
+        e: &ast::Expr,
+        key_types: &[DataType],
+    ) -> Result<crate::logical::RangeOffset> {
+        use crate::logical::RangeOffset;
+        let [key] = key_types else {
+            return Err(Error::Data {
+                code: "42P20",
+                message:
+                    "RANGE with offset PRECEDING/FOLLOWING requires exactly one ORDER BY column"
+                        .into(),
+            });
+        };
+        let bound = self.bind_expr(e, &PlanSchema::default(), false)?;
+        let Expr::Literal(l) = &bound else {
+            return Err(Error::NotSupported(format!(
+                "a RANGE frame offset that is not a constant: {e}"
+            )));
+        };
+        let invalid = || Error::Data {
+            code: "22013",
+            message: "invalid preceding or following size in window function".into(),
+        };
+        if l.is_null() {
+            return Err(invalid());
+        }
+        let mismatch = || {
+            Error::NotSupported(format!(
+                "RANGE with offset PRECEDING/FOLLOWING for column type {} and offset type {}",
+                sql_type_name(key),
+                sql_type_name(l.value.data_type())
+            ))
+        };
+        match key {
+            DataType::Timestamp(..) | DataType::Date32 => {
+                let DataType::Interval(_) = l.value.data_type() else {
+                    return Err(mismatch());
+                };
+                let iv =
+                    crate::format::to_interval(
+                        arrow::array::AsArray::as_primitive::<
+                            arrow::datatypes::IntervalMonthDayNanoType,
+                        >(&l.value)
+                        .value(0),
+                    );
+                if iv.months < 0 || iv.days < 0 || iv.micros < 0 {
+                    return Err(invalid());
+                }
+                Ok(RangeOffset::Interval(iv))
+            }
+            k if is_numeric(k) && is_numeric(l.value.data_type()) => {
+                let v = arrow::compute::cast(&l.value, &DataType::Float64)?;
+                let v = arrow::array::AsArray::as_primitive::<arrow::datatypes::Float64Type>(&v)
+                    .value(0);
+                if v < 0.0 || v.is_nan() {
+                    return Err(invalid());
+                }
+                Ok(RangeOffset::Number(v))
+            }
+            _ => Err(mismatch()),
+        }
     }
 
     /// Functions whose value is fixed for the statement: identity, version, settings.
@@ -4335,53 +4455,14 @@ fn positional_arguments(name: &str, args: Vec<FunctionArg>) -> Result<Vec<Functi
         .collect()
 }
 
-/// A window's frame clause: ROWS or RANGE, bounded by UNBOUNDED, CURRENT ROW
-/// or (ROWS only) a constant number of rows.
-fn window_frame(f: &ast::WindowFrame) -> Result<crate::logical::WindowFrame> {
-    use crate::logical::FrameBound as B;
-    let rows = match f.units {
-        ast::WindowFrameUnits::Rows => true,
-        ast::WindowFrameUnits::Range => false,
-        ast::WindowFrameUnits::Groups => {
-            return Err(Error::NotSupported("GROUPS window frames".into()))
-        }
-    };
-    let offset = |e: &Option<Box<ast::Expr>>| -> Result<u64> {
-        let text = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
-        match (rows, text.trim().parse::<u64>()) {
-            (true, Ok(n)) => Ok(n),
-            (true, Err(_)) => Err(Error::NotSupported(format!(
-                "a window frame offset that is not a constant integer: {text}"
-            ))),
-            (false, _) => Err(Error::NotSupported(
-                "RANGE window frames with an offset".into(),
-            )),
-        }
-    };
-    let bound = |b: &ast::WindowFrameBound, start: bool| -> Result<B> {
-        Ok(match b {
-            ast::WindowFrameBound::CurrentRow => B::CurrentRow,
-            ast::WindowFrameBound::Preceding(None) => B::UnboundedPreceding,
-            ast::WindowFrameBound::Following(None) => B::UnboundedFollowing,
-            ast::WindowFrameBound::Preceding(e) => B::Preceding(offset(e)?),
-            ast::WindowFrameBound::Following(e) => B::Following(offset(e)?),
-        })
-        .and_then(|b| match (start, b) {
-            (true, B::UnboundedFollowing) => Err(Error::Syntax(
-                "frame start cannot be UNBOUNDED FOLLOWING".into(),
-            )),
-            (false, B::UnboundedPreceding) => Err(Error::Syntax(
-                "frame end cannot be UNBOUNDED PRECEDING".into(),
-            )),
-            (_, b) => Ok(b),
-        })
-    };
-    let start = bound(&f.start_bound, true)?;
-    let end = match &f.end_bound {
-        Some(e) => bound(e, false)?,
-        None => B::CurrentRow,
-    };
-    Ok(crate::logical::WindowFrame { rows, start, end })
+/// A ROWS frame's offset: a constant count of rows.
+fn row_offset(e: &ast::Expr) -> Result<u64> {
+    let text = e.to_string();
+    text.trim().parse::<u64>().map_err(|_| {
+        Error::NotSupported(format!(
+            "a window frame offset that is not a constant integer: {text}"
+        ))
+    })
 }
 
 /// The element type of the text-form array in output column `i` of `plan`,

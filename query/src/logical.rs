@@ -735,23 +735,38 @@ impl WindowFunction {
 }
 
 /// Where a window frame starts or ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FrameBound {
     /// The partition's first row.
     UnboundedPreceding,
-    /// `n PRECEDING` (ROWS only).
+    /// `n PRECEDING` (ROWS: n rows back).
     Preceding(u64),
     /// The current row (with RANGE: its first or last peer).
     CurrentRow,
-    /// `n FOLLOWING` (ROWS only).
+    /// `n FOLLOWING` (ROWS: n rows on).
     Following(u64),
     /// The partition's last row.
     UnboundedFollowing,
+    /// `offset PRECEDING` in a RANGE frame: the rows whose ORDER BY value is
+    /// at most `offset` before the current row's.
+    RangePreceding(RangeOffset),
+    /// `offset FOLLOWING` in a RANGE frame: at most `offset` after.
+    RangeFollowing(RangeOffset),
 }
 
-/// A window frame: `ROWS` counts rows, `RANGE` (without offsets) takes the
-/// current row's peers with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How far a RANGE frame reaches from the current row's ORDER BY value: a
+/// number for a numeric key, an interval for a timestamp or date key.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RangeOffset {
+    /// For numeric keys.
+    Number(f64),
+    /// For timestamp and date keys (months and days on the calendar).
+    Interval(sluice_storage::Interval),
+}
+
+/// A window frame: `ROWS` counts rows, `RANGE` takes the current row's peers
+/// with it, or reaches an offset from its ORDER BY value.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct WindowFrame {
     /// ROWS rather than RANGE.
     pub rows: bool,

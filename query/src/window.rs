@@ -119,14 +119,16 @@ fn one_window(
             offset_value(batch, w, &order, &partitions, ctx)
         }
         WindowFunction::FirstValue | WindowFunction::LastValue | WindowFunction::NthValue(_) => {
-            let frames = frames(w, &order, &partitions, &peers);
+            let keys = range_keys(batch, w, ctx)?;
+            let frames = frames(w, &order, &partitions, &peers, keys.as_ref());
             frame_value(batch, w, &order, &frames, ctx)
         }
         WindowFunction::Aggregate(f) if w.order_by.is_empty() && w.frame.is_none() => {
             whole_partition(batch, input, f, w, &partition, ctx)
         }
         WindowFunction::Aggregate(f) => {
-            let frames = frames(w, &order, &partitions, &peers);
+            let keys = range_keys(batch, w, ctx)?;
+            let frames = frames(w, &order, &partitions, &peers, keys.as_ref());
             framed_aggregate(batch, input, f, w, &order, &partitions, &frames, ctx)
         }
         WindowFunction::RowNumber | WindowFunction::Rank | WindowFunction::DenseRank => {
@@ -267,12 +269,90 @@ fn offset_value(
     Ok(take(both.as_ref(), &UInt32Array::from(idx), None)?)
 }
 
+/// The ORDER BY key's value per row, for a RANGE frame with an offset: numbers
+/// as they are, timestamps in microseconds, dates as their midnight; `None`
+/// for NULL. `None` altogether when the frame has no offset.
+fn range_keys(
+    batch: &RecordBatch,
+    w: &WindowExpr,
+    ctx: &QueryContext,
+) -> Result<Option<Vec<Option<f64>>>> {
+    use crate::logical::FrameBound as B;
+    let Some(frame) = w.frame else {
+        return Ok(None);
+    };
+    let offset = |b: B| matches!(b, B::RangePreceding(_) | B::RangeFollowing(_));
+    let (true, Some(key)) = (offset(frame.start) || offset(frame.end), w.order_by.first()) else {
+        return Ok(None);
+    };
+    let values = evaluate(&key.expr, batch, ctx)?;
+    let values = match values.data_type() {
+        DataType::Timestamp(..) => arrow::compute::cast(&values, &DataType::Int64)?,
+        DataType::Date32 => {
+            let days = arrow::compute::cast(&values, &DataType::Int64)?;
+            let days = days.as_primitive::<arrow::datatypes::Int64Type>();
+            Arc::new(arrow::compute::kernels::arity::unary::<
+                _,
+                _,
+                arrow::datatypes::Int64Type,
+            >(days, |d| {
+                d * sluice_storage::types::MICROS_PER_DAY
+            }))
+        }
+        _ => values,
+    };
+    let values = arrow::compute::cast(&values, &DataType::Float64)?;
+    Ok(Some(
+        values
+            .as_primitive::<arrow::datatypes::Float64Type>()
+            .iter()
+            .collect(),
+    ))
+}
+
+/// `key` moved by `offset`, forward or back: a number by its size, a
+/// timestamp (microseconds) by an interval on the calendar.
+fn moved(key: f64, offset: crate::logical::RangeOffset, forward: bool) -> f64 {
+    use crate::logical::RangeOffset;
+    match offset {
+        RangeOffset::Number(n) => {
+            if forward {
+                key + n
+            } else {
+                key - n
+            }
+        }
+        RangeOffset::Interval(iv) => {
+            let sign = if forward { 1 } else { -1 };
+            let micros = key as i64;
+            let moved = sluice_storage::types::micros_to_datetime(micros).and_then(|d| {
+                let months = chrono::Months::new(iv.months.unsigned_abs());
+                let d = if forward {
+                    d.checked_add_months(months)
+                } else {
+                    d.checked_sub_months(months)
+                }?;
+                d.checked_add_signed(chrono::Duration::days(sign * i64::from(iv.days)))?
+                    .checked_add_signed(chrono::Duration::microseconds(sign * iv.micros))
+            });
+            match moved {
+                Some(d) => d.and_utc().timestamp_micros() as f64,
+                // Past the calendar's range: past every value.
+                None if forward => f64::INFINITY,
+                None => f64::NEG_INFINITY,
+            }
+        }
+    }
+}
+
 /// Each row's frame as sorted positions `[lo, hi)` (empty when lo >= hi).
+/// `keys` are the ORDER BY key's values for a RANGE frame with an offset.
 fn frames(
     w: &WindowExpr,
     order: &[usize],
     partitions: &[(usize, usize)],
     peers: &[u32],
+    keys: Option<&Vec<Option<f64>>>,
 ) -> Vec<(usize, usize)> {
     use crate::logical::{FrameBound as B, WindowFrame};
     let frame = w.frame.unwrap_or(if w.order_by.is_empty() {
@@ -305,9 +385,48 @@ fn frames(
             }
             g = e;
         }
+        // With a RANGE offset: the positions whose key is not NULL (NULLs sort
+        // together at one end), and the key read in the sort's direction,
+        // nondecreasing over them.
+        let descending = w.order_by.first().is_some_and(|k| k.descending);
+        let direction = if descending { -1.0 } else { 1.0 };
+        let key_at = |p: usize| keys.and_then(|k| k[order[p]]);
+        let non_null = {
+            let lo = (start..end).find(|p| key_at(*p).is_some()).unwrap_or(end);
+            let hi = (lo..end).find(|p| key_at(*p).is_none()).unwrap_or(end);
+            lo..hi
+        };
+        // The first position of `non_null` whose key, in the sort's direction,
+        // is past `target` (or reaches it, when `inclusive`).
+        let search = |target: f64, inclusive: bool| -> usize {
+            let target = direction * target;
+            let slice = &order[non_null.clone()];
+            non_null.start
+                + slice.partition_point(|row| {
+                    let k = direction * keys.and_then(|k| k[*row]).unwrap_or(0.0);
+                    if inclusive {
+                        k < target
+                    } else {
+                        k <= target
+                    }
+                })
+        };
         for pos in start..end {
             let at = |b: B, is_start: bool| -> usize {
                 match b {
+                    B::RangePreceding(off) | B::RangeFollowing(off) => {
+                        let Some(v) = key_at(pos) else {
+                            // A NULL key's frame bound is its NULL peers.
+                            return if is_start {
+                                first_peer[pos - start]
+                            } else {
+                                after_peer[pos - start]
+                            };
+                        };
+                        // PRECEDING is against the sort, FOLLOWING with it.
+                        let forward = matches!(b, B::RangeFollowing(_)) != descending;
+                        search(moved(v, off, forward), is_start)
+                    }
                     B::UnboundedPreceding => start,
                     B::UnboundedFollowing => end,
                     B::Preceding(k) => {
