@@ -3788,20 +3788,20 @@ impl<'a> Binder<'a> {
                 }));
             }
             "grouping" => {
-                // grouping(a, b) = grouping(a) * 2 + grouping(b): one
-                // single-argument call per bit, each a constant per grouping set.
-                if args.is_empty() {
-                    return Err(Error::Syntax("grouping() needs an argument".into()));
-                }
-                if args.len() > 1 {
-                    return Err(Error::NotSupported(
-                        "grouping() of several expressions (combine grouping(a) * 2 + grouping(b))"
-                            .into(),
-                    ));
-                }
+                // A constant per grouping set (see `grouping_sets_plan`); the
+                // arguments of grouping(a, b) travel together as a list,
+                // never evaluated, one bit each.
+                let arg = match args {
+                    [] => return Err(Error::Syntax("grouping() needs an argument".into())),
+                    [one] => one.clone(),
+                    several => Expr::Function {
+                        func: ScalarFunction::MakeArray,
+                        args: several.to_vec(),
+                    },
+                };
                 return Ok(Some(AggregateExpr {
                     func: A::Grouping,
-                    arg: Some(args[0].clone()),
+                    arg: Some(arg),
                     distinct: false,
                     separator: None,
                 }));
@@ -4662,14 +4662,26 @@ fn grouping_sets_plan(
                 let arg = a.arg.as_ref().ok_or_else(|| {
                     Error::Internal("grouping() without its argument".into())
                 })?;
-                let k = group.iter().position(|g| g == arg).ok_or_else(|| {
-                    Error::Grouping(format!(
-                        "arguments to GROUPING must be grouping expressions of the associated query level: {}",
-                        arg.display(&input_schema)
-                    ))
-                })?;
-                let bit = i32::from(!set.contains(&k));
-                Expr::literal(Arc::new(arrow::array::Int32Array::from(vec![bit])))
+                // grouping(a, b): a's bit is the high one; 1 where left out.
+                let args = match arg {
+                    _ if group.contains(arg) => std::slice::from_ref(arg),
+                    Expr::Function {
+                        func: ScalarFunction::MakeArray,
+                        args,
+                    } => args.as_slice(),
+                    _ => std::slice::from_ref(arg),
+                };
+                let mut bits = 0i32;
+                for arg in args {
+                    let k = group.iter().position(|g| g == arg).ok_or_else(|| {
+                        Error::Grouping(format!(
+                            "arguments to GROUPING must be grouping expressions of the associated query level: {}",
+                            arg.display(&input_schema)
+                        ))
+                    })?;
+                    bits = bits << 1 | i32::from(!set.contains(&k));
+                }
+                Expr::literal(Arc::new(arrow::array::Int32Array::from(vec![bits])))
             } else {
                 let j = real.iter().position(|x| x == a).unwrap_or(0);
                 Expr::Column(set.len() + j)
