@@ -35,9 +35,13 @@ enum Command {
         /// Address for HTTP (/health, /metrics).
         #[arg(long)]
         http_addr: Option<String>,
-        /// Require this password (SCRAM-SHA-256) from every client.
-        #[arg(long, env = "SLUICE_PASSWORD", hide_env_values = true)]
-        password: Option<String>,
+        /// Trust every connection with every right even on an address other
+        /// machines can reach (without users, only loopback is allowed).
+        #[arg(long)]
+        insecure_trust: bool,
+        /// Refuse connections that do not use TLS.
+        #[arg(long)]
+        require_tls: bool,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -51,6 +55,16 @@ enum Command {
         /// evicts what it would evict then. For drills and tests.
         #[arg(long)]
         clock_offset: Option<String>,
+    },
+    /// Print a user's entry for the config file's `[users]` table: the SCRAM-SHA-256
+    /// verifier of a password read from standard input (its first line). The
+    /// server keeps only the verifier, never the password.
+    Passwd {
+        /// The user's name.
+        user: String,
+        /// `admin` (the default), `writer` or `reader`.
+        #[arg(long)]
+        role: Option<String>,
     },
     /// Run SQL statements against a data directory and print the results.
     ///
@@ -100,6 +114,39 @@ enum Command {
     },
 }
 
+/// `sluice passwd`: reads a password and prints the user's config entry.
+fn passwd(user: &str, role: Option<&str>) -> ExitCode {
+    if let Some(r) = role {
+        if sluice_query::session::Role::parse(r).is_none() {
+            eprintln!("ERROR:  role \"{r}\" is not admin, writer or reader");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err()
+        || line.trim_end_matches(['\r', '\n']).is_empty()
+    {
+        eprintln!("ERROR:  no password on standard input");
+        return ExitCode::FAILURE;
+    }
+    let verifier = sluice::server::auth::Verifier::new(line.trim_end_matches(['\r', '\n']));
+    let name = if user
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        user.to_string()
+    } else {
+        format!("\"{}\"", user.replace('\\', "\\\\").replace('"', "\\\""))
+    };
+    println!("[users.{name}]");
+    println!("password = \"{verifier}\"");
+    println!(
+        "role = \"{}\"",
+        role.unwrap_or("admin").to_ascii_lowercase()
+    );
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -111,6 +158,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
+        Command::Passwd { user, role } => passwd(&user, role.as_deref()),
         Command::Check { data_dir, salvage } => check(&data_dir, salvage),
         Command::Produce {
             brokers,
@@ -124,7 +172,8 @@ fn main() -> ExitCode {
             data_dir,
             pg_addr,
             http_addr,
-            password,
+            insecure_trust,
+            require_tls,
             tls_cert,
             tls_key,
             block_cache,
@@ -149,9 +198,8 @@ fn main() -> ExitCode {
             if let Some(a) = http_addr {
                 cfg.http_addr = a;
             }
-            if password.is_some() {
-                cfg.password = password;
-            }
+            cfg.insecure_trust |= insecure_trust;
+            cfg.require_tls |= require_tls;
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;
             }

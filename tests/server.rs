@@ -51,15 +51,16 @@ fn start_with(extra: &[&str]) -> Server {
 
 /// Starts `sluice serve` on the data directory `dir`, which outlives the server.
 fn start_in(dir: &std::path::Path, extra: &[&str]) -> Server {
+    // Loopback unless `extra` names the address.
+    let pg_addr: &[&str] = if extra.contains(&"--pg-addr") {
+        &[]
+    } else {
+        &["--pg-addr", "127.0.0.1:0"]
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "serve",
-            "--pg-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
+        .arg("serve")
+        .args(pg_addr)
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
         .args(extra)
         .stdout(Stdio::piped())
@@ -480,41 +481,232 @@ async fn try_connect(
     Ok(client)
 }
 
+/// A user's `[users.NAME]` entry, as `sluice passwd` prints it for `password`.
+fn passwd(user: &str, password: &str, role: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["passwd", user, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sluice passwd");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `sluice serve` with `extra` that must refuse to start: its error output.
+fn refused_start(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "sluice serve {extra:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The SCRAM server-first message (`r=...,s=SALT,i=N`) the server sends `user`,
+/// spoken over a raw socket; `Err` with the message type when it sends
+/// something else instead (an error).
+fn scram_server_first(port: u16, user: &str) -> Result<String, char> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    for part in ["user", user, "database", "sluice"] {
+        body.extend_from_slice(part.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    msg.extend(body);
+    s.write_all(&msg).unwrap();
+    let read_message = |s: &mut std::net::TcpStream| -> (char, Vec<u8>) {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).unwrap();
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut data = vec![0u8; len - 4];
+        s.read_exact(&mut data).unwrap();
+        (head[0] as char, data)
+    };
+    let (kind, data) = read_message(&mut s);
+    assert_eq!(
+        (kind, &data[..4]),
+        ('R', &10i32.to_be_bytes()[..]),
+        "AuthenticationSASL"
+    );
+    let first = b"n,,n=,r=fyko+d2lbbFgONRv9qkxdawL";
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend((first.len() as i32).to_be_bytes());
+    body.extend(first);
+    let mut msg = vec![b'p'];
+    msg.extend(((body.len() + 4) as i32).to_be_bytes());
+    msg.extend(body);
+    s.write_all(&msg).unwrap();
+    match read_message(&mut s) {
+        ('R', data) if data[..4] == 11i32.to_be_bytes() => {
+            Ok(String::from_utf8_lossy(&data[4..]).into_owned())
+        }
+        (kind, _) => Err(kind),
+    }
+}
+
+/// The salt (`s=`) of a SCRAM server-first message.
+fn salt_of(server_first: &str) -> String {
+    server_first
+        .split(',')
+        .find_map(|p| p.strip_prefix("s="))
+        .unwrap_or_default()
+        .to_string()
+}
+
+async fn sqlstate(client: &Client, sql: &str) -> Option<String> {
+    client
+        .batch_execute(sql)
+        .await
+        .err()
+        .and_then(|e| e.code().map(|c| c.code().to_string()))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_and_configured_users_require_scram() {
-    let server = start_with(&["--password", "s3cret"]);
-    let c = try_connect(server.pg_port, "anyone", Some("s3cret"))
+async fn users_authenticate_with_verifiers_and_roles_limit_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    // carol's verifier is PostgreSQL 15's own for "s3cret" (pg_authid).
+    let users = format!(
+        "{}{}[users]\ncarol = \"SCRAM-SHA-256$4096:CiLKggUUt4E/dqoEfaQkxQ==$CPjsz09DtjxuF7vkcpFmde2r0oOPXipkNRY9lkrCvuM=:c4qSNTNtFT/jhda2ckverW5z/WVx3f3X+g+o1Mt/skU=\"\n",
+        passwd("alice", "r3ad", "reader"),
+        passwd("bob", "wr1te", "writer"),
+    );
+    std::fs::write(&config, users).unwrap();
+    let server = start_with(&["--config", config.to_str().unwrap()]);
+    let port = server.pg_port;
+
+    let carol = try_connect(port, "carol", Some("s3cret")).await.unwrap();
+    carol
+        .batch_execute("CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', retention = 'none'); INSERT INTO t VALUES ('2024-01-01', 1)")
         .await
         .unwrap();
-    let who: String = c
-        .query_one("SELECT current_user", &[])
+
+    // A reader reads, and nothing else.
+    let alice = try_connect(port, "alice", Some("r3ad")).await.unwrap();
+    let n: i64 = alice
+        .query_one("SELECT count(*) FROM t", &[])
         .await
         .unwrap()
         .get(0);
-    assert_eq!(who, "anyone");
-    let err = try_connect(server.pg_port, "anyone", Some("wrong"))
+    assert_eq!(n, 1);
+    for sql in [
+        "INSERT INTO t VALUES ('2024-01-02', 2)",
+        "DROP TABLE t",
+        "CREATE TABLE u (ts TIMESTAMP) WITH (time_column = 'ts')",
+    ] {
+        assert_eq!(
+            sqlstate(&alice, sql).await.as_deref(),
+            Some("42501"),
+            "{sql}"
+        );
+    }
+    let ro: String = alice
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ro, "on");
+
+    // A writer inserts, but no DDL; a read-only transaction refuses its writes.
+    let bob = try_connect(port, "bob", Some("wr1te")).await.unwrap();
+    bob.batch_execute("INSERT INTO t VALUES ('2024-01-02', 2)")
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(&bob, "DROP TABLE t").await.as_deref(),
+        Some("42501")
+    );
+    bob.batch_execute("BEGIN READ ONLY").await.unwrap();
+    assert_eq!(
+        sqlstate(&bob, "INSERT INTO t VALUES ('2024-01-03', 3)")
+            .await
+            .as_deref(),
+        Some("25006")
+    );
+    bob.batch_execute("ROLLBACK; BEGIN; SET TRANSACTION READ ONLY")
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(&bob, "INSERT INTO t VALUES ('2024-01-03', 3)")
+            .await
+            .as_deref(),
+        Some("25006")
+    );
+    bob.batch_execute("COMMIT; SET default_transaction_read_only = on")
+        .await
+        .unwrap();
+    assert_eq!(
+        sqlstate(&bob, "INSERT INTO t VALUES ('2024-01-03', 3)")
+            .await
+            .as_deref(),
+        Some("25006")
+    );
+    let n: i64 = carol
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "only bob's first insert landed");
+
+    // A wrong password and an unknown user fail alike: names cannot be probed.
+    let wrong = try_connect(port, "alice", Some("nope"))
         .await
         .err()
         .unwrap();
-    assert_eq!(err.code().map(|c| c.code()), Some("28P01"), "{err}");
-    assert!(try_connect(server.pg_port, "anyone", None).await.is_err());
+    let unknown = try_connect(port, "mallory", Some("nope"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(wrong.code().map(|c| c.code()), Some("28P01"), "{wrong}");
+    assert_eq!(unknown.code().map(|c| c.code()), Some("28P01"), "{unknown}");
+    assert_eq!(
+        wrong.to_string().replace("alice", "NAME"),
+        unknown.to_string().replace("mallory", "NAME")
+    );
+    assert!(try_connect(port, "alice", None).await.is_err());
+    // The exchange itself is the same: an unknown name gets a salt too, the
+    // same one each time, as a real user's is.
+    let known = scram_server_first(port, "carol").unwrap();
+    assert_eq!(salt_of(&known), "CiLKggUUt4E/dqoEfaQkxQ==", "{known}");
+    let decoy = scram_server_first(port, "mallory").expect("a salt for an unknown user");
+    assert!(decoy.contains(",i=4096"), "{decoy}");
+    assert_eq!(
+        salt_of(&decoy),
+        salt_of(&scram_server_first(port, "mallory").unwrap())
+    );
+    assert_ne!(
+        salt_of(&decoy),
+        salt_of(&scram_server_first(port, "eve").unwrap())
+    );
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sluice.toml");
-    std::fs::write(&config, "[users]\nbob = \"b0b\"\ncarol = \"c4rol\"\n").unwrap();
-    let server = start_with(&["--config", config.to_str().unwrap()]);
-    assert!(try_connect(server.pg_port, "bob", Some("b0b"))
-        .await
-        .is_ok());
-    assert!(try_connect(server.pg_port, "carol", Some("c4rol"))
-        .await
-        .is_ok());
-    assert!(try_connect(server.pg_port, "bob", Some("c4rol"))
-        .await
-        .is_err());
-    assert!(try_connect(server.pg_port, "mallory", Some("b0b"))
-        .await
-        .is_err());
+    // Plain passwords in the config, and trust on an exposed address, are refused.
+    std::fs::write(&config, "[users]\nbob = \"b0b\"\n").unwrap();
+    let err = refused_start(&[
+        "--pg-addr",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("users.bob") && err.contains("sluice passwd"),
+        "{err}"
+    );
+    let err = refused_start(&["--pg-addr", "0.0.0.0:0"]);
+    assert!(err.contains("--insecure-trust"), "{err}");
+    let exposed = start_with(&["--pg-addr", "0.0.0.0:0", "--insecure-trust"]);
+    assert!(try_connect(exposed.pg_port, "anyone", None).await.is_ok());
 }
 
 async fn load_rows(client: &Client, n: usize) {

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::exec::execute;
 use crate::logical::LogicalPlan;
 use crate::optimize::optimize;
-use crate::session::Session;
+use crate::session::{Role, Session};
 use crate::stream::RowStream;
 
 /// What a statement returns.
@@ -244,6 +244,7 @@ impl Engine {
         params: &[Param],
         cancel: Arc<AtomicBool>,
     ) -> Result<StatementResult> {
+        authorize(stmt, session)?;
         let ctx = QueryContext::with_catalog(
             session.query_options(),
             cancel,
@@ -324,8 +325,9 @@ impl Engine {
                     tag: "RESET".into(),
                 })
             }
-            Statement::StartTransaction { .. } => {
+            Statement::StartTransaction { modes, .. } => {
                 session.set_in_transaction(true);
+                set_access_mode(session, modes, "transaction_read_only")?;
                 Ok(StatementResult::Command {
                     tag: "BEGIN".into(),
                 })
@@ -726,12 +728,93 @@ fn session_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult>
             session.set("client_encoding", &charset_name.value)?
         }
         ast::Set::SetNamesDefault {} => session.reset(Some("client_encoding")),
-        // Sluice has no multi-statement transactions: every isolation level behaves
-        // as each statement reading one consistent snapshot.
-        ast::Set::SetTransaction { .. } => {}
+        // Every isolation level behaves as each statement reading one
+        // consistent snapshot; the access mode (READ ONLY) takes effect.
+        ast::Set::SetTransaction {
+            modes,
+            session: characteristics,
+            ..
+        } => {
+            let key = if *characteristics {
+                "default_transaction_read_only"
+            } else {
+                "transaction_read_only"
+            };
+            // Outside a block SET TRANSACTION has no transaction to change,
+            // as in PostgreSQL (which warns).
+            if *characteristics || session.in_transaction() {
+                set_access_mode(session, modes, key)?;
+            }
+        }
         other => return Err(Error::NotSupported(format!("{other}"))),
     }
     Ok(StatementResult::Command { tag: "SET".into() })
+}
+
+/// Applies READ ONLY / READ WRITE among `modes` to the setting `key`.
+fn set_access_mode(session: &mut Session, modes: &[ast::TransactionMode], key: &str) -> Result<()> {
+    for m in modes {
+        if let ast::TransactionMode::AccessMode(mode) = m {
+            let on = matches!(mode, ast::TransactionAccessMode::ReadOnly);
+            session.set(key, if on { "on" } else { "off" })?;
+        }
+    }
+    Ok(())
+}
+
+/// The least role that may run `stmt`: reading and session statements need a
+/// reader, INSERT a writer, anything else (DDL) an admin.
+fn required_role(stmt: &Statement) -> Role {
+    match stmt {
+        Statement::Query(_)
+        | Statement::ShowVariable { .. }
+        | Statement::ShowVariables { .. }
+        | Statement::Set(_)
+        | Statement::Reset(_)
+        | Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. }
+        | Statement::Declare { .. }
+        | Statement::Fetch { .. }
+        | Statement::Close { .. }
+        | Statement::Discard { .. }
+        | Statement::Deallocate { .. } => Role::Reader,
+        Statement::Explain { statement, .. } => required_role(statement),
+        Statement::Insert(_) => Role::Writer,
+        _ => Role::Admin,
+    }
+}
+
+/// The statement's name in a permission error (`INSERT`, `DROP`).
+fn statement_name(stmt: &Statement) -> String {
+    let text = stmt.to_string();
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(a), Some(b)) if matches!(a, "CREATE" | "ALTER") => format!("{a} {b}"),
+        (Some(a), _) => a.to_string(),
+        _ => "this statement".into(),
+    }
+}
+
+/// Refuses a statement the session's role does not allow (42501), and a
+/// write in a read-only transaction (25006), before anything runs.
+fn authorize(stmt: &Statement, session: &Session) -> Result<()> {
+    let needed = required_role(stmt);
+    if session.role() < needed {
+        return Err(Error::InsufficientPrivilege(format!(
+            "user \"{}\" has role {}, which may not run {} (it needs {})",
+            session.user(),
+            session.role().name(),
+            statement_name(stmt),
+            needed.name()
+        )));
+    }
+    if needed > Role::Reader && session.read_only() {
+        return Err(Error::ReadOnlyTransaction(statement_name(stmt)));
+    }
+    Ok(())
 }
 
 fn session_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementResult> {

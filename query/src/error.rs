@@ -102,6 +102,12 @@ pub enum Error {
     /// An error from storage, mapped by its kind.
     #[error(transparent)]
     Storage(#[from] sluice_storage::Error),
+    /// The session's role does not allow the statement (42501).
+    #[error("permission denied: {0}")]
+    InsufficientPrivilege(String),
+    /// A write in a read-only transaction (25006).
+    #[error("cannot execute {0} in a read-only transaction")]
+    ReadOnlyTransaction(String),
     /// A broken invariant inside Sluice: likely a bug (XX000).
     #[error("internal error (likely a bug in Sluice): {0}")]
     Internal(String),
@@ -137,6 +143,8 @@ impl Error {
             Error::Cancelled(_) => "57014",
             Error::ResourcesExhausted(_) => "53200",
             Error::Internal(_) => "XX000",
+            Error::InsufficientPrivilege(_) => "42501",
+            Error::ReadOnlyTransaction(_) => "25006",
             Error::Storage(e) => match e {
                 S::TableNotFound(_) => "42P01",
                 S::TableExists(_) => "42P07",

@@ -58,11 +58,54 @@ const READ_ONLY: &[&str] = &[
     "server_version_num",
 ];
 
+/// What a session's user may do. PostgreSQL grants privileges per object;
+/// Sluice has three roles, set per user in the server's config, ordered by
+/// what they allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Queries only (SELECT, SHOW, SET, cursors); its transactions are read-only.
+    Reader,
+    /// Queries and writes into existing tables (INSERT, COPY FROM); no DDL.
+    Writer,
+    /// Everything, DDL included.
+    Admin,
+}
+
+impl Role {
+    /// `admin`, `writer` or `reader`, in any case.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(Role::Admin),
+            "writer" => Some(Role::Writer),
+            "reader" => Some(Role::Reader),
+            _ => None,
+        }
+    }
+
+    /// The role's name, as the config spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+        }
+    }
+}
+
+/// PostgreSQL's spellings of a true boolean setting.
+fn is_on(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "on" | "true" | "yes" | "1" | "t"
+    )
+}
+
 /// One connection's (or one embedding caller's) session.
 #[derive(Clone, Debug)]
 pub struct Session {
     base: QueryOptions,
     settings: BTreeMap<String, String>,
+    role: Role,
     user: String,
     database: String,
     in_transaction: bool,
@@ -95,6 +138,7 @@ impl Session {
         Session {
             base,
             settings,
+            role: Role::Admin,
             user: user.to_string(),
             database: database.to_string(),
             in_transaction: false,
@@ -107,6 +151,37 @@ impl Session {
     /// The connected user.
     pub fn user(&self) -> &str {
         &self.user
+    }
+
+    /// What the user may do ([`Role::Admin`] unless set).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Sets the user's role: `is_superuser` follows it, and a reader's
+    /// transactions are read-only by default, as PostgreSQL's
+    /// `default_transaction_read_only` makes them.
+    pub fn set_role(&mut self, role: Role) {
+        self.role = role;
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
+        self.settings
+            .insert("is_superuser".into(), on_off(role == Role::Admin));
+        for key in ["default_transaction_read_only", "transaction_read_only"] {
+            self.settings
+                .insert(key.into(), on_off(role == Role::Reader));
+        }
+    }
+
+    /// True when the current statement's transaction may not write: inside a
+    /// block, `transaction_read_only` (SET TRANSACTION READ ONLY, BEGIN READ
+    /// ONLY); outside, `default_transaction_read_only`.
+    pub fn read_only(&self) -> bool {
+        let key = if self.in_transaction {
+            "transaction_read_only"
+        } else {
+            "default_transaction_read_only"
+        };
+        self.settings.get(key).is_some_and(|v| is_on(v))
     }
 
     /// The connected database name.
@@ -134,8 +209,17 @@ impl Session {
         self.in_transaction
     }
 
+    /// Starts or ends a transaction block; a new block's access mode is the
+    /// session's default (`default_transaction_read_only`).
     pub(crate) fn set_in_transaction(&mut self, on: bool) {
         self.in_transaction = on;
+        let default = self
+            .settings
+            .get("default_transaction_read_only")
+            .cloned()
+            .unwrap_or_else(|| "off".into());
+        self.settings
+            .insert("transaction_read_only".into(), default);
     }
 
     /// The value of a setting, by case-insensitive name.
@@ -187,6 +271,7 @@ impl Session {
     pub fn reset(&mut self, name: Option<&str>) {
         let mut fresh = Session::new(self.base.clone(), &self.user, &self.database);
         fresh.backend_pid = self.backend_pid;
+        fresh.set_role(self.role);
         if name.is_none_or(|n| normalize(n) == "statement_timeout") {
             self.timeout_set = false;
         }

@@ -29,10 +29,14 @@ pub struct ServerConfig {
     pub pg_addr: String,
     /// HTTP address (`/health`).
     pub http_addr: String,
-    /// A password every user name may log in with (SCRAM-SHA-256).
-    pub password: Option<String>,
-    /// Users and their passwords (SCRAM-SHA-256).
-    pub users: BTreeMap<String, String>,
+    /// Users, each with a SCRAM-SHA-256 verifier (`sluice passwd` prints one)
+    /// and a role: `name = "SCRAM-SHA-256$..."` (an admin) or
+    /// `[users.name]` with `password` and `role` (`admin`, `writer`, `reader`).
+    pub users: BTreeMap<String, auth::UserEntry>,
+    /// Refuse connections that do not use TLS (needs `tls_cert` and `tls_key`).
+    pub require_tls: bool,
+    /// Allow trust (no users) on an address other machines can reach.
+    pub insecure_trust: bool,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -51,8 +55,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./sluice-data"),
             pg_addr: "127.0.0.1:5433".into(),
             http_addr: "127.0.0.1:9433".into(),
-            password: None,
             users: BTreeMap::new(),
+            require_tls: false,
+            insecure_trust: false,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -63,7 +68,8 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     /// Reads a TOML config file (keys: `data_dir`, `pg_addr`, `http_addr`,
-    /// `password`, `tls_cert`, `tls_key`, and a `[users]` table of name = password).
+    /// `tls_cert`, `tls_key`, `require_tls`, `insecure_trust`, and a `[users]`
+    /// table of name = verifier or name = { password, role }).
     ///
     /// # Errors
     /// The file cannot be read, or it is not valid TOML for these keys.
@@ -114,15 +120,18 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
     let pg_addr = pg.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    let credentials = auth::Credentials::new(&config.users, config.password.as_deref());
+    let credentials = auth::Credentials::new(&config.users)?;
     if credentials.is_none() {
-        warn_if_exposed(pg_addr);
+        refuse_exposed_trust(pg_addr, config.insecure_trust)?;
     }
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         (None, None) => None,
         _ => return Err("TLS needs both tls_cert and tls_key".into()),
     };
+    if config.require_tls && tls.is_none() {
+        return Err("require_tls needs tls_cert and tls_key".into());
+    }
 
     println!(
         "sluice {} serving {} — PostgreSQL on {pg_addr}, HTTP on {http_addr}",
@@ -132,7 +141,11 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(http::serve(http, Arc::clone(&db), Arc::clone(&stop)));
-    let handlers = Arc::new(pg::Handlers::new(Arc::clone(&db), credentials));
+    let handlers = Arc::new(pg::Handlers::new(
+        Arc::clone(&db),
+        credentials,
+        config.require_tls,
+    ));
     let accept = async {
         loop {
             match pg.accept().await {
@@ -176,13 +189,24 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<pgwire::tokio::TlsAcceptor, S
     Ok(pgwire::tokio::TlsAcceptor::from(Arc::new(config)))
 }
 
-fn warn_if_exposed(addr: SocketAddr) {
-    if !addr.ip().is_loopback() {
-        eprintln!(
-            "WARNING: listening on {addr}, which is reachable from other machines, \
-             and connections are not authenticated (trust); set --password or users."
-        );
+/// Without users every connection is trusted with every right: allowed on a
+/// loopback address, elsewhere only when asked for by name.
+fn refuse_exposed_trust(addr: SocketAddr, insecure_trust: bool) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        return Ok(());
     }
+    if insecure_trust {
+        eprintln!(
+            "WARNING: listening on {addr}, which other machines can reach, and trusting \
+             every connection with every right (--insecure-trust)."
+        );
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {addr}, which other machines can reach, without users: \
+         anyone could connect with every right. List users with SCRAM verifiers in the \
+         config (`sluice passwd` makes one), or pass --insecure-trust."
+    ))
 }
 
 async fn shutdown_signal() {

@@ -5,7 +5,7 @@
 //! statement's cancel flag. Each connection keeps its own [`Session`].
 
 use sluice_storage::zone::Zone;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sluice_query::session::Role;
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
 use sqlparser::ast::Statement;
@@ -59,6 +60,9 @@ pub struct Backend {
     pids: RandomPidSecretKeyGenerator,
     parser: Arc<SluiceQueryParser>,
     running: Running,
+    /// Each configured user's role; `None` in trust mode, where everyone is
+    /// an admin.
+    roles: Option<Arc<BTreeMap<String, Role>>>,
 }
 
 /// The cancel flag of each statement running now, by the (process id, secret key)
@@ -112,10 +116,17 @@ pub struct Handlers {
 }
 
 /// How connections authenticate.
-pub enum Startup {
-    /// No password (the default on loopback).
+pub struct Startup {
+    method: StartupMethod,
+    /// Refuse connections that did not negotiate TLS.
+    require_tls: bool,
+}
+
+/// How a connection proves who it is.
+enum StartupMethod {
+    /// No password (loopback, or `--insecure-trust`).
     Trust(Arc<Backend>),
-    /// SCRAM-SHA-256 against configured passwords.
+    /// SCRAM-SHA-256 against configured verifiers.
     Scram(Arc<SASLAuthStartupHandler<Parameters>>),
 }
 
@@ -131,9 +142,21 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Trust(b) => b.on_startup(client, message).await,
-            Startup::Scram(s) => s.on_startup(client, message).await,
+        if self.require_tls
+            && matches!(message, PgWireFrontendMessage::Startup(_))
+            && !client.is_secure()
+        {
+            // PostgreSQL's answer when pg_hba.conf has only hostssl lines.
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this server accepts TLS connections only (require_tls): connect with sslmode=require"
+                    .into(),
+            ))));
+        }
+        match &self.method {
+            StartupMethod::Trust(b) => b.on_startup(client, message).await,
+            StartupMethod::Scram(s) => s.on_startup(client, message).await,
         }
     }
 }
@@ -145,25 +168,28 @@ impl Handlers {
     /// Channel binding (SCRAM-SHA-256-PLUS) is not offered: `pgwire` would offer it
     /// on plain connections too when a certificate is configured, and clients refuse
     /// that, so a TLS server could not accept non-TLS clients.
-    pub fn new(db: Arc<Database>, credentials: Option<Credentials>) -> Self {
+    pub fn new(db: Arc<Database>, credentials: Option<Credentials>, require_tls: bool) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let running: Running = Arc::default();
         let backend = Arc::new(Backend {
             running: Arc::clone(&running),
             parser: Arc::new(SluiceQueryParser {
                 db: Arc::clone(&db),
+                roles: credentials.as_ref().map(|c| Arc::new(c.roles())),
             }),
             db,
             manager: Arc::clone(&manager),
             pids: RandomPidSecretKeyGenerator::default(),
+            roles: credentials.as_ref().map(|c| Arc::new(c.roles())),
         });
-        let startup = match credentials {
-            None => Startup::Trust(Arc::clone(&backend)),
+        let roles = backend.roles.clone();
+        let method = match credentials {
+            None => StartupMethod::Trust(Arc::clone(&backend)),
             Some(c) => {
                 let mut scram = ScramAuth::new(Arc::new(c));
                 scram.set_iterations(super::auth::ITERATIONS);
-                Startup::Scram(Arc::new(
-                    SASLAuthStartupHandler::new(Arc::new(Parameters))
+                StartupMethod::Scram(Arc::new(
+                    SASLAuthStartupHandler::new(Arc::new(Parameters { roles }))
                         .with_scram(scram)
                         .with_connection_manager(Arc::clone(&manager)),
                 ))
@@ -171,7 +197,10 @@ impl Handlers {
         };
         Handlers {
             backend,
-            startup: Arc::new(startup),
+            startup: Arc::new(Startup {
+                method,
+                require_tls,
+            }),
             cancel: Arc::new(StatementCancel { running, manager }),
         }
     }
@@ -197,7 +226,28 @@ impl PgWireServerHandlers for Handlers {
 
 /// The server parameters sent after authentication: drivers read `server_version`
 /// to decide which PostgreSQL features they may use.
-pub struct Parameters;
+pub struct Parameters {
+    /// Each user's role (`None`: trust, everyone an admin), for `is_superuser`
+    /// and `default_transaction_read_only`.
+    roles: Option<Arc<BTreeMap<String, Role>>>,
+}
+
+impl Parameters {
+    /// The role of the connection's user.
+    fn role_of(&self, user: Option<&String>) -> Role {
+        role_of(self.roles.as_deref(), user)
+    }
+}
+
+/// A user's role: an admin in trust mode; in SCRAM mode the configured one
+/// (an unknown user never gets this far).
+fn role_of(roles: Option<&BTreeMap<String, Role>>, user: Option<&String>) -> Role {
+    match (roles, user) {
+        (None, _) => Role::Admin,
+        (Some(r), Some(u)) => r.get(u).copied().unwrap_or(Role::Reader),
+        (Some(_), None) => Role::Reader,
+    }
+}
 
 impl ServerParameterProvider for Parameters {
     fn server_parameters<C>(&self, client: &C) -> Option<HashMap<String, String>>
@@ -215,12 +265,17 @@ impl ServerParameterProvider for Parameters {
             ("TimeZone", "UTC"),
             ("integer_datetimes", "on"),
             ("standard_conforming_strings", "on"),
-            ("is_superuser", "on"),
-            ("default_transaction_read_only", "off"),
             ("in_hot_standby", "off"),
         ] {
             p.insert(k.to_string(), v.to_string());
         }
+        let role = self.role_of(meta.get(METADATA_USER));
+        let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
+        p.insert("is_superuser".into(), on_off(role == Role::Admin));
+        p.insert(
+            "default_transaction_read_only".into(),
+            on_off(role == Role::Reader),
+        );
         p.insert(
             "application_name".into(),
             meta.get("application_name").cloned().unwrap_or_default(),
@@ -255,19 +310,30 @@ impl StartupHandler for Backend {
                 .session_extensions()
                 .insert::<Arc<ConnectionHandle>>(handle);
             client.session_extensions().insert::<ConnectionGuard>(guard);
-            finish_authentication(client, &Parameters).await?;
+            finish_authentication(
+                client,
+                &Parameters {
+                    roles: self.roles.clone(),
+                },
+            )
+            .await?;
         }
         Ok(())
     }
 }
 
 /// The connection's session, created on first use from the startup parameters.
-fn session_of<C: ClientInfo>(db: &Database, client: &C) -> Arc<Mutex<Session>> {
+fn session_of<C: ClientInfo>(
+    db: &Database,
+    roles: Option<&BTreeMap<String, Role>>,
+    client: &C,
+) -> Arc<Mutex<Session>> {
     client.session_extensions().get_or_insert_with(|| {
         let meta = client.metadata();
         let user = meta.get(METADATA_USER).map_or("sluice", String::as_str);
         let database = meta.get(METADATA_DATABASE).map_or(user, String::as_str);
         let mut session = db.session_for(user, database);
+        session.set_role(role_of(roles, meta.get(METADATA_USER)));
         session.set_backend_pid(client.pid_and_secret_key().0);
         if let Some(app) = meta.get("application_name") {
             let _ = session.set("application_name", app);
@@ -447,7 +513,7 @@ impl SimpleQueryHandler for Backend {
             Ok(s) => s,
             Err(e) => return Ok(vec![Response::Error(Box::new(error_info_in(&e, query)))]),
         };
-        let session = session_of(&self.db, client);
+        let session = session_of(&self.db, self.roles.as_deref(), client);
         let mut responses = Vec::with_capacity(statements.len());
         // As in PostgreSQL, statements after a failing one in the same message do not run.
         for stmt in statements {
@@ -471,6 +537,8 @@ impl SimpleQueryHandler for Backend {
 /// Parses and describes statements for the extended protocol.
 pub struct SluiceQueryParser {
     db: Arc<Database>,
+    /// As [`Backend::roles`]: a statement parsed first creates the session.
+    roles: Option<Arc<BTreeMap<String, Role>>>,
 }
 
 #[async_trait]
@@ -496,7 +564,7 @@ impl QueryParser for SluiceQueryParser {
         let Some(stmt) = statements.pop() else {
             return Ok(None);
         };
-        let session = session_of(&self.db, client);
+        let session = session_of(&self.db, self.roles.as_deref(), client);
         let snapshot = session.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let declared: Vec<Option<arrow::datatypes::DataType>> = types
             .iter()
@@ -598,7 +666,7 @@ impl ExtendedQueryHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let prepared = &portal.statement.statement;
-        let session = session_of(&self.db, client);
+        let session = session_of(&self.db, self.roles.as_deref(), client);
         let zone = session
             .lock()
             .unwrap_or_else(|p| p.into_inner())

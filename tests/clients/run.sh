@@ -30,6 +30,17 @@ expect() {
     failed=$((failed + 1)); echo "FAIL $name (wanted: $needle)"; echo "$out" | head -40
   fi
 }
+# expect_error NAME NEEDLE COMMAND...: passes if COMMAND fails and prints NEEDLE.
+expect_error() {
+  local name=$1 needle=$2
+  shift 2
+  local out
+  if ! out=$("$@" 2>&1) && grep -qF -- "$needle" <<<"$out"; then
+    passed=$((passed + 1)); echo "ok $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name (wanted an error with: $needle)"; echo "$out" | head -40
+  fi
+}
 # run NAME COMMAND...: passes if COMMAND succeeds (the command asserts itself).
 run() {
   local name=$1
@@ -80,22 +91,31 @@ run "python: param matrix" python3 "$here/param_matrix.py"
 run "node: param matrix" node "$here/param_matrix.js"
 run "java: param matrix" java -Duser.timezone=UTC -cp "$work:$jar" ParamMatrix "$here"
 
-# TLS and SCRAM-SHA-256: a second server with a password and a self-signed certificate.
+# TLS and SCRAM-SHA-256: a second server with a user (its verifier from
+# `sluice passwd`) and a self-signed certificate; a third that requires TLS.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/tls.key" -out "$work/tls.crt" -days 1 \
   -subj "/CN=localhost" >/dev/null 2>&1
-"$bin" serve --data-dir "$work/db2" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --password s3cret \
+echo s3cret | "$bin" passwd dash --role reader >"$work/users.toml"
+"$bin" serve --data-dir "$work/db2" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --config "$work/users.toml" \
   --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" >"$work/out2" 2>"$work/err2" &
 pid2=$!
-trap 'kill $pid $pid2 2>/dev/null; wait $pid $pid2 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q "PostgreSQL on" "$work/out2" && break; sleep 0.1; done
+"$bin" serve --data-dir "$work/db3" --pg-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --config "$work/users.toml" \
+  --tls-cert "$work/tls.crt" --tls-key "$work/tls.key" --require-tls >"$work/out3" 2>"$work/err3" &
+pid3=$!
+trap 'kill $pid $pid2 $pid3 2>/dev/null; wait $pid $pid2 $pid3 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do grep -q "PostgreSQL on" "$work/out2" && grep -q "PostgreSQL on" "$work/out3" && break; sleep 0.1; done
 port2=$(sed -n 's/.*PostgreSQL on [0-9.]*:\([0-9]*\).*/\1/p' "$work/out2")
-expect "psql: TLS + SCRAM" "SSL connection (protocol: TLSv1.3" env PGPORT="$port2" PGPASSWORD=s3cret psql "sslmode=require" -c '\conninfo'
-expect "psql: SCRAM without TLS" "plain" env PGPORT="$port2" PGPASSWORD=s3cret psql "sslmode=disable" -Atc "SELECT 'plain'"
-if env PGPORT="$port2" PGPASSWORD=wrong psql -w -Atc 'SELECT 1' >/dev/null 2>&1; then
+port3=$(sed -n 's/.*PostgreSQL on [0-9.]*:\([0-9]*\).*/\1/p' "$work/out3")
+expect "psql: TLS + SCRAM" "SSL connection (protocol: TLSv1.3" env PGPORT="$port2" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=require" -c '\conninfo'
+expect "psql: SCRAM without TLS" "plain" env PGPORT="$port2" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=disable" -Atc "SELECT 'plain'"
+expect_error "psql: a reader may not create tables" "42501" env PGPORT="$port2" PGUSER=dash PGPASSWORD=s3cret psql -v VERBOSITY=verbose -Atc "CREATE TABLE x (ts TIMESTAMP) WITH (time_column = 'ts')"
+if env PGPORT="$port2" PGUSER=dash PGPASSWORD=wrong psql -w -Atc 'SELECT 1' >/dev/null 2>&1; then
   failed=$((failed + 1)); echo "FAIL psql: a wrong password was accepted"
 else
   passed=$((passed + 1)); echo "ok psql: a wrong password is refused"
 fi
+expect_error "psql: require_tls refuses a plain connection" "TLS connections only" env PGPORT="$port3" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=disable" -Atc "SELECT 1"
+expect "psql: require_tls admits TLS" "tls" env PGPORT="$port3" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=require" -Atc "SELECT 'tls'"
 
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
