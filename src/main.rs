@@ -42,6 +42,15 @@ enum Command {
         /// Refuse connections that do not use TLS.
         #[arg(long)]
         require_tls: bool,
+        /// Most connections at once (default 500); one more is refused with 53300.
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Each session's statement timeout until it sets its own (default 30s; 0: none).
+        #[arg(long)]
+        statement_timeout: Option<String>,
+        /// The longest statement timeout a session may set, 0 included (default: none).
+        #[arg(long)]
+        max_statement_timeout: Option<String>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -174,6 +183,9 @@ fn main() -> ExitCode {
             http_addr,
             insecure_trust,
             require_tls,
+            max_connections,
+            statement_timeout,
+            max_statement_timeout,
             tls_cert,
             tls_key,
             block_cache,
@@ -200,6 +212,15 @@ fn main() -> ExitCode {
             }
             cfg.insecure_trust |= insecure_trust;
             cfg.require_tls |= require_tls;
+            if let Some(n) = max_connections {
+                cfg.max_connections = n;
+            }
+            if let Some(t) = statement_timeout {
+                cfg.statement_timeout = t;
+            }
+            if max_statement_timeout.is_some() {
+                cfg.max_statement_timeout = max_statement_timeout;
+            }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;
             }

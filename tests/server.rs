@@ -756,13 +756,14 @@ async fn cancel_request_stops_the_running_query() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn five_hundred_connections_query_at_once() {
+async fn five_hundred_connections_query_at_once_and_the_501st_is_refused() {
     let server = start();
     let admin = connect(server.pg_port).await;
     setup(&admin).await;
     load_rows(&admin, 1000).await;
     let mut tasks = Vec::new();
-    for i in 0..500i64 {
+    // With the admin's, 500 connections: the default max_connections.
+    for i in 0..499i64 {
         let port = server.pg_port;
         tasks.push(tokio::spawn(async move {
             let c = connect(port).await;
@@ -791,6 +792,65 @@ async fn five_hundred_connections_query_at_once() {
             .get::<_, i32>(0),
         1
     );
+    // The 501st is refused, and a cancel request still gets through.
+    let err = try_connect(server.pg_port, "late", None)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err.code().map(|c| c.code()), Some("53300"), "{err}");
+    last.cancel_token().cancel_query(NoTls).await.unwrap();
+    // Once one closes, a new connection is admitted.
+    drop(clients.pop());
+    let mut admitted = false;
+    for _ in 0..100 {
+        if try_connect(server.pg_port, "late", None).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(admitted, "a freed slot admits a new connection");
+}
+
+/// The server's maximum statement timeout bounds every statement, even one
+/// whose session set no timeout at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_cannot_lift_the_servers_maximum_statement_timeout() {
+    let server = start_with(&["--max-statement-timeout", "1s"]);
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+    load_rows(&client, 20_000).await;
+    client
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    // 400 million candidate pairs: minutes of work without a bound.
+    let err = client
+        .query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    let message = err
+        .as_db_error()
+        .map(|e| e.message().to_string())
+        .unwrap_or_default();
+    assert!(message.contains("timeout"), "{message}");
+    // A shorter one of its own still applies.
+    client
+        .batch_execute("SET statement_timeout = 1")
+        .await
+        .unwrap();
+    let err = client
+        .query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
 }
 
 /// `kill -9` in the middle of a stream of INSERTs and background seals, 20 times

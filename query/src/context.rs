@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 pub struct QueryOptions {
     /// Maximum run time; `None` means no limit.
     pub timeout: Option<Duration>,
+    /// The longest `timeout` a session may ask for (`SET statement_timeout`,
+    /// 0 included): the operator's bound, which a client cannot lift.
+    pub max_timeout: Option<Duration>,
     /// Maximum bytes held by hash tables, sort buffers and join tables.
     pub memory_limit: usize,
     /// Worker threads for segment scans.
@@ -26,6 +29,7 @@ impl Default for QueryOptions {
     fn default() -> Self {
         QueryOptions {
             timeout: Some(Duration::from_secs(30)),
+            max_timeout: None,
             memory_limit: 2 << 30,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             zone: Zone::UTC,

@@ -305,6 +305,9 @@ impl Session {
                 o.timeout = t;
             }
         }
+        if let Some(max) = o.max_timeout {
+            o.timeout = Some(o.timeout.map_or(max, |t| t.min(max)));
+        }
         o
     }
 }
@@ -330,7 +333,12 @@ fn parse_zone(v: &str) -> Result<Zone> {
 }
 
 /// A statement_timeout value; `None` means no timeout.
-fn parse_timeout(v: &str) -> Result<Option<Duration>> {
+/// A `statement_timeout` value as PostgreSQL writes it (`30s`, `500ms`, `5min`,
+/// `1h`, a bare number of milliseconds); 0 is no timeout.
+///
+/// # Errors
+/// 22023 for anything else.
+pub fn parse_timeout(v: &str) -> Result<Option<Duration>> {
     let t = v.trim().trim_matches('\'').to_ascii_lowercase();
     let bad = || {
         Error::InvalidParameter(format!(

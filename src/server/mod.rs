@@ -19,6 +19,10 @@ use tokio::net::TcpListener;
 
 use crate::Database;
 
+/// [`ServerConfig::max_connections`] unless set: PostgreSQL's default is 100;
+/// dashboard backends hold hundreds.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 500;
+
 /// Where the server keeps its data and listens. Every field has a default.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -37,6 +41,14 @@ pub struct ServerConfig {
     pub require_tls: bool,
     /// Allow trust (no users) on an address other machines can reach.
     pub insecure_trust: bool,
+    /// Most connections at once; one more is refused with 53300.
+    pub max_connections: usize,
+    /// Each session's statement timeout until it sets its own (`'30s'`,
+    /// `'0'` for none).
+    pub statement_timeout: String,
+    /// The longest statement timeout a session may set (`SET
+    /// statement_timeout = 0` included); none by default.
+    pub max_statement_timeout: Option<String>,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -58,6 +70,9 @@ impl Default for ServerConfig {
             users: BTreeMap::new(),
             require_tls: false,
             insecure_trust: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            statement_timeout: "30s".into(),
+            max_statement_timeout: None,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -108,10 +123,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         clock.advance_micros(micros);
         tracing::warn!(offset, "running with the clock moved ahead");
     }
-    let db = Arc::new(
-        Database::open_with_clock(&config.data_dir, clock)
-            .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?,
-    );
+    let credentials = auth::Credentials::new(&config.users)?;
+    let options = statement_limits(&config)?;
+    let mut db = Database::open_with_clock(&config.data_dir, clock)
+        .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?;
+    db.set_options(options);
+    let db = Arc::new(db);
     let pg = TcpListener::bind(&config.pg_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.pg_addr))?;
@@ -120,7 +137,6 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
     let pg_addr = pg.local_addr().map_err(|e| e.to_string())?;
     let http_addr = http.local_addr().map_err(|e| e.to_string())?;
-    let credentials = auth::Credentials::new(&config.users)?;
     if credentials.is_none() {
         refuse_exposed_trust(pg_addr, config.insecure_trust)?;
     }
@@ -144,7 +160,10 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let handlers = Arc::new(pg::Handlers::new(
         Arc::clone(&db),
         credentials,
-        config.require_tls,
+        pg::Limits {
+            require_tls: config.require_tls,
+            max_connections: config.max_connections,
+        },
     ));
     let accept = async {
         loop {
@@ -153,7 +172,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                     let _ = socket.set_nodelay(true);
                     let h = Arc::clone(&handlers);
                     let tls = tls.clone();
+                    let counted = handlers.connection_opened();
                     tokio::spawn(async move {
+                        let _counted = counted;
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
@@ -171,6 +192,24 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     stop.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+/// Each statement's limits from the config: the default statement timeout and
+/// the maximum no session can lift.
+fn statement_limits(config: &ServerConfig) -> Result<sluice_query::QueryOptions, String> {
+    let duration = |key: &str, text: &str| -> Result<Option<std::time::Duration>, String> {
+        sluice_query::session::parse_timeout(text).map_err(|_| {
+            format!("{key}: \"{text}\" is not a duration such as 30s, 500ms, 5min or 0")
+        })
+    };
+    let mut options = sluice_query::QueryOptions {
+        timeout: duration("statement_timeout", &config.statement_timeout)?,
+        ..sluice_query::QueryOptions::default()
+    };
+    if let Some(max) = &config.max_statement_timeout {
+        options.max_timeout = duration("max_statement_timeout", max)?;
+    }
+    Ok(options)
 }
 
 /// A TLS acceptor from PEM files (certificate chain and PKCS#8/RSA/EC key).

@@ -7,7 +7,7 @@
 use sluice_storage::zone::Zone;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -118,8 +118,27 @@ pub struct Handlers {
 /// How connections authenticate.
 pub struct Startup {
     method: StartupMethod,
-    /// Refuse connections that did not negotiate TLS.
-    require_tls: bool,
+    limits: Limits,
+    /// Connections open now (counted from accept to close).
+    open: Arc<AtomicUsize>,
+}
+
+/// What the server admits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Refuse connections that did not negotiate TLS (28000).
+    pub require_tls: bool,
+    /// Most connections at once; past it a new one is refused (53300).
+    pub max_connections: usize,
+}
+
+/// One open connection, counted in [`Handlers::open_connections`] until dropped.
+pub struct OpenConnection(Arc<AtomicUsize>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How a connection proves who it is.
@@ -142,10 +161,20 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if self.require_tls
-            && matches!(message, PgWireFrontendMessage::Startup(_))
-            && !client.is_secure()
-        {
+        let starting = matches!(message, PgWireFrontendMessage::Startup(_));
+        if starting && self.open.load(Ordering::Relaxed) > self.limits.max_connections {
+            // Refused before authentication, as PostgreSQL does; a
+            // CancelRequest never gets here, so cancelling still works.
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "53300".into(),
+                format!(
+                    "sorry, too many clients already (max_connections is {})",
+                    self.limits.max_connections
+                ),
+            ))));
+        }
+        if self.limits.require_tls && starting && !client.is_secure() {
             // PostgreSQL's answer when pg_hba.conf has only hostssl lines.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -168,7 +197,7 @@ impl Handlers {
     /// Channel binding (SCRAM-SHA-256-PLUS) is not offered: `pgwire` would offer it
     /// on plain connections too when a certificate is configured, and clients refuse
     /// that, so a TLS server could not accept non-TLS clients.
-    pub fn new(db: Arc<Database>, credentials: Option<Credentials>, require_tls: bool) -> Self {
+    pub fn new(db: Arc<Database>, credentials: Option<Credentials>, limits: Limits) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let running: Running = Arc::default();
         let backend = Arc::new(Backend {
@@ -199,10 +228,19 @@ impl Handlers {
             backend,
             startup: Arc::new(Startup {
                 method,
-                require_tls,
+                limits,
+                open: Arc::new(AtomicUsize::new(0)),
             }),
             cancel: Arc::new(StatementCancel { running, manager }),
         }
+    }
+}
+
+impl Handlers {
+    /// Counts a connection just accepted, until the returned value is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.startup.open.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(Arc::clone(&self.startup.open))
     }
 }
 
