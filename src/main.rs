@@ -51,6 +51,12 @@ enum Command {
         /// The longest statement timeout a session may set, 0 included (default: none).
         #[arg(long)]
         max_statement_timeout: Option<String>,
+        /// Memory one statement may hold (e.g. 2GB, the default).
+        #[arg(long)]
+        statement_memory: Option<String>,
+        /// Memory all statements together may hold (default: half the machine's).
+        #[arg(long)]
+        query_memory_pool: Option<String>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -186,6 +192,8 @@ fn main() -> ExitCode {
             max_connections,
             statement_timeout,
             max_statement_timeout,
+            statement_memory,
+            query_memory_pool,
             tls_cert,
             tls_key,
             block_cache,
@@ -220,6 +228,12 @@ fn main() -> ExitCode {
             }
             if max_statement_timeout.is_some() {
                 cfg.max_statement_timeout = max_statement_timeout;
+            }
+            if statement_memory.is_some() {
+                cfg.statement_memory = statement_memory;
+            }
+            if query_memory_pool.is_some() {
+                cfg.query_memory_pool = query_memory_pool;
             }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;

@@ -812,6 +812,52 @@ async fn five_hundred_connections_query_at_once_and_the_501st_is_refused() {
     assert!(admitted, "a freed slot admits a new connection");
 }
 
+/// Twenty sorts of a table larger than the server's query memory pool, at
+/// once: each gives all its rows or 53200 (here, with no room for even one,
+/// 53200), the server stays up, and once they end the pool is whole again: a
+/// sort of part of the table, which fits, runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sorts_past_the_query_memory_pool_fail_with_53200_not_the_server() {
+    // 130,000 rows: two full in-memory blocks of 65,536 rows and a part, each
+    // full block's columns about 3 MB, so one fits in the pool and two do not.
+    let server = start_with(&["--query-memory-pool", "5MB"]);
+    let admin = connect(server.pg_port).await;
+    setup(&admin).await;
+    for _ in 0..13 {
+        load_rows(&admin, 10_000).await;
+    }
+    let sql = "SELECT * FROM orders ORDER BY amount, restaurant_id";
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let port = server.pg_port;
+        tasks.push(tokio::spawn(async move {
+            let c = connect(port).await;
+            match c.query(sql, &[]).await {
+                Ok(rows) => Ok(rows.len()),
+                Err(e) => Err(e.code().map(|c| c.code().to_string())),
+            }
+        }));
+    }
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(rows) => assert_eq!(rows, 130_000),
+            Err(code) => {
+                assert_eq!(code.as_deref(), Some("53200"));
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        refused, 20,
+        "a sort of a table larger than the pool fits in it"
+    );
+    let alone = connect(server.pg_port).await;
+    // 30% of the table fits only if the failed sorts gave back what they held.
+    let part = "SELECT * FROM orders WHERE restaurant_id < 30 ORDER BY amount";
+    assert_eq!(alone.query(part, &[]).await.unwrap().len(), 39_000);
+}
+
 /// The server's maximum statement timeout bounds every statement, even one
 /// whose session set no timeout at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

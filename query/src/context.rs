@@ -17,8 +17,12 @@ pub struct QueryOptions {
     /// The longest `timeout` a session may ask for (`SET statement_timeout`,
     /// 0 included): the operator's bound, which a client cannot lift.
     pub max_timeout: Option<Duration>,
-    /// Maximum bytes held by hash tables, sort buffers and join tables.
+    /// Maximum bytes one statement holds in hash tables, sort buffers, join
+    /// tables, windows and materialised scan output.
     pub memory_limit: usize,
+    /// The budget all statements draw from together (a server's); none for
+    /// an embedding caller unless set.
+    pub pool: Option<std::sync::Arc<crate::memory::MemoryPool>>,
     /// Worker threads for segment scans.
     pub threads: usize,
     /// The session's time zone (TIMESTAMPTZ text, local times of TIMESTAMPTZ).
@@ -31,6 +35,7 @@ impl Default for QueryOptions {
             timeout: Some(Duration::from_secs(30)),
             max_timeout: None,
             memory_limit: 2 << 30,
+            pool: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             zone: Zone::UTC,
         }
@@ -62,6 +67,16 @@ struct Inner {
     /// The values of uncorrelated subqueries, by plan address: run once per
     /// statement, not once per batch.
     subqueries: std::sync::Mutex<HashMap<usize, arrow::array::ArrayRef>>,
+}
+
+impl Drop for Inner {
+    /// What the statement still holds goes back to the pool when its context
+    /// ends (an error or a cancel skips the operators' own releases).
+    fn drop(&mut self) {
+        if let Some(pool) = &self.options.pool {
+            pool.shrink(*self.memory_used.get_mut());
+        }
+    }
 }
 
 /// What one plan operator did, for EXPLAIN ANALYZE.
@@ -242,14 +257,25 @@ impl QueryContext {
                 self.inner.options.memory_limit
             )));
         }
+        if let Some(pool) = &self.inner.options.pool {
+            if !pool.try_grow(bytes) {
+                self.inner.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+                return Err(Error::ResourcesExhausted(format!(
+                    "the server's query memory pool of {} bytes is in use by other statements",
+                    pool.limit()
+                )));
+            }
+        }
         Ok(())
     }
 
     /// Returns memory accounted with [`QueryContext::reserve`].
     pub fn release(&self, bytes: usize) {
-        self.inner
-            .memory_used
-            .fetch_sub(bytes.min(self.memory_used()), Ordering::Relaxed);
+        let bytes = bytes.min(self.memory_used());
+        self.inner.memory_used.fetch_sub(bytes, Ordering::Relaxed);
+        if let Some(pool) = &self.inner.options.pool {
+            pool.shrink(bytes);
+        }
     }
 
     /// Bytes currently accounted.

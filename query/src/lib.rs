@@ -18,6 +18,7 @@ pub mod format;
 pub mod functions;
 pub mod join;
 pub mod logical;
+pub mod memory;
 pub mod numeric;
 pub mod optimize;
 pub mod packed;

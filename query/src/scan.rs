@@ -547,12 +547,15 @@ impl ScanPlan {
 
     /// The selected rows of morsels `range`, in morsel order, read in parallel.
     /// Once `passed` (rows selected so far, these morsels' included) reaches
-    /// `limit`, morsels not yet started are skipped.
+    /// `limit`, morsels not yet started are skipped. With `account`, each
+    /// batch is counted against the statement's memory (and the server's
+    /// pool) until the statement ends: a materialised scan holds them all.
     fn read(
         &self,
         range: std::ops::Range<usize>,
         limit: usize,
         passed: &AtomicUsize,
+        account: bool,
         ctx: &QueryContext,
     ) -> Result<Vec<RecordBatch>> {
         let first = range.start;
@@ -586,6 +589,9 @@ impl ScanPlan {
                     columns,
                     &RecordBatchOptions::new().with_row_count(Some(selected.num_rows())),
                 )?;
+                if account {
+                    ctx.reserve(batch.get_array_memory_size())?;
+                }
                 out.push((first + i, batch));
                 Ok(())
             },
@@ -618,6 +624,7 @@ pub fn scan(
             0..plan.morsels.len(),
             limit.unwrap_or(usize::MAX),
             &passed,
+            true,
             ctx,
         )
         .map_err(|e| quarantine_on_corruption(table, e))?;
@@ -692,7 +699,10 @@ impl Iterator for ScanStream {
             let end = (self.next + self.chunk()).min(total);
             let range = self.next..end;
             self.next = end;
-            match self.plan.read(range, self.limit, &self.passed, &self.ctx) {
+            match self
+                .plan
+                .read(range, self.limit, &self.passed, false, &self.ctx)
+            {
                 Ok(batches) => self.ready.extend(batches),
                 Err(e) => {
                     self.failed = true;

@@ -49,6 +49,12 @@ pub struct ServerConfig {
     /// The longest statement timeout a session may set (`SET
     /// statement_timeout = 0` included); none by default.
     pub max_statement_timeout: Option<String>,
+    /// Memory one statement may hold (`'2GB'`): hash tables, sorts, joins,
+    /// windows, materialised scan output; 53200 past it.
+    pub statement_memory: Option<String>,
+    /// Memory all statements together may hold (`'8GB'`); default half of
+    /// the machine's; 53200 for the statement that would pass it.
+    pub query_memory_pool: Option<String>,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -73,6 +79,8 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             statement_timeout: "30s".into(),
             max_statement_timeout: None,
+            statement_memory: None,
+            query_memory_pool: None,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -209,7 +217,31 @@ fn statement_limits(config: &ServerConfig) -> Result<sluice_query::QueryOptions,
     if let Some(max) = &config.max_statement_timeout {
         options.max_timeout = duration("max_statement_timeout", max)?;
     }
+    let size = |key: &str, text: &str| -> Result<usize, String> {
+        sluice_storage::parse_size_bytes(text)
+            .ok_or_else(|| format!("{key}: \"{text}\" is not a size such as 512MB or 4GB"))
+    };
+    if let Some(s) = &config.statement_memory {
+        options.memory_limit = size("statement_memory", s)?;
+    }
+    let pool = match &config.query_memory_pool {
+        Some(s) => size("query_memory_pool", s)?,
+        None => default_query_memory_pool(),
+    };
+    options.pool = Some(Arc::new(sluice_query::memory::MemoryPool::new(pool)));
     Ok(options)
+}
+
+/// Half of the machine's memory (`/proc/meminfo`), or 4 GB where it cannot be read.
+fn default_query_memory_pool() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024 / 2)
+        })
+        .unwrap_or(4 << 30)
 }
 
 /// A TLS acceptor from PEM files (certificate chain and PKCS#8/RSA/EC key).

@@ -1,0 +1,71 @@
+//! The server-wide query memory pool: every statement's accounted memory
+//! (hash tables, sorts, joins, windows, materialised scan output) is drawn
+//! from one budget, so many statements together stay bounded and the one
+//! that would go past it fails with 53200 instead of the process being
+//! killed for running out of memory.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A budget of bytes shared by statements.
+#[derive(Debug)]
+pub struct MemoryPool {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryPool {
+    /// A pool of `limit` bytes.
+    pub fn new(limit: usize) -> MemoryPool {
+        MemoryPool {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// The pool's size in bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Bytes statements hold now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the pool; `false` (taking nothing) when that would
+    /// pass its limit.
+    pub fn try_grow(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `bytes` back.
+    pub fn shrink(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grows_to_its_limit_and_no_further() {
+        let pool = MemoryPool::new(100);
+        assert!(pool.try_grow(60));
+        assert!(!pool.try_grow(41));
+        assert_eq!(pool.used(), 60);
+        assert!(pool.try_grow(40));
+        pool.shrink(100);
+        assert_eq!(pool.used(), 0);
+        pool.shrink(5);
+        assert_eq!(pool.used(), 0);
+    }
+}
