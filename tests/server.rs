@@ -603,6 +603,7 @@ async fn users_authenticate_with_verifiers_and_roles_limit_them() {
     assert_eq!(n, 1);
     for sql in [
         "INSERT INTO t VALUES ('2024-01-02', 2)",
+        "COPY t FROM STDIN",
         "DROP TABLE t",
         "CREATE TABLE u (ts TIMESTAMP) WITH (time_column = 'ts')",
     ] {
@@ -1160,4 +1161,61 @@ async fn moving_the_clock_181_days_evicts_old_segments() {
         metrics.contains("sluice_retention_evicted_segments_total{table=\"ev\"} 1"),
         "{metrics}"
     );
+}
+
+/// COPY over the extended protocol (tokio-postgres): text in through the
+/// normal write path (an upsert table keeps the latest row per key), a bad
+/// line refuses the whole COPY naming the line, and CSV goes out with a header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_in_and_out_over_the_extended_protocol() {
+    use futures::{SinkExt, StreamExt};
+    let server = start();
+    let client = connect(server.pg_port).await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (ts TIMESTAMP, k BIGINT NOT NULL, v TEXT, PRIMARY KEY (k)) WITH (time_column = 'ts', retention = 'none', upsert = 'full')",
+        )
+        .await
+        .unwrap();
+    let copy_in = |data: &'static str| {
+        let client = &client;
+        async move {
+            let sink = client.copy_in("COPY kv (ts, k, v) FROM STDIN").await?;
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from_static(data.as_bytes()))
+                .await?;
+            sink.finish().await
+        }
+    };
+    let n = copy_in("2024-01-01 00:00:00\t1\ta\\tb\n2024-01-01 00:00:01\t2\t\\N\n2024-01-01 00:00:02\t1\tnewer\n")
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+    let err = copy_in("2024-01-01 00:00:03\t3\tx\n2024-01-01\tnot a key\ty\n")
+        .await
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "22P02", "{db:?}");
+    assert!(
+        db.message().contains("line 2, column k"),
+        "{}",
+        db.message()
+    );
+    let rows = client
+        .query("SELECT k, v FROM kv ORDER BY k", &[])
+        .await
+        .unwrap();
+    let got: Vec<(i64, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(got, [(1, Some("newer".to_string())), (2, None)]);
+
+    let out = client
+        .copy_out("COPY (SELECT k, v FROM kv ORDER BY k) TO STDOUT WITH (FORMAT csv, HEADER)")
+        .await
+        .unwrap();
+    futures::pin_mut!(out);
+    let mut text = Vec::new();
+    while let Some(chunk) = out.next().await {
+        text.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(String::from_utf8(text).unwrap(), "k,v\n1,newer\n2,\n");
 }

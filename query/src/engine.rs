@@ -386,6 +386,9 @@ impl Engine {
                 })
             }
             Statement::Insert(ins) => self.insert(ins, &ctx, session, params),
+            Statement::Copy { .. } => Err(Error::NotSupported(
+                "COPY outside a PostgreSQL connection: it streams its rows over the protocol (psql's \\copy, a driver's copy); COPY to or from a server file is not built".into(),
+            )),
             other => Err(Error::NotSupported(format!(
                 "statement {}",
                 other
@@ -783,6 +786,8 @@ fn required_role(stmt: &Statement) -> Role {
         | Statement::Deallocate { .. } => Role::Reader,
         Statement::Explain { statement, .. } => required_role(statement),
         Statement::Insert(_) => Role::Writer,
+        Statement::Copy { to: true, .. } => Role::Reader,
+        Statement::Copy { to: false, .. } => Role::Writer,
         _ => Role::Admin,
     }
 }
@@ -799,8 +804,12 @@ fn statement_name(stmt: &Statement) -> String {
 }
 
 /// Refuses a statement the session's role does not allow (42501), and a
-/// write in a read-only transaction (25006), before anything runs.
-fn authorize(stmt: &Statement, session: &Session) -> Result<()> {
+/// write in a read-only transaction (25006), before anything runs. Front
+/// ends that run a statement themselves (the server's COPY) call it too.
+///
+/// # Errors
+/// 42501 or 25006.
+pub fn authorize(stmt: &Statement, session: &Session) -> Result<()> {
     let needed = required_role(stmt);
     if session.role() < needed {
         return Err(Error::InsufficientPrivilege(format!(

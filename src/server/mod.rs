@@ -2,6 +2,7 @@
 //! embedded database, with settings from flags and an optional TOML file.
 
 pub mod auth;
+pub mod copy;
 pub mod encode;
 pub mod http;
 pub mod metrics;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use futures::{stream, Sink, StreamExt};
+use futures::{stream, Sink, SinkExt, StreamExt};
 use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
@@ -19,10 +19,11 @@ use pgwire::api::auth::{
     ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{send_describe_response, ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribeResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+    CopyResponse, DescribeResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::{Entry, PortalStore};
@@ -33,14 +34,16 @@ use pgwire::api::{
 };
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sluice_query::session::Role;
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
-use sqlparser::ast::Statement;
+use sqlparser::ast::{self, Statement};
 
 use super::auth::Credentials;
+use super::copy::CopyOptions;
 use super::encode::{encode_rows, fields, pg_type};
 use super::params;
 use crate::Database;
@@ -255,6 +258,10 @@ impl PgWireServerHandlers for Handlers {
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         Arc::clone(&self.startup)
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        Arc::clone(&self.backend)
     }
 
     fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
@@ -555,6 +562,16 @@ impl SimpleQueryHandler for Backend {
         let mut responses = Vec::with_capacity(statements.len());
         // As in PostgreSQL, statements after a failing one in the same message do not run.
         for stmt in statements {
+            if matches!(stmt, Statement::Copy { .. }) {
+                match self.copy(client, Arc::clone(&session), stmt).await {
+                    Ok(r) => responses.push(r),
+                    Err(e) => {
+                        responses.push(Response::Error(Box::new(error_info(&e))));
+                        break;
+                    }
+                }
+                continue;
+            }
             match self
                 .run(cancel_key(client), Arc::clone(&session), stmt, Vec::new())
                 .await
@@ -705,6 +722,12 @@ impl ExtendedQueryHandler for Backend {
     {
         let prepared = &portal.statement.statement;
         let session = session_of(&self.db, self.roles.as_deref(), client);
+        if matches!(prepared.stmt, Statement::Copy { .. }) {
+            return self
+                .copy(client, session, prepared.stmt.clone())
+                .await
+                .map_err(|e| user_error(&e));
+        }
         let zone = session
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -764,4 +787,308 @@ fn decode_params(
             params::decode(i, ty, bytes.as_deref(), binary, zone).map_err(|e| user_error(&e))
         })
         .collect()
+}
+
+/// A `COPY ... FROM STDIN` waiting for its data: the rows arrive in CopyData
+/// messages and are applied together at CopyDone, all or none.
+struct CopyIn {
+    table: Arc<sluice_storage::Table>,
+    columns: Vec<String>,
+    types: Vec<sluice_storage::ColumnType>,
+    options: CopyOptions,
+    data: Vec<u8>,
+}
+
+/// The connection's COPY in progress, if any.
+type CopyState = Mutex<Option<CopyIn>>;
+
+fn copy_state<C: ClientInfo>(client: &C) -> Arc<CopyState> {
+    client
+        .session_extensions()
+        .get_or_insert_with(|| Mutex::new(None))
+}
+
+impl Backend {
+    /// Starts a COPY: `FROM STDIN` answers CopyInResponse and waits for the
+    /// data ([`CopyHandler`]); `TO STDOUT` streams the table's or the query's
+    /// rows, one CopyData per row. COPY to or from a server file is refused.
+    async fn copy<C: ClientInfo>(
+        &self,
+        client: &C,
+        session: Arc<Mutex<Session>>,
+        stmt: Statement,
+    ) -> Result<Response, Error> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            payload,
+        } = &stmt
+        else {
+            return Err(Error::Internal("a COPY that is not one".into()));
+        };
+        sluice_query::engine::authorize(&stmt, &session.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let options = CopyOptions::from_statement(options, legacy_options)?;
+        match (to, target, source) {
+            (false, ast::CopyTarget::Stdin, ast::CopySource::Table {
+                table_name,
+                columns,
+            }) => {
+                if payload.is_some() {
+                    return Err(Error::NotSupported(
+                        "COPY data inline in the statement's text: send it as CopyData (psql's \\copy does)".into(),
+                    ));
+                }
+                let name = sluice_query::binder::table_name(table_name)?;
+                let table = self
+                    .db
+                    .engine()
+                    .catalog()
+                    .table(&name)
+                    .map_err(Error::from)?;
+                let schema = table.schema();
+                let columns: Vec<String> = if columns.is_empty() {
+                    schema.columns.iter().map(|c| c.name.clone()).collect()
+                } else {
+                    columns.iter().map(sluice_query::binder::ident_name).collect()
+                };
+                let types = columns
+                    .iter()
+                    .map(|c| {
+                        schema
+                            .column_index(c)
+                            .map(|i| schema.columns[i].ty)
+                            .ok_or_else(|| {
+                                Error::UndefinedColumn(format!(
+                                    "column \"{c}\" of relation \"{name}\" does not exist"
+                                ))
+                            })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()?;
+                let width = columns.len();
+                *copy_state(client).lock().unwrap_or_else(|p| p.into_inner()) = Some(CopyIn {
+                    table,
+                    columns,
+                    types,
+                    options,
+                    data: Vec::new(),
+                });
+                Ok(Response::CopyIn(CopyResponse::new(0, width, stream::empty())))
+            }
+            (true, ast::CopyTarget::Stdout, source) => {
+                let query = match source {
+                    ast::CopySource::Query(q) => Statement::Query(q.clone()),
+                    ast::CopySource::Table {
+                        table_name,
+                        columns,
+                    } => {
+                        let list = if columns.is_empty() {
+                            "*".to_string()
+                        } else {
+                            columns
+                                .iter()
+                                .map(|c| format!("\"{}\"", c.value.replace('"', "\"\"")))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        };
+                        let sql = format!("SELECT {list} FROM {table_name}");
+                        sluice_query::parse_sql(&sql)?
+                            .pop()
+                            .ok_or_else(|| Error::Internal("COPY TO without a query".into()))?
+                    }
+                };
+                let (result, zone, running) = self
+                    .run(cancel_key(client), session, query, Vec::new())
+                    .await?;
+                copy_out(result, zone, options, running)
+            }
+            _ => Err(Error::NotSupported(
+                "COPY to or from a file or program on the server, or COPY FROM a query: use COPY ... FROM STDIN / TO STDOUT (psql's \\copy)".into(),
+            )),
+        }
+    }
+}
+
+/// COPY TO STDOUT's response: each row a CopyData line, the header (if asked
+/// for) with the first.
+fn copy_out(
+    result: Streamed,
+    zone: Zone,
+    options: CopyOptions,
+    running: RunningStatement,
+) -> Result<Response, Error> {
+    let rows = match result {
+        Streamed::Rows(rows) => rows,
+        Streamed::Done(StatementResult::Rows { schema, batches }) => {
+            sluice_query::RowStream::from_batches(schema, batches)
+        }
+        Streamed::Done(StatementResult::Command { .. }) => {
+            return Err(Error::Internal(
+                "COPY TO of a statement without rows".into(),
+            ))
+        }
+    };
+    let schema = Arc::clone(rows.schema());
+    let width = schema.fields().len();
+    let mut header = options.header.then(|| {
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        super::copy::header(&names, &options)
+    });
+    let state = Some((rows, running));
+    let data = stream::unfold(state, move |state| {
+        let options = options.clone();
+        let first = header.take();
+        async move {
+            let (mut rows, mut running) = state?;
+            let lines = match tokio::task::block_in_place(|| rows.next()) {
+                None if first.is_some() => Ok(vec![first.unwrap_or_default()]),
+                None => return None,
+                Some(Ok(batch)) => copy_lines(&batch, zone, &options, first),
+                Some(Err(e)) => Err(e),
+            };
+            Some(match lines {
+                Ok(lines) => (
+                    lines
+                        .into_iter()
+                        .map(|l| Ok(CopyData::new(bytes::Bytes::from(l))))
+                        .collect::<Vec<_>>(),
+                    Some((rows, running)),
+                ),
+                Err(e) => {
+                    running.failed = true;
+                    (vec![Err(user_error(&e))], None)
+                }
+            })
+        }
+    })
+    .flat_map(stream::iter);
+    Ok(Response::CopyOut(CopyResponse::new(0, width, data)))
+}
+
+/// A batch's rows as COPY lines; `header` goes in front of the first.
+fn copy_lines(
+    batch: &arrow::array::RecordBatch,
+    zone: Zone,
+    options: &CopyOptions,
+    header: Option<String>,
+) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::with_capacity(batch.num_rows());
+    for r in 0..batch.num_rows() {
+        let values = batch
+            .columns()
+            .iter()
+            .map(|c| sluice_query::format::format_value(c.as_ref(), r, zone))
+            .collect::<Result<Vec<_>, Error>>()?;
+        lines.push(super::copy::format_row(&values, options));
+    }
+    if let (Some(h), Some(first)) = (header, lines.first_mut()) {
+        first.insert_str(0, &h);
+    }
+    Ok(lines)
+}
+
+/// Parses a finished COPY's data and appends its rows, all or none; the
+/// number of rows. Errors name the line (and column), as PostgreSQL's
+/// `COPY t, line 3, column qty` does.
+fn finish_copy_in(copy: CopyIn) -> Result<usize, Error> {
+    let name = copy.table.name().to_string();
+    let rows = super::copy::parse(&copy.data, &copy.options).map_err(|e| Error::InvalidText {
+        message: format!("COPY {name}: {e}"),
+        sqlstate: e.sqlstate(),
+    })?;
+    let width = copy.columns.len();
+    let mut values = Vec::with_capacity(rows.len());
+    for (line, fields) in rows {
+        if fields.len() != width {
+            let what = if fields.len() > width {
+                "extra data after last expected column"
+            } else {
+                "missing data for a column"
+            };
+            return Err(Error::InvalidText {
+                message: format!(
+                    "{what}: {} fields where {width} were expected (COPY {name}, line {line})",
+                    fields.len()
+                ),
+                sqlstate: "22P04",
+            });
+        }
+        let row = fields
+            .into_iter()
+            .zip(copy.columns.iter().zip(&copy.types))
+            .map(|(field, (column, ty))| match field {
+                None => Ok(sluice_storage::Value::Null),
+                Some(text) => sluice_storage::Value::Text(text)
+                    .coerce_to(*ty, column)
+                    .map_err(|e| {
+                        let e = Error::from(e);
+                        Error::InvalidText {
+                            message: format!("{e} (COPY {name}, line {line}, column {column})"),
+                            sqlstate: e.sqlstate(),
+                        }
+                    }),
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        values.push(row);
+    }
+    Ok(copy.table.append_named(&copy.columns, values)?)
+}
+
+#[async_trait]
+impl CopyHandler for Backend {
+    async fn on_copy_data<C>(&self, client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Some(copy) = copy_state(client)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            copy.data.extend_from_slice(&copy_data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let copy = copy_state(client)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| user_error(&Error::Protocol("CopyDone without a COPY".into())))?;
+        let rows =
+            tokio::task::block_in_place(|| finish_copy_in(copy)).map_err(|e| user_error(&e))?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        copy_state(client)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        PgWireError::UserError(Box::new(ErrorInfo::new(
+            "ERROR".into(),
+            "57014".into(),
+            format!("COPY from stdin failed: {}", fail.message),
+        )))
+    }
 }

@@ -41,6 +41,26 @@ public class JdbcCheck {
                 }
             }
             System.out.println("ok java: PreparedStatement six times");
+
+            // CopyManager: CSV in (a bad row applies nothing), text out.
+            org.postgresql.copy.CopyManager copy = c.unwrap(org.postgresql.PGConnection.class).getCopyAPI();
+            try (Statement st = c.createStatement()) {
+                st.execute("CREATE TABLE jcopy (ts TIMESTAMP, id BIGINT, note TEXT) WITH (time_column = 'ts', retention = 'none')");
+            }
+            String csv = "ts,id,note\n2024-05-01 10:00:00,1,\"a, b\"\n2024-05-01 11:00:00,2,\n";
+            long in = copy.copyIn("COPY jcopy FROM STDIN WITH (FORMAT csv, HEADER true)", new java.io.StringReader(csv));
+            check(in == 2, "copyIn rows: " + in);
+            boolean refused = false;
+            try {
+                copy.copyIn("COPY jcopy FROM STDIN (FORMAT csv)", new java.io.StringReader("2024-05-01 12:00:00,3,x\nnot a time,4,y\n"));
+            } catch (SQLException e) {
+                refused = "22007".equals(e.getSQLState()) && e.getMessage().contains("line 2");
+            }
+            check(refused, "a bad CSV row is refused naming its line");
+            java.io.StringWriter out = new java.io.StringWriter();
+            long n = copy.copyOut("COPY (SELECT id, note FROM jcopy ORDER BY id) TO STDOUT", out);
+            check(n == 2 && out.toString().equals("1\ta, b\n2\t\\N\n"), "copyOut: " + n + " " + out);
+            System.out.println("ok java: CopyManager in (CSV) and out (text)");
         }
     }
 }

@@ -53,5 +53,22 @@ def psycopg_binary_server_side_params():
         except psycopg.errors.UndefinedTable:
             pass
 
+def psycopg_copy():
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE pycopy (ts TIMESTAMP, id BIGINT, amount DOUBLE PRECISION, note TEXT) "
+                     "WITH (time_column = 'ts', retention = 'none')")
+        rows = [(datetime.datetime(2024, 5, 1, 10, i), i, i * 1.5, None if i % 2 else f"n\t{i}") for i in range(50)]
+        with conn.cursor() as cur:
+            with cur.copy("COPY pycopy (ts, id, amount, note) FROM STDIN") as copy:
+                for r in rows:
+                    copy.write_row(r)
+            assert cur.rowcount == 50, cur.rowcount
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT ts, id, amount, note FROM pycopy ORDER BY id) TO STDOUT") as copy:
+                copy.set_types(["timestamp", "int8", "float8", "text"])
+                back = list(copy.rows())
+        assert back == rows, back[:3]
+
 step("SQLAlchemy inspect + text() parameters", sqlalchemy_reflection)
+step("psycopg copy: write_row in, rows() out, text format", psycopg_copy)
 step("psycopg binary cursor, server-side parameters, prepared statements, errors", psycopg_binary_server_side_params)

@@ -76,6 +76,31 @@ expect "grafana: schemas" "public" psql -Atc "SELECT schema_name AS \"name\" FRO
 expect "grafana: table picker" "orders" psql -Atc "SELECT CASE WHEN $search_path THEN quote_ident(table_name) ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog') ORDER BY CASE WHEN $search_path THEN 0 ELSE 1 END, 1"
 expect "grafana: column picker" "amount|double precision" psql -Atc "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE CASE WHEN array_length(parse_ident('orders'),1) = 2 THEN quote_ident(table_schema) = (parse_ident('orders'))[1] AND quote_ident(table_name) = (parse_ident('orders'))[2] ELSE quote_ident(table_name) = 'orders' AND $search_path END"
 
+# psql \copy: a million rows in from CSV and back out, byte for byte.
+python3 -c '
+import datetime
+t = datetime.datetime(2024, 1, 1)
+print("ts,order_id,restaurant_id,item,amount")
+for i in range(1_000_000):
+    print(f"{t + datetime.timedelta(seconds=i)},c-{i},{i % 500},item {i % 37},{i % 1000 / 4 + 0.125}")
+' >"$work/million.csv"
+psql -v ON_ERROR_STOP=1 -q <<'SQL'
+CREATE TABLE million (ts TIMESTAMP NOT NULL, order_id TEXT, restaurant_id BIGINT, item TEXT, amount DOUBLE PRECISION)
+  WITH (time_column = 'ts', retention = 'none');
+SQL
+expect "psql: \\copy FROM a million-row CSV" "COPY 1000000" psql -c "\copy million FROM '$work/million.csv' CSV HEADER"
+expect "psql: the million rows are there" "1000000|249500000" psql -Atc "SELECT count(*), sum(restaurant_id) FROM million"
+psql -q -c "\copy (SELECT * FROM million ORDER BY ts) TO '$work/million-out.csv' CSV HEADER"
+if cmp -s "$work/million.csv" "$work/million-out.csv"; then
+  passed=$((passed + 1)); echo "ok psql: \copy TO writes the million rows back byte for byte"
+else
+  failed=$((failed + 1)); echo "FAIL psql: \copy TO differs"; diff <(head -5 "$work/million.csv") <(head -5 "$work/million-out.csv")
+fi
+expect_error "psql: a bad row fails the whole COPY, naming its line" "line 3" psql -c "\copy million FROM STDIN CSV" <<<$'2024-01-01 00:00:00,x,1,a,1
+2024-01-01 00:00:00,y,2,b,2
+2024-01-01 00:00:00,z,notanumber,c,3'
+expect "psql: ...and applies none of it" "1000000" psql -Atc "SELECT count(*) FROM million"
+
 run "python" python3 "$here/python_check.py"
 run "node" node "$here/node_check.js"
 jar=/usr/share/java/postgresql.jar
