@@ -1219,3 +1219,129 @@ async fn copy_in_and_out_over_the_extended_protocol() {
     }
     assert_eq!(String::from_utf8(text).unwrap(), "k,v\n1,newer\n2,\n");
 }
+
+/// A connection speaking the simple query protocol by hand, to see what
+/// drivers hide: each statement's command tag, error SQLSTATE and the
+/// transaction status ReadyForQuery reports (`I`, `T` or `E`).
+struct RawConnection(std::net::TcpStream);
+
+impl RawConnection {
+    fn open(port: u16) -> RawConnection {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for part in ["user", "raw", "database", "sluice", ""] {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        msg.extend(body);
+        s.write_all(&msg).unwrap();
+        let mut c = RawConnection(s);
+        c.until_ready();
+        c
+    }
+
+    fn message(&mut self) -> (u8, Vec<u8>) {
+        use std::io::Read;
+        let mut head = [0u8; 5];
+        self.0.read_exact(&mut head).unwrap();
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut data = vec![0u8; len - 4];
+        self.0.read_exact(&mut data).unwrap();
+        (head[0], data)
+    }
+
+    /// Tags (or `error CODE`) up to ReadyForQuery, and its status.
+    fn until_ready(&mut self) -> (Vec<String>, char) {
+        let mut out = Vec::new();
+        loop {
+            match self.message() {
+                (b'C', data) => out.push(String::from_utf8_lossy(&data[..data.len() - 1]).into()),
+                (b'E', data) => {
+                    let code = data
+                        .split(|b| *b == 0)
+                        .find_map(|f| f.strip_prefix(b"C"))
+                        .map(|c| String::from_utf8_lossy(c).into_owned())
+                        .unwrap_or_default();
+                    out.push(format!("error {code}"));
+                }
+                (b'Z', data) => return (out, data[0] as char),
+                _ => {}
+            }
+        }
+    }
+
+    fn query(&mut self, sql: &str) -> (Vec<String>, char) {
+        use std::io::Write;
+        let mut msg = vec![b'Q'];
+        msg.extend(((sql.len() + 5) as i32).to_be_bytes());
+        msg.extend(sql.as_bytes());
+        msg.push(0);
+        self.0.write_all(&msg).unwrap();
+        self.until_ready()
+    }
+}
+
+/// Transaction blocks told truthfully: an error fails the block (25P02 until
+/// it ends, and COMMIT then rolls back), savepoints are tagged and leave the
+/// block open, and a ROLLBACK that cannot undo a write says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_blocks_report_failure_savepoints_and_what_rollback_cannot_undo() {
+    let server = start();
+    let mut c = RawConnection::open(server.pg_port);
+    let q = |c: &mut RawConnection, sql: &str| {
+        let (tags, status) = c.query(sql);
+        (tags.join("; "), status)
+    };
+    q(
+        &mut c,
+        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', retention = 'none')",
+    );
+    assert_eq!(q(&mut c, "BEGIN"), ("BEGIN".into(), 'T'));
+    assert_eq!(q(&mut c, "SELECT 1 / 0"), ("error 22012".into(), 'E'));
+    assert_eq!(q(&mut c, "SELECT 1"), ("error 25P02".into(), 'E'));
+    assert_eq!(q(&mut c, "COMMIT"), ("ROLLBACK".into(), 'I'));
+
+    assert_eq!(
+        q(&mut c, "BEGIN; SAVEPOINT a"),
+        ("BEGIN; SAVEPOINT".into(), 'T')
+    );
+    assert_eq!(q(&mut c, "SELECT 1"), ("SELECT 1".into(), 'T'));
+    assert_eq!(
+        q(&mut c, "ROLLBACK TO SAVEPOINT a"),
+        ("ROLLBACK".into(), 'T')
+    );
+    assert_eq!(q(&mut c, "RELEASE SAVEPOINT a"), ("RELEASE".into(), 'T'));
+    assert_eq!(
+        q(&mut c, "RELEASE SAVEPOINT b"),
+        ("error 3B001".into(), 'E')
+    );
+    // A failed block is left by ROLLBACK, not by a savepoint (see docs/sql.md).
+    assert_eq!(q(&mut c, "ROLLBACK TO SAVEPOINT a").0, "error 0A000");
+    assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
+    assert_eq!(q(&mut c, "SAVEPOINT a"), ("error 25P01".into(), 'I'));
+
+    // Writes apply when they complete: a ROLLBACK over one is an error that
+    // says so and ends the block, and the row is there.
+    assert_eq!(
+        q(&mut c, "BEGIN; INSERT INTO t VALUES ('2024-01-01', 1)"),
+        ("BEGIN; INSERT 0 1".into(), 'T')
+    );
+    assert_eq!(q(&mut c, "ROLLBACK").0, "error 0A000");
+    assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
+    assert_eq!(
+        q(&mut c, "SELECT count(*) FROM t"),
+        ("SELECT 1".into(), 'I')
+    );
+    assert_eq!(
+        q(
+            &mut c,
+            "BEGIN; SAVEPOINT s; INSERT INTO t VALUES ('2024-01-01', 2)"
+        )
+        .1,
+        'T'
+    );
+    assert_eq!(q(&mut c, "ROLLBACK TO SAVEPOINT s").0, "error 0A000");
+    assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
+}

@@ -171,9 +171,10 @@ impl Engine {
         params: &[Param],
         cancel: Arc<AtomicBool>,
     ) -> Result<StatementResult> {
+        refuse_in_failed_block(stmt, session)?;
         // A bug that panics must fail this statement only, never the caller (a
         // server connection, or its neighbours).
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.execute_inner(stmt, session, params, cancel)
         }))
         .unwrap_or_else(|panic| {
@@ -183,7 +184,15 @@ impl Engine {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             Err(Error::Internal(format!("statement panicked: {what}")))
-        })
+        });
+        match &result {
+            // As PostgreSQL: an error inside a block fails the block (a
+            // ROLLBACK that could not undo writes has ended it already).
+            Err(_) => session.fail_transaction(),
+            Ok(_) if required_role(stmt) > Role::Reader => session.record_write(),
+            Ok(_) => {}
+        }
+        result
     }
 
     /// Runs one statement as [`Engine::execute`] does, except that a query's
@@ -202,10 +211,12 @@ impl Engine {
         cancel: Arc<AtomicBool>,
     ) -> Result<Streamed> {
         if let Statement::Query(q) = stmt {
+            refuse_in_failed_block(stmt, session)?;
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.query_stream(q, session, params, &cancel)
             }))
-            .unwrap_or_else(|_| Err(Error::Internal("statement panicked".into())))?;
+            .unwrap_or_else(|_| Err(Error::Internal("statement panicked".into())))
+            .inspect_err(|_| session.fail_transaction())?;
             if let Some(rows) = started {
                 return Ok(Streamed::Rows(rows));
             }
@@ -333,27 +344,51 @@ impl Engine {
                 })
             }
             Statement::Commit { .. } => {
+                // COMMIT of a failed block rolls it back, as in PostgreSQL.
+                let tag = if session.transaction_failed() {
+                    "ROLLBACK"
+                } else {
+                    "COMMIT"
+                };
                 session.set_in_transaction(false);
-                Ok(StatementResult::Command {
-                    tag: "COMMIT".into(),
-                })
+                Ok(StatementResult::Command { tag: tag.into() })
             }
-            Statement::Rollback { savepoint, .. } => {
-                // Statements take effect when they complete; a savepoint marks
-                // nothing to go back to (see docs/sql.md, transactions).
-                if savepoint.is_none() {
-                    session.set_in_transaction(false);
+            Statement::Rollback {
+                savepoint: None, ..
+            } => {
+                let writes = session.transaction_writes();
+                session.set_in_transaction(false);
+                if writes > 0 {
+                    return Err(cannot_undo(writes, "ROLLBACK"));
                 }
                 Ok(StatementResult::Command {
                     tag: "ROLLBACK".into(),
                 })
             }
-            Statement::Savepoint { .. } => Ok(StatementResult::Command {
-                tag: "SAVEPOINT".into(),
-            }),
-            Statement::ReleaseSavepoint { .. } => Ok(StatementResult::Command {
-                tag: "RELEASE".into(),
-            }),
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => rollback_to_savepoint(session, &ident_name(name)),
+            Statement::Savepoint { name } => {
+                if !session.in_transaction() {
+                    return Err(no_block("SAVEPOINT"));
+                }
+                let writes = session.transaction_writes();
+                session.savepoints().push((ident_name(name), writes));
+                Ok(StatementResult::Command {
+                    tag: "SAVEPOINT".into(),
+                })
+            }
+            Statement::ReleaseSavepoint { name } => {
+                if !session.in_transaction() {
+                    return Err(no_block("RELEASE SAVEPOINT"));
+                }
+                let at = savepoint_position(session, &ident_name(name))?;
+                session.savepoints().truncate(at);
+                Ok(StatementResult::Command {
+                    tag: "RELEASE".into(),
+                })
+            }
             Statement::Discard { object_type } => {
                 if matches!(object_type, ast::DiscardObject::ALL) {
                     session.reset(None);
@@ -753,6 +788,81 @@ fn session_set(session: &mut Session, set: &ast::Set) -> Result<StatementResult>
     }
     Ok(StatementResult::Command { tag: "SET".into() })
 }
+
+/// In a block that had an error only COMMIT and ROLLBACK run (25P02).
+///
+/// # Errors
+/// 25P02 for any other statement there.
+pub fn refuse_in_failed_block(stmt: &Statement, session: &Session) -> Result<()> {
+    if session.transaction_failed()
+        && !matches!(stmt, Statement::Commit { .. } | Statement::Rollback { .. })
+    {
+        return Err(Error::Data {
+            code: "25P02",
+            message:
+                "current transaction is aborted, commands ignored until end of transaction block"
+                    .into(),
+        });
+    }
+    Ok(())
+}
+
+/// Sluice applies each statement when it completes, so a rollback over
+/// writes cannot undo them: it says so (0A000) rather than report success.
+fn cannot_undo(writes: u64, what: &str) -> Error {
+    Error::NotSupported(format!(
+        "{what} cannot undo the {writes} write(s) made since: Sluice applies each statement when it completes (docs/sql.md, transactions); the block has ended"
+    ))
+}
+
+fn no_block(what: &str) -> Error {
+    Error::Data {
+        code: "25P01",
+        message: format!("{what} can only be used in transaction blocks"),
+    }
+}
+
+/// Where savepoint `name` is in the block's list (the latest of that name).
+fn savepoint_position(session: &mut Session, name: &str) -> Result<usize> {
+    session
+        .savepoints()
+        .iter()
+        .rposition(|(n, _)| n == name)
+        .ok_or_else(|| Error::Data {
+            code: "3B001",
+            message: format!("savepoint \"{name}\" does not exist"),
+        })
+}
+
+/// ROLLBACK TO SAVEPOINT: back to the savepoint (it stays) when nothing was
+/// written since; refused when writes were (they cannot be undone) and in a
+/// failed block (the protocol layer cannot report the block healthy again:
+/// ROLLBACK the whole block).
+fn rollback_to_savepoint(session: &mut Session, name: &str) -> Result<StatementResult> {
+    if !session.in_transaction() {
+        return Err(no_block("ROLLBACK TO SAVEPOINT"));
+    }
+    if session.transaction_failed() {
+        return Err(Error::NotSupported(
+            "ROLLBACK TO SAVEPOINT in a failed transaction block: ROLLBACK the block".into(),
+        ));
+    }
+    let at = savepoint_position(session, name)?;
+    let before = session.savepoints()[at].1;
+    let since = session.transaction_writes() - before;
+    if since > 0 {
+        session.set_in_transaction(false);
+        return Err(cannot_undo(since, "ROLLBACK TO SAVEPOINT"));
+    }
+    session.savepoints().truncate(at + 1);
+    Ok(StatementResult::Command {
+        tag: ROLLBACK_TO_SAVEPOINT.into(),
+    })
+}
+
+/// The tag of ROLLBACK TO SAVEPOINT: the wire says `ROLLBACK`, as PostgreSQL
+/// does, but the block goes on (the server maps it back).
+pub const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT";
 
 /// Applies READ ONLY / READ WRITE among `modes` to the setting `key`.
 fn set_access_mode(session: &mut Session, modes: &[ast::TransactionMode], key: &str) -> Result<()> {

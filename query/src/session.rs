@@ -109,6 +109,12 @@ pub struct Session {
     user: String,
     database: String,
     in_transaction: bool,
+    /// The block has had an error: only COMMIT or ROLLBACK may follow (25P02).
+    transaction_failed: bool,
+    /// Writes applied since the block began (each applies when it completes).
+    transaction_writes: u64,
+    /// The block's savepoints, with the writes made before each.
+    savepoints: Vec<(String, u64)>,
     backend_pid: i32,
     timeout_set: bool,
     cursors: HashMap<String, Cursor>,
@@ -142,6 +148,9 @@ impl Session {
             user: user.to_string(),
             database: database.to_string(),
             in_transaction: false,
+            transaction_failed: false,
+            transaction_writes: 0,
+            savepoints: Vec::new(),
             backend_pid: 0,
             timeout_set: false,
             cursors: HashMap::new(),
@@ -209,10 +218,45 @@ impl Session {
         self.in_transaction
     }
 
+    /// True when a statement of the open block failed: until COMMIT or
+    /// ROLLBACK every other statement is refused with 25P02.
+    pub fn transaction_failed(&self) -> bool {
+        self.in_transaction && self.transaction_failed
+    }
+
+    /// Marks the open block failed (a statement in it had an error); nothing
+    /// outside a block.
+    pub fn fail_transaction(&mut self) {
+        if self.in_transaction {
+            self.transaction_failed = true;
+        }
+    }
+
+    /// Counts a write that has been applied inside the open block, which a
+    /// ROLLBACK then cannot undo.
+    pub fn record_write(&mut self) {
+        if self.in_transaction {
+            self.transaction_writes += 1;
+        }
+    }
+
+    /// Writes applied since the block began.
+    pub fn transaction_writes(&self) -> u64 {
+        self.transaction_writes
+    }
+
+    /// The open block's savepoints, with the writes made before each.
+    pub(crate) fn savepoints(&mut self) -> &mut Vec<(String, u64)> {
+        &mut self.savepoints
+    }
+
     /// Starts or ends a transaction block; a new block's access mode is the
     /// session's default (`default_transaction_read_only`).
     pub(crate) fn set_in_transaction(&mut self, on: bool) {
         self.in_transaction = on;
+        self.transaction_failed = false;
+        self.transaction_writes = 0;
+        self.savepoints.clear();
         let default = self
             .settings
             .get("default_transaction_read_only")

@@ -452,6 +452,7 @@ impl Backend {
             },
             started: std::time::Instant::now(),
             failed: false,
+            session: Arc::clone(&session),
         };
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
@@ -476,10 +477,19 @@ struct RunningStatement {
     _entry: RunningEntry,
     started: std::time::Instant,
     failed: bool,
+    /// The connection's session: an error met while its rows were sent fails
+    /// an open transaction block, as one met before does.
+    session: Arc<Mutex<Session>>,
 }
 
 impl Drop for RunningStatement {
     fn drop(&mut self) {
+        if self.failed {
+            self.session
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .fail_transaction();
+        }
         super::metrics::queries()
             .with_label_values(&[if self.failed { "error" } else { "ok" }])
             .observe(self.started.elapsed().as_secs_f64());
@@ -533,6 +543,10 @@ fn to_response(
         }
         StatementResult::Command { tag } => match tag.as_str() {
             "BEGIN" => Response::TransactionStart(Tag::new("BEGIN")),
+            // The block goes on: PostgreSQL's tag, and the block stays open.
+            sluice_query::engine::ROLLBACK_TO_SAVEPOINT => {
+                Response::Execution(Tag::new("ROLLBACK"))
+            }
             "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(&tag)),
             t => match t
                 .strip_prefix("INSERT 0 ")
@@ -829,7 +843,11 @@ impl Backend {
         else {
             return Err(Error::Internal("a COPY that is not one".into()));
         };
-        sluice_query::engine::authorize(&stmt, &session.lock().unwrap_or_else(|p| p.into_inner()))?;
+        {
+            let s = session.lock().unwrap_or_else(|p| p.into_inner());
+            sluice_query::engine::refuse_in_failed_block(&stmt, &s)?;
+            sluice_query::engine::authorize(&stmt, &s)?;
+        }
         let options = CopyOptions::from_statement(options, legacy_options)?;
         match (to, target, source) {
             (false, ast::CopyTarget::Stdin, ast::CopySource::Table {
@@ -1065,8 +1083,16 @@ impl CopyHandler for Backend {
             .unwrap_or_else(|p| p.into_inner())
             .take()
             .ok_or_else(|| user_error(&Error::Protocol("CopyDone without a COPY".into())))?;
-        let rows =
-            tokio::task::block_in_place(|| finish_copy_in(copy)).map_err(|e| user_error(&e))?;
+        let result = tokio::task::block_in_place(|| finish_copy_in(copy));
+        {
+            let session = session_of(&self.db, self.roles.as_deref(), client);
+            let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+            match &result {
+                Ok(_) => s.record_write(),
+                Err(_) => s.fail_transaction(),
+            }
+        }
+        let rows = result.map_err(|e| user_error(&e))?;
         client
             .send(PgWireBackendMessage::CommandComplete(
                 Tag::new("COPY").with_rows(rows).into(),
