@@ -1345,3 +1345,75 @@ async fn transaction_blocks_report_failure_savepoints_and_what_rollback_cannot_u
     assert_eq!(q(&mut c, "ROLLBACK TO SAVEPOINT s").0, "error 0A000");
     assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
 }
+
+/// pg_stat_activity lists the live sessions with what they run, and
+/// pg_terminate_backend ends a running one: its statement stops and its
+/// connection closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_terminate_backend_ends_a_running_session() {
+    let server = start();
+    let victim = connect(server.pg_port).await;
+    setup(&victim).await;
+    load_rows(&victim, 20_000).await;
+    let admin = connect(server.pg_port).await;
+    let victim_pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let running = tokio::spawn(async move {
+        // 400 million candidate pairs: minutes of work unless stopped.
+        let r = victim
+            .query(
+                "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+                &[],
+            )
+            .await;
+        (r.map(|rows| rows.len()), victim)
+    });
+    let sql = "SELECT pid, state, usename FROM pg_stat_activity WHERE query LIKE '%a.qty < b.qty%' AND pid <> pg_backend_pid()";
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Some(row) = admin.query(sql, &[]).await.unwrap().first() {
+            seen = Some((row.get::<_, i32>(0), row.get::<_, String>(1)));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, Some((victim_pid, "active".to_string())));
+    let stopped: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&victim_pid])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(stopped);
+    let (result, victim) = running.await.unwrap();
+    assert!(result.is_err(), "the running statement stops");
+    assert!(
+        victim.query_one("SELECT 1", &[]).await.is_err(),
+        "the connection is closed"
+    );
+    let mut gone = false;
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&victim_pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "a closed session leaves pg_stat_activity");
+    let unknown: bool = admin
+        .query_one("SELECT pg_cancel_backend(-1)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!unknown);
+}

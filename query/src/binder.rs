@@ -3118,6 +3118,23 @@ impl<'a> Binder<'a> {
                     arity(1, 2, &args)?;
                     args[0] = self.explicit_cast(args[0].clone(), schema, &DataType::Utf8)?;
                 }
+                if matches!(c, C::CancelBackend | C::TerminateBackend) {
+                    // The caller goes with the call: an admin may signal any
+                    // session, anyone else only their own user's.
+                    arity(1, 1, &args)?;
+                    let pid = self.coerce(args[0].clone(), schema, &DataType::Int32)?;
+                    let (user, admin) = self.session.map_or(("sluice".to_string(), true), |s| {
+                        (
+                            s.user().to_string(),
+                            s.role() == crate::session::Role::Admin,
+                        )
+                    });
+                    args = vec![
+                        pid,
+                        lit(Arc::new(StringArray::from(vec![user]))),
+                        lit(Arc::new(BooleanArray::from(vec![admin]))),
+                    ];
+                }
                 if c == C::StringToArray {
                     arity(2, 2, &args)?;
                     args = args
@@ -3280,6 +3297,8 @@ impl<'a> Binder<'a> {
             "date_trunc" => F::DateTrunc,
             "to_timestamp" if args.len() == 1 => F::ToTimestamp,
             "format_type" => F::Catalog(C::FormatType),
+            "pg_cancel_backend" => F::Catalog(C::CancelBackend),
+            "pg_terminate_backend" => F::Catalog(C::TerminateBackend),
             "pg_table_is_visible"
             | "pg_type_is_visible"
             | "pg_function_is_visible"

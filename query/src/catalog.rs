@@ -494,6 +494,7 @@ pub fn virtual_table(
         }
         (true, _, "pg_collation") => build(&pg_collation),
         (true, _, "pg_settings") => Some(pg_settings(session)),
+        (true, _, "pg_stat_activity") => Some(pg_stat_activity()),
         (true, _, other) => empty_pg_table(other).map(|cols| TableBuilder::new(cols).finish()),
         (_, true, "schemata") => build(&info_schemata),
         (_, true, "tables") => build(&info_tables),
@@ -737,18 +738,68 @@ fn empty_pg_table(name: &str) -> Option<&'static [(&'static str, DataType)]> {
             ("grantor", I8),
             ("admin_option", B),
         ],
-        "pg_stat_activity" => &[
-            ("datid", I8),
-            ("datname", T),
-            ("pid", I4),
-            ("usename", T),
-            ("application_name", T),
-            ("client_addr", T),
-            ("state", T),
-            ("query", T),
-        ],
         _ => return None,
     })
+}
+
+/// The live sessions ([`crate::activity`]), with PostgreSQL's columns.
+fn pg_stat_activity() -> Result<RecordBatch> {
+    let z = DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into()));
+    let mut b = TableBuilder::new(&[
+        ("datid", I8),
+        ("datname", T),
+        ("pid", I4),
+        ("leader_pid", I4),
+        ("usesysid", I8),
+        ("usename", T),
+        ("application_name", T),
+        ("client_addr", T),
+        ("client_hostname", T),
+        ("client_port", I4),
+        ("backend_start", z.clone()),
+        ("xact_start", z.clone()),
+        ("query_start", z.clone()),
+        ("state_change", z),
+        ("wait_event_type", T),
+        ("wait_event", T),
+        ("state", T),
+        ("backend_xid", T),
+        ("backend_xmin", T),
+        ("query_id", I8),
+        ("query", T),
+        ("backend_type", T),
+    ]);
+    for r in crate::activity::activity().rows() {
+        let (addr, port) = match r.client_addr.rsplit_once(':') {
+            Some((a, p)) => (a.trim_matches(['[', ']']).to_string(), p.parse().ok()),
+            None => (r.client_addr.clone(), None),
+        };
+        b.row(vec![
+            V::I(DATABASE_OID),
+            V::S(r.database),
+            V::I(r.pid.into()),
+            V::N,
+            V::N,
+            V::S(r.user),
+            V::S(r.application_name),
+            V::S(addr),
+            V::N,
+            port.map_or(V::N, V::I),
+            V::I(r.backend_start),
+            V::N,
+            r.query_start.map_or(V::N, V::I),
+            r.query_start.map_or(V::N, V::I),
+            V::N,
+            V::N,
+            s(r.state),
+            V::N,
+            V::N,
+            V::N,
+            V::S(r.query),
+            s("client backend"),
+        ]);
+    }
+    b.finish()
 }
 
 fn pg_namespace(_: &[Arc<Table>], _: &str, _: &str) -> Result<RecordBatch> {

@@ -549,6 +549,28 @@ fn catalog_function(
                     .collect::<StringArray>(),
             )
         }
+        CatalogFunction::CancelBackend | CatalogFunction::TerminateBackend => {
+            let pids = oids(0)?;
+            let users = texts(1)?;
+            let admin = arg(args, 2)?.as_boolean();
+            let activity = crate::activity::activity();
+            Arc::new(
+                pids.into_iter()
+                    .enumerate()
+                    .map(|(i, pid)| {
+                        let pid = i32::try_from(pid?).ok()?;
+                        let at = |n: usize| if n == 1 { 0 } else { i };
+                        let user = users.get(at(users.len()))?.clone()?;
+                        let admin = admin.value(at(admin.len()));
+                        Some(if f == CatalogFunction::CancelBackend {
+                            activity.cancel(pid, &user, admin)
+                        } else {
+                            activity.terminate(pid, &user, admin)
+                        })
+                    })
+                    .collect::<arrow::array::BooleanArray>(),
+            )
+        }
         CatalogFunction::SizePretty => Arc::new(
             oids(0)?
                 .into_iter()

@@ -3,6 +3,7 @@
 //! segments run on a parallel fast path ([`scan`]); everything above the scan uses the
 //! Arrow compute kernels.
 
+pub mod activity;
 pub mod aggregate;
 pub mod array;
 pub mod binder;

@@ -382,6 +382,11 @@ pub enum CatalogFunction {
     RelationSize,
     /// pg_size_pretty(bigint)
     SizePretty,
+    /// pg_cancel_backend(pid), bound with the caller's user and whether it is
+    /// an admin: true when the session exists and the caller may signal it
+    CancelBackend,
+    /// pg_terminate_backend(pid), as [`CatalogFunction::CancelBackend`]
+    TerminateBackend,
     /// array_to_string(array, separator), over arrays in their text form
     ArrayToString,
     /// `x = ANY(array)` for an array in its text form (not a constant)
@@ -447,6 +452,8 @@ impl ScalarFunction {
                 CatalogFunction::ToRegtype => "to_regtype",
                 CatalogFunction::RelationSize => "pg_relation_size",
                 CatalogFunction::SizePretty => "pg_size_pretty",
+                CatalogFunction::CancelBackend => "pg_cancel_backend",
+                CatalogFunction::TerminateBackend => "pg_terminate_backend",
                 CatalogFunction::ArrayToString => "array_to_string",
                 CatalogFunction::ArrayContains => "any",
                 CatalogFunction::ArrayLength => "array_upper",
@@ -1376,6 +1383,8 @@ fn function_return_type(func: ScalarFunction, args: &[Expr], input: &PlanSchema)
             CatalogFunction::TableIsVisible
             | CatalogFunction::HasPrivilege
             | CatalogFunction::ArrayContains
+            | CatalogFunction::CancelBackend
+            | CatalogFunction::TerminateBackend
             | CatalogFunction::AlwaysFalse => DataType::Boolean,
             CatalogFunction::ArrayLength | CatalogFunction::ArrayLower => DataType::Int32,
             CatalogFunction::RegclassOid

@@ -66,9 +66,12 @@ fn fold_constants(e: &Expr, ctx: &QueryContext) -> Expr {
 }
 
 /// True if `e` has the same value for every row: no column, outer reference,
-/// subquery, aggregate, window or parameter still to be bound. (Sluice has no
-/// volatile functions: `now()` is the statement's start, bound as a literal.)
+/// subquery, aggregate, window or parameter still to be bound. (`now()` is the
+/// statement's start, bound as a literal; the functions that act on sessions,
+/// `pg_cancel_backend` and `pg_terminate_backend`, run when executed, never
+/// while a plan is made, EXPLAIN's included.)
 fn is_constant(e: &Expr) -> bool {
+    use crate::logical::{CatalogFunction as C, ScalarFunction as F};
     let mut constant = true;
     e.walk(&mut |x| {
         constant &= match x {
@@ -77,6 +80,10 @@ fn is_constant(e: &Expr) -> bool {
             | Expr::Subquery { .. }
             | Expr::Aggregate(_)
             | Expr::Window(_) => false,
+            Expr::Function {
+                func: F::Catalog(C::CancelBackend | C::TerminateBackend),
+                ..
+            } => false,
             Expr::Literal(l) => l.param.is_none(),
             _ => true,
         }

@@ -177,16 +177,26 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let accept = async {
         loop {
             match pg.accept().await {
-                Ok((socket, _)) => {
+                Ok((socket, peer)) => {
                     let _ = socket.set_nodelay(true);
                     let h = Arc::clone(&handlers);
                     let tls = tls.clone();
-                    let counted = handlers.connection_opened();
+                    let open = handlers.connection_opened(peer);
                     tokio::spawn(async move {
-                        let _counted = counted;
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        let close = Arc::clone(&open.close);
+                        tokio::select! {
+                            result = pgwire::tokio::process_socket(socket, tls, h) => {
+                                if let Err(e) = result {
+                                    tracing::debug!(error = %e, "connection ended with an error");
+                                }
+                            }
+                            // pg_terminate_backend: dropping the connection's
+                            // future closes its socket.
+                            _ = close.notified() => {
+                                tracing::info!(%peer, "connection terminated");
+                            }
                         }
+                        drop(open);
                     });
                 }
                 Err(e) => tracing::warn!(error = %e, "accept failed"),

@@ -37,6 +37,7 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use sluice_query::activity::SessionActivity;
 use sluice_query::session::Role;
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
@@ -124,7 +125,13 @@ pub struct Startup {
     limits: Limits,
     /// Connections open now (counted from accept to close).
     open: Arc<AtomicUsize>,
+    /// Each open connection's way to be closed, by the client's address.
+    closers: Closers,
 }
+
+/// How to close each open connection (`pg_terminate_backend`), by the
+/// client's address: the accept loop waits on it beside the connection.
+type Closers = Arc<Mutex<HashMap<std::net::SocketAddr, Arc<tokio::sync::Notify>>>>;
 
 /// What the server admits.
 #[derive(Clone, Copy, Debug)]
@@ -135,12 +142,23 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// One open connection, counted in [`Handlers::open_connections`] until dropped.
-pub struct OpenConnection(Arc<AtomicUsize>);
+/// One open connection: counted against `max_connections`, closable by
+/// `pg_terminate_backend`, until dropped.
+pub struct OpenConnection {
+    open: Arc<AtomicUsize>,
+    closers: Closers,
+    peer: std::net::SocketAddr,
+    /// Notified to close the connection.
+    pub close: Arc<tokio::sync::Notify>,
+}
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.closers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.peer);
     }
 }
 
@@ -187,9 +205,17 @@ impl StartupHandler for Startup {
             ))));
         }
         match &self.method {
-            StartupMethod::Trust(b) => b.on_startup(client, message).await,
-            StartupMethod::Scram(s) => s.on_startup(client, message).await,
+            StartupMethod::Trust(b) => b.on_startup(client, message).await?,
+            StartupMethod::Scram(s) => s.on_startup(client, message).await?,
         }
+        if matches!(
+            client.state(),
+            pgwire::api::PgWireConnectionState::ReadyForQuery
+        ) && client.session_extensions().get::<ActivityEntry>().is_none()
+        {
+            self.register_activity(client);
+        }
+        Ok(())
     }
 }
 
@@ -233,6 +259,7 @@ impl Handlers {
                 method,
                 limits,
                 open: Arc::new(AtomicUsize::new(0)),
+                closers: Arc::default(),
             }),
             cancel: Arc::new(StatementCancel { running, manager }),
         }
@@ -240,10 +267,55 @@ impl Handlers {
 }
 
 impl Handlers {
-    /// Counts a connection just accepted, until the returned value is dropped.
-    pub fn connection_opened(&self) -> OpenConnection {
+    /// Counts a connection just accepted from `peer`, until the returned
+    /// value is dropped.
+    pub fn connection_opened(&self, peer: std::net::SocketAddr) -> OpenConnection {
         self.startup.open.fetch_add(1, Ordering::Relaxed);
-        OpenConnection(Arc::clone(&self.startup.open))
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.startup
+            .closers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(peer, Arc::clone(&close));
+        OpenConnection {
+            open: Arc::clone(&self.startup.open),
+            closers: Arc::clone(&self.startup.closers),
+            peer,
+            close,
+        }
+    }
+}
+
+impl Startup {
+    /// Lists an authenticated connection in pg_stat_activity until it ends.
+    fn register_activity<C: ClientInfo>(&self, client: &C) {
+        let meta = client.metadata();
+        let get = |k: &str| meta.get(k).cloned().unwrap_or_default();
+        let peer = client.socket_addr();
+        let close = self
+            .closers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .cloned();
+        let terminate: Box<dyn Fn() + Send + Sync> = Box::new(move || {
+            if let Some(c) = &close {
+                c.notify_one();
+            }
+        });
+        let (session, registered) =
+            sluice_query::activity::activity().register(SessionActivity::new(
+                client.pid_and_secret_key().0,
+                &get(METADATA_USER),
+                &get(METADATA_DATABASE),
+                &get("application_name"),
+                &peer.to_string(),
+                terminate,
+            ));
+        client.session_extensions().insert(ActivityEntry {
+            session,
+            _registered: registered,
+        });
     }
 }
 
@@ -434,13 +506,16 @@ impl Backend {
     /// returned [`Statement`] keeps it cancellable until then.
     async fn run(
         &self,
-        who: (i32, Vec<u8>),
+        (who, activity): Caller,
         session: Arc<Mutex<Session>>,
         stmt: Statement,
         params: Vec<Param>,
     ) -> Result<(Streamed, Zone, RunningStatement), Error> {
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
+        if let Some(a) = &activity {
+            a.started(stmt.to_string(), Arc::clone(&cancel));
+        }
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -453,6 +528,7 @@ impl Backend {
             started: std::time::Instant::now(),
             failed: false,
             session: Arc::clone(&session),
+            activity,
         };
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
@@ -480,20 +556,45 @@ struct RunningStatement {
     /// The connection's session: an error met while its rows were sent fails
     /// an open transaction block, as one met before does.
     session: Arc<Mutex<Session>>,
+    /// What pg_stat_activity shows of the connection.
+    activity: Option<Arc<SessionActivity>>,
 }
 
 impl Drop for RunningStatement {
     fn drop(&mut self) {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         if self.failed {
-            self.session
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .fail_transaction();
+            session.fail_transaction();
         }
+        if let Some(a) = &self.activity {
+            a.finished(session.in_transaction());
+        }
+        drop(session);
         super::metrics::queries()
             .with_label_values(&[if self.failed { "error" } else { "ok" }])
             .observe(self.started.elapsed().as_secs_f64());
     }
+}
+
+/// Who runs a statement: the (process id, secret key) a CancelRequest names,
+/// and what pg_stat_activity shows of the connection.
+type Caller = ((i32, Vec<u8>), Option<Arc<SessionActivity>>);
+
+fn caller<C: ClientInfo>(client: &C) -> Caller {
+    (
+        cancel_key(client),
+        client
+            .session_extensions()
+            .get::<ActivityEntry>()
+            .map(|e| Arc::clone(&e.session)),
+    )
+}
+
+/// A connection's entry in the activity registry, kept in its session
+/// extensions: unregistered when the connection ends.
+struct ActivityEntry {
+    session: Arc<SessionActivity>,
+    _registered: sluice_query::activity::Registered,
 }
 
 /// The (process id, secret key) a CancelRequest for this connection names.
@@ -587,7 +688,7 @@ impl SimpleQueryHandler for Backend {
                 continue;
             }
             match self
-                .run(cancel_key(client), Arc::clone(&session), stmt, Vec::new())
+                .run(caller(client), Arc::clone(&session), stmt, Vec::new())
                 .await
             {
                 Ok((result, zone, running)) => {
@@ -749,7 +850,7 @@ impl ExtendedQueryHandler for Backend {
             .zone;
         let params = decode_params(portal, &prepared.params, zone)?;
         let (result, zone, running) = self
-            .run(cancel_key(client), session, prepared.stmt.clone(), params)
+            .run(caller(client), session, prepared.stmt.clone(), params)
             .await
             .map_err(|e| user_error(&e))?;
         let format = &portal.result_column_format;
@@ -918,7 +1019,7 @@ impl Backend {
                     }
                 };
                 let (result, zone, running) = self
-                    .run(cancel_key(client), session, query, Vec::new())
+                    .run(caller(client), session, query, Vec::new())
                     .await?;
                 copy_out(result, zone, options, running)
             }

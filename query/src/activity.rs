@@ -1,0 +1,210 @@
+//! Live sessions: what `pg_stat_activity` lists and what `pg_cancel_backend`
+//! and `pg_terminate_backend` act on. The server registers each connection
+//! when its session starts and keeps its state and current statement up to
+//! date; the registry is process-wide, as the sessions of one server are.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The process's live sessions.
+pub fn activity() -> &'static Activity {
+    static ACTIVITY: OnceLock<Activity> = OnceLock::new();
+    ACTIVITY.get_or_init(Activity::default)
+}
+
+/// Sessions by backend process id.
+#[derive(Default)]
+pub struct Activity {
+    sessions: Mutex<BTreeMap<i32, Arc<SessionActivity>>>,
+}
+
+/// One session as `pg_stat_activity` shows it, and the means to stop it.
+pub struct SessionActivity {
+    /// The backend process id the client was given.
+    pub pid: i32,
+    /// The connected user.
+    pub user: String,
+    /// The database name the client asked for.
+    pub database: String,
+    /// `application_name` at startup.
+    pub application_name: String,
+    /// The client's address.
+    pub client_addr: String,
+    /// When the connection started, microseconds since the epoch.
+    pub backend_start: i64,
+    now: Mutex<Now>,
+    /// Closes the connection (set by the server).
+    terminate: Box<dyn Fn() + Send + Sync>,
+}
+
+/// What a session is doing.
+#[derive(Clone, Debug, Default)]
+struct Now {
+    state: &'static str,
+    query: String,
+    query_start: Option<i64>,
+    /// The running statement's cancel flag.
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+/// One row of `pg_stat_activity`.
+#[derive(Clone, Debug)]
+pub struct ActivityRow {
+    /// Backend process id.
+    pub pid: i32,
+    /// User name.
+    pub user: String,
+    /// Database name.
+    pub database: String,
+    /// Application name.
+    pub application_name: String,
+    /// Client address.
+    pub client_addr: String,
+    /// Connection start (µs since the epoch).
+    pub backend_start: i64,
+    /// `active`, `idle` or `idle in transaction`.
+    pub state: &'static str,
+    /// The current (or last) statement.
+    pub query: String,
+    /// When it started (µs since the epoch).
+    pub query_start: Option<i64>,
+}
+
+/// Unregisters a session when its connection ends.
+pub struct Registered {
+    pid: i32,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut s) = activity().sessions.lock() {
+            s.remove(&self.pid);
+        }
+    }
+}
+
+impl SessionActivity {
+    /// A session that has not run anything yet; `terminate` closes its
+    /// connection.
+    pub fn new(
+        pid: i32,
+        user: &str,
+        database: &str,
+        application_name: &str,
+        client_addr: &str,
+        terminate: Box<dyn Fn() + Send + Sync>,
+    ) -> SessionActivity {
+        SessionActivity {
+            pid,
+            user: user.to_string(),
+            database: database.to_string(),
+            application_name: application_name.to_string(),
+            client_addr: client_addr.to_string(),
+            backend_start: now_micros(),
+            now: Mutex::new(Now {
+                state: "idle",
+                ..Now::default()
+            }),
+            terminate,
+        }
+    }
+
+    /// A statement starts: `query` is its text, `cancel` its cancel flag.
+    pub fn started(&self, query: String, cancel: Arc<AtomicBool>) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        *now = Now {
+            state: "active",
+            query,
+            query_start: Some(now_micros()),
+            cancel: Some(cancel),
+        };
+    }
+
+    /// The statement ended; the session waits, inside a block or not.
+    pub fn finished(&self, in_transaction: bool) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        now.state = if in_transaction {
+            "idle in transaction"
+        } else {
+            "idle"
+        };
+        now.cancel = None;
+    }
+}
+
+impl Activity {
+    /// Registers a session until the returned value is dropped.
+    pub fn register(&self, session: SessionActivity) -> (Arc<SessionActivity>, Registered) {
+        let pid = session.pid;
+        let session = Arc::new(session);
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, Arc::clone(&session));
+        (session, Registered { pid })
+    }
+
+    /// Every live session, by pid.
+    pub fn rows(&self) -> Vec<ActivityRow> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .values()
+            .map(|s| {
+                let now = s.now.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                ActivityRow {
+                    pid: s.pid,
+                    user: s.user.clone(),
+                    database: s.database.clone(),
+                    application_name: s.application_name.clone(),
+                    client_addr: s.client_addr.clone(),
+                    backend_start: s.backend_start,
+                    state: now.state,
+                    query: now.query,
+                    query_start: now.query_start,
+                }
+            })
+            .collect()
+    }
+
+    fn find(&self, pid: i32, requester: &str, admin: bool) -> Option<Arc<SessionActivity>> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions
+            .get(&pid)
+            .filter(|s| admin || s.user == requester)
+            .cloned()
+    }
+
+    /// `pg_cancel_backend(pid)`: stops the session's running statement (57014).
+    /// False when there is no such session the requester may signal (an admin
+    /// any, another user only their own).
+    pub fn cancel(&self, pid: i32, requester: &str, admin: bool) -> bool {
+        let Some(s) = self.find(pid, requester, admin) else {
+            return false;
+        };
+        let now = s.now.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(flag) = &now.cancel {
+            flag.store(true, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// `pg_terminate_backend(pid)`: stops the running statement and closes
+    /// the connection. False as for [`Activity::cancel`].
+    pub fn terminate(&self, pid: i32, requester: &str, admin: bool) -> bool {
+        let Some(s) = self.find(pid, requester, admin) else {
+            return false;
+        };
+        if let Some(flag) = &s.now.lock().unwrap_or_else(|p| p.into_inner()).cancel {
+            flag.store(true, Ordering::Relaxed);
+        }
+        (s.terminate)();
+        true
+    }
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
