@@ -14,6 +14,9 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up: the size of the largest variant (serve's flags)
+// costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the PostgreSQL protocol (psql, BI tools, drivers) and HTTP /health and
@@ -57,6 +60,9 @@ enum Command {
         /// Memory all statements together may hold (default: half the machine's).
         #[arg(long)]
         query_memory_pool: Option<String>,
+        /// How long SIGTERM lets running statements finish (default 30s).
+        #[arg(long)]
+        shutdown_timeout: Option<String>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -194,6 +200,7 @@ fn main() -> ExitCode {
             max_statement_timeout,
             statement_memory,
             query_memory_pool,
+            shutdown_timeout,
             tls_cert,
             tls_key,
             block_cache,
@@ -234,6 +241,9 @@ fn main() -> ExitCode {
             }
             if query_memory_pool.is_some() {
                 cfg.query_memory_pool = query_memory_pool;
+            }
+            if let Some(t) = shutdown_timeout {
+                cfg.shutdown_timeout = t;
             }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;

@@ -1417,3 +1417,74 @@ async fn pg_terminate_backend_ends_a_running_session() {
         .get(0);
     assert!(!unknown);
 }
+
+/// SIGTERM: /ready turns 503, a running statement gets `shutdown_timeout` to
+/// finish and is then stopped with 57P01, an idle client is told 57P01 too,
+/// and the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_then_tells_clients_57p01_and_exits() {
+    let mut server = start_with(&["--shutdown-timeout", "1s"]);
+    let port = server.pg_port;
+    let admin = connect(port).await;
+    setup(&admin).await;
+    load_rows(&admin, 20_000).await;
+    let (idle, idle_conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user=sluice dbname=sluice"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    let idle_conn = tokio::spawn(idle_conn);
+    idle.query_one("SELECT 1", &[]).await.unwrap();
+    let busy = connect(port).await;
+    let running = tokio::spawn(async move {
+        busy.query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+        .map(|_| ())
+    });
+    let active = "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%a.qty < b.qty%'";
+    for _ in 0..100 {
+        let n: i64 = admin.query_one(active, &[]).await.unwrap().get(0);
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = http_get(server.http_port, "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("\"ready\":true"), "{ready}");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let draining = http_get(server.http_port, "/ready");
+    assert!(draining.starts_with("HTTP/1.1 503"), "{draining}");
+    assert!(draining.contains("\"shutting_down\":true"), "{draining}");
+
+    let err = running.await.unwrap().unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57P01"), "{err}");
+    let idle_end = idle_conn.await.unwrap().unwrap_err();
+    assert_eq!(
+        idle_end.code().map(|c| c.code()),
+        Some("57P01"),
+        "{idle_end}"
+    );
+    let mut exited = None;
+    for _ in 0..300 {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "sluice serve exits after SIGTERM: {exited:?}"
+    );
+}

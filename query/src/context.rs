@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+/// Set when the server shuts down: statements it cancels then fail with
+/// 57P01 (admin shutdown), as PostgreSQL's do, rather than 57014.
+pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
 /// Limits and settings that apply to one statement.
 #[derive(Clone, Debug)]
 pub struct QueryOptions {
@@ -235,6 +239,9 @@ impl QueryContext {
     /// Operators call this between blocks and batches.
     pub fn check(&self) -> Result<()> {
         if self.inner.cancelled.load(Ordering::Relaxed) {
+            if SHUTTING_DOWN.load(Ordering::Relaxed) {
+                return Err(Error::AdminShutdown);
+            }
             return Err(Error::Cancelled("user request"));
         }
         if let Some(deadline) = self.inner.deadline {

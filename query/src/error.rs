@@ -102,6 +102,9 @@ pub enum Error {
     /// An error from storage, mapped by its kind.
     #[error(transparent)]
     Storage(#[from] sluice_storage::Error),
+    /// The server is shutting down and stopped the statement (57P01).
+    #[error("terminating connection due to administrator command")]
+    AdminShutdown,
     /// The session's role does not allow the statement (42501).
     #[error("permission denied: {0}")]
     InsufficientPrivilege(String),
@@ -144,6 +147,7 @@ impl Error {
             Error::ResourcesExhausted(_) => "53200",
             Error::Internal(_) => "XX000",
             Error::InsufficientPrivilege(_) => "42501",
+            Error::AdminShutdown => "57P01",
             Error::ReadOnlyTransaction(_) => "25006",
             Error::Storage(e) => match e {
                 S::TableNotFound(_) => "42P01",

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     /// Memory all statements together may hold (`'8GB'`); default half of
     /// the machine's; 53200 for the statement that would pass it.
     pub query_memory_pool: Option<String>,
+    /// How long SIGTERM lets running statements finish before cancelling
+    /// them (`'30s'`).
+    pub shutdown_timeout: String,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             max_statement_timeout: None,
             statement_memory: None,
             query_memory_pool: None,
+            shutdown_timeout: "30s".into(),
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -134,6 +138,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     let credentials = auth::Credentials::new(&config.users)?;
     let options = statement_limits(&config)?;
+    let shutdown_timeout = sluice_query::session::parse_timeout(&config.shutdown_timeout)
+        .map_err(|_| {
+            format!(
+                "shutdown_timeout: \"{}\" is not a duration such as 30s",
+                config.shutdown_timeout
+            )
+        })?
+        .unwrap_or_default();
     let mut db = Database::open_with_clock(&config.data_dir, clock)
         .map_err(|e| format!("cannot open {}: {e}", config.data_dir.display()))?;
     db.set_options(options);
@@ -158,11 +170,11 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         return Err("require_tls needs tls_cert and tls_key".into());
     }
 
-    println!(
+    say(&format!(
         "sluice {} serving {} — PostgreSQL on {pg_addr}, HTTP on {http_addr}",
         env!("CARGO_PKG_VERSION"),
         config.data_dir.display()
-    );
+    ));
 
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(http::serve(http, Arc::clone(&db), Arc::clone(&stop)));
@@ -181,18 +193,20 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                     let _ = socket.set_nodelay(true);
                     let h = Arc::clone(&handlers);
                     let tls = tls.clone();
-                    let open = handlers.connection_opened(peer);
+                    let (socket, raw) = with_second_handle(socket);
+                    let Some(socket) = socket else { continue };
+                    let open = handlers.connection_opened(peer, raw);
                     tokio::spawn(async move {
-                        let close = Arc::clone(&open.close);
+                        let closer = Arc::clone(&open.closer);
                         tokio::select! {
                             result = pgwire::tokio::process_socket(socket, tls, h) => {
                                 if let Err(e) = result {
                                     tracing::debug!(error = %e, "connection ended with an error");
                                 }
                             }
-                            // pg_terminate_backend: dropping the connection's
-                            // future closes its socket.
-                            _ = close.notified() => {
+                            // pg_terminate_backend or shutdown: dropping the
+                            // connection's future closes its socket.
+                            _ = closer.close.notified() => {
                                 tracing::info!(%peer, "connection terminated");
                             }
                         }
@@ -205,12 +219,57 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     };
     tokio::select! {
         _ = accept => {}
-        _ = shutdown_signal() => {
-            println!("shutting down");
-        }
+        _ = shutdown_signal() => {}
     }
+    // No new connections from here on; /ready says so.
+    drop(pg);
     stop.store(true, Ordering::Relaxed);
+    shut_down(&handlers, shutdown_timeout).await;
     Ok(())
+}
+
+/// SIGTERM's drain: running statements may finish for `timeout`; then what
+/// still runs is cancelled (57P01), every client is told the server is going
+/// away and its connection closed. The store needs nothing more: every
+/// acknowledged write is in its write-ahead file or a sealed segment.
+async fn shut_down(handlers: &pg::Handlers, timeout: std::time::Duration) {
+    let running = handlers.running_statements();
+    say(&format!(
+        "shutting down: {running} statement(s) running, {} connection(s) open; waiting up to {:?}",
+        handlers.open_connections(),
+        timeout
+    ));
+    let deadline = tokio::time::Instant::now() + timeout;
+    while handlers.running_statements() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    handlers.close_all();
+    // Let the connections' tasks see the close and send their last error.
+    let closing = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    while handlers.open_connections() > 0 && tokio::time::Instant::now() < closing {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    say("shut down");
+}
+
+/// Prints a line on standard output, ignoring a closed pipe: `sluice serve |
+/// head -1` must not make the server panic when it later has more to say.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+/// The accepted socket and a second handle on it (to tell the client about a
+/// shutdown from outside the connection's own task); the socket is `None` if
+/// it could not be taken back by the runtime.
+fn with_second_handle(
+    socket: tokio::net::TcpStream,
+) -> (Option<tokio::net::TcpStream>, Option<std::net::TcpStream>) {
+    let Ok(std_socket) = socket.into_std() else {
+        return (None, None);
+    };
+    let raw = std_socket.try_clone().ok();
+    (tokio::net::TcpStream::from_std(std_socket).ok(), raw)
 }
 
 /// Each statement's limits from the config: the default statement timeout and

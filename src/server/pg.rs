@@ -129,9 +129,60 @@ pub struct Startup {
     closers: Closers,
 }
 
-/// How to close each open connection (`pg_terminate_backend`), by the
-/// client's address: the accept loop waits on it beside the connection.
-type Closers = Arc<Mutex<HashMap<std::net::SocketAddr, Arc<tokio::sync::Notify>>>>;
+/// How to close each open connection (`pg_terminate_backend`, shutdown), by
+/// the client's address.
+type Closers = Arc<Mutex<HashMap<std::net::SocketAddr, Arc<Closer>>>>;
+
+/// How to close one connection: the accept loop waits on `close` beside the
+/// connection's own future; at shutdown a plain (non-TLS) connection is first
+/// sent PostgreSQL's FATAL 57P01 through a second handle on its socket.
+pub struct Closer {
+    /// Notified to drop the connection's future, which closes its socket.
+    pub close: tokio::sync::Notify,
+    raw: Option<std::net::TcpStream>,
+    secure: AtomicBool,
+}
+
+impl Closer {
+    /// A closer for a connection; `raw` is a second handle on its socket.
+    pub fn new(raw: Option<std::net::TcpStream>) -> Closer {
+        Closer {
+            close: tokio::sync::Notify::new(),
+            raw,
+            secure: AtomicBool::new(false),
+        }
+    }
+
+    /// Tells the client the server is going away (57P01), then closes.
+    fn shut_down(&self) {
+        if !self.secure.load(Ordering::Relaxed) {
+            if let Some(raw) = &self.raw {
+                let _ = std::io::Write::write_all(&mut &*raw, &admin_shutdown_message());
+            }
+        }
+        self.close.notify_one();
+    }
+}
+
+/// PostgreSQL's ErrorResponse for a connection the server closes.
+fn admin_shutdown_message() -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "57P01"),
+        (b'M', "terminating connection due to administrator command"),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = vec![b'E'];
+    message.extend(((body.len() + 4) as i32).to_be_bytes());
+    message.extend(body);
+    message
+}
 
 /// What the server admits.
 #[derive(Clone, Copy, Debug)]
@@ -143,13 +194,13 @@ pub struct Limits {
 }
 
 /// One open connection: counted against `max_connections`, closable by
-/// `pg_terminate_backend`, until dropped.
+/// `pg_terminate_backend` and at shutdown, until dropped.
 pub struct OpenConnection {
     open: Arc<AtomicUsize>,
     closers: Closers,
     peer: std::net::SocketAddr,
-    /// Notified to close the connection.
-    pub close: Arc<tokio::sync::Notify>,
+    /// How to close the connection.
+    pub closer: Arc<Closer>,
 }
 
 impl Drop for OpenConnection {
@@ -267,21 +318,65 @@ impl Handlers {
 }
 
 impl Handlers {
-    /// Counts a connection just accepted from `peer`, until the returned
-    /// value is dropped.
-    pub fn connection_opened(&self, peer: std::net::SocketAddr) -> OpenConnection {
+    /// Counts a connection just accepted from `peer` (`raw`: a second handle
+    /// on its socket), until the returned value is dropped.
+    pub fn connection_opened(
+        &self,
+        peer: std::net::SocketAddr,
+        raw: Option<std::net::TcpStream>,
+    ) -> OpenConnection {
         self.startup.open.fetch_add(1, Ordering::Relaxed);
-        let close = Arc::new(tokio::sync::Notify::new());
+        let closer = Arc::new(Closer::new(raw));
         self.startup
             .closers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(peer, Arc::clone(&close));
+            .insert(peer, Arc::clone(&closer));
         OpenConnection {
             open: Arc::clone(&self.startup.open),
             closers: Arc::clone(&self.startup.closers),
             peer,
-            close,
+            closer,
+        }
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.startup.open.load(Ordering::Relaxed)
+    }
+
+    /// Statements running now.
+    pub fn running_statements(&self) -> usize {
+        self.backend
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Shutdown's last step: cancels what still runs (57P01), tells every
+    /// client the server is going away and closes its connection.
+    pub fn close_all(&self) {
+        sluice_query::context::SHUTTING_DOWN.store(true, Ordering::Relaxed);
+        for flag in self
+            .backend
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            flag.store(true, Ordering::Relaxed);
+        }
+        let closers: Vec<Arc<Closer>> = self
+            .startup
+            .closers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for c in closers {
+            c.shut_down();
         }
     }
 }
@@ -298,9 +393,12 @@ impl Startup {
             .unwrap_or_else(|p| p.into_inner())
             .get(&peer)
             .cloned();
+        if let Some(c) = &close {
+            c.secure.store(client.is_secure(), Ordering::Relaxed);
+        }
         let terminate: Box<dyn Fn() + Send + Sync> = Box::new(move || {
             if let Some(c) = &close {
-                c.notify_one();
+                c.close.notify_one();
             }
         });
         let (session, registered) =
