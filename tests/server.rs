@@ -1488,3 +1488,47 @@ async fn sigterm_drains_then_tells_clients_57p01_and_exits() {
         "sluice serve exits after SIGTERM: {exited:?}"
     );
 }
+
+/// Describe agrees with Execute: SHOW ALL's three columns, FETCH's cursor
+/// columns; and a prepared statement whose table changed shape fails with
+/// 0A000 (cached plan must not change result type), as in PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_agrees_with_execute_and_a_changed_table_fails_the_cached_plan() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    let show = client.prepare("SHOW ALL").await.unwrap();
+    assert_eq!(show.columns().len(), 3);
+    let rows = client.query(&show, &[]).await.unwrap();
+    assert!(rows.iter().any(|r| r.get::<_, String>(0) == "timezone"));
+    assert_eq!(rows[0].len(), 3);
+
+    client
+        .batch_execute(
+            "CREATE TABLE c (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', retention = 'none'); \
+             INSERT INTO c VALUES ('2024-01-01', 1), ('2024-01-02', 2); \
+             BEGIN; DECLARE cur CURSOR FOR SELECT v, ts FROM c ORDER BY v",
+        )
+        .await
+        .unwrap();
+    let fetch = client.prepare("FETCH 1 FROM cur").await.unwrap();
+    let names: Vec<&str> = fetch.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["v", "ts"]);
+    let row = client.query_one(&fetch, &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    client.batch_execute("COMMIT").await.unwrap();
+
+    let select = client.prepare("SELECT * FROM c").await.unwrap();
+    assert_eq!(client.query(&select, &[]).await.unwrap().len(), 2);
+    client
+        .batch_execute(
+            "DROP TABLE c; CREATE TABLE c (ts TIMESTAMP, v TEXT, w TEXT) WITH (time_column = 'ts', retention = 'none')",
+        )
+        .await
+        .unwrap();
+    let err = client.query(&select, &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "0A000");
+    assert!(db
+        .message()
+        .contains("cached plan must not change result type"));
+}

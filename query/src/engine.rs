@@ -129,6 +129,12 @@ impl Engine {
                 self.describe_insert(ins, &mut binder)?;
                 None
             }
+            // FETCH returns the cursor's columns.
+            Statement::Fetch { name, .. } => Some(
+                session
+                    .cursor_schema(&ident_name(name))
+                    .ok_or_else(|| Error::InvalidCursor(ident_name(name)))?,
+            ),
             _ => None,
         };
         let params = binder
@@ -707,14 +713,18 @@ fn explain_schema() -> SchemaRef {
     )]))
 }
 
+/// SHOW's columns: the setting's name for one, PostgreSQL's three for ALL
+/// (Describe and Execute share it, so they agree).
 fn show_schema(name: &str) -> SchemaRef {
-    let column = if name.eq_ignore_ascii_case("all") {
-        "setting"
-    } else {
-        name
-    };
+    if name.eq_ignore_ascii_case("all") {
+        return Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("setting", DataType::Utf8, false),
+            Field::new("description", DataType::Utf8, false),
+        ]));
+    }
     Arc::new(Schema::new(vec![Field::new(
-        column.to_lowercase(),
+        name.to_lowercase(),
         DataType::Utf8,
         false,
     )]))
@@ -943,16 +953,15 @@ fn session_show(session: &Session, variable: &[ast::Ident]) -> Result<StatementR
         .collect::<Vec<_>>()
         .join(" ");
     if name.eq_ignore_ascii_case("all") {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("name", DataType::Utf8, false),
-            Field::new("setting", DataType::Utf8, false),
-        ]));
+        let schema = show_schema("all");
         let (names, values): (Vec<&str>, Vec<&str>) = session.all().unzip();
+        let descriptions = vec![""; names.len()];
         let batch = RecordBatch::try_new(
             Arc::clone(&schema),
             vec![
                 Arc::new(StringArray::from(names)),
                 Arc::new(StringArray::from(values)),
+                Arc::new(StringArray::from(descriptions)),
             ],
         )?;
         return Ok(StatementResult::Rows {

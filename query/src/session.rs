@@ -208,6 +208,11 @@ impl Session {
         self.backend_pid = pid;
     }
 
+    /// The columns of open cursor `name`.
+    pub fn cursor_schema(&self, name: &str) -> Option<arrow::datatypes::SchemaRef> {
+        self.cursors.get(name).map(|c| c.rows.schema())
+    }
+
     /// The session's open cursors, by name.
     pub fn cursors(&mut self) -> &mut HashMap<String, Cursor> {
         &mut self.cursors

@@ -951,9 +951,33 @@ impl ExtendedQueryHandler for Backend {
             .run(caller(client), session, prepared.stmt.clone(), params)
             .await
             .map_err(|e| user_error(&e))?;
+        if let Some(described) = &prepared.columns {
+            let schema = match &result {
+                Streamed::Rows(rows) => Some(Arc::clone(rows.schema())),
+                Streamed::Done(StatementResult::Rows { schema, .. }) => Some(Arc::clone(schema)),
+                Streamed::Done(StatementResult::Command { .. }) => None,
+            };
+            if schema.is_some_and(|s| !same_row_type(&s, described)) {
+                // The table changed under a prepared statement: its rows no
+                // longer match the description the client holds.
+                return Err(user_error(&Error::NotSupported(
+                    "cached plan must not change result type".into(),
+                )));
+            }
+        }
         let format = &portal.result_column_format;
         to_response(result, zone, &|i| format.format_for(i), running)
     }
+}
+
+/// True when two result schemas send the same row type (column count and
+/// each column's PostgreSQL type), as a prepared statement's must.
+fn same_row_type(a: &arrow::datatypes::Schema, b: &arrow::datatypes::Schema) -> bool {
+    a.fields().len() == b.fields().len()
+        && a.fields()
+            .iter()
+            .zip(b.fields())
+            .all(|(x, y)| pg_type(x.data_type()) == pg_type(y.data_type()))
 }
 
 /// What Describe of a prepared statement answers.
