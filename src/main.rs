@@ -10,8 +10,21 @@ use sluice::{Database, StatementResult};
 #[derive(Parser)]
 #[command(version, about, long_about = None)]
 struct Cli {
+    /// Log lines as `text` (the default) or `json` (one object per line), on
+    /// standard error; `RUST_LOG` picks the level (`warn` unless set).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
 // Parsed once at start-up: the size of the largest variant (serve's flags)
@@ -63,6 +76,9 @@ enum Command {
         /// How long SIGTERM lets running statements finish (default 30s).
         #[arg(long)]
         shutdown_timeout: Option<String>,
+        /// Log every statement that takes at least this long (e.g. 500ms).
+        #[arg(long)]
+        log_min_duration_statement: Option<String>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -169,14 +185,17 @@ fn passwd(user: &str, role: Option<&str>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+
     match cli.command {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
         Command::Passwd { user, role } => passwd(&user, role.as_deref()),
@@ -201,6 +220,7 @@ fn main() -> ExitCode {
             statement_memory,
             query_memory_pool,
             shutdown_timeout,
+            log_min_duration_statement,
             tls_cert,
             tls_key,
             block_cache,
@@ -244,6 +264,9 @@ fn main() -> ExitCode {
             }
             if let Some(t) = shutdown_timeout {
                 cfg.shutdown_timeout = t;
+            }
+            if log_min_duration_statement.is_some() {
+                cfg.log_min_duration_statement = log_min_duration_statement;
             }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;

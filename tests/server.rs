@@ -1532,3 +1532,89 @@ async fn describe_agrees_with_execute_and_a_changed_table_fails_the_cached_plan(
         .message()
         .contains("cached plan must not change result type"));
 }
+
+/// Logs, as JSON lines: a connection authorized, a failed authentication, a
+/// statement that failed and one slower than log_min_duration_statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_connections_auth_failures_errors_and_slow_statements_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    std::fs::write(&config, passwd("ana", "s3cret", "admin")).unwrap();
+    let log = dir.path().join("log.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--log-format", "json", "serve", "--pg-addr", "127.0.0.1:0"])
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--log-min-duration-statement",
+            "1ms",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .split("PostgreSQL on ")
+        .nth(1)
+        .and_then(|r| r.split([',', ' ']).next())
+        .and_then(|a| a.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let server = Server {
+        child,
+        pg_port: port,
+        http_port: 0,
+        _dir: None,
+    };
+    assert!(try_connect(port, "ana", Some("wrong")).await.is_err());
+    let ana = try_connect(port, "ana", Some("s3cret")).await.unwrap();
+    setup(&ana).await;
+    load_rows(&ana, 5000).await;
+    let _ = ana.query("SELECT 1 / 0", &[]).await.unwrap_err();
+    ana.query(
+        "SELECT count(*) FROM orders a JOIN orders b ON a.qty = b.qty",
+        &[],
+    )
+    .await
+    .unwrap();
+    drop(server);
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let find = |message: &str| {
+        events
+            .iter()
+            .find(|e| e["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} in {events:#?}"))
+            .clone()
+    };
+    assert_eq!(find("authentication failed")["fields"]["user"], "ana");
+    assert_eq!(find("connection authorized")["fields"]["user"], "ana");
+    let failed = find("statement failed");
+    assert_eq!(failed["fields"]["sqlstate"], "22012");
+    assert!(failed["fields"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains("1 / 0"));
+    let slow = events
+        .iter()
+        .find(|e| {
+            e["fields"]["message"] == "slow statement"
+                && e["fields"]["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("JOIN"))
+        })
+        .unwrap_or_else(|| panic!("no slow JOIN in {events:#?}"));
+    assert!(slow["fields"]["duration_ms"].as_f64().unwrap() >= 1.0);
+}

@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// How long SIGTERM lets running statements finish before cancelling
     /// them (`'30s'`).
     pub shutdown_timeout: String,
+    /// Log every statement that takes at least this long (`'500ms'`); none
+    /// by default.
+    pub log_min_duration_statement: Option<String>,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             statement_memory: None,
             query_memory_pool: None,
             shutdown_timeout: "30s".into(),
+            log_min_duration_statement: None,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -138,6 +142,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     let credentials = auth::Credentials::new(&config.users)?;
     let options = statement_limits(&config)?;
+    let log_min_duration_statement = match &config.log_min_duration_statement {
+        Some(t) => sluice_query::session::parse_timeout(t).map_err(|_| {
+            format!("log_min_duration_statement: \"{t}\" is not a duration such as 500ms")
+        })?,
+        None => None,
+    };
     let shutdown_timeout = sluice_query::session::parse_timeout(&config.shutdown_timeout)
         .map_err(|_| {
             format!(
@@ -184,6 +194,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         pg::Limits {
             require_tls: config.require_tls,
             max_connections: config.max_connections,
+            log_min_duration_statement,
         },
     ));
     let accept = async {
@@ -210,6 +221,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                                 tracing::info!(%peer, "connection terminated");
                             }
                         }
+                        tracing::info!(%peer, "connection closed");
                         drop(open);
                     });
                 }

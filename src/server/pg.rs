@@ -67,6 +67,8 @@ pub struct Backend {
     /// Each configured user's role; `None` in trust mode, where everyone is
     /// an admin.
     roles: Option<Arc<BTreeMap<String, Role>>>,
+    /// `log_min_duration_statement`: statements that take this long are logged.
+    slow_after: Option<std::time::Duration>,
 }
 
 /// The cancel flag of each statement running now, by the (process id, secret key)
@@ -191,6 +193,8 @@ pub struct Limits {
     pub require_tls: bool,
     /// Most connections at once; past it a new one is refused (53300).
     pub max_connections: usize,
+    /// Statements that take this long are logged (`log_min_duration_statement`).
+    pub log_min_duration_statement: Option<std::time::Duration>,
 }
 
 /// One open connection: counted against `max_connections`, closable by
@@ -235,6 +239,7 @@ impl StartupHandler for Startup {
     {
         let starting = matches!(message, PgWireFrontendMessage::Startup(_));
         if starting && self.open.load(Ordering::Relaxed) > self.limits.max_connections {
+            tracing::warn!(client = %client.socket_addr(), max_connections = self.limits.max_connections, "connection refused: too many clients");
             // Refused before authentication, as PostgreSQL does; a
             // CancelRequest never gets here, so cancelling still works.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
@@ -247,6 +252,7 @@ impl StartupHandler for Startup {
             ))));
         }
         if self.limits.require_tls && starting && !client.is_secure() {
+            tracing::warn!(client = %client.socket_addr(), "connection refused: TLS required");
             // PostgreSQL's answer when pg_hba.conf has only hostssl lines.
             return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
                 "FATAL".into(),
@@ -255,10 +261,21 @@ impl StartupHandler for Startup {
                     .into(),
             ))));
         }
-        match &self.method {
-            StartupMethod::Trust(b) => b.on_startup(client, message).await?,
-            StartupMethod::Scram(s) => s.on_startup(client, message).await?,
+        let outcome = match &self.method {
+            StartupMethod::Trust(b) => b.on_startup(client, message).await,
+            StartupMethod::Scram(s) => s.on_startup(client, message).await,
+        };
+        if let Err(e) = &outcome {
+            if e.code().starts_with("28") {
+                tracing::warn!(
+                    client = %client.socket_addr(),
+                    user = %client.metadata().get(METADATA_USER).cloned().unwrap_or_default(),
+                    sqlstate = e.code(),
+                    "authentication failed"
+                );
+            }
         }
+        outcome?;
         if matches!(
             client.state(),
             pgwire::api::PgWireConnectionState::ReadyForQuery
@@ -290,6 +307,7 @@ impl Handlers {
             manager: Arc::clone(&manager),
             pids: RandomPidSecretKeyGenerator::default(),
             roles: credentials.as_ref().map(|c| Arc::new(c.roles())),
+            slow_after: limits.log_min_duration_statement,
         });
         let roles = backend.roles.clone();
         let method = match credentials {
@@ -401,6 +419,15 @@ impl Startup {
                 c.close.notify_one();
             }
         });
+        tracing::info!(
+            pid = client.pid_and_secret_key().0,
+            user = %get(METADATA_USER),
+            database = %get(METADATA_DATABASE),
+            application = %get("application_name"),
+            client = %peer,
+            tls = client.is_secure(),
+            "connection authorized"
+        );
         let (session, registered) =
             sluice_query::activity::activity().register(SessionActivity::new(
                 client.pid_and_secret_key().0,
@@ -611,8 +638,9 @@ impl Backend {
     ) -> Result<(Streamed, Zone, RunningStatement), Error> {
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
+        let text = stmt.to_string();
         if let Some(a) = &activity {
-            a.started(stmt.to_string(), Arc::clone(&cancel));
+            a.started(text.clone(), Arc::clone(&cancel));
         }
         self.running
             .lock()
@@ -627,6 +655,8 @@ impl Backend {
             failed: false,
             session: Arc::clone(&session),
             activity,
+            statement: text,
+            slow_after: self.slow_after,
         };
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
@@ -638,7 +668,7 @@ impl Backend {
         match result {
             Ok((r, zone)) => Ok((r, zone, running)),
             Err(e) => {
-                running.failed = true;
+                running.failed(&e);
                 Err(e)
             }
         }
@@ -656,6 +686,23 @@ struct RunningStatement {
     session: Arc<Mutex<Session>>,
     /// What pg_stat_activity shows of the connection.
     activity: Option<Arc<SessionActivity>>,
+    /// The statement's text, for the logs.
+    statement: String,
+    /// Log the statement if it takes this long (`log_min_duration_statement`).
+    slow_after: Option<std::time::Duration>,
+}
+
+impl RunningStatement {
+    /// The statement failed with `e`: logged (a bug's at warn, a user's at
+    /// info), and an open transaction block fails when this ends.
+    fn failed(&mut self, e: &Error) {
+        self.failed = true;
+        if e.sqlstate().starts_with("XX") {
+            tracing::warn!(sqlstate = e.sqlstate(), error = %e, statement = %self.statement, "statement failed");
+        } else {
+            tracing::info!(sqlstate = e.sqlstate(), error = %e, statement = %self.statement, "statement failed");
+        }
+    }
 }
 
 impl Drop for RunningStatement {
@@ -667,7 +714,19 @@ impl Drop for RunningStatement {
         if let Some(a) = &self.activity {
             a.finished(session.in_transaction());
         }
+        let user = session.user().to_string();
+        let pid = session.backend_pid();
         drop(session);
+        let elapsed = self.started.elapsed();
+        if self.slow_after.is_some_and(|after| elapsed >= after) {
+            tracing::warn!(
+                duration_ms = elapsed.as_secs_f64() * 1e3,
+                pid,
+                user,
+                statement = %self.statement,
+                "slow statement"
+            );
+        }
         super::metrics::queries()
             .with_label_values(&[if self.failed { "error" } else { "ok" }])
             .observe(self.started.elapsed().as_secs_f64());
@@ -719,7 +778,10 @@ fn to_response(
                 let (mut rows, mut running, fields) = state?;
                 let encoded = match tokio::task::block_in_place(|| rows.next())? {
                     Ok(batch) => encode_rows(&[batch], &fields, zone),
-                    Err(e) => Err(user_error(&e)),
+                    Err(e) => {
+                        running.failed(&e);
+                        Err(user_error(&e))
+                    }
                 };
                 Some(match encoded {
                     Ok(data) => (data, Some((rows, running, fields))),
@@ -1198,7 +1260,7 @@ fn copy_out(
                     Some((rows, running)),
                 ),
                 Err(e) => {
-                    running.failed = true;
+                    running.failed(&e);
                     (vec![Err(user_error(&e))], None)
                 }
             })
