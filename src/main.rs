@@ -79,6 +79,12 @@ enum Command {
         /// Log every statement that takes at least this long (e.g. 500ms).
         #[arg(long)]
         log_min_duration_statement: Option<String>,
+        /// How long a client may take to authenticate (default 60s).
+        #[arg(long)]
+        authentication_timeout: Option<String>,
+        /// End a session idle in a transaction block this long (default: never).
+        #[arg(long)]
+        idle_in_transaction_session_timeout: Option<String>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -221,6 +227,8 @@ fn main() -> ExitCode {
             query_memory_pool,
             shutdown_timeout,
             log_min_duration_statement,
+            authentication_timeout,
+            idle_in_transaction_session_timeout,
             tls_cert,
             tls_key,
             block_cache,
@@ -267,6 +275,12 @@ fn main() -> ExitCode {
             }
             if log_min_duration_statement.is_some() {
                 cfg.log_min_duration_statement = log_min_duration_statement;
+            }
+            if let Some(t) = authentication_timeout {
+                cfg.authentication_timeout = t;
+            }
+            if idle_in_transaction_session_timeout.is_some() {
+                cfg.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout;
             }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;

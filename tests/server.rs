@@ -1618,3 +1618,51 @@ async fn logs_connections_auth_failures_errors_and_slow_statements_as_json() {
         .unwrap_or_else(|| panic!("no slow JOIN in {events:#?}"));
     assert!(slow["fields"]["duration_ms"].as_f64().unwrap() >= 1.0);
 }
+
+/// A session idle inside a transaction block past
+/// idle_in_transaction_session_timeout is ended with 25P03 (an idle one
+/// outside a block is not); a connection that does not authenticate within
+/// authentication_timeout is told 08P01 and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_in_transaction_and_authentication_timeouts_end_connections() {
+    use std::io::Read;
+    let server = start_with(&[
+        "--idle-in-transaction-session-timeout",
+        "300ms",
+        "--authentication-timeout",
+        "300ms",
+    ]);
+    let port = server.pg_port;
+    let open = |port: u16| async move {
+        let (client, conn) = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=sluice dbname=sluice"),
+            NoTls,
+        )
+        .await
+        .unwrap();
+        (client, tokio::spawn(conn))
+    };
+    let (in_block, in_block_conn) = open(port).await;
+    let (idle, _idle_conn) = open(port).await;
+    in_block.batch_execute("BEGIN").await.unwrap();
+    idle.query_one("SELECT 1", &[]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let end = in_block_conn.await.unwrap().unwrap_err();
+    assert_eq!(end.code().map(|c| c.code()), Some("25P03"), "{end}");
+    assert!(in_block.query_one("SELECT 1", &[]).await.is_err());
+    idle.query_one("SELECT 1", &[]).await.unwrap();
+
+    // A client that connects and never authenticates.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = silent.read_to_end(&mut got);
+    assert_eq!(got.first(), Some(&b'E'), "{got:?}");
+    assert!(
+        String::from_utf8_lossy(&got).contains("08P01"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+/// Closes a session's connection; an idle client is first told why with a
+/// FATAL error of this SQLSTATE and message.
+pub type Terminate = Box<dyn Fn(Option<(&str, &str)>) + Send + Sync>;
+
 /// The process's live sessions.
 pub fn activity() -> &'static Activity {
     static ACTIVITY: OnceLock<Activity> = OnceLock::new();
@@ -34,8 +38,9 @@ pub struct SessionActivity {
     /// When the connection started, microseconds since the epoch.
     pub backend_start: i64,
     now: Mutex<Now>,
-    /// Closes the connection (set by the server).
-    terminate: Box<dyn Fn() + Send + Sync>,
+    /// Closes the connection (set by the server), telling an idle client why
+    /// with a FATAL error of this SQLSTATE and message.
+    terminate: Terminate,
 }
 
 /// What a session is doing.
@@ -46,6 +51,9 @@ struct Now {
     query_start: Option<i64>,
     /// The running statement's cancel flag.
     cancel: Option<Arc<AtomicBool>>,
+    /// Idle in a transaction block until then (µs since the epoch): past it
+    /// the session is ended (`idle_in_transaction_session_timeout`).
+    idle_deadline: Option<i64>,
 }
 
 /// One row of `pg_stat_activity`.
@@ -93,7 +101,7 @@ impl SessionActivity {
         database: &str,
         application_name: &str,
         client_addr: &str,
-        terminate: Box<dyn Fn() + Send + Sync>,
+        terminate: Terminate,
     ) -> SessionActivity {
         SessionActivity {
             pid,
@@ -118,11 +126,13 @@ impl SessionActivity {
             query,
             query_start: Some(now_micros()),
             cancel: Some(cancel),
+            idle_deadline: None,
         };
     }
 
-    /// The statement ended; the session waits, inside a block or not.
-    pub fn finished(&self, in_transaction: bool) {
+    /// The statement ended; the session waits, inside a block or not. Inside
+    /// one, `idle_timeout` is how long it may wait before it is ended.
+    pub fn finished(&self, in_transaction: bool, idle_timeout: Option<std::time::Duration>) {
         let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
         now.state = if in_transaction {
             "idle in transaction"
@@ -130,6 +140,22 @@ impl SessionActivity {
             "idle"
         };
         now.cancel = None;
+        now.idle_deadline = match (in_transaction, idle_timeout) {
+            (true, Some(t)) => Some(now_micros() + t.as_micros() as i64),
+            _ => None,
+        };
+    }
+
+    /// Ends the session: stops a running statement and closes the
+    /// connection; an idle client is first told why (`fatal`).
+    fn end(&self, fatal: (&str, &str)) {
+        let now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        let idle = now.cancel.is_none();
+        if let Some(flag) = &now.cancel {
+            flag.store(true, Ordering::Relaxed);
+        }
+        drop(now);
+        (self.terminate)(idle.then_some(fatal));
     }
 }
 
@@ -195,11 +221,35 @@ impl Activity {
         let Some(s) = self.find(pid, requester, admin) else {
             return false;
         };
-        if let Some(flag) = &s.now.lock().unwrap_or_else(|p| p.into_inner()).cancel {
-            flag.store(true, Ordering::Relaxed);
-        }
-        (s.terminate)();
+        s.end((
+            "57P01",
+            "terminating connection due to administrator command",
+        ));
         true
+    }
+
+    /// Ends every session idle in a transaction block past its deadline
+    /// (25P03, as PostgreSQL's `idle_in_transaction_session_timeout`); how many.
+    pub fn end_idle_in_transaction(&self) -> usize {
+        let now = now_micros();
+        let expired: Vec<Arc<SessionActivity>> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|s| {
+                let n = s.now.lock().unwrap_or_else(|p| p.into_inner());
+                n.idle_deadline.is_some_and(|d| d <= now)
+            })
+            .cloned()
+            .collect();
+        for s in &expired {
+            s.end((
+                "25P03",
+                "terminating connection due to idle-in-transaction timeout",
+            ));
+        }
+        expired.len()
     }
 }
 

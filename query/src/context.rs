@@ -27,6 +27,9 @@ pub struct QueryOptions {
     /// The budget all statements draw from together (a server's); none for
     /// an embedding caller unless set.
     pub pool: Option<std::sync::Arc<crate::memory::MemoryPool>>,
+    /// Each session's `idle_in_transaction_session_timeout` until it sets its
+    /// own; `None` for none.
+    pub idle_in_transaction_timeout: Option<Duration>,
     /// Worker threads for segment scans.
     pub threads: usize,
     /// The session's time zone (TIMESTAMPTZ text, local times of TIMESTAMPTZ).
@@ -40,6 +43,7 @@ impl Default for QueryOptions {
             max_timeout: None,
             memory_limit: 2 << 30,
             pool: None,
+            idle_in_transaction_timeout: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             zone: Zone::UTC,
         }

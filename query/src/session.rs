@@ -141,6 +141,12 @@ impl Session {
         } else {
             settings.insert("statement_timeout".into(), "0".into());
         }
+        if let Some(t) = base.idle_in_transaction_timeout {
+            settings.insert(
+                "idle_in_transaction_session_timeout".into(),
+                format_duration(t),
+            );
+        }
         Session {
             base,
             settings,
@@ -191,6 +197,14 @@ impl Session {
             "default_transaction_read_only"
         };
         self.settings.get(key).is_some_and(|v| is_on(v))
+    }
+
+    /// How long the session may sit idle inside a transaction block before
+    /// the server ends it (`idle_in_transaction_session_timeout`; none at 0).
+    pub fn idle_in_transaction_timeout(&self) -> Option<Duration> {
+        self.get("idle_in_transaction_session_timeout")
+            .and_then(|v| parse_timeout(v).ok())
+            .flatten()
     }
 
     /// The connected database name.
@@ -302,7 +316,7 @@ impl Session {
                 parse_zone(value)?;
                 value.to_string()
             }
-            "statement_timeout" => {
+            "statement_timeout" | "idle_in_transaction_session_timeout" => {
                 parse_timeout(value)?;
                 value.to_string()
             }

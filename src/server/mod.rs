@@ -62,6 +62,11 @@ pub struct ServerConfig {
     /// Log every statement that takes at least this long (`'500ms'`); none
     /// by default.
     pub log_min_duration_statement: Option<String>,
+    /// How long a client may take to authenticate (`'60s'`).
+    pub authentication_timeout: String,
+    /// Each session's `idle_in_transaction_session_timeout` until it sets its
+    /// own: a session idle inside a transaction block longer is ended (25P03).
+    pub idle_in_transaction_session_timeout: Option<String>,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -90,6 +95,8 @@ impl Default for ServerConfig {
             query_memory_pool: None,
             shutdown_timeout: "30s".into(),
             log_min_duration_statement: None,
+            authentication_timeout: "60s".into(),
+            idle_in_transaction_session_timeout: None,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -148,6 +155,15 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         })?,
         None => None,
     };
+    let authentication_timeout =
+        sluice_query::session::parse_timeout(&config.authentication_timeout)
+            .map_err(|_| {
+                format!(
+                    "authentication_timeout: \"{}\" is not a duration such as 60s",
+                    config.authentication_timeout
+                )
+            })?
+            .unwrap_or(std::time::Duration::from_secs(3600));
     let shutdown_timeout = sluice_query::session::parse_timeout(&config.shutdown_timeout)
         .map_err(|_| {
             format!(
@@ -186,6 +202,19 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         config.data_dir.display()
     ));
 
+    // Sessions idle in a transaction block past their timeout are ended.
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let ended = sluice_query::activity::activity().end_idle_in_transaction();
+            if ended > 0 {
+                tracing::info!(
+                    ended,
+                    "sessions ended: idle in a transaction block too long"
+                );
+            }
+        }
+    });
     let stop = Arc::new(AtomicBool::new(false));
     tokio::spawn(http::serve(http, Arc::clone(&db), Arc::clone(&stop)));
     let handlers = Arc::new(pg::Handlers::new(
@@ -219,6 +248,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                             // connection's future closes its socket.
                             _ = closer.close.notified() => {
                                 tracing::info!(%peer, "connection terminated");
+                            }
+                            _ = closer.authentication_deadline(authentication_timeout) => {
+                                tracing::warn!(%peer, "connection closed: authentication timeout");
                             }
                         }
                         tracing::info!(%peer, "connection closed");
@@ -303,6 +335,9 @@ fn statement_limits(config: &ServerConfig) -> Result<sluice_query::QueryOptions,
         sluice_storage::parse_size_bytes(text)
             .ok_or_else(|| format!("{key}: \"{text}\" is not a size such as 512MB or 4GB"))
     };
+    if let Some(t) = &config.idle_in_transaction_session_timeout {
+        options.idle_in_transaction_timeout = duration("idle_in_transaction_session_timeout", t)?;
+    }
     if let Some(s) = &config.statement_memory {
         options.memory_limit = size("statement_memory", s)?;
     }

@@ -143,6 +143,7 @@ pub struct Closer {
     pub close: tokio::sync::Notify,
     raw: Option<std::net::TcpStream>,
     secure: AtomicBool,
+    authenticated: AtomicBool,
 }
 
 impl Closer {
@@ -152,28 +153,48 @@ impl Closer {
             close: tokio::sync::Notify::new(),
             raw,
             secure: AtomicBool::new(false),
+            authenticated: AtomicBool::new(false),
         }
     }
 
     /// Tells the client the server is going away (57P01), then closes.
     fn shut_down(&self) {
+        self.send_fatal(
+            "57P01",
+            "terminating connection due to administrator command",
+        );
+        self.close.notify_one();
+    }
+
+    /// Writes a FATAL ErrorResponse to a plain (non-TLS) client, whose
+    /// connection task is not writing (it is idle, or starting up).
+    fn send_fatal(&self, code: &str, message: &str) {
         if !self.secure.load(Ordering::Relaxed) {
             if let Some(raw) = &self.raw {
-                let _ = std::io::Write::write_all(&mut &*raw, &admin_shutdown_message());
+                let _ = std::io::Write::write_all(&mut &*raw, &fatal_message(code, message));
             }
         }
-        self.close.notify_one();
+    }
+
+    /// Resolves once a connection not authenticated by `timeout` has been
+    /// told so (08P01) — never for one that authenticated in time.
+    pub async fn authentication_deadline(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+        if self.authenticated.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+        self.send_fatal("08P01", "canceling authentication due to timeout");
     }
 }
 
-/// PostgreSQL's ErrorResponse for a connection the server closes.
-fn admin_shutdown_message() -> Vec<u8> {
+/// PostgreSQL's FATAL ErrorResponse, for a connection the server closes.
+fn fatal_message(code: &str, message: &str) -> Vec<u8> {
     let mut body = Vec::new();
     for (field, value) in [
         (b'S', "FATAL"),
         (b'V', "FATAL"),
-        (b'C', "57P01"),
-        (b'M', "terminating connection due to administrator command"),
+        (b'C', code),
+        (b'M', message),
     ] {
         body.push(field);
         body.extend_from_slice(value.as_bytes());
@@ -413,9 +434,13 @@ impl Startup {
             .cloned();
         if let Some(c) = &close {
             c.secure.store(client.is_secure(), Ordering::Relaxed);
+            c.authenticated.store(true, Ordering::Relaxed);
         }
-        let terminate: Box<dyn Fn() + Send + Sync> = Box::new(move || {
+        let terminate: sluice_query::activity::Terminate = Box::new(move |fatal| {
             if let Some(c) = &close {
+                if let Some((code, message)) = fatal {
+                    c.send_fatal(code, message);
+                }
                 c.close.notify_one();
             }
         });
@@ -712,7 +737,10 @@ impl Drop for RunningStatement {
             session.fail_transaction();
         }
         if let Some(a) = &self.activity {
-            a.finished(session.in_transaction());
+            a.finished(
+                session.in_transaction(),
+                session.idle_in_transaction_timeout(),
+            );
         }
         let user = session.user().to_string();
         let pid = session.backend_pid();
