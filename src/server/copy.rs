@@ -1,6 +1,7 @@
 //! COPY's data formats, as PostgreSQL reads and writes them: `text` (tab
-//! separated, `\N` for NULL, backslash escapes) and `csv` (quoted fields,
-//! empty for NULL, an optional header line). Rows come in as one buffer at the
+//! separated, `\N` for NULL, backslash escapes), `csv` (quoted fields, empty
+//! for NULL, an optional header line) and `binary` (a signature, then each
+//! row's fields length-prefixed in PostgreSQL's binary forms). Rows come in as one buffer at the
 //! end of a `COPY ... FROM STDIN` (so a quoted field may span CopyData
 //! messages, and the whole COPY is applied or none of it) and go out one line
 //! per row. Hand-written: these are PostgreSQL's own rules (escapes, `\.`, the
@@ -17,6 +18,8 @@ pub enum CopyFormat {
     Text,
     /// Comma-separated values.
     Csv,
+    /// PostgreSQL's binary COPY format.
+    Binary,
 }
 
 /// How COPY reads or writes its data (the statement's options).
@@ -57,6 +60,7 @@ impl CopyOptions {
                     format = match f.value.to_ascii_lowercase().as_str() {
                         "text" => CopyFormat::Text,
                         "csv" => CopyFormat::Csv,
+                        "binary" => CopyFormat::Binary,
                         other => return unsupported(format!("FORMAT {other}")),
                     }
                 }
@@ -85,10 +89,16 @@ impl CopyOptions {
                     }
                 }
                 CopyLegacyOption::Header => header = true,
+                CopyLegacyOption::Binary => format = CopyFormat::Binary,
                 CopyLegacyOption::Delimiter(c) => delimiter = Some(*c),
                 CopyLegacyOption::Null(s) => null = Some(s.clone()),
                 other => return unsupported(other.to_string()),
             }
+        }
+        if format == CopyFormat::Binary && (header || delimiter.is_some() || null.is_some()) {
+            return Err(Error::InvalidParameter(
+                "COPY cannot specify HEADER, DELIMITER or NULL in BINARY mode".into(),
+            ));
         }
         let csv = format == CopyFormat::Csv;
         let options = CopyOptions {
@@ -135,6 +145,11 @@ pub fn parse(data: &[u8], options: &CopyOptions) -> Result<Vec<CopyRow>, Error> 
     let mut rows = match options.format {
         CopyFormat::Text => parse_text(text, options)?,
         CopyFormat::Csv => parse_csv(text, options)?,
+        CopyFormat::Binary => {
+            return Err(Error::Internal(
+                "binary COPY data is read by parse_binary".into(),
+            ))
+        }
     };
     if options.header && !rows.is_empty() {
         rows.remove(0);
@@ -312,8 +327,8 @@ pub fn format_row(values: &[Option<String>], options: &CopyOptions) -> String {
         }
         match (v, options.format) {
             (None, _) => out.push_str(&options.null),
-            (Some(v), CopyFormat::Text) => escape_text(v, options.delimiter, &mut out),
             (Some(v), CopyFormat::Csv) => quote_csv(v, options, &mut out),
+            (Some(v), _) => escape_text(v, options.delimiter, &mut out),
         }
     }
     out.push('\n');
@@ -355,6 +370,62 @@ fn quote_csv(v: &str, options: &CopyOptions, out: &mut String) {
         out.push(c);
     }
     out.push(options.quote);
+}
+
+/// The signature and header that open binary COPY data.
+pub const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+
+/// One row of binary COPY data: its number (1-based, for error messages) and
+/// each field's bytes (`None` for NULL).
+pub type BinaryRow = (usize, Vec<Option<Vec<u8>>>);
+
+/// The rows of binary COPY data.
+///
+/// # Errors
+/// 22P04 for a bad signature, a truncated row or a trailer missing.
+pub fn parse_binary(data: &[u8]) -> Result<Vec<BinaryRow>, Error> {
+    let bad = |row: usize, what: &str| Error::InvalidText {
+        message: format!("{what} (binary COPY, row {row})"),
+        sqlstate: "22P04",
+    };
+    let signature = &BINARY_HEADER[..11];
+    if data.len() < 19 || &data[..11] != signature {
+        return Err(bad(0, "COPY file signature not recognized"));
+    }
+    let int = |at: usize, n: usize| -> Option<i64> {
+        let b = data.get(at..at + n)?;
+        Some(match n {
+            2 => i64::from(i16::from_be_bytes([b[0], b[1]])),
+            _ => i64::from(i32::from_be_bytes([b[0], b[1], b[2], b[3]])),
+        })
+    };
+    let extension = int(15, 4).ok_or_else(|| bad(0, "truncated header"))?;
+    let mut at = 19 + usize::try_from(extension).map_err(|_| bad(0, "bad header"))?;
+    let mut rows = Vec::new();
+    loop {
+        let row = rows.len() + 1;
+        let count = int(at, 2).ok_or_else(|| bad(row, "missing trailer"))?;
+        at += 2;
+        if count == -1 {
+            return Ok(rows);
+        }
+        let mut fields = Vec::with_capacity(count.max(0) as usize);
+        for _ in 0..count {
+            let len = int(at, 4).ok_or_else(|| bad(row, "truncated row"))?;
+            at += 4;
+            if len < 0 {
+                fields.push(None);
+                continue;
+            }
+            let end = at + len as usize;
+            let bytes = data
+                .get(at..end)
+                .ok_or_else(|| bad(row, "truncated field"))?;
+            fields.push(Some(bytes.to_vec()));
+            at = end;
+        }
+        rows.push((row, fields));
+    }
 }
 
 /// The header line of `columns` in `options`' format.

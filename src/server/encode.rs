@@ -382,7 +382,7 @@ impl ToSqlText for RawText {
 }
 
 /// One array element's binary form.
-fn element_binary(
+pub(crate) fn element_binary(
     array: &dyn Array,
     row: usize,
     ty: &Type,

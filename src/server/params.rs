@@ -130,7 +130,7 @@ fn one_list(element: &DataType, values: ArrayRef) -> ArrayRef {
     ))
 }
 
-fn decode_binary(ty: &Type, b: &[u8]) -> Result<ArrayRef, String> {
+pub(crate) fn decode_binary(ty: &Type, b: &[u8]) -> Result<ArrayRef, String> {
     if let postgres_types::Kind::Array(element) = ty.kind() {
         return decode_binary_array(element, b);
     }

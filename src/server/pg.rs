@@ -44,7 +44,7 @@ use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
 use sqlparser::ast::{self, Statement};
 
 use super::auth::Credentials;
-use super::copy::CopyOptions;
+use super::copy::{CopyFormat, CopyOptions};
 use super::encode::{encode_rows, fields, pg_type};
 use super::params;
 use crate::Database;
@@ -1199,6 +1199,7 @@ impl Backend {
                     })
                     .collect::<Result<Vec<_>, Error>>()?;
                 let width = columns.len();
+                let binary = options.format == CopyFormat::Binary;
                 *copy_state(client).lock().unwrap_or_else(|p| p.into_inner()) = Some(CopyIn {
                     table,
                     columns,
@@ -1206,7 +1207,8 @@ impl Backend {
                     options,
                     data: Vec::new(),
                 });
-                Ok(Response::CopyIn(CopyResponse::new(0, width, stream::empty())))
+                let code = i8::from(binary);
+                Ok(Response::CopyIn(CopyResponse::new(code, width, stream::empty())))
             }
             (true, ast::CopyTarget::Stdout, source) => {
                 let query = match source {
@@ -1263,10 +1265,15 @@ fn copy_out(
     };
     let schema = Arc::clone(rows.schema());
     let width = schema.fields().len();
-    let mut header = options.header.then(|| {
-        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        super::copy::header(&names, &options)
-    });
+    let binary = options.format == CopyFormat::Binary;
+    let mut header: Option<Vec<u8>> = if binary {
+        Some(super::copy::BINARY_HEADER.to_vec())
+    } else {
+        options.header.then(|| {
+            let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            super::copy::header(&names, &options).into_bytes()
+        })
+    };
     let state = Some((rows, running));
     let data = stream::unfold(state, move |state| {
         let options = options.clone();
@@ -1295,29 +1302,136 @@ fn copy_out(
         }
     })
     .flat_map(stream::iter);
-    Ok(Response::CopyOut(CopyResponse::new(0, width, data)))
+    // In binary, pgwire appends the trailer.
+    Ok(Response::CopyOut(CopyResponse::new(
+        i8::from(binary),
+        width,
+        data,
+    )))
 }
 
-/// A batch's rows as COPY lines; `header` goes in front of the first.
+/// A batch's rows as COPY messages (a line each, or a binary tuple each);
+/// `header` goes in front of the first.
 fn copy_lines(
     batch: &arrow::array::RecordBatch,
     zone: Zone,
     options: &CopyOptions,
-    header: Option<String>,
-) -> Result<Vec<String>, Error> {
+    header: Option<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, Error> {
     let mut lines = Vec::with_capacity(batch.num_rows());
     for r in 0..batch.num_rows() {
+        if options.format == CopyFormat::Binary {
+            lines.push(binary_tuple(batch, r)?);
+            continue;
+        }
         let values = batch
             .columns()
             .iter()
             .map(|c| sluice_query::format::format_value(c.as_ref(), r, zone))
             .collect::<Result<Vec<_>, Error>>()?;
-        lines.push(super::copy::format_row(&values, options));
+        lines.push(super::copy::format_row(&values, options).into_bytes());
     }
     if let (Some(h), Some(first)) = (header, lines.first_mut()) {
-        first.insert_str(0, &h);
+        first.splice(0..0, h);
     }
     Ok(lines)
+}
+
+/// Row `r` as a binary COPY tuple: the field count, then each field's length
+/// and PostgreSQL binary form (-1 for NULL).
+fn binary_tuple(batch: &arrow::array::RecordBatch, r: usize) -> Result<Vec<u8>, Error> {
+    let mut out = (batch.num_columns() as i16).to_be_bytes().to_vec();
+    for column in batch.columns() {
+        if column.is_null(r) {
+            out.extend((-1i32).to_be_bytes());
+            continue;
+        }
+        let plain = sluice_query::eval::decode_dictionary(column)?;
+        let mut field = bytes::BytesMut::new();
+        super::encode::element_binary(plain.as_ref(), r, &pg_type(plain.data_type()), &mut field)
+            .map_err(|e| Error::NotSupported(format!("binary COPY of this column: {e}")))?;
+        out.extend((field.len() as i32).to_be_bytes());
+        out.extend_from_slice(&field);
+    }
+    Ok(out)
+}
+
+/// One binary COPY field, given in the column's PostgreSQL type, as a storage value.
+fn binary_value(
+    bytes: &[u8],
+    ty: sluice_storage::ColumnType,
+) -> Result<sluice_storage::Value, String> {
+    use arrow::array::AsArray;
+    use sluice_storage::Value;
+    let arrow = ty.arrow_type();
+    let array = params::decode_binary(&pg_type(&arrow), bytes)?;
+    Ok(match array.data_type() {
+        arrow::datatypes::DataType::Boolean => Value::Bool(array.as_boolean().value(0)),
+        arrow::datatypes::DataType::Int32 => Value::Int(i64::from(
+            array.as_primitive::<arrow::datatypes::Int32Type>().value(0),
+        )),
+        arrow::datatypes::DataType::Int64 => {
+            Value::Int(array.as_primitive::<arrow::datatypes::Int64Type>().value(0))
+        }
+        arrow::datatypes::DataType::Float64 => Value::Float(
+            array
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .value(0),
+        ),
+        arrow::datatypes::DataType::Timestamp(..) => Value::Timestamp(
+            array
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+        ),
+        arrow::datatypes::DataType::Decimal128(_, scale) => Value::Numeric {
+            value: array
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0),
+            scale: *scale,
+        },
+        arrow::datatypes::DataType::Utf8 => Value::Text(array.as_string::<i32>().value(0).into()),
+        other => return Err(format!("binary COPY into a column of type {other}")),
+    })
+}
+
+/// A binary COPY's rows as storage values, coerced to the columns' types.
+fn binary_rows(copy: &CopyIn, name: &str) -> Result<Vec<Vec<sluice_storage::Value>>, Error> {
+    let rows = super::copy::parse_binary(&copy.data).map_err(|e| Error::InvalidText {
+        message: format!("COPY {name}: {e}"),
+        sqlstate: e.sqlstate(),
+    })?;
+    let width = copy.columns.len();
+    rows.into_iter()
+        .map(|(row, fields)| {
+            if fields.len() != width {
+                return Err(Error::InvalidText {
+                    message: format!(
+                        "row field count is {}, expected {width} (COPY {name}, row {row})",
+                        fields.len()
+                    ),
+                    sqlstate: "22P04",
+                });
+            }
+            fields
+                .into_iter()
+                .zip(copy.columns.iter().zip(&copy.types))
+                .map(|(field, (column, ty))| {
+                    let Some(bytes) = field else {
+                        return Ok(sluice_storage::Value::Null);
+                    };
+                    binary_value(&bytes, *ty)
+                        .map_err(|e| Error::InvalidText {
+                            message: format!(
+                                "incorrect binary data format: {e} (COPY {name}, row {row}, column {column})"
+                            ),
+                            sqlstate: "22P03",
+                        })?
+                        .coerce_to(*ty, column)
+                        .map_err(Error::from)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Parses a finished COPY's data and appends its rows, all or none; the
@@ -1325,6 +1439,10 @@ fn copy_lines(
 /// `COPY t, line 3, column qty` does.
 fn finish_copy_in(copy: CopyIn) -> Result<usize, Error> {
     let name = copy.table.name().to_string();
+    if copy.options.format == CopyFormat::Binary {
+        let values = binary_rows(&copy, &name)?;
+        return Ok(copy.table.append_named(&copy.columns, values)?);
+    }
     let rows = super::copy::parse(&copy.data, &copy.options).map_err(|e| Error::InvalidText {
         message: format!("COPY {name}: {e}"),
         sqlstate: e.sqlstate(),

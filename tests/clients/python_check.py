@@ -68,7 +68,18 @@ def psycopg_copy():
                 copy.set_types(["timestamp", "int8", "float8", "text"])
                 back = list(copy.rows())
         assert back == rows, back[:3]
+        # The binary format, both ways.
+        with conn.cursor() as cur:
+            with cur.copy("COPY pycopy (ts, id, amount, note) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["timestamp", "int8", "float8", "text"])
+                for r in rows:
+                    copy.write_row((r[0], r[1] + 100, r[2], r[3]))
+        with conn.cursor() as cur:
+            with cur.copy("COPY (SELECT ts, id, amount, note FROM pycopy WHERE id >= 100 ORDER BY id) TO STDOUT (FORMAT BINARY)") as copy:
+                copy.set_types(["timestamp", "int8", "float8", "text"])
+                binary_back = list(copy.rows())
+        assert binary_back == [(r[0], r[1] + 100, r[2], r[3]) for r in rows], binary_back[:3]
 
 step("SQLAlchemy inspect + text() parameters", sqlalchemy_reflection)
-step("psycopg copy: write_row in, rows() out, text format", psycopg_copy)
+step("psycopg copy: write_row in, rows() out, text and binary formats", psycopg_copy)
 step("psycopg binary cursor, server-side parameters, prepared statements, errors", psycopg_binary_server_side_params)
