@@ -1533,3 +1533,44 @@ fn a_streamed_scan_reads_blocks_as_they_are_pulled() {
     }
     assert_eq!(values, (0..6400).collect::<Vec<i64>>());
 }
+
+/// Reads in a transaction block see one snapshot: rows appended by another
+/// writer meanwhile appear only after the block; the block's own writes are
+/// seen by its later reads.
+#[test]
+fn reads_in_a_transaction_block_share_one_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE t (ts TIMESTAMP, v BIGINT) WITH (time_column = 'ts', retention = 'none')",
+    )
+    .unwrap();
+    let row = |v: i64| vec![Value::Timestamp(0), Value::Int(v)];
+    db.append("t", vec![row(1), row(2)]).unwrap();
+    let mut s = db.session();
+    let count = |db: &Database, s: &mut sluice::Session| -> String {
+        let results = db.execute_in(s, "SELECT count(*) FROM t").unwrap();
+        match results.into_iter().next() {
+            Some(sluice::StatementResult::Rows { batches, .. }) => {
+                sluice::pretty::format_batches(&batches).unwrap()
+            }
+            _ => panic!("a count"),
+        }
+    };
+    db.execute_in(&mut s, "BEGIN").unwrap();
+    assert!(count(&db, &mut s).contains(" 2 "));
+    db.append("t", vec![row(3)]).unwrap();
+    assert!(count(&db, &mut s).contains(" 2 "), "the block's snapshot");
+    db.execute_in(&mut s, "INSERT INTO t VALUES ('2024-01-01', 4)")
+        .unwrap();
+    assert!(
+        count(&db, &mut s).contains(" 4 "),
+        "its own write, and what came before it"
+    );
+    db.execute_in(&mut s, "COMMIT").unwrap();
+    db.append("t", vec![row(5)]).unwrap();
+    assert!(
+        count(&db, &mut s).contains(" 5 "),
+        "outside a block, each statement's own"
+    );
+}

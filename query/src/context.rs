@@ -201,6 +201,28 @@ impl QueryContext {
         )
     }
 
+    /// Starts the statement with snapshots already taken (its transaction
+    /// block's), so it reads the rows the block's earlier statements read.
+    pub fn seed_snapshots(&self, taken: &HashMap<usize, Arc<sluice_storage::TableSnapshot>>) {
+        let mut snapshots = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (k, v) in taken {
+            snapshots.insert(*k, Arc::clone(v));
+        }
+    }
+
+    /// The snapshots the statement has taken, by table.
+    pub fn snapshots(&self) -> HashMap<usize, Arc<sluice_storage::TableSnapshot>> {
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The value of the uncorrelated subquery `plan` (by address), computed by
     /// `run` the first time it is asked for in this statement.
     pub fn subquery_value(

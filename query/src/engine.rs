@@ -235,23 +235,35 @@ impl Engine {
     fn query_stream(
         &self,
         q: &ast::Query,
-        session: &Session,
+        session: &mut Session,
         params: &[Param],
         cancel: &Arc<AtomicBool>,
     ) -> Result<Option<RowStream>> {
-        let ctx = QueryContext::with_catalog(
-            session.query_options(),
-            Arc::clone(cancel),
-            Arc::clone(&self.catalog),
-            session.user(),
-        );
+        let ctx = self.context(session, Arc::clone(cancel));
         let mut binder = self.binder(&ctx, session).with_params(params.to_vec());
         let plan = optimize(binder.bind_query(q)?, &ctx);
         if !binder.take_settings().is_empty() {
             return Ok(None);
         }
         drop(binder);
-        RowStream::new(&plan, &ctx).map(Some)
+        // A stream takes its snapshots when it starts (pruning plans every
+        // scan), so the block can keep them now.
+        let rows = RowStream::new(&plan, &ctx)?;
+        session.keep_block_snapshots(ctx.snapshots());
+        Ok(Some(rows))
+    }
+
+    /// A statement's context; in a transaction block it starts with the
+    /// snapshots the block's earlier statements read.
+    fn context(&self, session: &Session, cancel: Arc<AtomicBool>) -> QueryContext {
+        let ctx = QueryContext::with_catalog(
+            session.query_options(),
+            cancel,
+            Arc::clone(&self.catalog),
+            session.user(),
+        );
+        ctx.seed_snapshots(session.block_snapshots());
+        ctx
     }
 
     fn execute_inner(
@@ -262,12 +274,20 @@ impl Engine {
         cancel: Arc<AtomicBool>,
     ) -> Result<StatementResult> {
         authorize(stmt, session)?;
-        let ctx = QueryContext::with_catalog(
-            session.query_options(),
-            cancel,
-            Arc::clone(&self.catalog),
-            session.user(),
-        );
+        let ctx = self.context(session, cancel);
+        let result = self.run_statement(stmt, session, params, &ctx);
+        session.keep_block_snapshots(ctx.snapshots());
+        result
+    }
+
+    fn run_statement(
+        &self,
+        stmt: &Statement,
+        session: &mut Session,
+        params: &[Param],
+        ctx: &QueryContext,
+    ) -> Result<StatementResult> {
+        let ctx = ctx.clone();
         match stmt {
             Statement::Query(q) => {
                 let mut binder = self.binder(&ctx, session).with_params(params.to_vec());

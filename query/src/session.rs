@@ -92,6 +92,16 @@ impl Role {
     }
 }
 
+/// A transaction block's table snapshots, by table (shown by their count).
+#[derive(Clone, Default)]
+struct BlockSnapshots(HashMap<usize, std::sync::Arc<sluice_storage::TableSnapshot>>);
+
+impl std::fmt::Debug for BlockSnapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} table snapshot(s)", self.0.len())
+    }
+}
+
 /// PostgreSQL's spellings of a true boolean setting.
 fn is_on(value: &str) -> bool {
     matches!(
@@ -115,6 +125,9 @@ pub struct Session {
     transaction_writes: u64,
     /// The block's savepoints, with the writes made before each.
     savepoints: Vec<(String, u64)>,
+    /// The snapshots the block's statements read, by table: every read in a
+    /// block sees the same rows (until the block itself writes).
+    block_snapshots: BlockSnapshots,
     backend_pid: i32,
     timeout_set: bool,
     cursors: HashMap<String, Cursor>,
@@ -157,6 +170,7 @@ impl Session {
             transaction_failed: false,
             transaction_writes: 0,
             savepoints: Vec::new(),
+            block_snapshots: BlockSnapshots::default(),
             backend_pid: 0,
             timeout_set: false,
             cursors: HashMap::new(),
@@ -252,10 +266,29 @@ impl Session {
     }
 
     /// Counts a write that has been applied inside the open block, which a
-    /// ROLLBACK then cannot undo.
+    /// ROLLBACK then cannot undo. The block's later reads see it: they take
+    /// new snapshots.
     pub fn record_write(&mut self) {
         if self.in_transaction {
             self.transaction_writes += 1;
+            self.block_snapshots.0.clear();
+        }
+    }
+
+    /// The snapshots the open block has read (empty outside a block).
+    pub fn block_snapshots(
+        &self,
+    ) -> &HashMap<usize, std::sync::Arc<sluice_storage::TableSnapshot>> {
+        &self.block_snapshots.0
+    }
+
+    /// Keeps the snapshots a statement of the open block read, for the next.
+    pub fn keep_block_snapshots(
+        &mut self,
+        taken: HashMap<usize, std::sync::Arc<sluice_storage::TableSnapshot>>,
+    ) {
+        if self.in_transaction {
+            self.block_snapshots.0.extend(taken);
         }
     }
 
@@ -276,6 +309,7 @@ impl Session {
         self.transaction_failed = false;
         self.transaction_writes = 0;
         self.savepoints.clear();
+        self.block_snapshots.0.clear();
         let default = self
             .settings
             .get("default_transaction_read_only")
