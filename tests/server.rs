@@ -1747,3 +1747,58 @@ async fn binary_copy_round_trips_every_column_type() {
     }
     assert_eq!(k, 3);
 }
+
+/// A statement whose client disconnects stops (it would run for minutes,
+/// with no timeout), and its session leaves pg_stat_activity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_stops_when_its_client_disconnects() {
+    let server = start();
+    let admin = connect(server.pg_port).await;
+    setup(&admin).await;
+    load_rows(&admin, 20_000).await;
+    let (gone, conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=sluice dbname=sluice",
+            server.pg_port
+        ),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    gone.batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
+    let running = tokio::spawn(async move {
+        let _ = gone
+            .query(
+                "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+                &[],
+            )
+            .await;
+    });
+    let active = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%a.qty < b.qty%' AND pid <> pg_backend_pid()";
+    let mut started = false;
+    for _ in 0..100 {
+        let n: i64 = admin.query_one(active, &[]).await.unwrap().get(0);
+        if n == 1 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(started);
+    // The client goes away mid-statement: its connection's socket closes.
+    conn.abort();
+    running.abort();
+    let mut stopped = false;
+    for _ in 0..250 {
+        let n: i64 = admin.query_one(active, &[]).await.unwrap().get(0);
+        if n == 0 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped, "the statement of a disconnected client stops");
+}

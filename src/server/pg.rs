@@ -436,6 +436,7 @@ impl Startup {
             c.secure.store(client.is_secure(), Ordering::Relaxed);
             c.authenticated.store(true, Ordering::Relaxed);
         }
+        let closer = close.clone();
         let terminate: sluice_query::activity::Terminate = Box::new(move |fatal| {
             if let Some(c) = &close {
                 if let Some((code, message)) = fatal {
@@ -465,6 +466,7 @@ impl Startup {
         client.session_extensions().insert(ActivityEntry {
             session,
             _registered: registered,
+            closer,
         });
     }
 }
@@ -665,8 +667,12 @@ impl Backend {
         let cancel = Arc::new(AtomicBool::new(false));
         let text = stmt.to_string();
         if let Some(a) = &activity {
-            a.started(text.clone(), Arc::clone(&cancel));
+            a.session.started(text.clone(), Arc::clone(&cancel));
         }
+        let watcher = activity
+            .as_ref()
+            .and_then(|a| a.closer.as_deref())
+            .and_then(|c| watch_client(c, Arc::clone(&cancel)));
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -679,7 +685,8 @@ impl Backend {
             started: std::time::Instant::now(),
             failed: false,
             session: Arc::clone(&session),
-            activity,
+            activity: activity.map(|a| Arc::clone(&a.session)),
+            watcher,
             statement: text,
             slow_after: self.slow_after,
         };
@@ -711,6 +718,8 @@ struct RunningStatement {
     session: Arc<Mutex<Session>>,
     /// What pg_stat_activity shows of the connection.
     activity: Option<Arc<SessionActivity>>,
+    /// Cancels the statement if the client disconnects; stopped with it.
+    watcher: Option<tokio::task::JoinHandle<()>>,
     /// The statement's text, for the logs.
     statement: String,
     /// Log the statement if it takes this long (`log_min_duration_statement`).
@@ -732,6 +741,9 @@ impl RunningStatement {
 
 impl Drop for RunningStatement {
     fn drop(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         if self.failed {
             session.fail_transaction();
@@ -762,17 +774,41 @@ impl Drop for RunningStatement {
 }
 
 /// Who runs a statement: the (process id, secret key) a CancelRequest names,
-/// and what pg_stat_activity shows of the connection.
-type Caller = ((i32, Vec<u8>), Option<Arc<SessionActivity>>);
+/// and the connection's activity entry (pg_stat_activity, its socket).
+type Caller = ((i32, Vec<u8>), Option<Arc<ActivityEntry>>);
 
 fn caller<C: ClientInfo>(client: &C) -> Caller {
     (
         cancel_key(client),
-        client
-            .session_extensions()
-            .get::<ActivityEntry>()
-            .map(|e| Arc::clone(&e.session)),
+        client.session_extensions().get::<ActivityEntry>(),
     )
+}
+
+/// Watches a running statement's client: if it disconnects, the statement is
+/// cancelled at its next check rather than running on for nobody. It peeks at
+/// the socket through a second handle (a pipelined next message is left in
+/// place), so it never takes bytes from the connection.
+fn watch_client(closer: &Closer, cancel: Arc<AtomicBool>) -> Option<tokio::task::JoinHandle<()>> {
+    let raw = closer.raw.as_ref()?.try_clone().ok()?;
+    let stream = tokio::net::TcpStream::from_std(raw).ok()?;
+    Some(tokio::spawn(async move {
+        let mut byte = [0u8; 1];
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.peek(&mut byte).await {
+                Ok(0) => {
+                    tracing::info!("client disconnected: cancelling its statement");
+                    cancel.store(true, Ordering::Relaxed);
+                    return;
+                }
+                // The client sent more (a pipelined message): look again later.
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                Err(_) => return,
+            }
+        }
+    }))
 }
 
 /// A connection's entry in the activity registry, kept in its session
@@ -780,6 +816,9 @@ fn caller<C: ClientInfo>(client: &C) -> Caller {
 struct ActivityEntry {
     session: Arc<SessionActivity>,
     _registered: sluice_query::activity::Registered,
+    /// The connection's closer, whose second socket handle lets a running
+    /// statement notice its client is gone.
+    closer: Option<Arc<Closer>>,
 }
 
 /// The (process id, secret key) a CancelRequest for this connection names.
