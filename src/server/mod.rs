@@ -130,7 +130,11 @@ pub fn run(config: ServerConfig) -> Result<(), String> {
         .thread_stack_size(sluice_query::STATEMENT_STACK_BYTES)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    runtime.block_on(serve(config))
+    let result = runtime.block_on(serve(config));
+    // Connections were closed by the shutdown; a Kafka client or a straggling
+    // thread must not hold the exit beyond shutdown_timeout.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
 }
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
@@ -277,20 +281,24 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
 /// away and its connection closed. The store needs nothing more: every
 /// acknowledged write is in its write-ahead file or a sealed segment.
 async fn shut_down(handlers: &pg::Handlers, timeout: std::time::Duration) {
+    pg::DRAINING.store(true, Ordering::Relaxed);
     let running = handlers.running_statements();
     say(&format!(
         "shutting down: {running} statement(s) running, {} connection(s) open; waiting up to {:?}",
         handlers.open_connections(),
         timeout
     ));
-    let deadline = tokio::time::Instant::now() + timeout;
-    while handlers.running_statements() > 0 && tokio::time::Instant::now() < deadline {
+    // The drain, then the closing, both within `timeout`: the last quarter
+    // (at most a second) is kept for closing the connections.
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    let closing = deadline - (timeout / 4).min(std::time::Duration::from_secs(1));
+    while handlers.running_statements() > 0 && tokio::time::Instant::now() < closing {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     handlers.close_all();
     // Let the connections' tasks see the close and send their last error.
-    let closing = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-    while handlers.open_connections() > 0 && tokio::time::Instant::now() < closing {
+    while handlers.open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     say("shut down");

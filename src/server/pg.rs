@@ -663,6 +663,10 @@ impl Backend {
         stmt: Statement,
         params: Vec<Param>,
     ) -> Result<(Streamed, Zone, RunningStatement), Error> {
+        if DRAINING.load(Ordering::Relaxed) {
+            // Shutting down: running statements may finish, new ones do not start.
+            return Err(Error::AdminShutdown);
+        }
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
         let text = stmt.to_string();
@@ -772,6 +776,10 @@ impl Drop for RunningStatement {
             .observe(self.started.elapsed().as_secs_f64());
     }
 }
+
+/// Set when a shutdown begins: statements that start from then on are refused
+/// with 57P01 while those already running get the drain to finish.
+pub static DRAINING: AtomicBool = AtomicBool::new(false);
 
 /// Who runs a statement: the (process id, secret key) a CancelRequest names,
 /// and the connection's activity entry (pg_stat_activity, its socket).
@@ -1195,6 +1203,9 @@ impl Backend {
         else {
             return Err(Error::Internal("a COPY that is not one".into()));
         };
+        if DRAINING.load(Ordering::Relaxed) {
+            return Err(Error::AdminShutdown);
+        }
         {
             let s = session.lock().unwrap_or_else(|p| p.into_inner());
             sluice_query::engine::refuse_in_failed_block(&stmt, &s)?;
