@@ -1802,3 +1802,66 @@ async fn a_statement_stops_when_its_client_disconnects() {
     }
     assert!(stopped, "the statement of a disconnected client stops");
 }
+
+/// The extended protocol's row limit: a portal executed 2 rows at a time is
+/// suspended (PortalSuspended) and resumed until its rows run out; and an
+/// interval and a NULL come back in binary and compare equal to what was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portals_suspend_at_a_row_limit_and_binary_values_round_trip() {
+    let server = start();
+    let mut client = connect(server.pg_port).await;
+    setup(&client).await;
+    load_rows(&client, 5).await;
+    let tx = client.transaction().await.unwrap();
+    let stmt = tx
+        .prepare("SELECT restaurant_id FROM orders ORDER BY restaurant_id")
+        .await
+        .unwrap();
+    let portal = tx.bind(&stmt, &[]).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let rows = tx.query_portal(&portal, 2).await.unwrap();
+        if rows.is_empty() {
+            break;
+        }
+        assert!(rows.len() <= 2);
+        seen.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+    }
+    assert_eq!(seen, [0, 1, 2, 3, 4]);
+    tx.commit().await.unwrap();
+
+    let row = client
+        .query_one(
+            "SELECT INTERVAL '1 month 2 days 03:04:05.678', NULL::interval, NULL::bigint",
+            &[],
+        )
+        .await
+        .unwrap();
+    // An interval in PostgreSQL's binary layout: microseconds, days, months.
+    let raw: Option<IntervalBytes> = row.get(0);
+    assert_eq!(
+        raw.map(|b| b.0),
+        Some((3 * 3_600_000_000 + 4 * 60_000_000 + 5_678_000, 2, 1))
+    );
+    assert!(row.get::<_, Option<IntervalBytes>>(1).is_none());
+    assert_eq!(row.get::<_, Option<i64>>(2), None);
+}
+
+/// An interval read in its binary form: (microseconds, days, months).
+struct IntervalBytes((i64, i32, i32));
+
+impl<'a> tokio_postgres::types::FromSql<'a> for IntervalBytes {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let micros = i64::from_be_bytes(raw[0..8].try_into()?);
+        let days = i32::from_be_bytes(raw[8..12].try_into()?);
+        let months = i32::from_be_bytes(raw[12..16].try_into()?);
+        Ok(IntervalBytes((micros, days, months)))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        *ty == tokio_postgres::types::Type::INTERVAL
+    }
+}
