@@ -1865,3 +1865,32 @@ impl<'a> tokio_postgres::types::FromSql<'a> for IntervalBytes {
         *ty == tokio_postgres::types::Type::INTERVAL
     }
 }
+
+/// COPY data past the statement memory bound is refused whole (53200) rather
+/// than collected without limit, and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_past_the_statement_memory_bound_fails_whole() {
+    use futures::SinkExt;
+    let server = start_with(&["--statement-memory", "1MB"]);
+    let client = connect(server.pg_port).await;
+    client
+        .batch_execute(
+            "CREATE TABLE big (ts TIMESTAMP, v TEXT) WITH (time_column = 'ts', retention = 'none')",
+        )
+        .await
+        .unwrap();
+    let line = format!("2024-01-01\t{}\n", "x".repeat(1000));
+    let sink = client.copy_in("COPY big FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    for _ in 0..2000 {
+        sink.send(bytes::Bytes::from(line.clone())).await.unwrap();
+    }
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("53200"), "{err}");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM big", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+}

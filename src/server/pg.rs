@@ -1171,6 +1171,11 @@ struct CopyIn {
     types: Vec<sluice_storage::ColumnType>,
     options: CopyOptions,
     data: Vec<u8>,
+    /// Most bytes the COPY may collect: the statement memory bound.
+    limit: usize,
+    /// Set once the data passed `limit`: the rest is dropped and the COPY
+    /// fails at CopyDone (an error mid-copy would leave the client sending).
+    overflowed: bool,
 }
 
 /// The connection's COPY in progress, if any.
@@ -1256,6 +1261,8 @@ impl Backend {
                     types,
                     options,
                     data: Vec::new(),
+                    limit: self.db.options().memory_limit,
+                    overflowed: false,
                 });
                 let code = i8::from(binary);
                 Ok(Response::CopyIn(CopyResponse::new(code, width, stream::empty())))
@@ -1489,6 +1496,12 @@ fn binary_rows(copy: &CopyIn, name: &str) -> Result<Vec<Vec<sluice_storage::Valu
 /// `COPY t, line 3, column qty` does.
 fn finish_copy_in(copy: CopyIn) -> Result<usize, Error> {
     let name = copy.table.name().to_string();
+    if copy.overflowed {
+        return Err(Error::ResourcesExhausted(format!(
+            "COPY {name}: the data passed the statement memory bound of {} bytes; nothing was loaded (split it, or raise statement_memory)",
+            copy.limit
+        )));
+    }
     if copy.options.format == CopyFormat::Binary {
         let values = binary_rows(&copy, &name)?;
         return Ok(copy.table.append_named(&copy.columns, values)?);
@@ -1548,7 +1561,12 @@ impl CopyHandler for Backend {
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            copy.data.extend_from_slice(&copy_data.data);
+            if copy.overflowed || copy.data.len() + copy_data.data.len() > copy.limit {
+                copy.overflowed = true;
+                copy.data = Vec::new();
+            } else {
+                copy.data.extend_from_slice(&copy_data.data);
+            }
         }
         Ok(())
     }
