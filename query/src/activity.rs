@@ -23,8 +23,9 @@ pub struct Activity {
     sessions: Mutex<BTreeMap<i32, Arc<SessionActivity>>>,
 }
 
-/// One session as `pg_stat_activity` shows it, and the means to stop it.
-pub struct SessionActivity {
+/// Who a session is: fixed from its start.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
     /// The backend process id the client was given.
     pub pid: i32,
     /// The connected user.
@@ -37,6 +38,12 @@ pub struct SessionActivity {
     pub client_addr: String,
     /// When the connection started, microseconds since the epoch.
     pub backend_start: i64,
+}
+
+/// One session as `pg_stat_activity` shows it, and the means to stop it.
+pub struct SessionActivity {
+    /// Who it is.
+    pub info: SessionInfo,
     now: Mutex<Now>,
     /// Closes the connection (set by the server), telling an idle client why
     /// with a FATAL error of this SQLSTATE and message.
@@ -59,18 +66,8 @@ struct Now {
 /// One row of `pg_stat_activity`.
 #[derive(Clone, Debug)]
 pub struct ActivityRow {
-    /// Backend process id.
-    pub pid: i32,
-    /// User name.
-    pub user: String,
-    /// Database name.
-    pub database: String,
-    /// Application name.
-    pub application_name: String,
-    /// Client address.
-    pub client_addr: String,
-    /// Connection start (µs since the epoch).
-    pub backend_start: i64,
+    /// Who the session is.
+    pub info: SessionInfo,
     /// `active`, `idle` or `idle in transaction`.
     pub state: &'static str,
     /// The current (or last) statement.
@@ -104,12 +101,14 @@ impl SessionActivity {
         terminate: Terminate,
     ) -> SessionActivity {
         SessionActivity {
-            pid,
-            user: user.to_string(),
-            database: database.to_string(),
-            application_name: application_name.to_string(),
-            client_addr: client_addr.to_string(),
-            backend_start: now_micros(),
+            info: SessionInfo {
+                pid,
+                user: user.to_string(),
+                database: database.to_string(),
+                application_name: application_name.to_string(),
+                client_addr: client_addr.to_string(),
+                backend_start: now_micros(),
+            },
             now: Mutex::new(Now {
                 state: "idle",
                 ..Now::default()
@@ -162,7 +161,7 @@ impl SessionActivity {
 impl Activity {
     /// Registers a session until the returned value is dropped.
     pub fn register(&self, session: SessionActivity) -> (Arc<SessionActivity>, Registered) {
-        let pid = session.pid;
+        let pid = session.info.pid;
         let session = Arc::new(session);
         self.sessions
             .lock()
@@ -179,12 +178,7 @@ impl Activity {
             .map(|s| {
                 let now = s.now.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 ActivityRow {
-                    pid: s.pid,
-                    user: s.user.clone(),
-                    database: s.database.clone(),
-                    application_name: s.application_name.clone(),
-                    client_addr: s.client_addr.clone(),
-                    backend_start: s.backend_start,
+                    info: s.info.clone(),
                     state: now.state,
                     query: now.query,
                     query_start: now.query_start,
@@ -197,7 +191,7 @@ impl Activity {
         let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions
             .get(&pid)
-            .filter(|s| admin || s.user == requester)
+            .filter(|s| admin || s.info.user == requester)
             .cloned()
     }
 

@@ -770,22 +770,23 @@ fn pg_stat_activity() -> Result<RecordBatch> {
         ("backend_type", T),
     ]);
     for r in crate::activity::activity().rows() {
-        let (addr, port) = match r.client_addr.rsplit_once(':') {
+        let i = r.info;
+        let (addr, port) = match i.client_addr.rsplit_once(':') {
             Some((a, p)) => (a.trim_matches(['[', ']']).to_string(), p.parse().ok()),
-            None => (r.client_addr.clone(), None),
+            None => (i.client_addr.clone(), None),
         };
         b.row(vec![
             V::I(DATABASE_OID),
-            V::S(r.database),
-            V::I(r.pid.into()),
+            V::S(i.database),
+            V::I(i.pid.into()),
             V::N,
             V::N,
-            V::S(r.user),
-            V::S(r.application_name),
+            V::S(i.user),
+            V::S(i.application_name),
             V::S(addr),
             V::N,
             port.map_or(V::N, V::I),
-            V::I(r.backend_start),
+            V::I(i.backend_start),
             V::N,
             r.query_start.map_or(V::N, V::I),
             r.query_start.map_or(V::N, V::I),
