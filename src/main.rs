@@ -82,6 +82,10 @@ enum Command {
         /// How long a client may take to authenticate (default 60s).
         #[arg(long)]
         authentication_timeout: Option<String>,
+        /// The longest message a client may send (default 64MB); a longer
+        /// one ends its connection (08P01).
+        #[arg(long)]
+        max_message_size: Option<String>,
         /// End a session idle in a transaction block this long (default: never).
         #[arg(long)]
         idle_in_transaction_session_timeout: Option<String>,
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
             shutdown_timeout,
             log_min_duration_statement,
             authentication_timeout,
+            max_message_size,
             idle_in_transaction_session_timeout,
             tls_cert,
             tls_key,
@@ -278,6 +283,9 @@ fn main() -> ExitCode {
             }
             if let Some(t) = authentication_timeout {
                 cfg.authentication_timeout = t;
+            }
+            if let Some(size) = max_message_size {
+                cfg.max_message_size = size;
             }
             if idle_in_transaction_session_timeout.is_some() {
                 cfg.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout;

@@ -859,6 +859,152 @@ async fn concurrent_sorts_past_the_query_memory_pool_fail_with_53200_not_the_ser
     assert_eq!(alone.query(part, &[]).await.unwrap().len(), 39_000);
 }
 
+/// A message longer than `max_message_size` ends its connection with 08P01,
+/// told before its body is read; one just within the bound runs, and other
+/// sessions go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_past_max_message_size_ends_its_connection_with_08p01() {
+    let server = start_with(&["--max-message-size", "1MB"]);
+    let neighbour = connect(server.pg_port).await;
+    let client = connect(server.pg_port).await;
+    let query = |n: usize| format!("SELECT length('{}')", "x".repeat(n));
+
+    let fits = client.query_one(&query(1_000_000), &[]).await.unwrap();
+    assert_eq!(fits.get::<_, i32>(0), 1_000_000);
+
+    // Ten megabytes: refused from the header, and the client is told why.
+    let err = client.simple_query(&query(10_000_000)).await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("08P01"), "{err}");
+    let message = err.as_db_error().map(|e| e.message().to_string());
+    assert!(
+        message
+            .as_deref()
+            .unwrap_or("")
+            .contains("max_message_size"),
+        "{message:?}"
+    );
+    assert!(
+        client.simple_query("SELECT 1").await.is_err(),
+        "the connection is closed"
+    );
+
+    let row = neighbour.query_one("SELECT 1", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1);
+    let fresh = connect(server.pg_port).await;
+    assert_eq!(
+        fresh
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+}
+
+/// An open cursor's rows are held from the query memory pool until it
+/// closes, by CLOSE or by the end of the block that declared it: while one
+/// session holds most of the pool in a cursor, another's cursor of the same
+/// rows is refused (53200); once it closes, the same DECLARE fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_cursors_hold_query_memory_until_they_close() {
+    // 60,000 rows: about 2.8 MB of columns, more than half a 5 MB pool.
+    let server = start_with(&["--query-memory-pool", "5MB"]);
+    let a = connect(server.pg_port).await;
+    let b = connect(server.pg_port).await;
+    setup(&a).await;
+    for _ in 0..6 {
+        load_rows(&a, 10_000).await;
+    }
+    let declare = "DECLARE c CURSOR FOR SELECT * FROM orders";
+    let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+
+    a.batch_execute("BEGIN").await.unwrap();
+    a.batch_execute(declare).await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    let err = b.batch_execute(declare).await.unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("53200"));
+    b.batch_execute("ROLLBACK").await.unwrap();
+
+    a.batch_execute("CLOSE c").await.unwrap();
+    b.batch_execute("BEGIN").await.unwrap();
+    b.batch_execute(declare).await.unwrap();
+    let fetched = b.simple_query("FETCH 5 FROM c").await.unwrap();
+    assert_eq!(
+        fetched
+            .iter()
+            .filter(|m| matches!(m, SimpleQueryMessage::Row(_)))
+            .count(),
+        5
+    );
+    // COMMIT closes a cursor declared without HOLD, and gives its memory back.
+    b.batch_execute("COMMIT").await.unwrap();
+    let err = b.simple_query("FETCH 1 FROM c").await.unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("34000"));
+    a.batch_execute(declare).await.unwrap();
+    a.batch_execute("COMMIT").await.unwrap();
+}
+
+/// Cursors follow PostgreSQL's rules for their lifetime: without HOLD only in
+/// a block (25P01), WITH HOLD past COMMIT but not past the ROLLBACK of the
+/// block that declared them; options that would change FETCH's answers and are
+/// not built are refused (0A000), not ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_live_as_long_as_postgresql_keeps_them() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    setup(&client).await;
+    load_rows(&client, 10).await;
+    let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+    let err = client
+        .batch_execute("DECLARE c CURSOR FOR SELECT qty FROM orders")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("25P01"));
+
+    client
+        .batch_execute("DECLARE h CURSOR WITH HOLD FOR SELECT qty FROM orders ORDER BY qty")
+        .await
+        .unwrap();
+    client
+        .batch_execute("BEGIN; DECLARE kept CURSOR WITH HOLD FOR SELECT 1; COMMIT")
+        .await
+        .unwrap();
+    client
+        .batch_execute("BEGIN; DECLARE undone CURSOR WITH HOLD FOR SELECT 1; ROLLBACK")
+        .await
+        .unwrap();
+    let first = |msgs: Vec<SimpleQueryMessage>| -> Vec<String> {
+        msgs.into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(
+        first(client.simple_query("FETCH 2 FROM h").await.unwrap()),
+        ["0", "1"]
+    );
+    assert_eq!(
+        first(client.simple_query("FETCH 1 FROM kept").await.unwrap()),
+        ["1"]
+    );
+    let err = client
+        .simple_query("FETCH 1 FROM undone")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("34000"));
+
+    for refused in [
+        "BEGIN; DECLARE b BINARY CURSOR FOR SELECT 1",
+        "BEGIN; DECLARE s SCROLL CURSOR FOR SELECT 1",
+    ] {
+        let err = client.batch_execute(refused).await.unwrap_err();
+        assert_eq!(code(err).as_deref(), Some("0A000"), "{refused}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
+}
+
 /// The server's maximum statement timeout bounds every statement, even one
 /// whose session set no timeout at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1352,7 +1498,16 @@ async fn transaction_blocks_report_failure_savepoints_and_what_rollback_cannot_u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_terminate_backend_ends_a_running_session() {
     let server = start();
-    let victim = connect(server.pg_port).await;
+    let (victim, victim_conn) = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=dashboard dbname=sluice",
+            server.pg_port
+        ),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    let victim_conn = tokio::spawn(victim_conn);
     setup(&victim).await;
     load_rows(&victim, 20_000).await;
     let admin = connect(server.pg_port).await;
@@ -1388,7 +1543,16 @@ async fn pg_terminate_backend_ends_a_running_session() {
         .get(0);
     assert!(stopped);
     let (result, victim) = running.await.unwrap();
-    assert!(result.is_err(), "the running statement stops");
+    // The statement stops, and its client is told why, FATAL, as PostgreSQL
+    // tells it; then the connection ends.
+    let err = result.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57P01"), "{err}");
+    assert_eq!(
+        err.as_db_error().map(|e| e.severity()),
+        Some("FATAL"),
+        "{err}"
+    );
+    assert!(victim_conn.await.is_ok(), "the connection task ended");
     assert!(
         victim.query_one("SELECT 1", &[]).await.is_err(),
         "the connection is closed"

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Closes a session's connection; an idle client is first told why with a
-/// FATAL error of this SQLSTATE and message.
-pub type Terminate = Box<dyn Fn(Option<(&str, &str)>) + Send + Sync>;
+/// Ends a session's connection, its client told why with a FATAL error of
+/// this SQLSTATE and message.
+pub type Terminate = Box<dyn Fn((&'static str, &'static str)) + Send + Sync>;
 
 /// The process's live sessions.
 pub fn activity() -> &'static Activity {
@@ -146,15 +146,14 @@ impl SessionActivity {
     }
 
     /// Ends the session: stops a running statement and closes the
-    /// connection; an idle client is first told why (`fatal`).
-    fn end(&self, fatal: (&str, &str)) {
+    /// connection, its client told why (`fatal`).
+    fn end(&self, fatal: (&'static str, &'static str)) {
         let now = self.now.lock().unwrap_or_else(|p| p.into_inner());
-        let idle = now.cancel.is_none();
         if let Some(flag) = &now.cancel {
             flag.store(true, Ordering::Relaxed);
         }
         drop(now);
-        (self.terminate)(idle.then_some(fatal));
+        (self.terminate)(fatal);
     }
 }
 

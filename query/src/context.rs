@@ -302,6 +302,33 @@ impl QueryContext {
         Ok(())
     }
 
+    /// Takes `bytes` for something that outlives the statement (an open
+    /// cursor's rows): within the statement's own bound, and held from the
+    /// server's pool until the returned reservation is dropped (`None` when
+    /// there is no pool).
+    ///
+    /// # Errors
+    /// [`Error::ResourcesExhausted`] (53200) past either bound.
+    pub fn hold(&self, bytes: usize) -> Result<Option<crate::memory::PoolReservation>> {
+        if self.memory_used().saturating_add(bytes) > self.inner.options.memory_limit {
+            return Err(Error::ResourcesExhausted(format!(
+                "the statement needs more than its memory bound of {} bytes",
+                self.inner.options.memory_limit
+            )));
+        }
+        let Some(pool) = &self.inner.options.pool else {
+            return Ok(None);
+        };
+        crate::memory::PoolReservation::take(pool, bytes)
+            .map(Some)
+            .ok_or_else(|| {
+                Error::ResourcesExhausted(format!(
+                    "the server's query memory pool of {} bytes is in use by other statements",
+                    pool.limit()
+                ))
+            })
+    }
+
     /// Returns memory accounted with [`QueryContext::reserve`].
     pub fn release(&self, bytes: usize) {
         let bytes = bytes.min(self.memory_used());

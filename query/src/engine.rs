@@ -303,26 +303,7 @@ impl Engine {
             }
             Statement::Declare { stmts, .. } => {
                 for d in stmts {
-                    let Some(query) = &d.for_query else {
-                        return Err(Error::NotSupported("DECLARE without FOR query".into()));
-                    };
-                    let plan = self
-                        .binder(&ctx, session)
-                        .with_params(params.to_vec())
-                        .bind_query(query)?;
-                    let plan = optimize(plan, &ctx);
-                    let schema = plan.schema().arrow_schema();
-                    let batches = execute(&plan, &ctx)?;
-                    let rows = arrow::compute::concat_batches(&schema, &batches)?;
-                    for name in &d.names {
-                        session.cursors().insert(
-                            ident_name(name),
-                            crate::session::Cursor {
-                                rows: rows.clone(),
-                                position: 0,
-                            },
-                        );
-                    }
+                    self.declare_cursor(&ctx, session, params, d)?;
                 }
                 Ok(StatementResult::Command {
                     tag: "DECLARE CURSOR".into(),
@@ -371,19 +352,16 @@ impl Engine {
             }
             Statement::Commit { .. } => {
                 // COMMIT of a failed block rolls it back, as in PostgreSQL.
-                let tag = if session.transaction_failed() {
-                    "ROLLBACK"
-                } else {
-                    "COMMIT"
-                };
-                session.set_in_transaction(false);
+                let committed = !session.transaction_failed();
+                let tag = if committed { "COMMIT" } else { "ROLLBACK" };
+                session.end_block(committed);
                 Ok(StatementResult::Command { tag: tag.into() })
             }
             Statement::Rollback {
                 savepoint: None, ..
             } => {
                 let writes = session.transaction_writes();
-                session.set_in_transaction(false);
+                session.end_block(false);
                 if writes > 0 {
                     return Err(cannot_undo(writes, "ROLLBACK"));
                 }
@@ -418,7 +396,8 @@ impl Engine {
             Statement::Discard { object_type } => {
                 if matches!(object_type, ast::DiscardObject::ALL) {
                     session.reset(None);
-                    session.set_in_transaction(false);
+                    session.cursors().clear();
+                    session.end_block(false);
                 }
                 Ok(StatementResult::Command {
                     tag: format!("DISCARD {object_type}"),
@@ -531,6 +510,63 @@ impl Engine {
             elapsed.as_secs_f64() * 1e3
         ));
         explain_result(lines)
+    }
+
+    /// `DECLARE name [INSENSITIVE] [NO SCROLL] CURSOR [WITH[OUT] HOLD] FOR query`:
+    /// runs the query now and keeps its rows (so the cursor is insensitive to
+    /// later writes), counted against the statement's memory bound and held
+    /// from the server's pool while the cursor is open.
+    fn declare_cursor(
+        &self,
+        ctx: &QueryContext,
+        session: &mut Session,
+        params: &[Param],
+        d: &ast::Declare,
+    ) -> Result<()> {
+        let Some(query) = &d.for_query else {
+            return Err(Error::NotSupported("DECLARE without FOR query".into()));
+        };
+        if d.binary == Some(true) {
+            return Err(Error::NotSupported(
+                "BINARY cursors: FETCH returns the formats the client asks for".into(),
+            ));
+        }
+        if d.scroll == Some(true) {
+            return Err(Error::NotSupported(
+                "SCROLL cursors: FETCH reads forward only".into(),
+            ));
+        }
+        let hold = d.hold == Some(true);
+        if !hold && !session.in_transaction() {
+            return Err(no_block("DECLARE CURSOR"));
+        }
+        let plan = self
+            .binder(ctx, session)
+            .with_params(params.to_vec())
+            .bind_query(query)?;
+        let plan = optimize(plan, ctx);
+        let schema = plan.schema().arrow_schema();
+        let batches = execute(&plan, ctx)?;
+        let rows = arrow::compute::concat_batches(&schema, &batches)?;
+        // The query has run: what its operators accounted is freed with its
+        // batches, and the cursor's rows are held instead, beyond the statement.
+        drop(batches);
+        ctx.release(ctx.memory_used());
+        let memory = ctx.hold(rows.get_array_memory_size())?.map(Arc::new);
+        let declared_in_block = session.in_transaction();
+        for name in &d.names {
+            session.cursors().insert(
+                ident_name(name),
+                crate::session::Cursor {
+                    rows: rows.clone(),
+                    position: 0,
+                    hold,
+                    declared_in_block,
+                    memory: memory.clone(),
+                },
+            );
+        }
+        Ok(())
     }
 
     fn create_table(&self, ct: &ast::CreateTable) -> Result<StatementResult> {
@@ -881,7 +917,7 @@ fn rollback_to_savepoint(session: &mut Session, name: &str) -> Result<StatementR
     let before = session.savepoints()[at].1;
     let since = session.transaction_writes() - before;
     if since > 0 {
-        session.set_in_transaction(false);
+        session.end_block(false);
         return Err(cannot_undo(since, "ROLLBACK TO SAVEPOINT"));
     }
     session.savepoints().truncate(at + 1);

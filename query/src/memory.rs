@@ -52,6 +52,31 @@ impl MemoryPool {
     }
 }
 
+/// Bytes taken from a pool beyond one statement's life (an open cursor's
+/// rows), given back when dropped.
+#[derive(Debug)]
+pub struct PoolReservation {
+    pool: std::sync::Arc<MemoryPool>,
+    bytes: usize,
+}
+
+impl PoolReservation {
+    /// Takes `bytes` from `pool` until the reservation is dropped; `None`
+    /// (taking nothing) when that would pass the pool's limit.
+    pub fn take(pool: &std::sync::Arc<MemoryPool>, bytes: usize) -> Option<PoolReservation> {
+        pool.try_grow(bytes).then(|| PoolReservation {
+            pool: std::sync::Arc::clone(pool),
+            bytes,
+        })
+    }
+}
+
+impl Drop for PoolReservation {
+    fn drop(&mut self) {
+        self.pool.shrink(self.bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,6 +91,16 @@ mod tests {
         pool.shrink(100);
         assert_eq!(pool.used(), 0);
         pool.shrink(5);
+        assert_eq!(pool.used(), 0);
+    }
+
+    #[test]
+    fn a_reservation_holds_its_bytes_until_dropped() {
+        let pool = std::sync::Arc::new(MemoryPool::new(100));
+        let held = PoolReservation::take(&pool, 70).expect("fits");
+        assert!(PoolReservation::take(&pool, 31).is_none());
+        assert_eq!(pool.used(), 70);
+        drop(held);
         assert_eq!(pool.used(), 0);
     }
 }

@@ -140,6 +140,14 @@ pub struct Cursor {
     pub rows: RecordBatch,
     /// The next row FETCH returns.
     pub position: usize,
+    /// WITH HOLD: the cursor outlives the block that declared it, if that
+    /// block commits.
+    pub hold: bool,
+    /// Declared in the open block: a ROLLBACK closes it even WITH HOLD.
+    pub declared_in_block: bool,
+    /// The rows' share of the server's query memory pool, given back when the
+    /// cursor (and every name for it) closes.
+    pub memory: Option<std::sync::Arc<crate::memory::PoolReservation>>,
 }
 
 impl Session {
@@ -300,6 +308,17 @@ impl Session {
     /// The open block's savepoints, with the writes made before each.
     pub(crate) fn savepoints(&mut self) -> &mut Vec<(String, u64)> {
         &mut self.savepoints
+    }
+
+    /// Ends the open block, closing its cursors as PostgreSQL does: all but
+    /// WITH HOLD ones at COMMIT, and those the block declared at ROLLBACK.
+    pub(crate) fn end_block(&mut self, committed: bool) {
+        self.cursors
+            .retain(|_, c| c.hold && (committed || !c.declared_in_block));
+        for cursor in self.cursors.values_mut() {
+            cursor.declared_in_block = false;
+        }
+        self.set_in_transaction(false);
     }
 
     /// Starts or ends a transaction block; a new block's access mode is the

@@ -2,6 +2,7 @@
 //! embedded database, with settings from flags and an optional TOML file.
 
 pub mod auth;
+pub mod connection;
 pub mod copy;
 pub mod encode;
 pub mod http;
@@ -64,6 +65,9 @@ pub struct ServerConfig {
     pub log_min_duration_statement: Option<String>,
     /// How long a client may take to authenticate (`'60s'`).
     pub authentication_timeout: String,
+    /// The longest message a client may send (`'64MB'`, the default): a
+    /// longer one ends its connection (08P01) before it is read.
+    pub max_message_size: String,
     /// Each session's `idle_in_transaction_session_timeout` until it sets its
     /// own: a session idle inside a transaction block longer is ended (25P03).
     pub idle_in_transaction_session_timeout: Option<String>,
@@ -96,6 +100,7 @@ impl Default for ServerConfig {
             shutdown_timeout: "30s".into(),
             log_min_duration_statement: None,
             authentication_timeout: "60s".into(),
+            max_message_size: "64MB".into(),
             idle_in_transaction_session_timeout: None,
             tls_cert: None,
             tls_key: None,
@@ -168,6 +173,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                 )
             })?
             .unwrap_or(std::time::Duration::from_secs(3600));
+    let max_message_size = sluice_storage::parse_size_bytes(&config.max_message_size)
+        .filter(|n| *n >= MIN_MAX_MESSAGE_SIZE)
+        .ok_or_else(|| {
+            format!(
+                "max_message_size: \"{}\" is not a size of at least 16kB, such as 64MB",
+                config.max_message_size
+            )
+        })?;
     let shutdown_timeout = sluice_query::session::parse_timeout(&config.shutdown_timeout)
         .map_err(|_| {
             format!(
@@ -242,20 +255,20 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
                     let open = handlers.connection_opened(peer, raw);
                     tokio::spawn(async move {
                         let closer = Arc::clone(&open.closer);
+                        let ending = closer.ending();
                         tokio::select! {
-                            result = pgwire::tokio::process_socket(socket, tls, h) => {
+                            result = connection::serve_connection(socket, tls, h, max_message_size, ending) => {
                                 if let Err(e) = result {
                                     tracing::debug!(error = %e, "connection ended with an error");
                                 }
                             }
-                            // pg_terminate_backend or shutdown: dropping the
+                            // Asked to end (pg_terminate_backend, shutdown) but
+                            // not reaching a message boundary: dropping the
                             // connection's future closes its socket.
-                            _ = closer.close.notified() => {
-                                tracing::info!(%peer, "connection terminated");
+                            _ = closer.ended_past(CLOSE_GRACE) => {
+                                tracing::info!(%peer, "connection closed without a last word");
                             }
-                            _ = closer.authentication_deadline(authentication_timeout) => {
-                                tracing::warn!(%peer, "connection closed: authentication timeout");
-                            }
+                            _ = closer.authentication_deadline(authentication_timeout) => {}
                         }
                         tracing::info!(%peer, "connection closed");
                         drop(open);
@@ -275,6 +288,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     shut_down(&handlers, shutdown_timeout).await;
     Ok(())
 }
+
+/// How long a connection asked to end may take to tell its client so before
+/// its socket is closed regardless.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The smallest `max_message_size`: room for any startup, authentication or
+/// ordinary query message.
+const MIN_MAX_MESSAGE_SIZE: usize = 16 << 10;
 
 /// SIGTERM's drain: running statements may finish for `timeout`; then what
 /// still runs is cancelled (57P01), every client is told the server is going

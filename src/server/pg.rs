@@ -135,14 +135,24 @@ pub struct Startup {
 /// the client's address.
 type Closers = Arc<Mutex<HashMap<std::net::SocketAddr, Arc<Closer>>>>;
 
-/// How to close one connection: the accept loop waits on `close` beside the
-/// connection's own future; at shutdown a plain (non-TLS) connection is first
-/// sent PostgreSQL's FATAL 57P01 through a second handle on its socket.
+/// The FATAL error of a connection ended by shutdown or `pg_terminate_backend`.
+pub const ADMIN_SHUTDOWN: EndReason = (
+    "57P01",
+    "terminating connection due to administrator command",
+);
+
+/// Why the server ends a connection: the SQLSTATE and message of the FATAL
+/// error its client is told.
+pub type EndReason = (&'static str, &'static str);
+
+/// How to end one connection from outside it (`pg_terminate_backend`,
+/// shutdown, the authentication timeout): its message loop tells the client
+/// why, in band, at its next message boundary, and closes.
 pub struct Closer {
-    /// Notified to drop the connection's future, which closes its socket.
-    pub close: tokio::sync::Notify,
+    ending: tokio::sync::watch::Sender<Option<EndReason>>,
+    /// A second handle on the socket, to notice a client that hangs up while
+    /// its statement runs.
     raw: Option<std::net::TcpStream>,
-    secure: AtomicBool,
     authenticated: AtomicBool,
 }
 
@@ -150,61 +160,50 @@ impl Closer {
     /// A closer for a connection; `raw` is a second handle on its socket.
     pub fn new(raw: Option<std::net::TcpStream>) -> Closer {
         Closer {
-            close: tokio::sync::Notify::new(),
+            ending: tokio::sync::watch::channel(None).0,
             raw,
-            secure: AtomicBool::new(false),
             authenticated: AtomicBool::new(false),
         }
     }
 
-    /// Tells the client the server is going away (57P01), then closes.
-    fn shut_down(&self) {
-        self.send_fatal(
-            "57P01",
-            "terminating connection due to administrator command",
-        );
-        self.close.notify_one();
-    }
-
-    /// Writes a FATAL ErrorResponse to a plain (non-TLS) client, whose
-    /// connection task is not writing (it is idle, or starting up).
-    fn send_fatal(&self, code: &str, message: &str) {
-        if !self.secure.load(Ordering::Relaxed) {
-            if let Some(raw) = &self.raw {
-                let _ = std::io::Write::write_all(&mut &*raw, &fatal_message(code, message));
+    /// Asks the connection to end for `reason`; the first reason given wins.
+    pub fn end(&self, reason: EndReason) {
+        self.ending.send_if_modified(|current| {
+            let first = current.is_none();
+            if first {
+                *current = Some(reason);
             }
-        }
+            first
+        });
     }
 
-    /// Resolves once a connection not authenticated by `timeout` has been
-    /// told so (08P01) — never for one that authenticated in time.
-    pub async fn authentication_deadline(&self, timeout: std::time::Duration) {
-        tokio::time::sleep(timeout).await;
-        if self.authenticated.load(Ordering::Relaxed) {
+    /// What the connection's loop watches for the reason it must end.
+    pub fn ending(&self) -> tokio::sync::watch::Receiver<Option<EndReason>> {
+        self.ending.subscribe()
+    }
+
+    /// Resolves `grace` after the connection was asked to end: the backstop
+    /// for a loop that cannot reach a message boundary (a client that does
+    /// not read what it is sent).
+    pub async fn ended_past(&self, grace: std::time::Duration) {
+        let mut ending = self.ending();
+        if ending.wait_for(Option::is_some).await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
             std::future::pending::<()>().await;
         }
-        self.send_fatal("08P01", "canceling authentication due to timeout");
     }
-}
 
-/// PostgreSQL's FATAL ErrorResponse, for a connection the server closes.
-fn fatal_message(code: &str, message: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    for (field, value) in [
-        (b'S', "FATAL"),
-        (b'V', "FATAL"),
-        (b'C', code),
-        (b'M', message),
-    ] {
-        body.push(field);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
+    /// Asks a connection not authenticated within `timeout` to end (08P01);
+    /// never resolves.
+    pub async fn authentication_deadline(&self, timeout: std::time::Duration) {
+        tokio::time::sleep(timeout).await;
+        if !self.authenticated.load(Ordering::Relaxed) {
+            tracing::warn!("connection closed: authentication timeout");
+            self.end(("08P01", "canceling authentication due to timeout"));
+        }
+        std::future::pending::<()>().await;
     }
-    body.push(0);
-    let mut message = vec![b'E'];
-    message.extend(((body.len() + 4) as i32).to_be_bytes());
-    message.extend(body);
-    message
 }
 
 /// What the server admits.
@@ -393,8 +392,8 @@ impl Handlers {
             .len()
     }
 
-    /// Shutdown's last step: cancels what still runs (57P01), tells every
-    /// client the server is going away and closes its connection.
+    /// Shutdown's last step: cancels what still runs (57P01), and asks every
+    /// connection to tell its client the server is going away, and close.
     pub fn close_all(&self) {
         sluice_query::context::SHUTTING_DOWN.store(true, Ordering::Relaxed);
         for flag in self
@@ -415,7 +414,7 @@ impl Handlers {
             .cloned()
             .collect();
         for c in closers {
-            c.shut_down();
+            c.end(ADMIN_SHUTDOWN);
         }
     }
 }
@@ -433,16 +432,12 @@ impl Startup {
             .get(&peer)
             .cloned();
         if let Some(c) = &close {
-            c.secure.store(client.is_secure(), Ordering::Relaxed);
             c.authenticated.store(true, Ordering::Relaxed);
         }
         let closer = close.clone();
-        let terminate: sluice_query::activity::Terminate = Box::new(move |fatal| {
+        let terminate: sluice_query::activity::Terminate = Box::new(move |reason| {
             if let Some(c) = &close {
-                if let Some((code, message)) = fatal {
-                    c.send_fatal(code, message);
-                }
-                c.close.notify_one();
+                c.end(reason);
             }
         });
         tracing::info!(
