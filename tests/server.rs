@@ -995,6 +995,24 @@ async fn cursors_live_as_long_as_postgresql_keeps_them() {
         .unwrap_err();
     assert_eq!(code(err).as_deref(), Some("34000"));
 
+    // ROLLBACK TO a savepoint closes the cursors declared after it, also
+    // after a RELEASE made an earlier one's cursors its parent's.
+    client
+        .batch_execute(
+            "BEGIN; SAVEPOINT a; SAVEPOINT b; DECLARE before CURSOR FOR SELECT 1; \
+             RELEASE SAVEPOINT b; SAVEPOINT c; DECLARE after CURSOR FOR SELECT 2; \
+             ROLLBACK TO SAVEPOINT c",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first(client.simple_query("FETCH 1 FROM before").await.unwrap()),
+        ["1"]
+    );
+    let err = client.simple_query("FETCH 1 FROM after").await.unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("34000"));
+    client.batch_execute("ROLLBACK").await.unwrap();
+
     for refused in [
         "BEGIN; DECLARE b BINARY CURSOR FOR SELECT 1",
         "BEGIN; DECLARE s SCROLL CURSOR FOR SELECT 1",
@@ -1459,12 +1477,29 @@ async fn transaction_blocks_report_failure_savepoints_and_what_rollback_cannot_u
         ("ROLLBACK".into(), 'T')
     );
     assert_eq!(q(&mut c, "RELEASE SAVEPOINT a"), ("RELEASE".into(), 'T'));
+    assert_eq!(q(&mut c, "SAVEPOINT c"), ("SAVEPOINT".into(), 'T'));
     assert_eq!(
         q(&mut c, "RELEASE SAVEPOINT b"),
         ("error 3B001".into(), 'E')
     );
-    // A failed block is left by ROLLBACK, not by a savepoint (see docs/sql.md).
-    assert_eq!(q(&mut c, "ROLLBACK TO SAVEPOINT a").0, "error 0A000");
+    // A savepoint set before the failure makes the block healthy again; an
+    // unknown one leaves it failed.
+    assert_eq!(
+        q(&mut c, "ROLLBACK TO SAVEPOINT c"),
+        ("ROLLBACK".into(), 'T')
+    );
+    assert_eq!(q(&mut c, "SELECT 1"), ("SELECT 1".into(), 'T'));
+    assert_eq!(q(&mut c, "SELECT 1 / 0"), ("error 22012".into(), 'E'));
+    assert_eq!(
+        q(&mut c, "ROLLBACK TO SAVEPOINT nope"),
+        ("error 3B001".into(), 'E')
+    );
+    assert_eq!(q(&mut c, ""), (String::new(), 'E'));
+    assert_eq!(q(&mut c, "SELECT 1"), ("error 25P02".into(), 'E'));
+    assert_eq!(
+        q(&mut c, "ROLLBACK TO SAVEPOINT c; SELECT 2"),
+        ("ROLLBACK; SELECT 1".into(), 'T')
+    );
     assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
     assert_eq!(q(&mut c, "SAVEPOINT a"), ("error 25P01".into(), 'I'));
 
@@ -1490,6 +1525,28 @@ async fn transaction_blocks_report_failure_savepoints_and_what_rollback_cannot_u
     );
     assert_eq!(q(&mut c, "ROLLBACK TO SAVEPOINT s").0, "error 0A000");
     assert_eq!(q(&mut c, "ROLLBACK"), ("ROLLBACK".into(), 'I'));
+}
+
+/// Through the extended protocol too: an error pgwire meets before a
+/// statement runs (Parse) fails the block, every later statement gets 25P02,
+/// and ROLLBACK TO SAVEPOINT makes the block healthy again, as PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_block_recovers_at_a_savepoint_through_the_extended_protocol() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+    client.batch_execute("BEGIN; SAVEPOINT a").await.unwrap();
+    let err = client.prepare("SELEC 1").await.unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("42601"));
+    let err = client.query_one("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("25P02"));
+    client
+        .batch_execute("ROLLBACK TO SAVEPOINT a")
+        .await
+        .unwrap();
+    let row = client.query_one("SELECT 2", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2);
+    client.batch_execute("COMMIT").await.unwrap();
 }
 
 /// pg_stat_activity lists the live sessions with what they run, and

@@ -388,7 +388,7 @@ impl Engine {
                     return Err(no_block("RELEASE SAVEPOINT"));
                 }
                 let at = savepoint_position(session, &ident_name(name))?;
-                session.savepoints().truncate(at);
+                session.release_savepoint(at);
                 Ok(StatementResult::Command {
                     tag: "RELEASE".into(),
                 })
@@ -554,6 +554,7 @@ impl Engine {
         ctx.release(ctx.memory_used());
         let memory = ctx.hold(rows.get_array_memory_size())?.map(Arc::new);
         let declared_in_block = session.in_transaction();
+        let savepoint_depth = session.savepoints().len();
         for name in &d.names {
             session.cursors().insert(
                 ident_name(name),
@@ -562,6 +563,7 @@ impl Engine {
                     position: 0,
                     hold,
                     declared_in_block,
+                    savepoint_depth,
                     memory: memory.clone(),
                 },
             );
@@ -900,18 +902,12 @@ fn savepoint_position(session: &mut Session, name: &str) -> Result<usize> {
         })
 }
 
-/// ROLLBACK TO SAVEPOINT: back to the savepoint (it stays) when nothing was
-/// written since; refused when writes were (they cannot be undone) and in a
-/// failed block (the protocol layer cannot report the block healthy again:
-/// ROLLBACK the whole block).
+/// ROLLBACK TO SAVEPOINT: back to the savepoint (it stays), a failed block
+/// healthy again, when nothing was written since; refused when writes were
+/// (they cannot be undone), which ends the block.
 fn rollback_to_savepoint(session: &mut Session, name: &str) -> Result<StatementResult> {
     if !session.in_transaction() {
         return Err(no_block("ROLLBACK TO SAVEPOINT"));
-    }
-    if session.transaction_failed() {
-        return Err(Error::NotSupported(
-            "ROLLBACK TO SAVEPOINT in a failed transaction block: ROLLBACK the block".into(),
-        ));
     }
     let at = savepoint_position(session, name)?;
     let before = session.savepoints()[at].1;
@@ -920,7 +916,7 @@ fn rollback_to_savepoint(session: &mut Session, name: &str) -> Result<StatementR
         session.end_block(false);
         return Err(cannot_undo(since, "ROLLBACK TO SAVEPOINT"));
     }
-    session.savepoints().truncate(at + 1);
+    session.rollback_to_savepoint(at);
     Ok(StatementResult::Command {
         tag: ROLLBACK_TO_SAVEPOINT.into(),
     })

@@ -145,6 +145,9 @@ pub struct Cursor {
     pub hold: bool,
     /// Declared in the open block: a ROLLBACK closes it even WITH HOLD.
     pub declared_in_block: bool,
+    /// How many of the block's savepoints stood when it was declared: a
+    /// ROLLBACK TO an earlier savepoint closes it.
+    pub savepoint_depth: usize,
     /// The rows' share of the server's query memory pool, given back when the
     /// cursor (and every name for it) closes.
     pub memory: Option<std::sync::Arc<crate::memory::PoolReservation>>,
@@ -270,6 +273,24 @@ impl Session {
     pub fn fail_transaction(&mut self) {
         if self.in_transaction {
             self.transaction_failed = true;
+        }
+    }
+
+    /// Back to the block's savepoint at `at` (kept): the block is healthy again
+    /// and the cursors declared since are closed.
+    pub(crate) fn rollback_to_savepoint(&mut self, at: usize) {
+        self.savepoints.truncate(at + 1);
+        self.cursors
+            .retain(|_, c| !c.declared_in_block || c.savepoint_depth <= at);
+        self.transaction_failed = false;
+    }
+
+    /// Releases the block's savepoint at `at` and those after it: what was
+    /// declared inside them belongs to the savepoint before.
+    pub(crate) fn release_savepoint(&mut self, at: usize) {
+        self.savepoints.truncate(at);
+        for cursor in self.cursors.values_mut() {
+            cursor.savepoint_depth = cursor.savepoint_depth.min(at);
         }
     }
 

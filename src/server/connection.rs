@@ -12,15 +12,18 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures::{SinkExt, StreamExt};
 use pgwire::api::{ClientInfo, ErrorHandler, PgWireConnectionState, PgWireServerHandlers};
 use pgwire::error::{ErrorInfo, PgWireError};
+use pgwire::messages::response::TransactionStatus;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::server::PgWireMessageServerCodec;
 use pgwire::tokio::server::{negotiate_tls, process_error, process_message};
 use pgwire::tokio::TlsAcceptor;
+use sluice_query::session::Session;
 
 use super::pg::EndReason;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -127,6 +130,7 @@ pub async fn serve_connection<H: PgWireServerHandlers>(
             PgWireConnectionState::CopyInProgress(extended) => extended,
             _ => message.is_extended_query(),
         };
+        report_block_status(&mut socket, &message);
         // `process_message` answers a CancelRequest and closes its connection.
         let is_cancel_request = matches!(message, PgWireFrontendMessage::CancelRequest(_));
         let handled = process_message(
@@ -140,6 +144,14 @@ pub async fn serve_connection<H: PgWireServerHandlers>(
         )
         .await;
         if let Err(mut e) = handled {
+            // Any error inside a block fails it, those pgwire meets before a
+            // statement runs (Parse, Bind) included.
+            if let Some(session) = socket.session_extensions().get::<Mutex<Session>>() {
+                session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .fail_transaction();
+            }
             // A statement stopped because the connection is being ended
             // reports why, FATAL, as PostgreSQL's does.
             if let Some((code, message)) = *ending.borrow() {
@@ -159,6 +171,41 @@ pub async fn serve_connection<H: PgWireServerHandlers>(
         }
     }
     Ok(())
+}
+
+/// Makes the transaction status pgwire reports in ReadyForQuery the session's
+/// own. pgwire tracks the status from each statement's response and cannot
+/// take a failed block back to healthy (ROLLBACK TO SAVEPOINT), so: before a
+/// Sync, whose ReadyForQuery reports the status as it stands, it is set to
+/// the session's; before a simple Query in a failed block it is set to "in a
+/// block", from which any error (every statement but COMMIT, ROLLBACK and
+/// ROLLBACK TO SAVEPOINT is refused with 25P02) takes it back to failed.
+fn report_block_status<S: 'static, ST>(
+    socket: &mut Framed<S, PgWireMessageServerCodec<ST>>,
+    message: &PgWireFrontendMessage,
+) {
+    let Some(session) = socket.session_extensions().get::<Mutex<Session>>() else {
+        return;
+    };
+    let truth = {
+        let session = session.lock().unwrap_or_else(|p| p.into_inner());
+        if session.transaction_failed() {
+            TransactionStatus::Error
+        } else if session.in_transaction() {
+            TransactionStatus::Transaction
+        } else {
+            TransactionStatus::Idle
+        }
+    };
+    match message {
+        PgWireFrontendMessage::Sync(_) => socket.set_transaction_status(truth),
+        PgWireFrontendMessage::Query(q)
+            if truth == TransactionStatus::Error && !q.query.trim().is_empty() =>
+        {
+            socket.set_transaction_status(TransactionStatus::Transaction)
+        }
+        _ => {}
+    }
 }
 
 /// A FATAL ErrorResponse for `reason`, encoded.

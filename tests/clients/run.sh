@@ -76,6 +76,15 @@ expect "grafana: schemas" "public" psql -Atc "SELECT schema_name AS \"name\" FRO
 expect "grafana: table picker" "orders" psql -Atc "SELECT CASE WHEN $search_path THEN quote_ident(table_name) ELSE quote_ident(table_schema) || '.' || quote_ident(table_name) END AS \"table\" FROM information_schema.tables WHERE quote_ident(table_schema) NOT IN ('information_schema', 'pg_catalog') ORDER BY CASE WHEN $search_path THEN 0 ELSE 1 END, 1"
 expect "grafana: column picker" "amount|double precision" psql -Atc "SELECT quote_ident(column_name) AS \"column\", data_type AS \"type\" FROM information_schema.columns WHERE CASE WHEN array_length(parse_ident('orders'),1) = 2 THEN quote_ident(table_schema) = (parse_ident('orders'))[1] AND quote_ident(table_name) = (parse_ident('orders'))[2] ELSE quote_ident(table_name) = 'orders' AND $search_path END"
 
+# psql's ON_ERROR_ROLLBACK wraps each statement of a block in a savepoint and
+# rolls back to it after an error: the block goes on, and COMMIT commits.
+# (Without it, the SELECT after the error gets 25P02 and COMMIT says ROLLBACK.)
+on_error_rollback=(psql -At -v ON_ERROR_ROLLBACK=on -c 'BEGIN' -c 'SELECT 1/0'
+  -c "SELECT 'after ' || 'the error'" -c 'COMMIT')
+expect "psql: ON_ERROR_ROLLBACK runs the next statement after an error" "after the error" \
+  "${on_error_rollback[@]}"
+expect "psql: ON_ERROR_ROLLBACK's block commits" "COMMIT" "${on_error_rollback[@]}"
+
 # psql \copy: a million rows in from CSV and back out, byte for byte.
 python3 -c '
 import datetime
