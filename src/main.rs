@@ -139,6 +139,23 @@ enum Command {
         #[arg(long)]
         salvage: bool,
     },
+    /// Import Parquet files into a table, with a progress bar. Rows go straight
+    /// into sealed segments and each file is committed in one step, so an
+    /// interrupted import leaves whole files or nothing; a file imported before
+    /// (same path, size and footer) is skipped. Rows past the table's retention
+    /// are counted and left out. Stop the server first (the data directory is
+    /// locked while it runs).
+    Import {
+        /// The table to import into (it must exist).
+        #[arg(long)]
+        table: String,
+        /// The data directory.
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: PathBuf,
+        /// Parquet files; a `*` or `?` in a file name matches like a shell glob.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
     /// Produce JSON lines to a Kafka topic, one message per line, with a
     /// progress bar; returns once every message is delivered.
     Produce {
@@ -210,6 +227,11 @@ fn main() -> ExitCode {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
         Command::Passwd { user, role } => passwd(&user, role.as_deref()),
         Command::Check { data_dir, salvage } => check(&data_dir, salvage),
+        Command::Import {
+            table,
+            data_dir,
+            files,
+        } => import(&data_dir, &table, &files),
         Command::Produce {
             brokers,
             topic,
@@ -376,6 +398,71 @@ fn check(data_dir: &std::path::Path, salvage: bool) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `sluice import`: each file in turn, each with its own progress bar.
+fn import(data_dir: &std::path::Path, table: &str, patterns: &[String]) -> ExitCode {
+    let files = match sluice::import::expand_paths(patterns) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let db = match sluice::Database::open_for_statements(data_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let table = match db.engine().catalog().table(table) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for file in &files {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {elapsed_precise} [{wide_bar}] {human_pos}/{human_len} rows ({per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_message(file.display().to_string());
+        let started = std::time::Instant::now();
+        let progress = |p: sluice::import::ImportProgress| match p {
+            sluice::import::ImportProgress::Total(n) => bar.set_length(n),
+            sluice::import::ImportProgress::Read(n) => bar.set_position(n),
+        };
+        match sluice::import::import_parquet(&table, file, &progress) {
+            Ok(r) if r.already_imported => {
+                bar.finish_and_clear();
+                println!("{}: imported before, skipped", file.display());
+            }
+            Ok(r) => {
+                bar.finish_and_clear();
+                let secs = started.elapsed().as_secs_f64();
+                println!(
+                    "{}: {} rows in {} segments, {} past retention left out, {:.2} s ({:.0} rows/s)",
+                    file.display(),
+                    r.rows,
+                    r.segments,
+                    r.expired,
+                    secs,
+                    (r.rows + r.expired) as f64 / secs.max(1e-9)
+                );
+            }
+            Err(e) => {
+                bar.abandon();
+                eprintln!("ERROR:  {}: {e}", file.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn produce(

@@ -14,10 +14,10 @@ use crate::fs::{write_atomically, FileSystem};
 /// The manifest's file name inside a table directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-/// The manifest format this Sluice writes. Version 1 (no trailer) and 2 (no
-/// `cleared` files) are still read. Fields a version does not know are refused,
+/// The manifest format this Sluice writes. Version 1 (no trailer), 2 (no
+/// `cleared` files) and 3 (no `imported` files) are still read. Fields a version does not know are refused,
 /// so an older Sluice never reads a newer manifest as if they were not there.
-pub const MANIFEST_VERSION: u32 = 3;
+pub const MANIFEST_VERSION: u32 = 4;
 
 /// Ends the JSON body of a version 2 manifest: `#crc32=` and the CRC-32 of the body
 /// (8 hex digits), then the version.
@@ -65,6 +65,29 @@ impl SegmentEntry {
     }
 }
 
+/// A file imported into the table (`sluice import`, `COPY ... FROM 'file'`),
+/// as committed with its rows: an import of the same file again is skipped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportedFile {
+    /// The file's absolute path when it was imported.
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// A checksum of its metadata (for Parquet, the footer), which changes
+    /// with any change to its contents.
+    pub checksum: String,
+    /// Rows it added.
+    pub rows: u64,
+}
+
+impl ImportedFile {
+    /// True when `other` is the same file: the same path, size and checksum.
+    pub fn same_file(&self, other: &ImportedFile) -> bool {
+        self.path == other.path && self.size == other.size && self.checksum == other.checksum
+    }
+}
+
 /// The committed state of a table's segments.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -92,6 +115,9 @@ pub struct Manifest {
     /// after a restart too, until `sluice check --salvage` or a restored file.
     #[serde(default)]
     pub quarantined: std::collections::BTreeMap<String, String>,
+    /// Files imported, in the order their rows were committed (version 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imported: Vec<ImportedFile>,
 }
 
 impl Manifest {
@@ -188,7 +214,7 @@ mod tests {
         .unwrap();
         let err = Manifest::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
-        std::fs::write(&path, good.replace("version=3", "version=9")).unwrap();
+        std::fs::write(&path, good.replace("version=4", "version=9")).unwrap();
         assert!(Manifest::load(dir.path())
             .unwrap_err()
             .to_string()

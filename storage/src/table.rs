@@ -25,8 +25,10 @@ use crate::types::Value;
 use crate::upsert::Location;
 use crate::wal::WriteAheadLog;
 
+mod import;
 mod retention;
 pub(crate) mod upsert;
+pub use import::ImportReport;
 pub use retention::RetentionStats;
 use upsert::Target;
 pub use upsert::UpsertReport;

@@ -73,7 +73,7 @@ impl Table {
         )
     }
 
-    fn count_expired(&self, rows: usize) {
+    pub(super) fn count_expired(&self, rows: usize) {
         if rows > 0 {
             self.retention
                 .lock()
