@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Client compatibility: real PostgreSQL clients against a real `sluice serve`.
-# Every step asserts on the rows it gets back. Needs psql, python3 with psycopg and
-# SQLAlchemy, node with `pg` (npm install here), Java with Debian's pgjdbc jar, and
+# Every step asserts on the rows it gets back. Needs psql, python3 with psycopg,
+# SQLAlchemy, pyarrow and duckdb, node with `pg` (npm install here), Java with Debian's pgjdbc jar, and
 # SLUICE_PG_URL naming a PostgreSQL 15 for the parameter matrix; .ci/run provides
 # them. Usage: tests/clients/run.sh [path/to/sluice]
 set -uo pipefail
@@ -111,6 +111,8 @@ expect_error "psql: a bad row fails the whole COPY, naming its line" "line 3" ps
 expect "psql: ...and applies none of it" "1000000" psql -Atc "SELECT count(*) FROM million"
 
 run "python" python3 "$here/python_check.py"
+# Parquet in and out with the CLI (its own data directory), checked by DuckDB.
+run "parquet" python3 "$here/parquet_check.py" "$bin" "$work"
 run "node" node "$here/node_check.js"
 jar=/usr/share/java/postgresql.jar
 if javac -d "$work" -cp "$jar" "$here/JdbcCheck.java" "$here/ParamMatrix.java" >"$work/javac.log" 2>&1; then
