@@ -89,6 +89,14 @@ enum Command {
         /// End a session idle in a transaction block this long (default: never).
         #[arg(long)]
         idle_in_transaction_session_timeout: Option<String>,
+        /// The directory an admin's `COPY t FROM 'file' WITH (FORMAT parquet)`
+        /// may read (default: none, refused).
+        #[arg(long)]
+        import_dir: Option<PathBuf>,
+        /// The directory an admin's `COPY (query) TO 'file' WITH (FORMAT
+        /// parquet)` may write (default: none, refused).
+        #[arg(long)]
+        export_dir: Option<PathBuf>,
         /// TLS certificate chain (PEM); needs --tls-key.
         #[arg(long)]
         tls_cert: Option<PathBuf>,
@@ -285,6 +293,8 @@ fn main() -> ExitCode {
             authentication_timeout,
             max_message_size,
             idle_in_transaction_session_timeout,
+            import_dir,
+            export_dir,
             tls_cert,
             tls_key,
             block_cache,
@@ -340,6 +350,12 @@ fn main() -> ExitCode {
             }
             if idle_in_transaction_session_timeout.is_some() {
                 cfg.idle_in_transaction_session_timeout = idle_in_transaction_session_timeout;
+            }
+            if import_dir.is_some() {
+                cfg.import_dir = import_dir;
+            }
+            if export_dir.is_some() {
+                cfg.export_dir = export_dir;
             }
             if tls_cert.is_some() {
                 cfg.tls_cert = tls_cert;

@@ -2115,3 +2115,134 @@ async fn copy_past_the_statement_memory_bound_fails_whole() {
         .get(0);
     assert_eq!(n, 0);
 }
+
+/// COPY of Parquet files on the server, for an admin: FROM a file inside
+/// import_dir (whole or nothing, skipped when imported before), TO a file
+/// inside export_dir; a path outside either, or through a link out of it, is
+/// refused with 42501, and a writer may not use them at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_parquet_files_stay_inside_import_and_export_dirs() {
+    use arrow::array::{AsArray, Int64Array, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let (import_dir, export_dir) = (dir.path().join("in"), dir.path().join("out"));
+    std::fs::create_dir_all(&import_dir).unwrap();
+    std::fs::create_dir_all(&export_dir).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("v", DataType::Int64, false),
+    ]));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(TimestampMicrosecondArray::from_iter_values(
+                (0..1000).map(|i| 1_714_564_800_000_000 + i * 60_000_000),
+            )),
+            Arc::new(Int64Array::from_iter_values(0..1000)),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(import_dir.join("rows.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    std::fs::write(dir.path().join("secret.parquet"), b"not yours").unwrap();
+    std::os::unix::fs::symlink(
+        dir.path().join("secret.parquet"),
+        import_dir.join("link.parquet"),
+    )
+    .unwrap();
+
+    let config = dir.path().join("sluice.toml");
+    let users = format!(
+        "{}{}",
+        passwd("admin", "adm1n", "admin"),
+        passwd("bob", "wr1te", "writer")
+    );
+    std::fs::write(&config, users).unwrap();
+    let server = start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--import-dir",
+        import_dir.to_str().unwrap(),
+        "--export-dir",
+        export_dir.to_str().unwrap(),
+    ]);
+    let admin = try_connect(server.pg_port, "admin", Some("adm1n"))
+        .await
+        .unwrap();
+    let code = |e: tokio_postgres::Error| e.code().map(|c| c.code().to_string());
+    admin
+        .batch_execute("CREATE TABLE t (ts TIMESTAMP NOT NULL, v BIGINT) WITH (time_column = 'ts', retention = 'none')")
+        .await
+        .unwrap();
+    let copied = admin
+        .execute("COPY t FROM 'rows.parquet' WITH (FORMAT parquet)", &[])
+        .await
+        .unwrap();
+    assert_eq!(copied, 1000);
+    // Imported before: skipped, nothing added.
+    let again = admin
+        .execute("COPY t FROM 'rows.parquet' WITH (FORMAT parquet)", &[])
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    let (n, sum): (i64, i64) = {
+        let row = admin
+            .query_one("SELECT count(*), sum(v)::bigint FROM t", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((n, sum), (1000, 499_500));
+
+    let written = admin
+        .execute(
+            "COPY (SELECT ts, v * 2 AS doubled FROM t WHERE v < 10 ORDER BY v) TO 'ten.parquet' WITH (FORMAT parquet)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(written, 10);
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(export_dir.join("ten.parquet")).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let doubled: Vec<i64> = reader
+        .flat_map(|b| {
+            let b = b.unwrap();
+            let c = b
+                .column(1)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .clone();
+            (0..c.len()).map(move |i| c.value(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(doubled, (0..10).map(|v| v * 2).collect::<Vec<i64>>());
+
+    for outside in [
+        "COPY t FROM '../secret.parquet' WITH (FORMAT parquet)",
+        "COPY t FROM 'link.parquet' WITH (FORMAT parquet)",
+        "COPY t FROM '/etc/passwd' WITH (FORMAT parquet)",
+        "COPY t TO '../escaped.parquet' WITH (FORMAT parquet)",
+    ] {
+        let err = admin.batch_execute(outside).await.unwrap_err();
+        assert_eq!(code(err).as_deref(), Some("42501"), "{outside}");
+    }
+    assert!(!dir.path().join("escaped.parquet").exists());
+    let bob = try_connect(server.pg_port, "bob", Some("wr1te"))
+        .await
+        .unwrap();
+    let err = bob
+        .batch_execute("COPY t FROM 'rows.parquet' WITH (FORMAT parquet)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(err).as_deref(), Some("42501"));
+}

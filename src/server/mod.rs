@@ -5,6 +5,7 @@ pub mod auth;
 pub mod connection;
 pub mod copy;
 pub mod encode;
+pub mod files;
 pub mod http;
 pub mod metrics;
 pub mod params;
@@ -71,6 +72,12 @@ pub struct ServerConfig {
     /// Each session's `idle_in_transaction_session_timeout` until it sets its
     /// own: a session idle inside a transaction block longer is ended (25P03).
     pub idle_in_transaction_session_timeout: Option<String>,
+    /// The directory `COPY t FROM 'file' WITH (FORMAT parquet)` may read
+    /// (an admin's); none by default: refused.
+    pub import_dir: Option<PathBuf>,
+    /// The directory `COPY (query) TO 'file' WITH (FORMAT parquet)` may write
+    /// (an admin's); none by default: refused.
+    pub export_dir: Option<PathBuf>,
     /// PEM certificate chain; with `tls_key`, enables TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
@@ -102,6 +109,8 @@ impl Default for ServerConfig {
             authentication_timeout: "60s".into(),
             max_message_size: "64MB".into(),
             idle_in_transaction_session_timeout: None,
+            import_dir: None,
+            export_dir: None,
             tls_cert: None,
             tls_key: None,
             block_cache: None,
@@ -241,6 +250,10 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             require_tls: config.require_tls,
             max_connections: config.max_connections,
             log_min_duration_statement,
+        },
+        files::FileAccess {
+            import_dir: config.import_dir.clone(),
+            export_dir: config.export_dir.clone(),
         },
     ));
     let accept = async {

@@ -69,6 +69,8 @@ pub struct Backend {
     roles: Option<Arc<BTreeMap<String, Role>>>,
     /// `log_min_duration_statement`: statements that take this long are logged.
     slow_after: Option<std::time::Duration>,
+    /// Where COPY may read and write server files.
+    files: Arc<super::files::FileAccess>,
 }
 
 /// The cancel flag of each statement running now, by the (process id, secret key)
@@ -314,7 +316,12 @@ impl Handlers {
     /// Channel binding (SCRAM-SHA-256-PLUS) is not offered: `pgwire` would offer it
     /// on plain connections too when a certificate is configured, and clients refuse
     /// that, so a TLS server could not accept non-TLS clients.
-    pub fn new(db: Arc<Database>, credentials: Option<Credentials>, limits: Limits) -> Self {
+    pub fn new(
+        db: Arc<Database>,
+        credentials: Option<Credentials>,
+        limits: Limits,
+        files: super::files::FileAccess,
+    ) -> Self {
         let manager = Arc::new(ConnectionManager::new());
         let running: Running = Arc::default();
         let backend = Arc::new(Backend {
@@ -326,6 +333,7 @@ impl Handlers {
             db,
             manager: Arc::clone(&manager),
             pids: RandomPidSecretKeyGenerator::default(),
+            files: Arc::new(files),
             roles: credentials.as_ref().map(|c| Arc::new(c.roles())),
             slow_after: limits.log_min_duration_statement,
         });
@@ -1211,6 +1219,9 @@ impl Backend {
             sluice_query::engine::refuse_in_failed_block(&stmt, &s)?;
             sluice_query::engine::authorize(&stmt, &s)?;
         }
+        if is_parquet(options) {
+            return self.copy_parquet(client, session, &stmt).await;
+        }
         let options = CopyOptions::from_statement(options, legacy_options)?;
         match (to, target, source) {
             (false, ast::CopyTarget::Stdin, ast::CopySource::Table {
@@ -1293,6 +1304,115 @@ impl Backend {
                 "COPY to or from a file or program on the server, or COPY FROM a query: use COPY ... FROM STDIN / TO STDOUT (psql's \\copy)".into(),
             )),
         }
+    }
+}
+
+/// True when a COPY's options ask for FORMAT parquet.
+fn is_parquet(options: &[ast::CopyOption]) -> bool {
+    options
+        .iter()
+        .any(|o| matches!(o, ast::CopyOption::Format(f) if f.value.eq_ignore_ascii_case("parquet")))
+}
+
+impl Backend {
+    /// `COPY t FROM 'file' WITH (FORMAT parquet)` (an import: whole file or
+    /// nothing, skipped if imported before) and `COPY (query) TO 'file' WITH
+    /// (FORMAT parquet)`, for an admin, inside the server's import_dir or
+    /// export_dir. The file work runs on the connection's thread.
+    async fn copy_parquet<C: ClientInfo>(
+        &self,
+        client: &C,
+        session: Arc<Mutex<Session>>,
+        stmt: &Statement,
+    ) -> Result<Response, Error> {
+        let Statement::Copy {
+            source,
+            to,
+            target,
+            options,
+            legacy_options,
+            ..
+        } = stmt
+        else {
+            return Err(Error::Internal("a COPY that is not one".into()));
+        };
+        let ast::CopyTarget::File { filename } = target else {
+            return Err(Error::NotSupported(
+                "FORMAT parquet other than to or from a file on the server".into(),
+            ));
+        };
+        if options.len() > 1 || !legacy_options.is_empty() {
+            return Err(Error::NotSupported(
+                "COPY options besides FORMAT with FORMAT parquet".into(),
+            ));
+        }
+        if session.lock().unwrap_or_else(|p| p.into_inner()).role() != Role::Admin {
+            return Err(Error::InsufficientPrivilege(
+                "COPY to or from a server file is for the admin role".into(),
+            ));
+        }
+        let rows = match (to, source) {
+            (
+                false,
+                ast::CopySource::Table {
+                    table_name,
+                    columns,
+                },
+            ) => {
+                if !columns.is_empty() {
+                    return Err(Error::NotSupported(
+                        "a column list with FORMAT parquet: columns match by name".into(),
+                    ));
+                }
+                let path = self.files.import_path(filename)?;
+                let name = sluice_query::binder::table_name(table_name)?;
+                let table = self
+                    .db
+                    .engine()
+                    .catalog()
+                    .table(&name)
+                    .map_err(Error::from)?;
+                let report = tokio::task::block_in_place(|| {
+                    crate::import::import_parquet(&table, &path, &|_| {})
+                })?;
+                tracing::info!(table = %name, file = %path.display(), rows = report.rows,
+                    expired = report.expired, skipped = report.already_imported, "imported");
+                report.rows
+            }
+            (true, source) => {
+                let path = self.files.export_path(filename)?;
+                let query = match source {
+                    ast::CopySource::Query(q) => Statement::Query(q.clone()),
+                    ast::CopySource::Table { table_name, .. } => {
+                        sluice_query::parse_sql(&format!("SELECT * FROM {table_name}"))?
+                            .pop()
+                            .ok_or_else(|| Error::Internal("COPY TO without a query".into()))?
+                    }
+                };
+                let (result, _zone, running) =
+                    self.run(caller(client), session, query, Vec::new()).await?;
+                let written = tokio::task::block_in_place(|| match result {
+                    Streamed::Rows(rows) => {
+                        let schema = Arc::clone(rows.schema());
+                        crate::export::write_parquet(rows, &schema, &path)
+                    }
+                    Streamed::Done(StatementResult::Rows { schema, batches }) => {
+                        crate::export::write_parquet(batches.into_iter().map(Ok), &schema, &path)
+                    }
+                    Streamed::Done(_) => Err(Error::NotSupported(
+                        "COPY TO of a statement without rows".into(),
+                    )),
+                });
+                drop(running);
+                written?
+            }
+            (false, _) => {
+                return Err(Error::NotSupported("COPY FROM a query".into()));
+            }
+        };
+        Ok(Response::Execution(
+            Tag::new("COPY").with_rows(rows as usize),
+        ))
     }
 }
 

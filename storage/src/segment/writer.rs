@@ -290,49 +290,49 @@ fn write_column(
         Option<Section>,
         Option<Section>,
         Vec<Option<i64>>,
-    ) =
-        match ty {
-            ColumnType::Double => {
-                let a = column.as_primitive::<Float64Type>();
-                let mut blocks = Vec::new();
-                for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
-                    let len = SEALED_BLOCK_ROWS.min(n - start);
-                    if let Some((decimals, ints)) = as_decimals(a, start, len) {
-                        let mut meta = write_packed_block(sections, &ints)?;
-                        let p = 10f64.powi(decimals.into());
-                        let as_float = |s: Option<Stat>| match s {
-                            Some(Stat::Int(i)) => Some(Stat::Float(i as f64 / p)),
-                            other => other,
-                        };
-                        meta.min = as_float(meta.min);
-                        meta.max = as_float(meta.max);
-                        meta.decimals = Some(decimals);
-                        blocks.push(meta);
-                        continue;
-                    }
-                    let mut raw = Vec::with_capacity(len * 8);
-                    let (mut min, mut max) = (None::<f64>, None::<f64>);
-                    for i in start..start + len {
-                        let v = if a.is_valid(i) { a.value(i) } else { 0.0 };
-                        raw.extend_from_slice(&v.to_le_bytes());
-                        if a.is_valid(i) {
-                            min = Some(min.map_or(v, |m| pg_min(m, v)));
-                            max = Some(max.map_or(v, |m| pg_max(m, v)));
-                        }
-                    }
-                    blocks.push(BlockMeta {
-                        rows: len as u32,
-                        section: sections.put(&raw, true)?,
-                        base: 0,
-                        scale: 1,
-                        width: 64,
-                        delta_first: None,
-                        decimals: None,
-                        min: min.map(Stat::Float),
-                        max: max.map(Stat::Float),
-                    });
+    ) = match ty {
+        ColumnType::Double => {
+            let a = column.as_primitive::<Float64Type>();
+            let mut blocks = Vec::new();
+            for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
+                let len = SEALED_BLOCK_ROWS.min(n - start);
+                if let Some((decimals, ints)) = as_decimals(a, start, len) {
+                    let mut meta = write_packed_block(sections, &ints)?;
+                    let p = 10f64.powi(decimals.into());
+                    let as_float = |s: Option<Stat>| match s {
+                        Some(Stat::Int(i)) => Some(Stat::Float(i as f64 / p)),
+                        other => other,
+                    };
+                    meta.min = as_float(meta.min);
+                    meta.max = as_float(meta.max);
+                    meta.decimals = Some(decimals);
+                    blocks.push(meta);
+                    continue;
                 }
-                let min = blocks
+                let mut raw = Vec::with_capacity(len * 8);
+                let (mut min, mut max) = (None::<f64>, None::<f64>);
+                for i in start..start + len {
+                    let v = if a.is_valid(i) { a.value(i) } else { 0.0 };
+                    raw.extend_from_slice(&v.to_le_bytes());
+                    if a.is_valid(i) {
+                        min = Some(min.map_or(v, |m| pg_min(m, v)));
+                        max = Some(max.map_or(v, |m| pg_max(m, v)));
+                    }
+                }
+                blocks.push(BlockMeta {
+                    rows: len as u32,
+                    section: sections.put(&raw, true)?,
+                    base: 0,
+                    scale: 1,
+                    width: 64,
+                    delta_first: None,
+                    decimals: None,
+                    min: min.map(Stat::Float),
+                    max: max.map(Stat::Float),
+                });
+            }
+            let min =
+                blocks
                     .iter()
                     .filter_map(|b| b.min)
                     .fold(None, |acc: Option<Stat>, s| match (acc, s) {
@@ -340,7 +340,8 @@ fn write_column(
                         (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(pg_min(a, b))),
                         (acc, _) => acc,
                     });
-                let max = blocks
+            let max =
+                blocks
                     .iter()
                     .filter_map(|b| b.max)
                     .fold(None, |acc: Option<Stat>, s| match (acc, s) {
@@ -348,143 +349,144 @@ fn write_column(
                         (Some(Stat::Float(a)), Stat::Float(b)) => Some(Stat::Float(pg_max(a, b))),
                         (acc, _) => acc,
                     });
-                return Ok(ColumnMeta {
-                    name: name.to_string(),
-                    ty,
-                    encoding: Encoding::RawF64,
-                    dictionary: None,
-                    index: None,
-                    nulls,
-                    blocks,
-                    min,
-                    max,
-                });
+            return Ok(ColumnMeta {
+                name: name.to_string(),
+                ty,
+                encoding: Encoding::RawF64,
+                dictionary: None,
+                index: None,
+                nulls,
+                blocks,
+                min,
+                max,
+            });
+        }
+        ColumnType::Text => {
+            // Hash the values into a dictionary first (arrow's kernel),
+            // then sort only the distinct ones: sorting every row's string
+            // and searching it again cost a seal or an import a third of
+            // its time in string comparisons.
+            let encoded = arrow::compute::cast(
+                column,
+                &DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+            )
+            .map_err(|e| Error::Arity(format!("column {name}: {e}")))?;
+            let encoded = encoded.as_dictionary::<arrow::datatypes::UInt32Type>();
+            let values = encoded.values().as_string::<i32>();
+            let mut by_value: Vec<u32> = (0..values.len() as u32).collect();
+            by_value
+                .sort_unstable_by(|x, y| values.value(*x as usize).cmp(values.value(*y as usize)));
+            // rank[first-seen id] = its place among the sorted distinct values.
+            let mut rank = vec![0u32; values.len()];
+            let mut distinct: Vec<&str> = Vec::with_capacity(values.len());
+            for v in by_value {
+                let text = values.value(v as usize);
+                if distinct.last() != Some(&text) {
+                    distinct.push(text);
+                }
+                rank[v as usize] = (distinct.len() - 1) as u32;
             }
-            ColumnType::Text => {
-                // Hash the values into a dictionary first (arrow's kernel),
-                // then sort only the distinct ones: sorting every row's string
-                // and searching it again cost a seal or an import a third of
-                // its time in string comparisons.
-                let encoded = arrow::compute::cast(
-                    column,
-                    &DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
-                )
-                .map_err(|e| Error::Arity(format!("column {name}: {e}")))?;
-                let encoded = encoded.as_dictionary::<arrow::datatypes::UInt32Type>();
-                let values = encoded.values().as_string::<i32>();
-                let mut by_value: Vec<u32> = (0..values.len() as u32).collect();
-                by_value.sort_unstable_by(|x, y| values.value(*x as usize).cmp(values.value(*y as usize)));
-                // rank[first-seen id] = its place among the sorted distinct values.
-                let mut rank = vec![0u32; values.len()];
-                let mut distinct: Vec<&str> = Vec::with_capacity(values.len());
-                for v in by_value {
-                    let text = values.value(v as usize);
-                    if distinct.last() != Some(&text) {
-                        distinct.push(text);
-                    }
-                    rank[v as usize] = (distinct.len() - 1) as u32;
+            let ids: Vec<Option<i64>> = encoded
+                .keys()
+                .iter()
+                .map(|k| k.map(|k| i64::from(rank[k as usize])))
+                .collect();
+            // Dictionary: count, offsets, bytes.
+            let mut dict = Vec::new();
+            dict.extend_from_slice(&(distinct.len() as u32).to_le_bytes());
+            let mut offset = 0usize;
+            dict.extend_from_slice(&0u32.to_le_bytes());
+            for s in &distinct {
+                offset += s.len();
+                let end = u32_field(offset, "dictionary bytes of a column")?;
+                dict.extend_from_slice(&end.to_le_bytes());
+            }
+            for s in &distinct {
+                dict.extend_from_slice(s.as_bytes());
+            }
+            // Inverted index: one bitmap of rows per dictionary id.
+            let mut bitmaps = vec![RoaringBitmap::new(); distinct.len()];
+            for (row, id) in ids.iter().enumerate() {
+                if let Some(id) = id {
+                    // Rows come in order: appending is the cheap insert.
+                    let _ = bitmaps[*id as usize].try_push(row as u32);
                 }
-                let ids: Vec<Option<i64>> = encoded
-                    .keys()
-                    .iter()
-                    .map(|k| k.map(|k| i64::from(rank[k as usize])))
-                    .collect();
-                // Dictionary: count, offsets, bytes.
-                let mut dict = Vec::new();
-                dict.extend_from_slice(&(distinct.len() as u32).to_le_bytes());
-                let mut offset = 0usize;
-                dict.extend_from_slice(&0u32.to_le_bytes());
-                for s in &distinct {
-                    offset += s.len();
-                    let end = u32_field(offset, "dictionary bytes of a column")?;
-                    dict.extend_from_slice(&end.to_le_bytes());
-                }
-                for s in &distinct {
-                    dict.extend_from_slice(s.as_bytes());
-                }
-                // Inverted index: one bitmap of rows per dictionary id.
-                let mut bitmaps = vec![RoaringBitmap::new(); distinct.len()];
-                for (row, id) in ids.iter().enumerate() {
-                    if let Some(id) = id {
-                        // Rows come in order: appending is the cheap insert.
-                        let _ = bitmaps[*id as usize].try_push(row as u32);
-                    }
-                }
-                let mut index = Vec::new();
-                index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
-                let mut body = Vec::new();
-                let mut offsets = vec![0u32];
-                let mut raw = Vec::new();
-                for b in &bitmaps {
-                    if is_dense(b.len(), n as u64) {
-                        body.push(BITMAP_DENSE);
-                        offsets.push(u32_field(body.len(), "inverted index bytes")?);
-                        continue;
-                    }
-                    raw.clear();
-                    b.serialize_into(&mut raw)
-                        .map_err(|e| Error::io("inverted index", e))?;
-                    put_bitmap(&mut body, b, &raw)?;
+            }
+            let mut index = Vec::new();
+            index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
+            let mut body = Vec::new();
+            let mut offsets = vec![0u32];
+            let mut raw = Vec::new();
+            for b in &bitmaps {
+                if is_dense(b.len(), n as u64) {
+                    body.push(BITMAP_DENSE);
                     offsets.push(u32_field(body.len(), "inverted index bytes")?);
+                    continue;
                 }
-                for o in offsets {
-                    index.extend_from_slice(&o.to_le_bytes());
-                }
-                index.extend_from_slice(&body);
-                (
-                    Encoding::BitPacked,
-                    Some(sections.put(&dict, true)?),
-                    Some(sections.put(&index, false)?),
-                    ids,
-                )
+                raw.clear();
+                b.serialize_into(&mut raw)
+                    .map_err(|e| Error::io("inverted index", e))?;
+                put_bitmap(&mut body, b, &raw)?;
+                offsets.push(u32_field(body.len(), "inverted index bytes")?);
             }
-            ColumnType::Boolean => (
+            for o in offsets {
+                index.extend_from_slice(&o.to_le_bytes());
+            }
+            index.extend_from_slice(&body);
+            (
                 Encoding::BitPacked,
-                None,
-                None,
-                column
-                    .as_boolean()
-                    .iter()
-                    .map(|v| v.map(i64::from))
-                    .collect(),
-            ),
-            ColumnType::Integer => (
-                Encoding::BitPacked,
-                None,
-                None,
-                column
-                    .as_primitive::<Int32Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from))
-                    .collect(),
-            ),
-            ColumnType::BigInt => (
-                Encoding::BitPacked,
-                None,
-                None,
-                column.as_primitive::<Int64Type>().iter().collect(),
-            ),
-            // The scaled integers; a stored numeric has at most 18 digits.
-            ColumnType::Numeric { .. } => (
-                Encoding::BitPacked,
-                None,
-                None,
-                column
-                    .as_primitive::<arrow::datatypes::Decimal128Type>()
-                    .iter()
-                    .map(|v| v.map(|v| v as i64))
-                    .collect(),
-            ),
-            ColumnType::Timestamp | ColumnType::TimestampTz => (
-                Encoding::BitPacked,
-                None,
-                None,
-                column
-                    .as_primitive::<TimestampMicrosecondType>()
-                    .iter()
-                    .collect(),
-            ),
-        };
+                Some(sections.put(&dict, true)?),
+                Some(sections.put(&index, false)?),
+                ids,
+            )
+        }
+        ColumnType::Boolean => (
+            Encoding::BitPacked,
+            None,
+            None,
+            column
+                .as_boolean()
+                .iter()
+                .map(|v| v.map(i64::from))
+                .collect(),
+        ),
+        ColumnType::Integer => (
+            Encoding::BitPacked,
+            None,
+            None,
+            column
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|v| v.map(i64::from))
+                .collect(),
+        ),
+        ColumnType::BigInt => (
+            Encoding::BitPacked,
+            None,
+            None,
+            column.as_primitive::<Int64Type>().iter().collect(),
+        ),
+        // The scaled integers; a stored numeric has at most 18 digits.
+        ColumnType::Numeric { .. } => (
+            Encoding::BitPacked,
+            None,
+            None,
+            column
+                .as_primitive::<arrow::datatypes::Decimal128Type>()
+                .iter()
+                .map(|v| v.map(|v| v as i64))
+                .collect(),
+        ),
+        ColumnType::Timestamp | ColumnType::TimestampTz => (
+            Encoding::BitPacked,
+            None,
+            None,
+            column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect(),
+        ),
+    };
     let mut blocks = Vec::new();
     for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
         let len = SEALED_BLOCK_ROWS.min(n - start);
