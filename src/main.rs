@@ -151,8 +151,9 @@ enum Command {
     /// into sealed segments and each file is committed in one step, so an
     /// interrupted import leaves whole files or nothing; a file imported before
     /// (same path, size and footer) is skipped. Rows past the table's retention
-    /// are counted and left out. Stop the server first (the data directory is
-    /// locked while it runs).
+    /// are counted and left out. Either stop the server first (the data
+    /// directory is locked while it runs), or give --pg to have the running
+    /// server import files inside its import_dir.
     Import {
         /// The table to import into (it must exist).
         #[arg(long)]
@@ -160,6 +161,11 @@ enum Command {
         /// The data directory.
         #[arg(long, default_value = "./sluice-data")]
         data_dir: PathBuf,
+        /// A running server's PostgreSQL address (HOST:PORT): it imports each
+        /// file with `COPY ... FROM 'file' WITH (FORMAT parquet)`, as an admin
+        /// (user from PGUSER, default sluice; password from PGPASSWORD).
+        #[arg(long, conflicts_with = "data_dir")]
+        pg: Option<String>,
         /// Parquet files; a `*` or `?` in a file name matches like a shell glob.
         #[arg(required = true)]
         files: Vec<String>,
@@ -267,8 +273,12 @@ fn main() -> ExitCode {
         Command::Import {
             table,
             data_dir,
+            pg,
             files,
-        } => import(&data_dir, &table, &files),
+        } => match pg {
+            Some(address) => import_remote(&address, &table, &files),
+            None => import(&data_dir, &table, &files),
+        },
         Command::Produce {
             brokers,
             topic,
@@ -507,6 +517,90 @@ fn export(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sluice import --pg`: a running server imports each file (which must lie
+/// inside its import_dir) through `COPY ... FROM 'file' WITH (FORMAT parquet)`.
+fn import_remote(address: &str, table: &str, patterns: &[String]) -> ExitCode {
+    let files = match sluice::import::expand_paths(patterns) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some((host, port)) = address.rsplit_once(':') else {
+        eprintln!("ERROR:  --pg takes HOST:PORT, not \"{address}\"");
+        return ExitCode::FAILURE;
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(host.trim_start_matches('[').trim_end_matches(']'))
+        .port(port.parse().unwrap_or(5433))
+        .user(std::env::var("PGUSER").as_deref().unwrap_or("sluice"))
+        .dbname("sluice")
+        .application_name("sluice import");
+    if let Ok(password) = std::env::var("PGPASSWORD") {
+        config.password(password);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match config.connect(tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(e) => {
+                eprintln!("ERROR:  {address}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        for file in &files {
+            let path = match std::fs::canonicalize(file) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("ERROR:  {}: {e}", file.display());
+                    return ExitCode::FAILURE;
+                }
+            };
+            let sql = format!(
+                "COPY \"{}\" FROM '{}' WITH (FORMAT parquet)",
+                table.replace('"', "\"\""),
+                path.display().to_string().replace('\'', "''")
+            );
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(format!("{} (the server imports it)", path.display()));
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            let started = std::time::Instant::now();
+            match client.execute(&sql, &[]).await {
+                Ok(rows) => {
+                    bar.finish_and_clear();
+                    let secs = started.elapsed().as_secs_f64();
+                    println!(
+                        "{}: {rows} rows in {secs:.2} s ({:.0} rows/s; 0 rows: imported before, or past retention)",
+                        path.display(),
+                        rows as f64 / secs.max(1e-9)
+                    );
+                }
+                Err(e) => {
+                    bar.abandon();
+                    let message = e.as_db_error().map_or(e.to_string(), |d| d.message().to_string());
+                    eprintln!("ERROR:  {}: {message}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 /// `sluice import`: each file in turn, each with its own progress bar.

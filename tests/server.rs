@@ -2245,4 +2245,29 @@ async fn copy_parquet_files_stay_inside_import_and_export_dirs() {
         .await
         .unwrap_err();
     assert_eq!(code(err).as_deref(), Some("42501"));
+
+    // `sluice import --pg` has the running server do the same.
+    admin
+        .batch_execute("CREATE TABLE t2 (ts TIMESTAMP NOT NULL, v BIGINT) WITH (time_column = 'ts', retention = 'none')")
+        .await
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["import", "--table", "t2", "--pg"])
+        .arg(format!("127.0.0.1:{}", server.pg_port))
+        .arg(import_dir.join("rows.*"))
+        .env("PGUSER", "admin")
+        .env("PGPASSWORD", "adm1n")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: i64 = admin
+        .query_one("SELECT count(*) FROM t2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1000);
 }
