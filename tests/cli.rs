@@ -488,3 +488,85 @@ fn an_import_killed_at_any_point_leaves_whole_files_or_nothing() {
         .count();
     assert!(aside > 0, "no kill landed while a file was being written");
 }
+
+/// An upsert table's import applies the key map in time order: each key
+/// keeps its latest row by time, whatever the file's order; a dedup table
+/// keeps the first, and importing a file of the same rows again (a rewritten
+/// file, so not skipped) changes nothing.
+#[test]
+fn import_into_upsert_and_dedup_tables_keeps_their_semantics() {
+    use arrow::array::{Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for ddl in [
+        "CREATE TABLE u (ts TIMESTAMP NOT NULL, k BIGINT, v TEXT, PRIMARY KEY (k)) \
+         WITH (time_column = 'ts', retention = 'none', upsert = 'full')",
+        "CREATE TABLE d (ts TIMESTAMP NOT NULL, k BIGINT, v TEXT, PRIMARY KEY (k)) \
+         WITH (time_column = 'ts', retention = 'none', dedup = 'true')",
+    ] {
+        let out = sql(&data, ddl);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("k", DataType::Int64, false),
+        Field::new("v", DataType::Utf8, false),
+    ]));
+    let hour = 3_600_000_000i64;
+    let base = 1_714_564_800_000_000i64;
+    let rows = |extra: &str| {
+        arrow::record_batch::RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    base + 3 * hour,
+                    base + hour,
+                    base + 2 * hour,
+                    base + 2 * hour,
+                ])),
+                Arc::new(Int64Array::from(vec![1, 1, 2, 1])),
+                Arc::new(StringArray::from(vec![
+                    format!("third{extra}"),
+                    format!("first{extra}"),
+                    format!("two{extra}"),
+                    format!("second{extra}"),
+                ])),
+            ],
+        )
+        .unwrap()
+    };
+    let file = dir.path().join("keys.parquet");
+    write_parquet(&file, &[rows("")]);
+    let import = |table: &str, f: &std::path::Path| {
+        let out = sluice(&[
+            "import",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--table",
+            table,
+            f.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    import("u", &file);
+    import("d", &file);
+    let answer = |table: &str| {
+        cells(&sql(&data, &format!("SELECT k, v FROM {table} ORDER BY k")))[1..].to_vec()
+    };
+    assert_eq!(answer("u"), [["1", "third"], ["2", "two"]]);
+    assert_eq!(answer("d"), [["1", "first"], ["2", "two"]]);
+    assert!(import("u", &file).contains("imported before"));
+
+    // The same keys and times again, another file: dedup keeps what it had.
+    let again = dir.path().join("keys-again.parquet");
+    write_parquet(&again, &[rows(" again")]);
+    import("d", &again);
+    assert_eq!(answer("d"), [["1", "first"], ["2", "two"]]);
+}

@@ -16,6 +16,9 @@ use crate::manifest::ImportedFile;
 /// segment's rows to a writer and reads on.
 const IMPORT_WRITERS: usize = 2;
 
+/// Rows of an upsert or dedup table's import per write-ahead record.
+const KEY_MAP_CHUNK_ROWS: usize = 1 << 20;
+
 /// What importing one file did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ImportReport {
@@ -46,10 +49,13 @@ impl Table {
     /// retention are counted and left out; `progress` is told the rows read
     /// so far. Seals wait meanwhile; appends and queries go on.
     ///
+    /// An upsert or dedup table's rows go through its key map instead (see
+    /// `import_through_key_map`).
+    ///
     /// # Errors
-    /// [`Error::NotSupported`] for an upsert or dedup table (their rows must go
-    /// through the key map: use the normal write path); a batch's error, a
-    /// NULL time, or an I/O error naming the file. Nothing is committed then.
+    /// A batch's error, a NULL time, or an I/O error naming the file. Nothing
+    /// of the file is committed then (for an upsert or dedup table, nothing of
+    /// the chunk that failed).
     pub fn import(
         &self,
         file: &ImportedFile,
@@ -57,10 +63,7 @@ impl Table {
         progress: &dyn Fn(u64),
     ) -> Result<ImportReport> {
         if self.schema.upsert_config().is_some() {
-            return Err(Error::NotSupported(format!(
-                "importing a file into upsert or dedup table \"{}\" (use COPY FROM STDIN or INSERT)",
-                self.schema.name
-            )));
+            return self.import_through_key_map(file, batches, progress);
         }
         let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
         if self.is_retired() {
@@ -89,6 +92,79 @@ impl Table {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         state.sealed.extend(segments);
         state.manifest = manifest;
+        Ok(report)
+    }
+
+    /// An upsert or dedup table's import: every row must meet the key map, so
+    /// the rows take the normal write path, in time order, a chunk of at most
+    /// [`KEY_MAP_CHUNK_ROWS`] rows per write-ahead record (one record is
+    /// all or nothing); then a seal, and the file's record in the manifest. A
+    /// crash part-way leaves a prefix of a large file; running the import again
+    /// applies the whole file, which upserts and dedup make idempotent (a row
+    /// replaces itself, a duplicate is dropped), so the table ends as if the
+    /// file had been imported once.
+    fn import_through_key_map(
+        &self,
+        file: &ImportedFile,
+        batches: impl Iterator<Item = Result<RecordBatch>>,
+        progress: &dyn Fn(u64),
+    ) -> Result<ImportReport> {
+        if self.imported_before(file).is_some() {
+            return Ok(ImportReport {
+                already_imported: true,
+                ..ImportReport::default()
+            });
+        }
+        let cutoff = self.retention_cutoff();
+        let time = self.schema.time_column_index();
+        let mut report = ImportReport::default();
+        let mut read = 0u64;
+        let mut chunk: Vec<Vec<Value>> = Vec::new();
+        let mut write = |chunk: &mut Vec<Vec<Value>>| -> Result<()> {
+            if let Some(t) = time {
+                chunk.sort_by_key(|row| match row.get(t) {
+                    Some(Value::Timestamp(micros)) => *micros,
+                    _ => i64::MIN,
+                });
+            }
+            report.rows += chunk.len() as u64;
+            self.append(std::mem::take(chunk))?;
+            Ok(())
+        };
+        for batch in batches {
+            let batch = batch?;
+            read += batch.num_rows() as u64;
+            progress(read);
+            let (kept, expired) = keep_in_retention(batch, time, cutoff, &self.schema)?;
+            report.expired += expired;
+            for row in 0..kept.num_rows() {
+                chunk.push(
+                    kept.columns()
+                        .iter()
+                        .map(|c| crate::upsert::key::value_at(c, row))
+                        .collect(),
+                );
+            }
+            if chunk.len() >= KEY_MAP_CHUNK_ROWS {
+                write(&mut chunk)?;
+            }
+        }
+        if !chunk.is_empty() {
+            write(&mut chunk)?;
+        }
+        self.count_expired(report.expired as usize);
+        self.seal_now()?;
+        let _one_at_a_time = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut manifest = self.manifest();
+        manifest.imported.push(ImportedFile {
+            rows: report.rows,
+            ..file.clone()
+        });
+        manifest.save(&*self.fs, &self.dir)?;
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .manifest = manifest;
         Ok(report)
     }
 
