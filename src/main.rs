@@ -529,14 +529,17 @@ fn import_remote(address: &str, table: &str, patterns: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let Some((host, port)) = address.rsplit_once(':') else {
+    let Some((host, Ok(port))) = address
+        .rsplit_once(':')
+        .map(|(host, port)| (host, port.parse::<u16>()))
+    else {
         eprintln!("ERROR:  --pg takes HOST:PORT, not \"{address}\"");
         return ExitCode::FAILURE;
     };
     let mut config = tokio_postgres::Config::new();
     config
         .host(host.trim_start_matches('[').trim_end_matches(']'))
-        .port(port.parse().unwrap_or(5433))
+        .port(port)
         .user(std::env::var("PGUSER").as_deref().unwrap_or("sluice"))
         .dbname("sluice")
         .application_name("sluice import");
