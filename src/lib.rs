@@ -26,6 +26,7 @@ pub mod export;
 pub mod import;
 pub mod pretty;
 pub mod server;
+pub mod workload;
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

@@ -192,6 +192,30 @@ enum Command {
         #[arg(long)]
         until: Option<String>,
     },
+    /// Generate a dashboard workload: deterministic events (the same --seed
+    /// and --now give the same bytes) with realistic skew. `streaming`: the
+    /// engagement board's plays (Zipf users and titles, evening peak, 1% sent
+    /// twice) as DIR/plays.jsonl for `sluice produce --key-field event_id`, or
+    /// DIR/plays.parquet for `sluice import`.
+    Gen {
+        /// The workload.
+        workload: Workload,
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Events to generate (duplicates come on top).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The end of the generated day ('2026-11-30 12:00', UTC); default now.
+        #[arg(long)]
+        now: Option<String>,
+        /// json (JSON lines) or parquet.
+        #[arg(long, value_enum, default_value_t = GenFormat::Json)]
+        format: GenFormat,
+    },
     /// Produce JSON lines to a Kafka topic, one message per line, with a
     /// progress bar; returns once every message is delivered.
     Produce {
@@ -212,6 +236,63 @@ enum Command {
         #[arg(long)]
         rate: Option<u64>,
     },
+}
+
+/// The workloads `sluice gen` makes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Workload {
+    /// The streaming product's plays.
+    Streaming,
+}
+
+/// What `sluice gen` writes.
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum GenFormat {
+    /// JSON lines, one event a line.
+    Json,
+    /// One Parquet file per topic.
+    Parquet,
+}
+
+/// `sluice gen`.
+fn generate(
+    workload: Workload,
+    out: &std::path::Path,
+    events: u64,
+    seed: u64,
+    now: Option<&str>,
+    format: GenFormat,
+) -> ExitCode {
+    let now_micros = match now.map(sluice_storage::types::parse_timestamp) {
+        None => chrono::Utc::now().timestamp_micros(),
+        Some(Ok(t)) => t,
+        Some(Err(_)) => {
+            eprintln!("ERROR:  --now: not a time such as 2026-11-30 12:00");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Workload::Streaming = workload;
+    let plays = sluice::workload::streaming_plays(&sluice::workload::StreamingOptions {
+        events,
+        seed,
+        now_micros,
+    });
+    let written = match format {
+        GenFormat::Json => {
+            sluice::workload::write_plays_json(&plays, out).map_err(|e| e.to_string())
+        }
+        GenFormat::Parquet => sluice::workload::write_plays_parquet(&plays, out),
+    };
+    match written {
+        Ok(path) => {
+            println!("{}: {} plays", path.display(), plays.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ERROR:  {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `sluice passwd`: reads a password and prints the user's config entry.
@@ -263,6 +344,14 @@ fn main() -> ExitCode {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
         Command::Passwd { user, role } => passwd(&user, role.as_deref()),
         Command::Check { data_dir, salvage } => check(&data_dir, salvage),
+        Command::Gen {
+            workload,
+            out,
+            events,
+            seed,
+            now,
+            format,
+        } => generate(workload, &out, events, seed, now.as_deref(), format),
         Command::Export {
             table,
             out,
