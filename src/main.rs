@@ -196,16 +196,24 @@ enum Command {
     /// and --now give the same bytes) with realistic skew. `streaming`: the
     /// engagement board's plays (Zipf users and titles, evening peak, 1% sent
     /// twice) as DIR/plays.jsonl for `sluice produce --key-field event_id`, or
-    /// DIR/plays.parquet for `sluice import`.
+    /// DIR/plays.parquet for `sluice import`. `restaurant`: orders (a message
+    /// per status change, partial fields, some out of order or twice),
+    /// order_items, ratings, restaurants and items as JSON lines.
     Gen {
         /// The workload.
         workload: Workload,
         /// The directory to write into (created if missing).
         #[arg(long)]
         out: PathBuf,
-        /// Events to generate (duplicates come on top).
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
+        /// streaming: plays to generate (default 1,000,000; duplicates on top).
+        #[arg(long)]
+        events: Option<u64>,
+        /// restaurant: orders to generate (default 100,000).
+        #[arg(long)]
+        orders: Option<u64>,
+        /// restaurant: restaurants (default 2,000).
+        #[arg(long)]
+        restaurants: Option<u64>,
         /// The seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -241,8 +249,17 @@ enum Command {
 /// The workloads `sluice gen` makes.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Workload {
+    /// The restaurant partner portal's topics.
+    Restaurant,
     /// The streaming product's plays.
     Streaming,
+}
+
+/// How many of each thing `sluice gen` makes.
+struct GenSizes {
+    events: Option<u64>,
+    orders: Option<u64>,
+    restaurants: Option<u64>,
 }
 
 /// What `sluice gen` writes.
@@ -258,7 +275,7 @@ enum GenFormat {
 fn generate(
     workload: Workload,
     out: &std::path::Path,
-    events: u64,
+    sizes: GenSizes,
     seed: u64,
     now: Option<&str>,
     format: GenFormat,
@@ -271,9 +288,42 @@ fn generate(
             return ExitCode::FAILURE;
         }
     };
-    let Workload::Streaming = workload;
+    let refuse = |message: &str| {
+        eprintln!("ERROR:  {message}");
+        ExitCode::FAILURE
+    };
+    if let Workload::Restaurant = workload {
+        if sizes.events.is_some() {
+            return refuse("--events is for the streaming workload; restaurant takes --orders");
+        }
+        if format == GenFormat::Parquet {
+            return refuse(
+                "Parquet for the restaurant workload is not built yet: use --format json",
+            );
+        }
+        let topics = sluice::workload::restaurant_topics(&sluice::workload::RestaurantOptions {
+            orders: sizes.orders.unwrap_or(100_000),
+            restaurants: sizes.restaurants.unwrap_or(2_000),
+            seed,
+            now_micros,
+        });
+        return match sluice::workload::write_topics_json(&topics, out) {
+            Ok(files) => {
+                for (path, lines) in files {
+                    println!("{}: {lines} messages", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => refuse(&e.to_string()),
+        };
+    }
+    if sizes.orders.is_some() || sizes.restaurants.is_some() {
+        return refuse(
+            "--orders and --restaurants are for the restaurant workload; streaming takes --events",
+        );
+    }
     let plays = sluice::workload::streaming_plays(&sluice::workload::StreamingOptions {
-        events,
+        events: sizes.events.unwrap_or(1_000_000),
         seed,
         now_micros,
     });
@@ -348,10 +398,23 @@ fn main() -> ExitCode {
             workload,
             out,
             events,
+            orders,
+            restaurants,
             seed,
             now,
             format,
-        } => generate(workload, &out, events, seed, now.as_deref(), format),
+        } => generate(
+            workload,
+            &out,
+            GenSizes {
+                events,
+                orders,
+                restaurants,
+            },
+            seed,
+            now.as_deref(),
+            format,
+        ),
         Command::Export {
             table,
             out,

@@ -3,8 +3,8 @@
 //! traffic has, as JSON lines for Kafka (`sluice produce`) or as Parquet for
 //! `sluice import` and for other engines.
 //!
-//! Built so far: the streaming-product board's `plays`. The restaurant
-//! workload is not built yet (`sluice gen` offers only what is).
+//! Built: the streaming board's `plays` (JSON lines and Parquet) and the
+//! restaurant portal's five topics (JSON lines; Parquet not yet).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -340,5 +340,257 @@ mod tests {
                 .count()
         };
         assert!(hour(20) > hour(8) * 2, "{} vs {}", hour(20), hour(8));
+    }
+}
+
+/// What `sluice gen restaurant` makes.
+#[derive(Clone, Debug)]
+pub struct RestaurantOptions {
+    /// Orders to generate.
+    pub orders: u64,
+    /// Restaurants (Zipf: a few take most orders).
+    pub restaurants: u64,
+    /// The seed.
+    pub seed: u64,
+    /// The moment the workload ends, microseconds since the epoch (UTC):
+    /// orders placed shortly before it are still under way.
+    pub now_micros: i64,
+}
+
+/// The restaurant partner portal's topics, each as JSON objects in the order
+/// they would be produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RestaurantTopics {
+    /// One message per status change of an order, with only the fields that
+    /// change (a partial upsert merges them); some out of order, some twice.
+    pub orders: Vec<serde_json::Value>,
+    /// The items of each order, when it is placed (append-only).
+    pub order_items: Vec<serde_json::Value>,
+    /// Ratings of delivered orders (append-only).
+    pub ratings: Vec<serde_json::Value>,
+    /// The restaurants (a dimension table).
+    pub restaurants: Vec<serde_json::Value>,
+    /// Each restaurant's menu (a dimension table).
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Items on each restaurant's menu.
+const MENU: u64 = 20;
+const CUISINES: [&str; 8] = [
+    "pizza", "sushi", "burgers", "thai", "indian", "mexican", "salads", "bakery",
+];
+const CITIES: [&str; 6] = ["London", "Paris", "Berlin", "Madrid", "Lisbon", "Dublin"];
+const DISHES: [&str; 10] = [
+    "classic", "spicy", "veggie", "deluxe", "family", "kids", "vegan", "double", "mini", "special",
+];
+
+/// The restaurant workload for `options`: orders over the day before `now`
+/// with lunch and dinner peaks, each order's status changes up to `now`
+/// (NEW, CONFIRMED, IN_KITCHEN, READY, PICKED_UP, DELIVERED; 5% CANCELLED),
+/// its items, and ratings of a third of the delivered ones.
+pub fn restaurant_topics(options: &RestaurantOptions) -> RestaurantTopics {
+    use serde_json::json;
+    let mut rng = SplitMix64(options.seed ^ 0x0dde_c0de_0dde_c0de);
+    let restaurants = options.restaurants.max(1);
+    let popularity = Zipf::new(restaurants as usize, 1.0);
+    let dish = Zipf::new(MENU as usize, 1.2);
+    let minute = 60_000_000i64;
+    let day = 1440 * minute;
+    let time = |t: i64| sluice_storage::types::format_timestamp(t).replace(' ', "T") + "Z";
+    let mut topics = RestaurantTopics::default();
+    for r in 1..=restaurants {
+        topics.restaurants.push(json!({
+            "restaurant_id": r,
+            "name": format!("restaurant-{r}"),
+            "cuisine": CUISINES[(r % CUISINES.len() as u64) as usize],
+            "city": CITIES[(r * 7 % CITIES.len() as u64) as usize],
+        }));
+        for k in 0..MENU {
+            topics.items.push(json!({
+                "item_id": r * 100 + k,
+                "restaurant_id": r,
+                "name": format!("{} {}", DISHES[(k % 10) as usize], CUISINES[(r % CUISINES.len() as u64) as usize]),
+                "price": item_price(r, k),
+            }));
+        }
+    }
+    // (event time, message) pairs, sorted by time before shuffling a few.
+    let mut events: Vec<(i64, serde_json::Value)> = Vec::new();
+    for n in 0..options.orders {
+        let order_id = format!("o{n:010}");
+        let restaurant = popularity.sample(&mut rng) as u64;
+        let created = meal_weighted_time(&mut rng, options.now_micros - day, day);
+        let mut subtotal_cents = 0i64;
+        for _ in 0..(1 + rng.next() % 4) {
+            let k = dish.sample(&mut rng) as u64 - 1;
+            let quantity = 1 + (rng.next() % 3) as i64;
+            let price = item_price(restaurant, k);
+            subtotal_cents += quantity * (price * 100.0).round() as i64;
+            topics.order_items.push(json!({
+                "order_id": order_id, "restaurant_id": restaurant, "item_id": restaurant * 100 + k,
+                "quantity": quantity, "price": price, "event_time": time(created),
+            }));
+        }
+        let cancelled = rng.unit() < 0.05;
+        let confirmed = created + minute + (rng.unit() * 2.0 * minute as f64) as i64;
+        let kitchen = confirmed + minute;
+        let ready = kitchen + 8 * minute + (rng.unit() * 17.0 * minute as f64) as i64;
+        let picked = ready + 2 * minute + (rng.unit() * 8.0 * minute as f64) as i64;
+        let delivered = picked + 10 * minute + (rng.unit() * 20.0 * minute as f64) as i64;
+        let courier = 1 + rng.next() % 5_000;
+        let mut steps = vec![
+            (
+                created,
+                json!({"status": "NEW", "customer_id": 1 + rng.next() % 1_000_000,
+                "subtotal": subtotal_cents as f64 / 100.0, "created_at": time(created)}),
+            ),
+            (
+                confirmed,
+                json!({"status": "CONFIRMED", "confirmed_at": time(confirmed)}),
+            ),
+        ];
+        if cancelled {
+            steps.push((confirmed + minute, json!({"status": "CANCELLED"})));
+        } else {
+            steps.extend([
+                (kitchen, json!({"status": "IN_KITCHEN"})),
+                (ready, json!({"status": "READY", "ready_at": time(ready)})),
+                (picked, json!({"status": "PICKED_UP", "picked_up_at": time(picked), "courier_id": courier})),
+                (delivered, json!({"status": "DELIVERED", "delivered_at": time(delivered)})),
+            ]);
+            let rated = delivered + 5 * minute + (rng.unit() * 55.0 * minute as f64) as i64;
+            if rng.unit() < 1.0 / 3.0 && rated < options.now_micros {
+                let stars = weighted(&mut rng, &[(5, 50), (4, 30), (3, 10), (2, 5), (1, 5)]);
+                topics.ratings.push(json!({
+                    "order_id": order_id, "restaurant_id": restaurant,
+                    "stars": stars, "event_time": time(rated),
+                }));
+            }
+        }
+        for (at, mut fields) in steps {
+            if at >= options.now_micros {
+                break;
+            }
+            if let Some(map) = fields.as_object_mut() {
+                map.insert("order_id".into(), json!(order_id));
+                map.insert("restaurant_id".into(), json!(restaurant));
+                map.insert("event_time".into(), json!(time(at)));
+            }
+            events.push((at, fields));
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    // 2% of messages swap with the next one (out of order), 1% go twice.
+    for i in 0..events.len().saturating_sub(1) {
+        if rng.unit() < 0.02 {
+            events.swap(i, i + 1);
+        }
+    }
+    for (_, message) in events {
+        if rng.unit() < 0.01 {
+            topics.orders.push(message.clone());
+        }
+        topics.orders.push(message);
+    }
+    topics
+        .ratings
+        .sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+    topics
+        .order_items
+        .sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+    topics
+}
+
+/// Writes each topic as `dir/<topic>.jsonl`; returns the files and their lines.
+///
+/// # Errors
+/// I/O errors on the files.
+pub fn write_topics_json(
+    topics: &RestaurantTopics,
+    dir: &Path,
+) -> std::io::Result<Vec<(PathBuf, usize)>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for (name, rows) in [
+        ("orders", &topics.orders),
+        ("order_items", &topics.order_items),
+        ("ratings", &topics.ratings),
+        ("restaurants", &topics.restaurants),
+        ("items", &topics.items),
+    ] {
+        let path = dir.join(format!("{name}.jsonl"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        for row in rows {
+            writeln!(out, "{row}")?;
+        }
+        out.flush()?;
+        written.push((path, rows.len()));
+    }
+    Ok(written)
+}
+
+/// A menu item's price, fixed by restaurant and item: 4.50 to 24.50.
+fn item_price(restaurant: u64, item: u64) -> f64 {
+    let cents = 450 + (restaurant * 7_919 + item * 104_729) % 2_001;
+    cents as f64 / 100.0
+}
+
+/// A time in the `day` microseconds from `start` with lunch (12:30 UTC) and
+/// dinner (19:30 UTC) peaks over a low base.
+fn meal_weighted_time(rng: &mut SplitMix64, start: i64, day: i64) -> i64 {
+    let peak = |hours: f64, at: f64| (-((at - hours / 24.0) * 24.0).powi(2) / 2.0).exp();
+    loop {
+        let at = start + (rng.unit() * day as f64) as i64;
+        let t = at.rem_euclid(day) as f64 / day as f64;
+        let weight = 0.1 + peak(12.5, t) + 1.3 * peak(19.5, t);
+        if rng.unit() * 1.5 < weight {
+            return at;
+        }
+    }
+}
+
+#[cfg(test)]
+mod restaurant_tests {
+    use super::*;
+
+    #[test]
+    fn orders_move_through_their_statuses_up_to_now() {
+        let options = RestaurantOptions {
+            orders: 3000,
+            restaurants: 50,
+            seed: 2,
+            now_micros: 1_780_000_000_000_000,
+        };
+        let topics = restaurant_topics(&options);
+        assert_eq!(topics, restaurant_topics(&options), "deterministic");
+        assert_eq!(topics.restaurants.len(), 50);
+        assert_eq!(topics.items.len(), 50 * MENU as usize);
+        let status = |m: &serde_json::Value| m["status"].as_str().unwrap_or("").to_string();
+        let mut last: std::collections::HashMap<String, String> = Default::default();
+        let mut by_time = topics.orders.clone();
+        by_time.sort_by(|a, b| a["event_time"].as_str().cmp(&b["event_time"].as_str()));
+        for m in &by_time {
+            last.insert(m["order_id"].as_str().unwrap_or("").into(), status(m));
+        }
+        assert_eq!(last.len(), 3000, "every order has its NEW event");
+        let count = |s: &str| last.values().filter(|v| v.as_str() == s).count();
+        assert!(count("DELIVERED") > 2000, "{}", count("DELIVERED"));
+        assert!(count("CANCELLED") > 50);
+        // Some are under way at "now": couriers waiting, food in the kitchen.
+        assert!(count("READY") + count("IN_KITCHEN") + count("PICKED_UP") > 0);
+        // Partial events: READY carries ready_at but no subtotal.
+        let ready = topics.orders.iter().find(|m| status(m) == "READY").unwrap();
+        assert!(ready.get("ready_at").is_some() && ready.get("subtotal").is_none());
+        // Out of order and duplicated messages.
+        let times: Vec<&str> = topics
+            .orders
+            .iter()
+            .filter_map(|m| m["event_time"].as_str())
+            .collect();
+        assert!(times.windows(2).any(|w| w[0] > w[1]), "none out of order");
+        let distinct: std::collections::HashSet<String> =
+            topics.orders.iter().map(|m| m.to_string()).collect();
+        assert!(distinct.len() < topics.orders.len(), "none sent twice");
+        assert!(!topics.ratings.is_empty() && topics.order_items.len() >= 3000);
     }
 }

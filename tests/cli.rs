@@ -629,3 +629,61 @@ fn generated_plays_are_deterministic_and_dedup_leaves_one_row_per_play() {
     );
     assert_eq!(cells(&out)[1], ["20000", "20000"]);
 }
+
+/// `sluice gen restaurant` writes its five topics as JSON lines, the same
+/// for the same seed and now, and refuses what it does not build (Parquet)
+/// or what is another workload's (--events) instead of ignoring it.
+#[test]
+fn generated_restaurant_topics_are_written_and_wrong_options_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "gen",
+            "restaurant",
+            "--out",
+            out.to_str().unwrap(),
+            "--orders",
+            "2000",
+            "--restaurants",
+            "40",
+            "--now",
+            "2026-11-30 20:00",
+        ];
+        args.extend_from_slice(extra);
+        sluice(&args)
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let out = gen(&a, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(gen(&b, &[]).status.success());
+    for topic in ["orders", "order_items", "ratings", "restaurants", "items"] {
+        let file = format!("{topic}.jsonl");
+        let text = std::fs::read_to_string(a.join(&file)).unwrap();
+        assert_eq!(
+            text,
+            std::fs::read_to_string(b.join(&file)).unwrap(),
+            "{topic}"
+        );
+        let lines = text.lines().count();
+        assert!(lines > 0, "{topic} is empty");
+        assert!(
+            stdout(&out).contains(&format!("{file}: {lines} messages")),
+            "{}",
+            stdout(&out)
+        );
+        for line in text.lines() {
+            serde_json::from_str::<serde_json::Value>(line).expect("one JSON object a line");
+        }
+    }
+    for (extra, needle) in [
+        (&["--format", "parquet"][..], "not built yet"),
+        (
+            &["--events", "5"][..],
+            "--events is for the streaming workload",
+        ),
+    ] {
+        let out = gen(&dir.path().join("c"), extra);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    }
+}
