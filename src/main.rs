@@ -803,11 +803,15 @@ fn import(data_dir: &std::path::Path, table: &str, patterns: &[String]) -> ExitC
             Ok(r) => {
                 bar.finish_and_clear();
                 let secs = started.elapsed().as_secs_f64();
+                let placed = if r.through_key_map {
+                    "applied through the key map".to_string()
+                } else {
+                    format!("in {} segments", r.segments)
+                };
                 println!(
-                    "{}: {} rows in {} segments, {} past retention left out, {:.2} s ({:.0} rows/s)",
+                    "{}: {} rows {placed}, {} past retention left out, {:.2} s ({:.0} rows/s)",
                     file.display(),
                     r.rows,
-                    r.segments,
                     r.expired,
                     secs,
                     (r.rows + r.expired) as f64 / secs.max(1e-9)

@@ -30,6 +30,10 @@ pub struct ImportReport {
     pub segments: u64,
     /// The file had been imported before: nothing was done.
     pub already_imported: bool,
+    /// The rows went through an upsert or dedup table's key map (and the
+    /// write-ahead file), not straight into segments: `rows` counts those
+    /// applied, before the key map replaced or dropped any.
+    pub through_key_map: bool,
 }
 
 impl Table {
@@ -117,7 +121,10 @@ impl Table {
         }
         let cutoff = self.retention_cutoff();
         let time = self.schema.time_column_index();
-        let mut report = ImportReport::default();
+        let mut report = ImportReport {
+            through_key_map: true,
+            ..ImportReport::default()
+        };
         let mut read = 0u64;
         let mut chunk: Vec<Vec<Value>> = Vec::new();
         let mut write = |chunk: &mut Vec<Vec<Value>>| -> Result<()> {
