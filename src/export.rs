@@ -256,11 +256,9 @@ fn first_micros(batches: &[RecordBatch], column: usize) -> Option<i64> {
     if array.is_null(0) {
         return None;
     }
-    Some(
-        array
-            .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
-            .value(0),
-    )
+    array
+        .as_primitive_opt::<arrow::datatypes::TimestampMicrosecondType>()
+        .map(|times| times.value(0))
 }
 
 fn where_clause(conditions: &[String]) -> String {

@@ -184,6 +184,13 @@ fn report_block_status<S: 'static, ST>(
     socket: &mut Framed<S, PgWireMessageServerCodec<ST>>,
     message: &PgWireFrontendMessage,
 ) {
+    // Only these two are answered with ReadyForQuery: the others need no lock.
+    if !matches!(
+        message,
+        PgWireFrontendMessage::Sync(_) | PgWireFrontendMessage::Query(_)
+    ) {
+        return;
+    }
     let Some(session) = socket.session_extensions().get::<Mutex<Session>>() else {
         return;
     };

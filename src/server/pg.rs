@@ -1220,7 +1220,15 @@ impl Backend {
             sluice_query::engine::authorize(&stmt, &s)?;
         }
         if is_parquet(options) {
-            return self.copy_parquet(client, session, &stmt).await;
+            return self
+                .copy_parquet(
+                    client,
+                    session,
+                    (*to, source, target),
+                    options,
+                    legacy_options,
+                )
+                .await;
         }
         let options = CopyOptions::from_statement(options, legacy_options)?;
         match (to, target, source) {
@@ -1323,19 +1331,10 @@ impl Backend {
         &self,
         client: &C,
         session: Arc<Mutex<Session>>,
-        stmt: &Statement,
+        (to, source, target): (bool, &ast::CopySource, &ast::CopyTarget),
+        options: &[ast::CopyOption],
+        legacy_options: &[ast::CopyLegacyOption],
     ) -> Result<Response, Error> {
-        let Statement::Copy {
-            source,
-            to,
-            target,
-            options,
-            legacy_options,
-            ..
-        } = stmt
-        else {
-            return Err(Error::Internal("a COPY that is not one".into()));
-        };
         let ast::CopyTarget::File { filename } = target else {
             return Err(Error::NotSupported(
                 "FORMAT parquet other than to or from a file on the server".into(),
