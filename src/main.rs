@@ -110,6 +110,39 @@ enum Command {
         /// evicts what it would evict then. For drills and tests.
         #[arg(long)]
         clock_offset: Option<String>,
+        /// Serve the restaurant dashboard page at http://HTTP_ADDR/ (it
+        /// needs the tables of examples/dashboards/schema.sql).
+        #[arg(long)]
+        dashboard: bool,
+    },
+    /// The two dashboards, live, in one command: a Kafka-protocol broker in
+    /// process (librdkafka's mock cluster), the restaurant and streaming
+    /// tables reading from it (partial upsert, dedup), a day of generated
+    /// history and then events at --rate, with the PostgreSQL protocol and
+    /// HTTP as `serve` has them and the dashboard page at
+    /// http://127.0.0.1:9433/. Data lives in a fresh directory removed at
+    /// exit. Ctrl-C stops.
+    Demo {
+        /// Events per second after the history (half orders, half plays);
+        /// 0: the history only.
+        #[arg(long, default_value_t = 2_000)]
+        rate: u64,
+        /// Restaurants (restaurant 1 is the busiest).
+        #[arg(long, default_value_t = 1_000)]
+        restaurants: u64,
+        /// The seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Address for the PostgreSQL protocol.
+        #[arg(long, default_value = "127.0.0.1:5433")]
+        pg_addr: String,
+        /// Address for HTTP (dashboard, /query, /metrics).
+        #[arg(long, default_value = "127.0.0.1:9433")]
+        http_addr: String,
+        /// Keep the data here instead (an empty or new directory; not
+        /// removed at exit).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print a user's entry for the config file's `[users]` table: the SCRAM-SHA-256
     /// verifier of a password read from standard input (its first line). The
@@ -345,6 +378,104 @@ fn generate(
     }
 }
 
+/// `sluice demo`.
+fn demo(
+    options: sluice::demo::DemoOptions,
+    pg_addr: String,
+    http_addr: String,
+    data_dir: Option<PathBuf>,
+) -> ExitCode {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let fail = |message: String| {
+        eprintln!("ERROR:  {message}");
+        ExitCode::FAILURE
+    };
+    let (dir, temporary) = match data_dir {
+        Some(dir) => {
+            let used = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+            if used {
+                return fail(format!(
+                    "{}: the demo needs an empty or new data directory",
+                    dir.display()
+                ));
+            }
+            (dir, false)
+        }
+        None => (
+            std::env::temp_dir().join(format!("sluice-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let broker = match sluice::demo::DemoBroker::start() {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    // The producer thread, started by the set-up once the tables exist.
+    type ProducerThread = std::thread::JoinHandle<Result<(), String>>;
+    let producer: Arc<std::sync::Mutex<Option<ProducerThread>>> = Arc::default();
+    let setup: sluice::server::Setup = {
+        let bootstrap = broker.bootstrap().to_string();
+        let (stop, producer, options) = (Arc::clone(&stop), Arc::clone(&producer), options.clone());
+        Box::new(move |db: &sluice::Database, pg_addr, http_addr| {
+            sluice::demo::create_tables(db, &bootstrap, options.restaurants)?;
+            let start = chrono::Utc::now().timestamp_micros();
+            print_demo_help(&options, pg_addr, http_addr);
+            let thread = std::thread::Builder::new()
+                .name("demo-producer".into())
+                .spawn(move || sluice::demo::produce(&bootstrap, &options, start, &stop))
+                .map_err(|e| format!("cannot start the demo's producer: {e}"))?;
+            *producer.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
+            Ok(())
+        })
+    };
+    let config = sluice::server::ServerConfig {
+        data_dir: dir.clone(),
+        pg_addr,
+        http_addr,
+        dashboard: true,
+        ..sluice::server::ServerConfig::default()
+    };
+    let served = sluice::server::run_with(config, Some(setup));
+    stop.store(true, Ordering::Relaxed);
+    let thread = producer.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let produced = thread.map(|t| {
+        t.join()
+            .unwrap_or_else(|_| Err("the producer panicked".into()))
+    });
+    drop(broker);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    match (served, produced) {
+        (Err(e), _) | (Ok(()), Some(Err(e))) => fail(e),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// What `sluice demo` prints once its tables exist.
+fn print_demo_help(
+    options: &sluice::demo::DemoOptions,
+    pg_addr: std::net::SocketAddr,
+    http_addr: std::net::SocketAddr,
+) {
+    let (host, port) = (pg_addr.ip(), pg_addr.port());
+    println!(
+        "Sluice demo: a day of history ({} orders, {} plays), then {} events/s \
+         to Kafka topics orders, order_items, ratings and plays.\n\n\
+         Connect:    psql -h {host} -p {port}\n\
+         Dashboard:  http://{http_addr}/\n\
+         Tables:     orders (partial upsert), order_items, ratings, restaurants, items, plays (dedup)\n\
+         Queries:    examples/dashboards/ and docs/dashboards.md; three to paste:\n",
+        options.history_orders, options.history_plays, options.rate
+    );
+    for sql in sluice::demo::statements_to_try() {
+        println!("  {sql}\n");
+    }
+    println!("Ctrl-C stops the demo (its data directory is removed).");
+}
+
 /// `sluice passwd`: reads a password and prints the user's config entry.
 fn passwd(user: &str, role: Option<&str>) -> ExitCode {
     if let Some(r) = role {
@@ -394,6 +525,24 @@ fn main() -> ExitCode {
         Command::Sql { data_dir, sql } => run_sql(&data_dir, &sql),
         Command::Passwd { user, role } => passwd(&user, role.as_deref()),
         Command::Check { data_dir, salvage } => check(&data_dir, salvage),
+        Command::Demo {
+            rate,
+            restaurants,
+            seed,
+            pg_addr,
+            http_addr,
+            data_dir,
+        } => demo(
+            sluice::demo::DemoOptions {
+                rate,
+                restaurants,
+                seed,
+                ..sluice::demo::DemoOptions::default()
+            },
+            pg_addr,
+            http_addr,
+            data_dir,
+        ),
         Command::Gen {
             workload,
             out,
@@ -461,6 +610,7 @@ fn main() -> ExitCode {
             tls_key,
             block_cache,
             clock_offset,
+            dashboard,
         } => {
             let mut cfg = match config {
                 Some(path) => match sluice::server::ServerConfig::from_file(&path) {
@@ -531,6 +681,7 @@ fn main() -> ExitCode {
             if clock_offset.is_some() {
                 cfg.clock_offset = clock_offset;
             }
+            cfg.dashboard |= dashboard;
             match sluice::server::run(cfg) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

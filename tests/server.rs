@@ -9,6 +9,8 @@ use std::time::Duration;
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
+#[path = "dashboard/mod.rs"]
+mod dashboard;
 #[path = "kafka/mod.rs"]
 mod kafka;
 #[path = "params/matrix.rs"]

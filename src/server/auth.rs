@@ -195,6 +195,30 @@ impl Credentials {
             .collect()
     }
 
+    /// The role of `user` if `password` is theirs (HTTP Basic on `/query`):
+    /// the password is hashed with the verifier's salt and iterations and
+    /// its StoredKey compared. An unknown name costs the same work.
+    pub fn check_password(&self, user: &str, password: &str) -> Option<Role> {
+        let (verifier, role) = match self.users.get(user) {
+            Some((v, role)) => (v.clone(), Some(*role)),
+            None => (self.decoy(user), None),
+        };
+        let candidate = Verifier::derive(
+            password.as_bytes(),
+            verifier.salt.clone(),
+            verifier.iterations,
+        );
+        // Compare every byte, whatever differs first.
+        let differ = candidate
+            .stored_key
+            .iter()
+            .zip(&verifier.stored_key)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        (differ == 0 && candidate.stored_key.len() == verifier.stored_key.len())
+            .then_some(role)
+            .flatten()
+    }
+
     /// A verifier no password matches, the same for the same name.
     fn decoy(&self, user: &str) -> Verifier {
         let mut seed = self.decoy_key.clone();
@@ -250,6 +274,25 @@ mod tests {
         assert_eq!(parsed.to_string(), pg);
         assert!(Verifier::parse("b0b").is_err());
         assert!(Verifier::parse("SCRAM-SHA-256$4096:c2FsdA==$AAAA:AAAA").is_err());
+    }
+
+    #[test]
+    fn http_passwords_check_against_the_verifier() {
+        let mut users = BTreeMap::new();
+        users.insert(
+            "ana".to_string(),
+            UserEntry::Full {
+                password: Verifier::new("s3cret").to_string(),
+                role: Some("reader".into()),
+            },
+        );
+        let credentials = Credentials::new(&users).unwrap().unwrap();
+        assert_eq!(
+            credentials.check_password("ana", "s3cret"),
+            Some(Role::Reader)
+        );
+        assert_eq!(credentials.check_password("ana", "s3cret "), None);
+        assert_eq!(credentials.check_password("bob", "s3cret"), None);
     }
 
     #[test]

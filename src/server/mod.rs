@@ -4,9 +4,11 @@
 pub mod auth;
 pub mod connection;
 pub mod copy;
+pub mod dashboard;
 pub mod encode;
 pub mod files;
 pub mod http;
+pub mod http_query;
 pub mod metrics;
 pub mod params;
 pub mod pg;
@@ -88,6 +90,8 @@ pub struct ServerConfig {
     /// Run as if the clock were this interval ahead (`'181 days'`), so
     /// retention acts as it would then. For drills and tests.
     pub clock_offset: Option<String>,
+    /// Serve the restaurant dashboard page at `http://<http_addr>/`.
+    pub dashboard: bool,
 }
 
 impl Default for ServerConfig {
@@ -115,6 +119,7 @@ impl Default for ServerConfig {
             tls_key: None,
             block_cache: None,
             clock_offset: None,
+            dashboard: false,
         }
     }
 }
@@ -137,6 +142,20 @@ impl ServerConfig {
 /// # Errors
 /// The database cannot be opened or an address cannot be bound.
 pub fn run(config: ServerConfig) -> Result<(), String> {
+    run_with(config, None)
+}
+
+/// Work to do on the opened database before clients are let in (`sluice
+/// demo` creates its tables), given the PostgreSQL and HTTP addresses
+/// bound: its error stops the server.
+pub type Setup = Box<dyn FnOnce(&Database, SocketAddr, SocketAddr) -> Result<(), String> + Send>;
+
+/// [`run`], with `setup` run once the database is open and the addresses
+/// are bound, before the first connection is accepted.
+///
+/// # Errors
+/// As [`run`], or `setup`'s error.
+pub fn run_with(config: ServerConfig, setup: Option<Setup>) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Statements run on these threads (`block_in_place`): deep ones need
@@ -144,14 +163,35 @@ pub fn run(config: ServerConfig) -> Result<(), String> {
         .thread_stack_size(sluice_query::STATEMENT_STACK_BYTES)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = runtime.block_on(serve(config));
+    let result = runtime.block_on(serve(config, setup));
     // Connections were closed by the shutdown; a Kafka client or a straggling
     // thread must not hold the exit beyond shutdown_timeout.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    result
+    // Close the database here, its Kafka consumers stopped, before
+    // returning: nothing may read from a broker the caller stops next
+    // (`sluice demo`). A task still finishing on a blocking thread may hold
+    // it a little longer.
+    let mut db = result?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Arc::try_unwrap(db) {
+            Ok(owned) => {
+                drop(owned);
+                break;
+            }
+            Err(shared) if std::time::Instant::now() < deadline => {
+                db = shared;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
-async fn serve(config: ServerConfig) -> Result<(), String> {
+/// Serves until a shutdown signal; returns the database, which other tasks
+/// may still hold while the runtime stops.
+async fn serve(config: ServerConfig, setup: Option<Setup>) -> Result<Arc<Database>, String> {
     if let Some(size) = &config.block_cache {
         let bytes = sluice_storage::parse_size_bytes(size)
             .ok_or_else(|| format!("block_cache: \"{size}\" is not a size such as 512MB or 4GB"))?;
@@ -213,6 +253,14 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     if credentials.is_none() {
         refuse_exposed_trust(pg_addr, config.insecure_trust)?;
     }
+    // /query authenticates as PostgreSQL does, and trusts where it would.
+    let access = match auth::Credentials::new(&config.users)? {
+        Some(users) => http_query::QueryAccess::Users(users),
+        None if http_addr.ip().is_loopback() || config.insecure_trust => {
+            http_query::QueryAccess::Trust
+        }
+        None => http_query::QueryAccess::Refused,
+    };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
         (None, None) => None,
@@ -222,6 +270,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         return Err("require_tls needs tls_cert and tls_key".into());
     }
 
+    if let Some(setup) = setup {
+        let db = Arc::clone(&db);
+        tokio::task::spawn_blocking(move || setup(&db, pg_addr, http_addr))
+            .await
+            .map_err(|e| format!("set-up failed: {e}"))??;
+    }
     say(&format!(
         "sluice {} serving {} — PostgreSQL on {pg_addr}, HTTP on {http_addr}",
         env!("CARGO_PKG_VERSION"),
@@ -242,7 +296,13 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         }
     });
     let stop = Arc::new(AtomicBool::new(false));
-    tokio::spawn(http::serve(http, Arc::clone(&db), Arc::clone(&stop)));
+    let http_state = Arc::new(http::HttpState {
+        db: Arc::clone(&db),
+        stopping: Arc::clone(&stop),
+        access,
+        dashboard: config.dashboard,
+    });
+    tokio::spawn(http::serve(http, http_state));
     let handlers = Arc::new(pg::Handlers::new(
         Arc::clone(&db),
         credentials,
@@ -299,7 +359,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     drop(pg);
     stop.store(true, Ordering::Relaxed);
     shut_down(&handlers, shutdown_timeout).await;
-    Ok(())
+    Ok(db)
 }
 
 /// How long a connection asked to end may take to tell its client so before

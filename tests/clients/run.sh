@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Client compatibility: real PostgreSQL clients against a real `sluice serve`.
 # Every step asserts on the rows it gets back. Needs psql, python3 with psycopg,
-# SQLAlchemy, pyarrow and duckdb, node with `pg` (npm install here), Java with Debian's pgjdbc jar, and
+# SQLAlchemy, pyarrow and duckdb, node with `pg` (npm install here), Java with Debian's pgjdbc jar,
+# chromium, and
 # SLUICE_PG_URL naming a PostgreSQL 15 for the parameter matrix; .ci/run provides
 # them. Usage: tests/clients/run.sh [path/to/sluice]
 set -uo pipefail
@@ -152,6 +153,10 @@ else
 fi
 expect_error "psql: require_tls refuses a plain connection" "TLS connections only" env PGPORT="$port3" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=disable" -Atc "SELECT 1"
 expect "psql: require_tls admits TLS" "tls" env PGPORT="$port3" PGUSER=dash PGPASSWORD=s3cret psql "sslmode=require" -Atc "SELECT 'tls'"
+
+# The dashboard page in headless Chromium shows what psql shows (its own
+# `sluice demo`; screenshot in target/dashboard.png).
+run "chromium: dashboard page" python3 "$here/dashboard_check.py" "$bin"
 
 echo "clients: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
