@@ -231,7 +231,8 @@ enum Command {
     /// twice) as DIR/plays.jsonl for `sluice produce --key-field event_id`, or
     /// DIR/plays.parquet for `sluice import`. `restaurant`: orders (a message
     /// per status change, partial fields, some out of order or twice),
-    /// order_items, ratings, restaurants and items as JSON lines.
+    /// order_items, ratings, restaurants and items as JSON lines, or as
+    /// Parquet tables (orders merged as the partial upsert merges them).
     Gen {
         /// The workload.
         workload: Workload,
@@ -329,25 +330,30 @@ fn generate(
         if sizes.events.is_some() {
             return refuse("--events is for the streaming workload; restaurant takes --orders");
         }
-        if format == GenFormat::Parquet {
-            return refuse(
-                "Parquet for the restaurant workload is not built yet: use --format json",
-            );
-        }
         let topics = sluice::workload::restaurant_topics(&sluice::workload::RestaurantOptions {
             orders: sizes.orders.unwrap_or(100_000),
             restaurants: sizes.restaurants.unwrap_or(2_000),
             seed,
             now_micros,
         });
-        return match sluice::workload::write_topics_json(&topics, out) {
+        let written = match format {
+            GenFormat::Json => {
+                sluice::workload::write_topics_json(&topics, out).map_err(|e| e.to_string())
+            }
+            GenFormat::Parquet => sluice::workload::write_topics_parquet(&topics, out),
+        };
+        return match written {
             Ok(files) => {
                 for (path, lines) in files {
-                    println!("{}: {lines} messages", path.display());
+                    let what = match format {
+                        GenFormat::Json => "messages",
+                        GenFormat::Parquet => "rows",
+                    };
+                    println!("{}: {lines} {what}", path.display());
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => refuse(&e.to_string()),
+            Err(e) => refuse(&e),
         };
     }
     if sizes.orders.is_some() || sizes.restaurants.is_some() {

@@ -631,8 +631,9 @@ fn generated_plays_are_deterministic_and_dedup_leaves_one_row_per_play() {
 }
 
 /// `sluice gen restaurant` writes its five topics as JSON lines, the same
-/// for the same seed and now, and refuses what it does not build (Parquet)
-/// or what is another workload's (--events) instead of ignoring it.
+/// for the same seed and now, or as Parquet tables (orders merged, one row
+/// each) that `sluice import` loads into the dashboards' schema, and refuses
+/// what is another workload's (--events) instead of ignoring it.
 #[test]
 fn generated_restaurant_topics_are_written_and_wrong_options_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -675,15 +676,56 @@ fn generated_restaurant_topics_are_written_and_wrong_options_refused() {
             serde_json::from_str::<serde_json::Value>(line).expect("one JSON object a line");
         }
     }
-    for (extra, needle) in [
-        (&["--format", "parquet"][..], "not built yet"),
-        (
-            &["--events", "5"][..],
-            "--events is for the streaming workload",
-        ),
-    ] {
-        let out = gen(&dir.path().join("c"), extra);
-        assert!(!out.status.success());
-        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+    let out = gen(&dir.path().join("c"), &["--events", "5"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--events is for the streaming workload"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Parquet: the tables of examples/dashboards/schema.sql, without Kafka.
+    let parquet = dir.path().join("p");
+    let out = gen(&parquet, &["--format", "parquet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let schema = include_str!("../examples/dashboards/schema.sql")
+        .lines()
+        .map(|l| match l.starts_with(") WITH (kafka_brokers") {
+            true => ") WITH (",
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let data = dir.path().join("db");
+    let data_dir = data.to_str().unwrap();
+    let out = sluice(&["sql", "--data-dir", data_dir, "--", &schema]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for table in ["orders", "order_items", "ratings", "restaurants", "items"] {
+        let file = parquet.join(format!("{table}.parquet"));
+        let out = sluice(&[
+            "import",
+            "--table",
+            table,
+            "--data-dir",
+            data_dir,
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{table}: {}", stderr(&out));
     }
+    let out = sluice(&[
+        "sql",
+        "--data-dir",
+        data_dir,
+        "SELECT count(*), count(DISTINCT order_id), count(*) FILTER (WHERE status = 'DELIVERED' \
+         AND ready_at > confirmed_at AND delivered_at > ready_at) > 1000 FROM orders",
+    ]);
+    assert_eq!(cells(&out)[1], ["2000", "2000", "t"], "{}", stdout(&out));
+    let out = sluice(&[
+        "sql",
+        "--data-dir",
+        data_dir,
+        "SELECT count(*), count(DISTINCT i.item_id) FROM order_items oi JOIN items i USING (item_id)",
+    ]);
+    let joined = &cells(&out)[1];
+    assert!(joined[0].parse::<u64>().unwrap() >= 2000, "{joined:?}");
 }

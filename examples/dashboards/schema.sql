@@ -1,6 +1,7 @@
 -- The two dashboards' tables, as `sluice demo` creates them (it points
 -- kafka_brokers at its own broker). Run against your Kafka by changing
--- 'localhost:9092'.
+-- 'localhost:9092'; for tables filled by `sluice import` instead, drop the
+-- first line of each WITH (the Kafka source).
 
 -- One row per order: each status change is a partial message (only the
 -- fields that change), merged into the order's row by order_id; a message
@@ -19,9 +20,8 @@ CREATE TABLE orders (
   picked_up_at TIMESTAMP,
   delivered_at TIMESTAMP,
   event_time TIMESTAMP
-) WITH (time_column = 'event_time', upsert = 'partial', retention = '180 days',
-        kafka_brokers = 'localhost:9092', kafka_topic = 'orders', format = 'json',
-        flush_interval = '10 seconds');
+) WITH (kafka_brokers = 'localhost:9092', kafka_topic = 'orders', format = 'json', flush_interval = '10 seconds',
+        time_column = 'event_time', upsert = 'partial', retention = '180 days');
 
 -- Append-only: the items of each order, when it is placed.
 CREATE TABLE order_items (
@@ -31,9 +31,8 @@ CREATE TABLE order_items (
   quantity BIGINT,
   price NUMERIC(10, 2),
   event_time TIMESTAMP
-) WITH (time_column = 'event_time', retention = '180 days',
-        kafka_brokers = 'localhost:9092', kafka_topic = 'order_items', format = 'json',
-        flush_interval = '10 seconds');
+) WITH (kafka_brokers = 'localhost:9092', kafka_topic = 'order_items', format = 'json', flush_interval = '10 seconds',
+        time_column = 'event_time', retention = '180 days');
 
 -- Append-only: ratings of delivered orders.
 CREATE TABLE ratings (
@@ -41,9 +40,8 @@ CREATE TABLE ratings (
   restaurant_id BIGINT,
   stars BIGINT,
   event_time TIMESTAMP
-) WITH (time_column = 'event_time', retention = '180 days',
-        kafka_brokers = 'localhost:9092', kafka_topic = 'ratings', format = 'json',
-        flush_interval = '10 seconds');
+) WITH (kafka_brokers = 'localhost:9092', kafka_topic = 'ratings', format = 'json', flush_interval = '10 seconds',
+        time_column = 'event_time', retention = '180 days');
 
 -- Dimension tables (no time column: every row kept, loaded by INSERT).
 CREATE TABLE restaurants (restaurant_id BIGINT, name TEXT, cuisine TEXT, city TEXT);
@@ -62,7 +60,5 @@ CREATE TABLE plays (
   event_type TEXT,
   session_duration_sec BIGINT,
   completed BOOLEAN
-) WITH (time_column = 'event_time', dedup = 'true', dedup_window = '1 day',
-        retention = '90 days',
-        kafka_brokers = 'localhost:9092', kafka_topic = 'plays', format = 'json',
-        flush_interval = '10 seconds');
+) WITH (kafka_brokers = 'localhost:9092', kafka_topic = 'plays', format = 'json', flush_interval = '10 seconds',
+        time_column = 'event_time', dedup = 'true', dedup_window = '1 day', retention = '90 days');

@@ -13,7 +13,10 @@ pub mod restaurant;
 pub mod streaming;
 
 pub use live::{LiveMessage, LiveOptions, LiveWorkload};
-pub use restaurant::{restaurant_topics, write_topics_json, RestaurantOptions, RestaurantTopics};
+pub use restaurant::{
+    merged_orders, restaurant_topics, write_topics_json, write_topics_parquet, RestaurantOptions,
+    RestaurantTopics,
+};
 pub use streaming::{
     streaming_plays, write_plays_json, write_plays_parquet, Play, StreamingOptions,
 };

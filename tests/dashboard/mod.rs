@@ -235,7 +235,9 @@ async fn the_demo_serves_live_dashboards_and_stops_cleanly() {
     let mut demo = Demo::start(600);
     let client = try_connect(demo.pg_port, "sluice", None).await.unwrap();
     let funnel = client
-        .prepare(include_str!("../../examples/dashboards/restaurant/funnel.sql"))
+        .prepare(include_str!(
+            "../../examples/dashboards/restaurant/funnel.sql"
+        ))
         .await
         .unwrap();
     let snapshot = || async {
