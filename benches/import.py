@@ -1,7 +1,7 @@
 """Parquet import and export: Sluice against DuckDB and chDB on one file.
 
 Run through benches/import.sh, which makes the venv. The file is the orders
-table of benches/compare.py (numpy-built, zstd), written by pyarrow. Each
+table of benches/synthetic.py (numpy-built, zstd), written by pyarrow. Each
 engine loads it into its own on-disk table (Sluice: `sluice import` into
 sealed segments; DuckDB: CREATE TABLE AS SELECT * FROM read_parquet; chDB: a
 MergeTree filled with INSERT ... SELECT FROM file()), then writes it out as

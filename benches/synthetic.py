@@ -1,11 +1,11 @@
 """Dashboard queries on an orders table: Sluice against DuckDB and chDB.
 
-Run through benches/compare.sh, which makes the venv. Every engine gets the same
+Run through benches/synthetic.sh, which makes the venv. Every engine gets the same
 rows: Sluice generates them with INSERT ... SELECT over generate_series, the peers
 read a Parquet file numpy built from the same integer formulas, and each query's
 answers are compared across engines before any time is reported.
 
-Usage: python compare.py SLUICE_BINARY ROWS WORK_DIR [SORT_KEY]
+Usage: python synthetic.py SLUICE_BINARY ROWS WORK_DIR [SORT_KEY]
 
 SORT_KEY (default "ts") is the storage order every engine gets: Sluice's
 `sort_key` table option, chDB's MergeTree ORDER BY, the order DuckDB's table is

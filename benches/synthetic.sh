@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Dashboard queries on an orders table in Sluice, DuckDB and chDB, plus bytes on
 # disk per row against Parquet-zstd. Makes its own venv (target/bench-venv).
-# Usage: benches/compare.sh [rows] [sort_key]   (defaults 10,000,000 and ts: the
+# Usage: benches/synthetic.sh [rows] [sort_key]   (defaults 10,000,000 and ts: the
 # storage order every engine gets); see docs/benchmarks.md.
 set -euo pipefail
 rows=${1:-10000000}
@@ -15,4 +15,4 @@ fi
 cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$venv/bin/python" "$root/benches/compare.py" "$root/target/release/sluice" "$rows" "$work" "$sort_key"
+"$venv/bin/python" "$root/benches/synthetic.py" "$root/target/release/sluice" "$rows" "$work" "$sort_key"
