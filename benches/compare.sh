@@ -28,4 +28,4 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 work=$(mktemp -d /tmp/sluice-compare.XXXXXX)
 chmod 755 "$work"
 trap 'rm -rf "$work"' EXIT
-"$venv/bin/python" "$root/benches/compare.py" "$root/target/release/sluice" "$work" "$orders" "$plays"
+"$venv/bin/python" -u "$root/benches/compare.py" "$root/target/release/sluice" "$work" "$orders" "$plays"
