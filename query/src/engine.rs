@@ -493,10 +493,16 @@ impl Engine {
             } else {
                 format!(" on {}", st.indexes_used.join(", "))
             };
+            let unindexed = if st.unindexed_columns.is_empty() {
+                String::new()
+            } else {
+                format!("; no index on {}", st.unindexed_columns.join(", "))
+            };
             lines.push(format!(
-                "Scan {table}: sealed segments={} pruned={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}{indexes}; rows selected={}",
+                "Scan {table}: sealed segments={} pruned={} scanned whole={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}{indexes}{unindexed}; rows selected={}",
                 st.segments,
                 st.segments_pruned,
+                st.segments_scanned_whole,
                 st.blocks,
                 st.blocks_pruned_by_zone_maps,
                 st.blocks_pruned_by_index,

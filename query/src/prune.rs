@@ -37,6 +37,12 @@ pub struct ScanStats {
     pub index_lookups: usize,
     /// The columns whose inverted index was read, in first-use order.
     pub indexes_used: Vec<String>,
+    /// Sealed segments a filtered scan read every block of, no index
+    /// selecting rows: what a sort key or an index would have saved.
+    pub segments_scanned_whole: usize,
+    /// Columns compared for equality (`=`, `IN`) that had no index in some
+    /// segment (mostly distinct values, `no_index`, a type never indexed).
+    pub unindexed_columns: Vec<String>,
     /// Rows that passed the scan's filter.
     pub rows_selected: usize,
 }
@@ -258,8 +264,13 @@ fn like_prefix(pattern: &str) -> Option<(&str, bool)> {
     }
 }
 
-/// A bitmap of rows of one sealed segment computed from its TEXT columns'
-/// dictionaries and inverted indexes.
+/// Most index entries (integer keys) one condition may read: past it, the
+/// scan compares packed codes instead of unioning bitmaps.
+const MAX_INDEX_ENTRIES: usize = 64;
+
+/// A bitmap of rows of one sealed segment computed from its inverted indexes:
+/// TEXT columns' through their dictionaries, integer columns' through their
+/// key directories.
 struct IndexSelection<'a> {
     segment: &'a SealedSegment,
     stats: &'a mut ScanStats,
@@ -270,6 +281,40 @@ impl IndexSelection<'_> {
         let Expr::Column(c) = e else { return None };
         let meta = self.segment.footer().columns.get(*c)?;
         (meta.ty == ColumnType::Text && meta.index.is_some()).then_some(*c)
+    }
+
+    /// An integer column with a key directory and index in this segment.
+    fn integer_column(&self, e: &Expr) -> Option<usize> {
+        let Expr::Column(c) = e else { return None };
+        let meta = self.segment.footer().columns.get(*c)?;
+        (meta.keys.is_some() && meta.index.is_some()).then_some(*c)
+    }
+
+    /// Entries in column `c`'s index: its dictionary's or key directory's.
+    fn entries(&self, c: usize) -> Result<u32> {
+        Ok(match self.segment.keys(c)? {
+            Some(keys) => keys.len() as u32,
+            None => self.segment.dictionary(c)?.len() as u32,
+        })
+    }
+
+    /// The index entries of integer column `c` whose value `v` satisfies
+    /// `v op x`, found by binary search of its key directory.
+    fn key_range(&self, c: usize, op: BinaryOp, x: i64) -> Result<std::ops::Range<u32>> {
+        let Some(keys) = self.segment.keys(c)? else {
+            return Ok(0..0);
+        };
+        let below = keys.partition(|v| v < x) as u32;
+        let through = keys.partition(|v| v <= x) as u32;
+        let all = keys.len() as u32;
+        Ok(match op {
+            BinaryOp::Eq => below..through,
+            BinaryOp::Lt => 0..below,
+            BinaryOp::LtEq => 0..through,
+            BinaryOp::Gt => through..all,
+            BinaryOp::GtEq => below..all,
+            _ => 0..0,
+        })
     }
 
     /// Every row of the segment, as dense bitmap containers: a complement is
@@ -298,7 +343,7 @@ impl IndexSelection<'_> {
         if let Some(rows) = self.union_of(c, ids.iter().copied())? {
             return Ok(Some(rows));
         }
-        let entries = self.segment.dictionary(c)?.len() as u32;
+        let entries = self.entries(c)?;
         let others = (0..entries).filter(|id| ids.binary_search(id).is_err());
         Ok(match self.union_of(c, others)? {
             Some(others) => Some(self.all_rows() - others - self.segment.nulls(c)?),
@@ -399,6 +444,62 @@ impl IndexSelection<'_> {
                     may_be_true: o.may_be_false,
                     may_be_false: o.may_be_true,
                 })
+            }
+            Expr::Binary { op, left, right }
+                if self.integer_column(left).is_some() || self.integer_column(right).is_some() =>
+            {
+                let (c, op, value) = match (self.integer_column(left), self.integer_column(right)) {
+                    (Some(c), None) => (c, *op, right.as_ref()),
+                    (None, Some(c)) => (c, flip(*op), left.as_ref()),
+                    _ => return Ok(Outcome::UNKNOWN),
+                };
+                let Some(Constant::Int(x)) = constant(value) else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                match op {
+                    BinaryOp::NotEq => {
+                        let rows = self.rows_with_ids(c, self.key_range(c, BinaryOp::Eq, x)?)?;
+                        self.leaf(c, rows, true, want)
+                    }
+                    BinaryOp::Eq
+                    | BinaryOp::Lt
+                    | BinaryOp::LtEq
+                    | BinaryOp::Gt
+                    | BinaryOp::GtEq => {
+                        let ids = self.key_range(c, op, x)?;
+                        // A wide range is a union of many bitmaps: the scan's
+                        // comparison on packed codes is cheaper.
+                        if ids.len() > MAX_INDEX_ENTRIES {
+                            return Ok(Outcome::UNKNOWN);
+                        }
+                        let rows = self.rows_with_ids(c, ids)?;
+                        self.leaf(c, rows, false, want)
+                    }
+                    _ => Ok(Outcome::UNKNOWN),
+                }
+            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } if self.integer_column(expr).is_some() => {
+                let Some(c) = self.integer_column(expr) else {
+                    return Ok(Outcome::UNKNOWN);
+                };
+                let mut ids: Vec<u32> = Vec::new();
+                for item in list {
+                    let Some(Constant::Int(x)) = constant(item) else {
+                        return Ok(Outcome::UNKNOWN);
+                    };
+                    ids.extend(self.key_range(c, BinaryOp::Eq, x)?);
+                }
+                if ids.len() > MAX_INDEX_ENTRIES {
+                    return Ok(Outcome::UNKNOWN);
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let rows = self.rows_with_ids(c, ids.into_iter())?;
+                self.leaf(c, rows, *negated, want)
             }
             Expr::Binary { op, left, right } => {
                 let (c, op, value) = match (self.text_column(left), self.text_column(right)) {
@@ -612,6 +713,13 @@ fn plan_segment(
             }
         }
     }
+    for cond in conds.iter().filter(|c| c.op == BinaryOp::Eq) {
+        if let Some(meta) = footer.columns.get(cond.column) {
+            if meta.index.is_none() && !stats.unindexed_columns.contains(&meta.name) {
+                stats.unindexed_columns.push(meta.name.clone());
+            }
+        }
+    }
     let mut selection = None;
     if keep.contains(&true) {
         let mut index = IndexSelection {
@@ -638,6 +746,9 @@ fn plan_segment(
     }
     if blocks > 0 && keep.iter().all(|k| !k) {
         stats.segments_pruned += 1;
+    }
+    if blocks > 0 && selection.is_none() && keep.iter().all(|k| *k) {
+        stats.segments_scanned_whole += 1;
     }
     Ok(SegmentPlan { keep, selection })
 }

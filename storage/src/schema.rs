@@ -35,6 +35,7 @@ pub const KNOWN_OPTIONS: &[&str] = &[
     "segment_bytes",
     "segment_age",
     "sort_key",
+    "no_index",
     "kafka_brokers",
     "kafka_topic",
 ];
@@ -222,6 +223,25 @@ impl TableSchema {
         }
     }
 
+    /// Whether sealed segments index column `c`: every TEXT and integer
+    /// column unless the `no_index` option names it (the writer still leaves
+    /// out an integer column whose values are mostly distinct).
+    pub fn indexed(&self, c: usize) -> bool {
+        let Some(column) = self.columns.get(c) else {
+            return false;
+        };
+        let indexable = matches!(
+            column.ty,
+            ColumnType::Text | ColumnType::Integer | ColumnType::BigInt
+        );
+        let opted_out = self.options.get("no_index").is_some_and(|names| {
+            names
+                .split(',')
+                .any(|n| n.trim().eq_ignore_ascii_case(&column.name))
+        });
+        indexable && !opted_out
+    }
+
     /// The Arrow schema of the table as the query engine sees it (plain types).
     pub fn arrow_schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -313,6 +333,24 @@ fn validate_options(
             if !columns.iter().any(|c| c.name == name) {
                 return Err(Error::InvalidDefinition(format!(
                     "option sort_key names column \"{name}\", which does not exist"
+                )));
+            }
+        }
+    }
+    if let Some(names) = raw.get("no_index") {
+        for name in names.split(',').map(str::trim) {
+            let Some(column) = columns.iter().find(|c| c.name.eq_ignore_ascii_case(name)) else {
+                return Err(Error::InvalidDefinition(format!(
+                    "option no_index names column \"{name}\", which does not exist"
+                )));
+            };
+            if !matches!(
+                column.ty,
+                ColumnType::Text | ColumnType::Integer | ColumnType::BigInt
+            ) {
+                return Err(Error::InvalidDefinition(format!(
+                    "option no_index names column \"{name}\" of type {}, which is never indexed",
+                    column.ty.sql_name()
                 )));
             }
         }

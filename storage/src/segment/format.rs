@@ -17,7 +17,7 @@ pub const HEAD_MAGIC: &[u8; 8] = b"SLUICESG";
 pub const TAIL_MAGIC: &[u8; 4] = b"SLSG";
 /// The format version this build writes. It also reads [`OLDEST_READABLE_VERSION`]
 /// onwards.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Version 1 stored every inverted-index bitmap raw; version 2 tags each one as
 /// raw or zstd-compressed.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -137,9 +137,17 @@ pub struct ColumnMeta {
     pub encoding: Encoding,
     /// Sorted dictionary (TEXT): `[count u32][count + 1 offsets u32][utf-8 bytes]`.
     pub dictionary: Option<Section>,
-    /// Inverted index (TEXT): per dictionary id, a portable roaring bitmap of rows;
-    /// `[count u32][count + 1 offsets u32][bitmaps]`.
+    /// Inverted index: per dictionary id (TEXT) or per key (an integer
+    /// column's `keys`), a tagged bitmap of rows;
+    /// `[count u32][count + 1 offsets u32][bitmaps]`. Every TEXT column had
+    /// one before version 4; since, a column named by `no_index` has none,
+    /// nor an integer column whose values are mostly distinct.
     pub index: Option<Section>,
+    /// Key directory of an indexed INTEGER or BIGINT column (version 4): its
+    /// distinct values sorted, `[count u32][value i64 LE]...`, stored raw;
+    /// the index's bitmap `i` holds the rows of value `i`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Section>,
     /// Rows that are NULL, as a portable roaring bitmap; absent if none are.
     pub nulls: Option<Section>,
     /// The column's blocks, in row order.

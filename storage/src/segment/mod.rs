@@ -9,7 +9,7 @@ pub mod reader;
 pub mod writer;
 
 pub use format::{Footer, FORMAT_VERSION};
-pub use reader::{BlockCodes, SealedSegment};
+pub use reader::{BlockCodes, KeyDirectory, SealedSegment};
 pub use writer::{write_segment, write_segment_ordered, SEALED_BLOCK_ROWS};
 
 #[cfg(test)]

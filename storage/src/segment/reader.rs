@@ -35,6 +35,47 @@ pub struct SealedSegment {
     cache_key: u64,
 }
 
+/// A segment's sorted distinct values of one integer column, as stored: the
+/// position of a value is its entry in the column's inverted index.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyDirectory<'a> {
+    values: &'a [u8],
+}
+
+impl KeyDirectory<'_> {
+    /// Number of distinct values.
+    pub fn len(&self) -> usize {
+        self.values.len() / 8
+    }
+
+    /// True if the column had no non-NULL value.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Value at position `i`.
+    pub fn get(&self, i: usize) -> i64 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.values[i * 8..i * 8 + 8]);
+        i64::from_le_bytes(word)
+    }
+
+    /// How many leading values `before` holds for: the values are sorted, so
+    /// `before` must hold on a prefix (`|v| v < x` gives the position of `x`).
+    pub fn partition(&self, before: impl Fn(i64) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if before(self.get(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
 /// A frame-of-reference block as its packed codes: row `i` holds
 /// `base + codes[i] * scale`. Comparing a column with a constant on codes of one,
 /// two or four bytes reads a quarter or less of what the decoded `i64`s take,
@@ -129,10 +170,22 @@ fn check_footer(
     for c in &footer.columns {
         let column = format!("column {}", c.name);
         let text = c.ty == ColumnType::Text;
-        if text != c.dictionary.is_some() || text != c.index.is_some() {
+        let integer = matches!(c.ty, ColumnType::Integer | ColumnType::BigInt);
+        // Before version 4 every TEXT column had an index and nothing else did;
+        // since, an index is optional, and an integer column's comes with its
+        // key directory.
+        let index_ok = if footer.version < 4 {
+            text == c.index.is_some()
+        } else if integer {
+            c.keys.is_some() == c.index.is_some()
+        } else {
+            text || c.index.is_none()
+        };
+        if text != c.dictionary.is_some() || !index_ok || (c.keys.is_some() && !integer) {
             return fail(
                 &column,
-                "dictionary and index belong to TEXT columns alone".into(),
+                "a dictionary belongs to TEXT columns, keys to integer ones, an index to either"
+                    .into(),
             );
         }
         if c.encoding == Encoding::RawF64 && c.ty != ColumnType::Double {
@@ -141,6 +194,7 @@ fn check_footer(
         for (kind, s) in [
             ("dictionary", &c.dictionary),
             ("index", &c.index),
+            ("keys", &c.keys),
             ("nulls", &c.nulls),
         ] {
             if let Some(s) = s.as_ref().filter(|s| !in_bounds(s)) {
@@ -422,8 +476,43 @@ impl SealedSegment {
         Ok(dict)
     }
 
-    /// The rows holding dictionary entry `id` of TEXT column `c` (its inverted
-    /// index); `None` if the value is too frequent to be indexed.
+    /// Whether column `c` has an inverted index.
+    pub fn has_index(&self, c: usize) -> bool {
+        self.footer
+            .columns
+            .get(c)
+            .is_some_and(|m| m.index.is_some())
+    }
+
+    /// The key directory of indexed integer column `c`: its distinct values,
+    /// sorted, read straight from the mapped file (nothing decoded, no block
+    /// touched); `None` if the column has none.
+    ///
+    /// # Errors
+    /// A damaged section, naming the file.
+    pub fn keys(&self, c: usize) -> Result<Option<KeyDirectory<'_>>> {
+        let meta = self.column(c)?;
+        let Some(section) = meta.keys.as_ref() else {
+            return Ok(None);
+        };
+        let name = || format!("column {} keys", meta.name);
+        let bytes = self.section(section, name)?;
+        let std::borrow::Cow::Borrowed(bytes) = bytes else {
+            return Err(self.corrupt(name(), "compressed, which keys never are"));
+        };
+        let count = read_u32(bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
+        let values = bytes
+            .get(4..)
+            .filter(|v| v.len() == count * 8)
+            .ok_or_else(|| {
+                self.corrupt(name(), format!("{count} keys in {} bytes", bytes.len()))
+            })?;
+        Ok(Some(KeyDirectory { values }))
+    }
+
+    /// The rows holding entry `id` of column `c`'s inverted index (a TEXT
+    /// column's dictionary id, an integer column's position in its key
+    /// directory); `None` if the value is too frequent to be indexed.
     pub fn rows_with(&self, c: usize, id: u32) -> Result<Option<RoaringBitmap>> {
         let meta = self.column(c)?;
         let name = || format!("column {} index", meta.name);
@@ -805,7 +894,11 @@ impl SealedSegment {
                 self.decode_block(c, b)?;
             }
             if meta.index.is_some() {
-                for id in 0..self.dictionary(c)?.len() {
+                let entries = match self.keys(c)? {
+                    Some(keys) => keys.len(),
+                    None => self.dictionary(c)?.len(),
+                };
+                for id in 0..entries {
                     self.rows_with(c, id as u32)?;
                 }
             }

@@ -228,6 +228,7 @@ fn a_flipped_byte_names_the_file_and_section_and_never_panics() {
             ("block 0", Some(c.blocks[0].section)),
             ("dictionary", c.dictionary),
             ("index", c.index),
+            ("keys", c.keys),
             ("nulls", c.nulls),
         ] {
             // An empty section (a block of evenly spaced values) has no byte to flip.
@@ -506,7 +507,93 @@ fn every_format_version_reads_back_its_rows() {
             .filter(|i| i % 200 == 7 && i % 17 != 0)
             .collect();
         assert_eq!(rows.iter().collect::<Vec<_>>(), want, "version {version}");
+        // Version 4 indexes integer columns: restaurant_id = -493 is on rows
+        // i % 1000 == 7 (NULL where i % 17 == 0).
+        let keys = seg.keys(1).unwrap();
+        assert_eq!(keys.is_some(), version >= 4, "version {version}");
+        if let Some(keys) = keys {
+            assert_eq!(keys.len(), 1000);
+            let at = keys.partition(|v| v < -493);
+            assert_eq!(keys.get(at), -493);
+            let rows = seg.rows_with(1, at as u32).unwrap().unwrap();
+            let want: Vec<u32> = (0..5000u32)
+                .filter(|i| i % 1000 == 7 && i % 17 != 0)
+                .collect();
+            assert_eq!(rows.iter().collect::<Vec<_>>(), want);
+        }
     }
+}
+
+/// Integer columns get a key directory and an index unless `no_index` names
+/// them or their values are mostly distinct; `no_index` takes a TEXT
+/// column's index away too (its dictionary stays).
+#[test]
+fn integer_columns_are_indexed_unless_opted_out_or_mostly_distinct() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = schema();
+    let write = |options: &[(&str, &str)], n: usize| {
+        let mut raw = BTreeMap::from([("time_column".to_string(), "ts".to_string())]);
+        for (k, v) in options {
+            raw.insert(k.to_string(), v.to_string());
+        }
+        let schema = TableSchema::new("orders", base.columns.clone(), vec![], raw).unwrap();
+        let path = dir
+            .path()
+            .join(format!("seg-{}.sluice", options.len() * 1_000_000 + n));
+        write_segment(&RealFs, &path, &schema, &rows(n)).unwrap();
+        SealedSegment::open(&path).unwrap()
+    };
+    // qty: 7 values, restaurant_id: 1,000 (of 5,000 rows), both indexed.
+    let seg = write(&[], 5000);
+    assert!(seg.keys(1).unwrap().is_some() && seg.keys(2).unwrap().is_some());
+    assert!(seg.has_index(3));
+    // Timestamps, doubles and booleans are never indexed.
+    for c in [0, 4, 5, 6] {
+        assert!(
+            !seg.has_index(c) && seg.keys(c).unwrap().is_none(),
+            "column {c}"
+        );
+    }
+    let seg = write(&[("no_index", "restaurant_id, ITEM")], 5000);
+    assert!(seg.keys(1).unwrap().is_none() && !seg.has_index(1));
+    assert!(!seg.has_index(3) && seg.dictionary(3).unwrap().len() == 200);
+    assert!(seg.keys(2).unwrap().is_some());
+    // 40,000 rows: restaurant_id still has 1,000 values, indexed.
+    let seg = write(&[], 40_000);
+    assert_eq!(seg.keys(1).unwrap().map(|k| k.len()), Some(1000));
+    // A column of mostly distinct integers (an id) is left out.
+    let ids = TableSchema::new(
+        "ids",
+        vec![
+            ColumnDef {
+                name: "ts".into(),
+                ty: ColumnType::Timestamp,
+                nullable: false,
+            },
+            ColumnDef {
+                name: "id".into(),
+                ty: ColumnType::BigInt,
+                nullable: true,
+            },
+        ],
+        vec![],
+        BTreeMap::from([("time_column".to_string(), "ts".to_string())]),
+    )
+    .unwrap();
+    let batch = RecordBatch::try_new(
+        ids.arrow_schema(),
+        vec![
+            Arc::new(arrow::array::TimestampMicrosecondArray::from_iter_values(
+                0..20_000i64,
+            )) as ArrayRef,
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..20_000i64)),
+        ],
+    )
+    .unwrap();
+    let path = dir.path().join("ids.sluice");
+    write_segment(&RealFs, &path, &ids, &[batch]).unwrap();
+    let seg = SealedSegment::open(&path).unwrap();
+    assert!(seg.keys(1).unwrap().is_none() && !seg.has_index(1));
 }
 
 /// The footer of a segment file image, as JSON.
@@ -606,16 +693,17 @@ fn newer_or_inconsistent_versions_are_refused() {
     let open_err = || SealedSegment::open(&path).err().unwrap().to_string();
     set_tail_version(super::format::FORMAT_VERSION + 1);
     let err = open_err();
+    let newer = format!("format version {}", super::format::FORMAT_VERSION + 1);
     assert!(
-        err.contains("format version 4") && err.contains("seg-1.sluice"),
+        err.contains(&newer) && err.contains("seg-1.sluice"),
         "{err}"
     );
     set_tail_version(2);
-    assert!(
-        open_err().contains("version 3 but the tail says 2"),
-        "{}",
-        open_err()
+    let mismatch = format!(
+        "version {} but the tail says 2",
+        super::format::FORMAT_VERSION
     );
+    assert!(open_err().contains(&mismatch), "{}", open_err());
     // A footer with an unknown field, its checksum made right.
     let mut footer = footer_json(&pristine);
     footer["columns"][0]["blocks"][0]["run_length"] = serde_json::json!(true);
@@ -626,6 +714,7 @@ fn newer_or_inconsistent_versions_are_refused() {
         open_err()
     );
 }
+
 /// A double block holding NaN keeps it in its zone map as the greatest value, so
 /// `v > x` never prunes it; a block of NaN alone has NaN for both ends.
 #[test]

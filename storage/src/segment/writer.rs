@@ -107,8 +107,14 @@ pub fn write_segment_ordered(
     }
     let (arrays, order) = sort_rows(arrays, &schema.sort_key_indices())?;
     let mut columns = Vec::with_capacity(schema.columns.len());
-    for (def, column) in schema.columns.iter().zip(&arrays) {
-        columns.push(write_column(&mut sections, &def.name, def.ty, column)?);
+    for (c, (def, column)) in schema.columns.iter().zip(&arrays).enumerate() {
+        columns.push(write_column(
+            &mut sections,
+            &def.name,
+            def.ty,
+            column,
+            schema.indexed(c),
+        )?);
     }
     let time_column = schema.time_column_index();
     let time_stats = time_column.map(|t| (&columns[t].min, &columns[t].max));
@@ -268,6 +274,7 @@ fn write_column(
     name: &str,
     ty: ColumnType,
     column: &ArrayRef,
+    indexed: bool,
 ) -> Result<ColumnMeta> {
     let n = column.len();
     let mut nulls = RoaringBitmap::new();
@@ -355,6 +362,7 @@ fn write_column(
                 encoding: Encoding::RawF64,
                 dictionary: None,
                 index: None,
+                keys: None,
                 nulls,
                 blocks,
                 min,
@@ -405,38 +413,22 @@ fn write_column(
                 dict.extend_from_slice(s.as_bytes());
             }
             // Inverted index: one bitmap of rows per dictionary id.
-            let mut bitmaps = vec![RoaringBitmap::new(); distinct.len()];
-            for (row, id) in ids.iter().enumerate() {
-                if let Some(id) = id {
-                    // Rows come in order: appending is the cheap insert.
-                    let _ = bitmaps[*id as usize].try_push(row as u32);
+            let index = if indexed {
+                let mut bitmaps = vec![RoaringBitmap::new(); distinct.len()];
+                for (row, id) in ids.iter().enumerate() {
+                    if let Some(id) = id {
+                        // Rows come in order: appending is the cheap insert.
+                        let _ = bitmaps[*id as usize].try_push(row as u32);
+                    }
                 }
-            }
-            let mut index = Vec::new();
-            index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
-            let mut body = Vec::new();
-            let mut offsets = vec![0u32];
-            let mut raw = Vec::new();
-            for b in &bitmaps {
-                if is_dense(b.len(), n as u64) {
-                    body.push(BITMAP_DENSE);
-                    offsets.push(u32_field(body.len(), "inverted index bytes")?);
-                    continue;
-                }
-                raw.clear();
-                b.serialize_into(&mut raw)
-                    .map_err(|e| Error::io("inverted index", e))?;
-                put_bitmap(&mut body, b, &raw)?;
-                offsets.push(u32_field(body.len(), "inverted index bytes")?);
-            }
-            for o in offsets {
-                index.extend_from_slice(&o.to_le_bytes());
-            }
-            index.extend_from_slice(&body);
+                Some(write_index(sections, &bitmaps, n)?)
+            } else {
+                None
+            };
             (
                 Encoding::BitPacked,
                 Some(sections.put(&dict, true)?),
-                Some(sections.put(&index, false)?),
+                index,
                 ids,
             )
         }
@@ -487,6 +479,15 @@ fn write_column(
                 .collect(),
         ),
     };
+    let (keys, index) = match ty {
+        ColumnType::Integer | ColumnType::BigInt if indexed => {
+            match integer_index(sections, &values)? {
+                Some((keys, index)) => (Some(keys), Some(index)),
+                None => (None, index),
+            }
+        }
+        _ => (None, index),
+    };
     let mut blocks = Vec::new();
     for start in (0..n).step_by(SEALED_BLOCK_ROWS) {
         let len = SEALED_BLOCK_ROWS.min(n - start);
@@ -500,11 +501,81 @@ fn write_column(
         encoding,
         dictionary,
         index,
+        keys,
         nulls,
         blocks,
         min,
         max,
     })
+}
+
+/// An integer column's key directory and inverted index: its distinct values,
+/// sorted (`[count u32][value i64 LE]...`, stored raw so that a lookup
+/// binary-searches the mapped bytes without decoding anything), and one bitmap
+/// of rows per value, in the directory's order. `None` when the values are
+/// mostly distinct (more than one per eight rows, and more than
+/// [`MOSTLY_DISTINCT_FLOOR`]): an id-like column whose index would outweigh
+/// the column and select a row or two a value.
+fn integer_index(
+    sections: &mut Sections,
+    values: &[Option<i64>],
+) -> Result<Option<(Section, Section)>> {
+    let mut keys: Vec<i64> = values.iter().flatten().copied().collect();
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.len() > MOSTLY_DISTINCT_FLOOR && keys.len() > values.len() / 8 {
+        return Ok(None);
+    }
+    let mut bitmaps = vec![RoaringBitmap::new(); keys.len()];
+    for (row, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            if let Ok(k) = keys.binary_search(v) {
+                // Rows come in order: appending is the cheap insert.
+                let _ = bitmaps[k].try_push(row as u32);
+            }
+        }
+    }
+    let mut directory = Vec::with_capacity(4 + keys.len() * 8);
+    directory
+        .extend_from_slice(&u32_field(keys.len(), "distinct values of a column")?.to_le_bytes());
+    for k in &keys {
+        directory.extend_from_slice(&k.to_le_bytes());
+    }
+    let keys = sections.put(&directory, false)?;
+    let index = write_index(sections, &bitmaps, values.len())?;
+    Ok(Some((keys, index)))
+}
+
+/// Distinct values an integer column may have in any case and still be
+/// indexed (a small segment's restaurant ids are all distinct).
+const MOSTLY_DISTINCT_FLOOR: usize = 4096;
+
+/// Writes an inverted index: `[count u32][count + 1 offsets u32][bitmaps]`,
+/// each bitmap tagged ([`BITMAP_DENSE`] for a value on too many of the `n`
+/// rows to pay).
+fn write_index(sections: &mut Sections, bitmaps: &[RoaringBitmap], n: usize) -> Result<Section> {
+    let mut index = Vec::new();
+    index.extend_from_slice(&(bitmaps.len() as u32).to_le_bytes());
+    let mut body = Vec::new();
+    let mut offsets = vec![0u32];
+    let mut raw = Vec::new();
+    for b in bitmaps {
+        if is_dense(b.len(), n as u64) {
+            body.push(BITMAP_DENSE);
+            offsets.push(u32_field(body.len(), "inverted index bytes")?);
+            continue;
+        }
+        raw.clear();
+        b.serialize_into(&mut raw)
+            .map_err(|e| Error::io("inverted index", e))?;
+        put_bitmap(&mut body, b, &raw)?;
+        offsets.push(u32_field(body.len(), "inverted index bytes")?);
+    }
+    for o in offsets {
+        index.extend_from_slice(&o.to_le_bytes());
+    }
+    index.extend_from_slice(&body);
+    sections.put(&index, false)
 }
 
 fn stat_int(s: &Stat) -> i64 {
