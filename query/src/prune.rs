@@ -344,6 +344,12 @@ impl IndexSelection<'_> {
             return Ok(Some(rows));
         }
         let entries = self.entries(c)?;
+        // The complement pays for a handful of other values (statuses), not
+        // for the thousands of a restaurant id: the busiest restaurant, too
+        // frequent to index, would read every other restaurant's bitmap.
+        if entries as usize > ids.len() + MAX_INDEX_ENTRIES {
+            return Ok(None);
+        }
         let others = (0..entries).filter(|id| ids.binary_search(id).is_err());
         Ok(match self.union_of(c, others)? {
             Some(others) => Some(self.all_rows() - others - self.segment.nulls(c)?),
