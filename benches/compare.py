@@ -169,6 +169,25 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_idle(pid, what):
+    """Until process `pid` uses under 5% of a core over 5 seconds: a server
+    still merging segments in the background would be timed while busy."""
+    ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu():
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        before = cpu()
+        time.sleep(5)
+        if (cpu() - before) / ticks / 5 < 0.05:
+            return
+    print(f"warning: {what} still busy after 15 minutes", flush=True)
+
+
 def peak_mb_of(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -374,9 +393,14 @@ def sluice_through_kafka(binary, work, expected):
     produced = time.perf_counter() - t
     wait_for(lambda: counts(conn) == expected, "Sluice to read every message")
     load = time.perf_counter() - t
-    # Queried once sealed, as a server that has run a while would be.
+    # Queried once sealed and merged, as a server that has run a while would
+    # be: timing it while it merges segments would time the merging.
     wait_for(lambda: conn.execute("SELECT coalesce(sum(rows), 0) FROM sluice.segments "
                                   "WHERE state = 'mutable'").fetchone()[0] == 0, "sealing", 300)
+    wait_idle(server.pid, "Sluice")
+    segments = conn.execute("SELECT table_name, count(*) FROM sluice.segments WHERE state = 'sealed' "
+                            "GROUP BY 1 ORDER BY 1").fetchall()
+    print(f"sluice: sealed segments per table once idle: {dict(segments)}", flush=True)
     return server, port, load, produced, data, broker
 
 
@@ -426,6 +450,7 @@ def postgres(work):
     conn.execute("CREATE INDEX ON items (item_id)")
     conn.execute("VACUUM ANALYZE")
     load = time.perf_counter() - t
+    wait_idle(proc.pid, "PostgreSQL")
     shutil.rmtree(csv_dir)
     return proc, port, load, data, conn
 
@@ -503,6 +528,7 @@ def main():
     port = free_port()
     server = start_sluice(binary, import_data, port, work)
     conn = connect(port, "bench")
+    wait_idle(server.pid, "Sluice (imported)")
     imported = run_queries(lambda sql: conn.execute(sql).fetchall(), "sluice")
     conn.close()
     server.terminate()
