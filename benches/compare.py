@@ -391,7 +391,18 @@ def sluice_through_kafka(binary, work, expected):
         if p.wait() != 0:
             sys.exit("sluice produce failed")
     produced = time.perf_counter() - t
-    wait_for(lambda: counts(conn) == expected, "Sluice to read every message")
+    def caught_up():
+        have = counts(conn)
+        if have == expected:
+            return True
+        lag = conn.execute("SELECT coalesce(sum(lag), 1), string_agg(DISTINCT last_error, '; ') "
+                           "FROM sluice.ingestion").fetchone()
+        if lag[0] == 0 and lag[1]:
+            # Read to the end and still short: the broker lost messages.
+            sys.exit(f"Sluice read every partition to its end but holds {have}, not {expected}: {lag[1]}")
+        return False
+
+    wait_for(caught_up, "Sluice to read every message")
     load = time.perf_counter() - t
     # Queried once sealed and merged, as a server that has run a while would
     # be: timing it while it merges segments would time the merging.

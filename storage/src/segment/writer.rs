@@ -520,25 +520,40 @@ fn integer_index(
     sections: &mut Sections,
     values: &[Option<i64>],
 ) -> Result<Option<(Section, Section)>> {
-    let mut keys: Vec<i64> = values.iter().flatten().copied().collect();
+    let limit = MOSTLY_DISTINCT_FLOOR.max(values.len() / 8);
+    // One pass numbers the distinct values in first-seen order and gives up
+    // as soon as the column proves mostly distinct (an id column costs a
+    // hash pass, not a sort of every row).
+    let mut seen: std::collections::HashMap<i64, u32> = std::collections::HashMap::new();
+    let mut first_seen: Vec<u32> = Vec::with_capacity(values.len());
+    for v in values {
+        let Some(v) = v else {
+            first_seen.push(u32::MAX);
+            continue;
+        };
+        let next = seen.len() as u32;
+        first_seen.push(*seen.entry(*v).or_insert(next));
+        if seen.len() > limit {
+            return Ok(None);
+        }
+    }
+    let mut keys: Vec<(i64, u32)> = seen.into_iter().collect();
     keys.sort_unstable();
-    keys.dedup();
-    if keys.len() > MOSTLY_DISTINCT_FLOOR && keys.len() > values.len() / 8 {
-        return Ok(None);
+    let mut position = vec![0u32; keys.len()];
+    for (at, (_, number)) in keys.iter().enumerate() {
+        position[*number as usize] = at as u32;
     }
     let mut bitmaps = vec![RoaringBitmap::new(); keys.len()];
-    for (row, v) in values.iter().enumerate() {
-        if let Some(v) = v {
-            if let Ok(k) = keys.binary_search(v) {
-                // Rows come in order: appending is the cheap insert.
-                let _ = bitmaps[k].try_push(row as u32);
-            }
+    for (row, number) in first_seen.iter().enumerate() {
+        if *number != u32::MAX {
+            // Rows come in order: appending is the cheap insert.
+            let _ = bitmaps[position[*number as usize] as usize].try_push(row as u32);
         }
     }
     let mut directory = Vec::with_capacity(4 + keys.len() * 8);
     directory
         .extend_from_slice(&u32_field(keys.len(), "distinct values of a column")?.to_le_bytes());
-    for k in &keys {
+    for (k, _) in &keys {
         directory.extend_from_slice(&k.to_le_bytes());
     }
     let keys = sections.put(&directory, false)?;
