@@ -395,7 +395,7 @@ def sluice_through_kafka(binary, work, expected):
         have = counts(conn)
         if have == expected:
             return True
-        lag = conn.execute("SELECT coalesce(sum(lag), 1), string_agg(DISTINCT last_error, '; ') "
+        lag = conn.execute("SELECT coalesce(sum(lag), 1), max(last_error) "
                            "FROM sluice.ingestion").fetchone()
         if lag[0] == 0 and lag[1]:
             # Read to the end and still short: the broker lost messages.
