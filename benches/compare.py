@@ -357,6 +357,10 @@ def start_sluice(binary, data, port, work):
                   "--http-addr", "127.0.0.1:0", "--import-dir", work], stdout=subprocess.DEVNULL)
 
 
+class BrokerLost(Exception):
+    """The broker did not deliver every message produced."""
+
+
 def sluice_through_kafka(binary, work, expected):
     """Loads Sluice from a tansu broker; returns (server, port, load seconds)."""
     tansu = shutil.which("tansu") or os.path.expanduser("~/.cargo/bin/tansu")
@@ -380,16 +384,15 @@ def sluice_through_kafka(binary, work, expected):
              "order_items": ("restaurant-json/order_items.jsonl", "order_id"),
              "ratings": ("restaurant-json/ratings.jsonl", "order_id"),
              "plays": ("streaming-json/plays.jsonl", "event_id")}
-    producers = [subprocess.Popen([binary, "produce", "--brokers", f"127.0.0.1:{kport}", "--topic", topic,
-                                   "--file", os.path.join(work, file), "--key-field", key],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                 for topic, (file, key) in jsons.items()]
+    # One topic at a time: four producers at once outran the in-memory
+    # broker, which then lost a few hundred messages of plays (seen twice).
+    for topic, (file, key) in jsons.items():
+        sh(binary, "produce", "--brokers", f"127.0.0.1:{kport}", "--topic", topic,
+           "--file", os.path.join(work, file), "--key-field", key,
+           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for table in ("restaurants", "items"):
         sh(binary, "import", "--pg", f"127.0.0.1:{port}", "--table", table,
            parquet_files(work)[table], stdout=subprocess.DEVNULL, env={**os.environ, "PGUSER": "bench"})
-    for p in producers:
-        if p.wait() != 0:
-            sys.exit("sluice produce failed")
     produced = time.perf_counter() - t
     def caught_up():
         have = counts(conn)
@@ -399,7 +402,8 @@ def sluice_through_kafka(binary, work, expected):
                            "FROM sluice.ingestion").fetchone()
         if lag[0] == 0 and lag[1]:
             # Read to the end and still short: the broker lost messages.
-            sys.exit(f"Sluice read every partition to its end but holds {have}, not {expected}: {lag[1]}")
+            raise BrokerLost(f"Sluice read every partition to its end but holds {have}, "
+                             f"not {expected}: {lag[1]}")
         return False
 
     wait_for(caught_up, "Sluice to read every message")
@@ -521,33 +525,49 @@ def main():
     print(f"rows: {expected}", flush=True)
 
     reports = {}
-    server, port, load, produced, data, broker = sluice_through_kafka(binary, work, expected)
-    conn = connect(port, "bench")
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip()
     version = f"0.1.0 at {commit}"
-    reports["Sluice"] = server_report(conn, "sluice", load, dir_bytes(data), server.pid, version)
-    print(f"sluice: loaded through Kafka in {load:.1f} s (produced in {produced:.1f} s)", flush=True)
-    pgbench_sluice = pgbench(port, "bench", "sluice")
-    conn.close()
-    server.terminate()
-    server.wait()
-    broker.terminate()
-    broker.wait()
-
+    kafka_note = None
+    try:
+        server, port, load, produced, data, broker = sluice_through_kafka(binary, work, expected)
+    except BrokerLost as lost:
+        kafka_note = str(lost)
+        print(f"sluice: the Kafka load is left out: {lost}", flush=True)
+        for child in CHILDREN:
+            if child.poll() is None:
+                child.terminate()
+                child.wait()
     import_s, import_data = sluice_through_import(binary, work)
+    print(f"sluice: loaded through sluice import in {import_s:.1f} s", flush=True)
+    if kafka_note is None:
+        conn = connect(port, "bench")
+        reports["Sluice"] = server_report(conn, "sluice", load, dir_bytes(data), server.pid, version)
+        print(f"sluice: loaded through Kafka in {load:.1f} s (produced in {produced:.1f} s)", flush=True)
+        pgbench_sluice = pgbench(port, "bench", "sluice")
+        conn.close()
+        server.terminate()
+        server.wait()
+        broker.terminate()
+        broker.wait()
     port = free_port()
     server = start_sluice(binary, import_data, port, work)
     conn = connect(port, "bench")
     wait_idle(server.pid, "Sluice (imported)")
-    imported = run_queries(lambda sql: conn.execute(sql).fetchall(), "sluice")
+    if kafka_note is None:
+        imported = run_queries(lambda sql: conn.execute(sql).fetchall(), "sluice")
+        for name, r in imported.items():
+            if r.get("answer") != reports["Sluice"]["results"][name].get("answer"):
+                sys.exit(f"Sluice through import answers {name!r} differently from Sluice through Kafka")
+        print("sluice: the imported tables give the same answers", flush=True)
+    else:
+        # The imported tables answer the queries instead.
+        reports["Sluice"] = server_report(conn, "sluice", import_s, dir_bytes(import_data), server.pid,
+                                          version)
+        pgbench_sluice = pgbench(port, "bench", "sluice")
     conn.close()
     server.terminate()
     server.wait()
-    for name, r in imported.items():
-        if r.get("answer") != reports["Sluice"]["results"][name].get("answer"):
-            sys.exit(f"Sluice through import answers {name!r} differently from Sluice through Kafka")
-    print(f"sluice: loaded through sluice import in {import_s:.1f} s, same answers", flush=True)
 
     for name, label in (("duckdb", "DuckDB"), ("chdb", "chDB"), ("polars", "Polars"),
                         ("datafusion", "DataFusion")):
@@ -571,6 +591,8 @@ def main():
     proc.wait()
 
     report(reports, pgbench_sluice, pgbench_pg, import_s, events, messages_plays)
+    if kafka_note:
+        print(f"Sluice's Kafka load was left out: {kafka_note}")
 
 
 def report(reports, pgbench_sluice, pgbench_pg, import_s, events, plays):
