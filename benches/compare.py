@@ -315,7 +315,8 @@ def wait_for(check, what, timeout=1800):
 
 def connect(port, user):
     import psycopg
-    for _ in range(200):
+    # A server opening 10M rows of segments (and their indexes) takes a while.
+    for _ in range(1200):
         try:
             return psycopg.connect(f"host=127.0.0.1 port={port} user={user} dbname={user}",
                                    autocommit=True)
