@@ -63,6 +63,19 @@ impl Topic {
     }
 }
 
+/// A zstd-compressed Parquet writer of `schema` creating `path`.
+fn zstd_parquet_writer(
+    path: &std::path::Path,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<parquet::arrow::ArrowWriter<std::fs::File>, String> {
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let properties = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    parquet::arrow::ArrowWriter::try_new(file, std::sync::Arc::clone(schema), Some(properties))
+        .map_err(|e| e.to_string())
+}
+
 /// A time as the generated JSON carries it: RFC 3339 in UTC.
 fn rfc3339(micros: i64) -> String {
     sluice_storage::types::format_timestamp(micros).replace(' ', "T") + "Z"

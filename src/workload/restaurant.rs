@@ -439,13 +439,7 @@ fn write_parquet(path: &Path, columns: &[(&str, Kind)], rows: &[Value]) -> Resul
             })
             .collect::<Vec<_>>(),
     ));
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .build();
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
-            .map_err(|e| e.to_string())?;
+    let mut writer = super::zstd_parquet_writer(path, &schema)?;
     for chunk in rows.chunks(1 << 20) {
         let arrays: Vec<ArrayRef> = columns
             .iter()

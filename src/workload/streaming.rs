@@ -196,13 +196,7 @@ pub fn write_plays_parquet(plays: &[Play], dir: &Path) -> Result<PathBuf, String
         Field::new("session_duration_sec", DataType::Int64, false),
         Field::new("completed", DataType::Boolean, false),
     ]));
-    let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let properties = parquet::file::properties::WriterProperties::builder()
-        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-        .build();
-    let mut writer =
-        parquet::arrow::ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))
-            .map_err(|e| e.to_string())?;
+    let mut writer = super::zstd_parquet_writer(&path, &schema)?;
     for chunk in plays.chunks(1 << 20) {
         let text = |f: fn(&Play) -> &str| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(chunk.iter().map(f)))
