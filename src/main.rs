@@ -61,6 +61,9 @@ enum Command {
         /// Most connections at once (default 500); one more is refused with 53300.
         #[arg(long)]
         max_connections: Option<usize>,
+        /// Statements computing at once (default: one per core); the rest queue.
+        #[arg(long)]
+        max_running_statements: Option<usize>,
         /// Each session's statement timeout until it sets its own (default 30s; 0: none).
         #[arg(long)]
         statement_timeout: Option<String>,
@@ -601,6 +604,7 @@ fn main() -> ExitCode {
             insecure_trust,
             require_tls,
             max_connections,
+            max_running_statements,
             statement_timeout,
             max_statement_timeout,
             statement_memory,
@@ -641,6 +645,9 @@ fn main() -> ExitCode {
             cfg.require_tls |= require_tls;
             if let Some(n) = max_connections {
                 cfg.max_connections = n;
+            }
+            if max_running_statements.is_some() {
+                cfg.max_running_statements = max_running_statements;
             }
             if let Some(t) = statement_timeout {
                 cfg.statement_timeout = t;

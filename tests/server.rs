@@ -758,6 +758,109 @@ async fn cancel_request_stops_the_running_query() {
     assert_eq!(n, 20_000);
 }
 
+/// The value of `sluice_query_pool{what}` in `/metrics`.
+fn pool_gauge(http_port: u16, what: &str) -> i64 {
+    let metrics = http_get(http_port, "/metrics");
+    let line = format!("sluice_query_pool{{what=\"{what}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .unwrap_or_else(|| panic!("no {line} in {metrics}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Waits (up to a minute) until `sluice_query_pool{what}` reads `want`.
+async fn await_pool_gauge(http_port: u16, what: &str, want: i64) {
+    for _ in 0..600 {
+        if pool_gauge(http_port, what) == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sluice_query_pool{{what={what}}} never reached {want}");
+}
+
+/// With one slot, a second statement waits while a long one computes: the
+/// queue shows in `/metrics`, a queued statement can be cancelled or time out
+/// without a slot, session statements do not queue, and the queued one runs
+/// once the slot is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_query_pool_queues_statements_until_a_slot_is_free() {
+    let server = start_with(&["--max-running-statements", "1"]);
+    let port = server.pg_port;
+    let http = server.http_port;
+    let client = connect(port).await;
+    setup(&client).await;
+    load_rows(&client, 20_000).await;
+    assert_eq!(pool_gauge(http, "slots"), 1);
+    let waited_before = pool_gauge(http, "waited_total");
+
+    // 400 million candidate pairs: minutes of work unless cancelled.
+    let long = connect(port).await;
+    let long_cancel = long.cancel_token();
+    let long_query = tokio::spawn(async move {
+        long.query(
+            "SELECT count(*) FROM orders a JOIN orders b ON a.qty < b.qty",
+            &[],
+        )
+        .await
+    });
+    await_pool_gauge(http, "running", 1).await;
+
+    // Queued behind it, then cancelled while still waiting.
+    let queued = connect(port).await;
+    let queued_cancel = queued.cancel_token();
+    let waiting = tokio::spawn(async move {
+        queued
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    });
+    await_pool_gauge(http, "queued", 1).await;
+    assert!(!waiting.is_finished(), "ran without a slot");
+    queued_cancel.cancel_query(NoTls).await.unwrap();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    await_pool_gauge(http, "queued", 0).await;
+
+    // A session statement does not queue; its timeout then bounds the wait.
+    let timed = connect(port).await;
+    timed
+        .batch_execute("SET statement_timeout = '300ms'")
+        .await
+        .unwrap();
+    let err = timed
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert!(!long_query.is_finished(), "the long query ended early");
+    assert_eq!(pool_gauge(http, "running"), 1);
+
+    // Queued again; freeing the slot lets it run.
+    let after = connect(port).await;
+    let waiting = tokio::spawn(async move {
+        after
+            .query_one("SELECT count(*) FROM orders", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0))
+    });
+    await_pool_gauge(http, "queued", 1).await;
+    long_cancel.cancel_query(NoTls).await.unwrap();
+    let err = long_query.await.unwrap().unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+    assert_eq!(waiting.await.unwrap().unwrap(), 20_000);
+    assert_eq!(pool_gauge(http, "waited_total") - waited_before, 1);
+    await_pool_gauge(http, "running", 0).await;
+    let metrics = http_get(http, "/metrics");
+    assert!(
+        metrics.contains("sluice_query_queue_wait_seconds_count"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_connections_query_at_once_and_the_501st_is_refused() {
     let server = start();

@@ -32,6 +32,9 @@ pub struct QueryOptions {
     pub idle_in_transaction_timeout: Option<Duration>,
     /// Worker threads for segment scans.
     pub threads: usize,
+    /// The server's query pool: a scan starts helpers only on its free slots.
+    /// `None` (an embedding caller): helpers start whenever a scan pays for them.
+    pub workers: Option<std::sync::Arc<crate::pool::QueryPool>>,
     /// The session's time zone (TIMESTAMPTZ text, local times of TIMESTAMPTZ).
     pub zone: Zone,
 }
@@ -45,6 +48,7 @@ impl Default for QueryOptions {
             pool: None,
             idle_in_transaction_timeout: None,
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: None,
             zone: Zone::UTC,
         }
     }

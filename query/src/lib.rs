@@ -23,6 +23,7 @@ pub mod memory;
 pub mod numeric;
 pub mod optimize;
 pub mod packed;
+pub mod pool;
 pub mod prune;
 pub mod scan;
 pub mod session;

@@ -224,7 +224,34 @@ async fn answer(mut socket: TcpStream, state: Arc<HttpState>) {
         }
         ("POST", "/query") => {
             let state = Arc::clone(&state);
+            // Waits its turn in the query pool as a protocol statement does.
+            let slot = match &db.options().workers {
+                Some(pool) => {
+                    let never = std::sync::atomic::AtomicBool::new(false);
+                    super::admission::admit(pool, &never, db.options().timeout)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            };
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(e) => {
+                    let body =
+                        serde_json::json!({"error": e.to_string(), "sqlstate": e.sqlstate()});
+                    respond(
+                        &mut socket,
+                        "503 Service Unavailable",
+                        "application/json",
+                        format!("{body}\n").as_bytes(),
+                        &[],
+                    )
+                    .await;
+                    return;
+                }
+            };
             let answer = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
                 super::http_query::answer(
                     &state.db,
                     &state.access,

@@ -32,6 +32,55 @@ pub fn queries() -> &'static HistogramVec {
     })
 }
 
+/// `sluice_query_queue_wait_seconds`: how long statements waited for a slot
+/// of the query pool (zero when one was free).
+pub fn queue_wait() -> &'static prometheus::Histogram {
+    static Q: OnceLock<prometheus::Histogram> = OnceLock::new();
+    Q.get_or_init(|| {
+        prometheus::register_histogram!(
+            "sluice_query_queue_wait_seconds",
+            "Time statements waited for a slot of the query pool.",
+            vec![0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 10.0]
+        )
+        .expect(VALID)
+    })
+}
+
+/// The query pool's gauges, read from the pool when scraped.
+fn pool_gauges() -> &'static IntGaugeVec {
+    static G: OnceLock<IntGaugeVec> = OnceLock::new();
+    G.get_or_init(|| {
+        register_int_gauge_vec!(
+            "sluice_query_pool",
+            "The query pool: slots, statements running and queued now, scan helpers \
+             running now, and since start statements admitted, admitted after a wait, \
+             helpers started and helpers refused for want of a free slot.",
+            &["what"]
+        )
+        .expect(VALID)
+    })
+}
+
+fn render_pool(db: &Database) {
+    let Some(pool) = &db.options().workers else {
+        return;
+    };
+    let s = pool.stats();
+    let g = pool_gauges();
+    for (what, n) in [
+        ("slots", s.size as u64),
+        ("running", s.running as u64),
+        ("queued", s.waiting as u64),
+        ("helpers", s.helpers as u64),
+        ("admitted_total", s.admitted),
+        ("waited_total", s.queued),
+        ("helpers_started_total", s.helpers_granted),
+        ("helpers_refused_total", s.helpers_refused),
+    ] {
+        g.with_label_values(&[what]).set(n as i64);
+    }
+}
+
 struct StorageGauges {
     segments: IntGaugeVec,
     bytes: IntGaugeVec,
@@ -115,6 +164,8 @@ fn storage_gauges() -> &'static StorageGauges {
 /// Every metric as Prometheus text.
 pub fn render(db: &Database) -> String {
     queries();
+    queue_wait();
+    render_pool(db);
     let _ = sluice_ingest::metrics::metrics();
     let g = storage_gauges();
     g.segments.reset();

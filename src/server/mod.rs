@@ -1,6 +1,7 @@
 //! `sluice serve`: the PostgreSQL protocol server and the HTTP endpoint over one
 //! embedded database, with settings from flags and an optional TOML file.
 
+pub mod admission;
 pub mod auth;
 pub mod connection;
 pub mod copy;
@@ -48,6 +49,9 @@ pub struct ServerConfig {
     pub insecure_trust: bool,
     /// Most connections at once; one more is refused with 53300.
     pub max_connections: usize,
+    /// Statements computing at once (the query pool's slots); the others
+    /// wait their turn. Default: one per core.
+    pub max_running_statements: Option<usize>,
     /// Each session's statement timeout until it sets its own (`'30s'`,
     /// `'0'` for none).
     pub statement_timeout: String,
@@ -104,6 +108,7 @@ impl Default for ServerConfig {
             require_tls: false,
             insecure_trust: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_running_statements: None,
             statement_timeout: "30s".into(),
             max_statement_timeout: None,
             statement_memory: None,
@@ -448,6 +453,11 @@ fn statement_limits(config: &ServerConfig) -> Result<sluice_query::QueryOptions,
         None => default_query_memory_pool(),
     };
     options.pool = Some(Arc::new(sluice_query::memory::MemoryPool::new(pool)));
+    options.workers = Some(match config.max_running_statements {
+        Some(0) => return Err("max_running_statements: must be at least 1".into()),
+        Some(n) => sluice_query::pool::QueryPool::new(n),
+        None => sluice_query::pool::QueryPool::per_core(),
+    });
     Ok(options)
 }
 

@@ -696,7 +696,22 @@ impl Backend {
             watcher,
             statement: text,
             slow_after: self.slow_after,
+            admission: super::admission::Admission::new(
+                self.db.options().workers.clone(),
+                Arc::clone(&cancel),
+                session
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .query_options()
+                    .timeout,
+            ),
         };
+        if computes(&stmt) {
+            if let Err(e) = running.admission.hold().await {
+                running.failed(&e);
+                return Err(e);
+            }
+        }
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
             let result = db
@@ -705,13 +720,39 @@ impl Backend {
             result.map(|r| (r, s.query_options().zone))
         });
         match result {
-            Ok((r, zone)) => Ok((r, zone, running)),
+            Ok((r, zone)) => {
+                if matches!(r, Streamed::Done(_)) {
+                    running.admission.release();
+                }
+                Ok((r, zone, running))
+            }
             Err(e) => {
                 running.failed(&e);
                 Err(e)
             }
         }
     }
+}
+
+/// Whether `stmt` does work worth a slot of the query pool: session and
+/// transaction statements do not, and must not wait behind long queries (a
+/// `SET statement_timeout` or a `ROLLBACK` queued behind the very query it is
+/// meant to bound or end).
+fn computes(stmt: &Statement) -> bool {
+    !matches!(
+        stmt,
+        Statement::Set(_)
+            | Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Discard { .. }
+            | Statement::Deallocate { .. }
+            | Statement::Close { .. }
+    )
 }
 
 /// A statement from its start until its last row is sent: while it lives, a
@@ -731,6 +772,8 @@ struct RunningStatement {
     statement: String,
     /// Log the statement if it takes this long (`log_min_duration_statement`).
     slow_after: Option<std::time::Duration>,
+    /// Its place in the query pool: a slot while it computes.
+    admission: super::admission::Admission,
 }
 
 impl RunningStatement {
@@ -851,10 +894,11 @@ fn to_response(
     let result = match result {
         Streamed::Rows(rows) => {
             let fields = Arc::new(fields(rows.schema(), format));
+            let rows = super::admission::PooledRows::new(rows);
             let state = Some((rows, running, Arc::clone(&fields)));
             let data = stream::unfold(state, move |state| async move {
                 let (mut rows, mut running, fields) = state?;
-                let encoded = match tokio::task::block_in_place(|| rows.next())? {
+                let encoded = match rows.next(&mut running.admission).await? {
                     Ok(batch) => encode_rows(&[batch], &fields, zone),
                     Err(e) => {
                         running.failed(&e);
@@ -1445,13 +1489,13 @@ fn copy_out(
             super::copy::header(&names, &options).into_bytes()
         })
     };
-    let state = Some((rows, running));
+    let state = Some((super::admission::PooledRows::new(rows), running));
     let data = stream::unfold(state, move |state| {
         let options = options.clone();
         let first = header.take();
         async move {
             let (mut rows, mut running) = state?;
-            let lines = match tokio::task::block_in_place(|| rows.next()) {
+            let lines = match rows.next(&mut running.admission).await {
                 None if first.is_some() => Ok(vec![first.unwrap_or_default()]),
                 None => return None,
                 Some(Ok(batch)) => copy_lines(&batch, zone, &options, first),
