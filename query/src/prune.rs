@@ -12,6 +12,7 @@
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type};
 use roaring::RoaringBitmap;
+use sluice_storage::block_index::BlockIndex;
 use sluice_storage::segment::format::Stat;
 use sluice_storage::segment::SealedSegment;
 use sluice_storage::ColumnType;
@@ -417,6 +418,9 @@ impl IndexSelection<'_> {
     fn outcome(&mut self, e: &Expr, want: Want) -> Result<Outcome> {
         match e {
             Expr::Binary {
+                op: BinaryOp::And, ..
+            } if !want.false_rows => self.selective_and(e, want),
+            Expr::Binary {
                 op: BinaryOp::And,
                 left,
                 right,
@@ -585,6 +589,104 @@ impl IndexSelection<'_> {
     }
 }
 
+impl IndexSelection<'_> {
+    /// The rows an AND may be true on, its true side alone wanted. Conjuncts
+    /// answered by one lookup of a few values go first, smallest first, and
+    /// one whose postings hold [`LOOKUP_PAYS_WITHIN`] times the rows already
+    /// selected is left to the filter, which runs on the selected rows anyway:
+    /// `restaurant_id = 42 AND status IN (...)` reads the restaurant's few
+    /// rows, not the hundreds of thousands of each status. Other conjuncts
+    /// (ranges, OR, NOT) are worked out only while the selection is larger
+    /// than [`FEW_ROWS`].
+    fn selective_and(&mut self, e: &Expr, want: Want) -> Result<Outcome> {
+        let mut parts = Vec::new();
+        split_conjunction(e, &mut parts);
+        let mut lookups: Vec<(u64, &Expr)> = Vec::new();
+        let mut others = Vec::new();
+        for part in parts {
+            match self.lookup_size(part)? {
+                Some(rows) => lookups.push((rows, part)),
+                None => others.push(part),
+            }
+        }
+        lookups.sort_by_key(|(rows, _)| *rows);
+        let mut selected: Option<RoaringBitmap> = None;
+        for (rows, part) in lookups {
+            if selected
+                .as_ref()
+                .is_some_and(|s| s.len().saturating_mul(LOOKUP_PAYS_WITHIN) < rows)
+            {
+                continue;
+            }
+            selected = intersect(selected, self.outcome(part, want)?.may_be_true);
+        }
+        for part in others {
+            if selected.as_ref().is_some_and(|s| s.len() <= FEW_ROWS) {
+                break;
+            }
+            selected = intersect(selected, self.outcome(part, want)?.may_be_true);
+        }
+        Ok(Outcome {
+            may_be_true: selected,
+            may_be_false: None,
+        })
+    }
+
+    /// For `column = constant` or `column IN (constants)` on an indexed
+    /// column, the rows its postings hold (read from their headers, nothing
+    /// decoded); `None` for any other condition.
+    fn lookup_size(&self, e: &Expr) -> Result<Option<u64>> {
+        let (column, values): (&Expr, Vec<&Expr>) = match e {
+            Expr::Binary {
+                op: BinaryOp::Eq,
+                left,
+                right,
+            } => match (left.as_ref(), right.as_ref()) {
+                (c @ Expr::Column(_), v) | (v, c @ Expr::Column(_)) => (c, vec![v]),
+                _ => return Ok(None),
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } => (expr.as_ref(), list.iter().collect()),
+            _ => return Ok(None),
+        };
+        let mut ids = Vec::new();
+        if let Some(c) = self.integer_column(column) {
+            for v in values {
+                let Some(Constant::Int(x)) = constant(v) else {
+                    return Ok(None);
+                };
+                ids.extend(self.key_range(c, BinaryOp::Eq, x)?.map(|id| (c, id)));
+            }
+        } else if let Some(c) = self.text_column(column) {
+            let dict = self.segment.dictionary(c)?;
+            for v in values {
+                let Some(Constant::Text(t)) = constant(v) else {
+                    return Ok(None);
+                };
+                ids.extend(id_range(&dict, BinaryOp::Eq, &t).map(|id| (c, id)));
+            }
+        } else {
+            return Ok(None);
+        }
+        let mut rows = 0u64;
+        for (c, id) in ids {
+            rows += self.segment.rows_with_count(c, id)?;
+        }
+        Ok(Some(rows))
+    }
+}
+
+/// A lookup is left to the filter when its postings hold more than this many
+/// times the rows already selected (see [`IndexSelection::selective_and`]).
+const LOOKUP_PAYS_WITHIN: u64 = 16;
+
+/// A selection this small is not narrowed further by conditions that are not
+/// a single lookup: the filter on its rows costs less than working them out.
+const FEW_ROWS: u64 = 4096;
+
 /// Which sides of an [`Outcome`] are needed.
 #[derive(Clone, Copy)]
 struct Want {
@@ -656,6 +758,79 @@ impl<'a> Pruning<'a> {
     pub fn plan(&self, segment: &SealedSegment, stats: &mut ScanStats) -> Result<SegmentPlan> {
         plan_segment(segment, self.filter, &self.conditions, stats)
     }
+}
+
+impl Pruning<'_> {
+    /// The rows of a finished in-memory block that the filter's equality
+    /// conditions (`col = constant`, `col IN (...)`, under AND) can hold, from
+    /// the block's equality indexes: ascending row numbers, empty when no row
+    /// can match, `None` when no condition has an index (every row is read).
+    /// `columns` are the table's, for EXPLAIN ANALYZE.
+    pub fn memory_block_rows(
+        &self,
+        block: &arrow::array::RecordBatch,
+        index: &BlockIndex,
+        columns: &[sluice_storage::ColumnDef],
+        stats: &mut ScanStats,
+    ) -> Option<Vec<u16>> {
+        let mut selected: Option<Vec<u16>> = None;
+        for cond in self.conditions.iter().filter(|c| c.op == BinaryOp::Eq) {
+            let Some(rows) = condition_rows(block, index, cond) else {
+                continue;
+            };
+            stats.index_lookups += cond.values.len();
+            if let Some(c) = columns.get(cond.column) {
+                if !stats.indexes_used.contains(&c.name) {
+                    stats.indexes_used.push(c.name.clone());
+                }
+            }
+            selected = Some(match selected {
+                None => rows,
+                Some(before) => intersect_sorted(&before, &rows),
+            });
+        }
+        selected
+    }
+}
+
+/// The block's rows where `cond` (an equality) can hold, ascending; `None`
+/// when the index cannot answer one of its values.
+fn condition_rows(
+    block: &arrow::array::RecordBatch,
+    index: &BlockIndex,
+    cond: &Condition,
+) -> Option<Vec<u16>> {
+    let mut rows = Vec::new();
+    for value in &cond.values {
+        let found = match value {
+            Constant::Int(i) => index.rows_equal_to_int(block, cond.column, *i),
+            Constant::Text(t) => index.rows_equal_to_text(block, cond.column, t),
+            _ => None,
+        }?;
+        rows.extend_from_slice(found);
+    }
+    if cond.values.len() > 1 {
+        rows.sort_unstable();
+        rows.dedup();
+    }
+    Some(rows)
+}
+
+/// The rows in both ascending lists.
+fn intersect_sorted(a: &[u16], b: &[u16]) -> Vec<u16> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
 }
 
 fn plan_segment(

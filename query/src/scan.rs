@@ -37,6 +37,8 @@ enum Morsel {
         first_row: u32,
         /// The segment's rows superseded by later rows of their key.
         cleared: Option<Arc<RoaringBitmap>>,
+        /// Rows of the block its equality indexes selected, if they were used.
+        selection: Option<Vec<u16>>,
     },
     Sealed {
         segment: Arc<SealedSegment>,
@@ -60,6 +62,7 @@ impl Morsel {
                 batch,
                 first_row,
                 cleared,
+                ..
             } => (batch.num_rows(), *first_row, cleared.as_ref()?),
             Morsel::Sealed {
                 rows,
@@ -83,6 +86,21 @@ impl Morsel {
     /// few enough that cutting the block down before the filter pays (under half);
     /// `None` to run the filter on every row.
     fn index_mask(&self) -> Option<BooleanArray> {
+        if let Morsel::Memory {
+            batch,
+            selection: Some(rows),
+            ..
+        } = self
+        {
+            if rows.len() * 2 >= batch.num_rows() {
+                return None;
+            }
+            let mut mask = vec![false; batch.num_rows()];
+            for r in rows {
+                mask[*r as usize] = true;
+            }
+            return Some(BooleanArray::from(mask));
+        }
         let Morsel::Sealed {
             rows,
             first_row,
@@ -101,6 +119,50 @@ impl Morsel {
             mask[(r - first_row) as usize] = true;
         }
         Some(BooleanArray::from(mask))
+    }
+
+    /// The block's rows the indexes selected, when they are so few that taking
+    /// them out of the block before the filter pays (at most one in
+    /// [`SPARSE_SHARE`]): row numbers within the block, ascending, rows an
+    /// upsert superseded left out. `None` to work on the whole block.
+    fn sparse_rows(&self) -> Option<Vec<u32>> {
+        let (rows, first_row, cleared, selected): (usize, u32, _, Vec<u32>) = match self {
+            Morsel::Memory {
+                batch,
+                first_row,
+                cleared,
+                selection: Some(rows),
+            } => {
+                if rows.len() * SPARSE_SHARE > batch.num_rows() {
+                    return None;
+                }
+                let rows = rows.iter().map(|r| u32::from(*r)).collect();
+                (batch.num_rows(), *first_row, cleared, rows)
+            }
+            Morsel::Sealed {
+                rows,
+                first_row,
+                selection: Some(selection),
+                cleared,
+                ..
+            } => {
+                let range = *first_row..*first_row + *rows as u32;
+                if selection.range_cardinality(range.clone()) as usize * SPARSE_SHARE > *rows {
+                    return None;
+                }
+                let rows_in = selection.range(range).map(|r| r - first_row).collect();
+                (*rows, *first_row, cleared, rows_in)
+            }
+            _ => return None,
+        };
+        debug_assert!(selected.iter().all(|r| (*r as usize) < rows));
+        Some(match cleared {
+            Some(cleared) => selected
+                .into_iter()
+                .filter(|r| !cleared.contains(first_row + r))
+                .collect(),
+            None => selected,
+        })
     }
 
     /// `conjunct` evaluated without comparing decoded values row by row, if it
@@ -214,16 +276,28 @@ fn morsels(
     let pruning = crate::prune::Pruning::new(filter);
     for segment in snapshot.segments.iter().cloned() {
         match segment {
-            SegmentSnapshot::Memory(blocks, cleared) => {
+            SegmentSnapshot::Memory(blocks, cleared, indexes) => {
                 stats.blocks += blocks.len();
                 let mut first_row = 0u32;
-                for batch in blocks {
+                for (i, batch) in blocks.into_iter().enumerate() {
                     let rows = batch.num_rows() as u32;
-                    if rows > 0 {
+                    let selection = match (filter, indexes.get(i)) {
+                        (Some(_), Some(index)) => pruning.memory_block_rows(
+                            &batch,
+                            index,
+                            &snapshot.schema.columns,
+                            &mut stats,
+                        ),
+                        _ => None,
+                    };
+                    if selection.as_ref().is_some_and(Vec::is_empty) {
+                        stats.blocks_pruned_by_index += 1;
+                    } else if rows > 0 {
                         out.push(Morsel::Memory {
                             batch,
                             first_row,
                             cleared: cleared.clone(),
+                            selection,
                         });
                     }
                     first_row += rows;
@@ -278,6 +352,9 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
 /// morsels left look like more than [`HELPERS_PAY_AFTER`] of work at the pace of
 /// the first ones: a dashboard query whose filter leaves a few blocks is done
 /// before threads could even start, and spawning them cost more than its scan.
+/// On a server a helper also needs a free slot of the query pool
+/// ([`crate::pool::QueryPool::try_helpers`]), so helpers never crowd the cores
+/// other statements hold.
 fn run_parallel<S: Send>(
     morsels: &[Morsel],
     ctx: &QueryContext,
@@ -318,8 +395,27 @@ fn run_parallel<S: Send>(
         while step(&mut state)? {}
         Ok(state)
     };
+    // On a server, each helper holds one of the pool's free slots while it
+    // runs: with every slot taken, the scan goes on alone.
+    let slots: Vec<Option<crate::pool::Slot>> = match &ctx.options().workers {
+        Some(pool) => pool
+            .try_helpers(workers - 1)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => (1..workers).map(|_| None).collect(),
+    };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (1..workers).map(|_| s.spawn(helper)).collect();
+        let handles: Vec<_> = slots
+            .into_iter()
+            .map(|slot| {
+                s.spawn(move || {
+                    let state = helper();
+                    drop(slot);
+                    state
+                })
+            })
+            .collect();
         let mut states = Vec::with_capacity(workers);
         while step(&mut mine)? {}
         states.push(mine);
@@ -332,6 +428,10 @@ fn run_parallel<S: Send>(
         Ok(states)
     })
 }
+
+/// A block's index selection is taken out row by row when it holds at most
+/// one row in this many (see [`Morsel::sparse_rows`]).
+const SPARSE_SHARE: usize = 32;
 
 /// Work left beyond which a scan brings in helper threads (see [`run_parallel`]).
 const HELPERS_PAY_AFTER: std::time::Duration = std::time::Duration::from_micros(100);
@@ -353,6 +453,20 @@ fn select_rows(
     let mut conjuncts = Vec::new();
     if let Some(f) = filter {
         split_conjunction(f, &mut conjuncts);
+    }
+    if let Some(rows) = morsel.sparse_rows() {
+        // A few rows of the block: take them out, then filter those alone,
+        // rather than build and combine masks over every row of the block.
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let block = morsel.load(needed, schema)?;
+        let block = arrow::compute::take_record_batch(&block, &UInt32Array::from(rows))?;
+        let rest: Vec<&Expr> = conjuncts
+            .into_iter()
+            .filter(|c| !morsel.implies(c, needed))
+            .collect();
+        return apply_conjuncts(block, &rest, ctx);
     }
     let mut pre_mask = match (morsel.index_mask(), morsel.valid_mask()) {
         (Some(a), Some(b)) => Some(arrow::compute::kernels::boolean::and(&a, &b)?),
@@ -384,13 +498,22 @@ fn select_rows(
             block = filter_batch(&block, &mask)?;
         }
     }
-    if rest.is_empty() {
-        return Ok((block.num_rows() > 0).then_some(block));
+    apply_conjuncts(block, &rest, ctx)
+}
+
+/// `block`'s rows where every one of `conjuncts` holds; `None` if none does.
+/// Each conjunct runs on the rows the ones before it kept, as the AND of them
+/// would (see `eval::short_circuit`): cheaper, and no error from a row an
+/// earlier conjunct ruled out.
+fn apply_conjuncts(
+    mut block: RecordBatch,
+    conjuncts: &[&Expr],
+    ctx: &QueryContext,
+) -> Result<Option<RecordBatch>> {
+    if block.num_rows() == 0 {
+        return Ok(None);
     }
-    // Each conjunct runs on the rows the ones before it kept, as the AND of
-    // them would (see `eval::short_circuit`): cheaper, and no error from a
-    // row an earlier conjunct ruled out.
-    for c in rest {
+    for c in conjuncts {
         let m = evaluate_lifted(c, &block, ctx)?;
         let m = decode_dictionary(&m)?;
         let m = m

@@ -646,7 +646,7 @@ mod tests {
                         sealed.extend(a.as_primitive::<Int64Type>().values().iter());
                     }
                 }
-                crate::SegmentSnapshot::Memory(blocks, _) => {
+                crate::SegmentSnapshot::Memory(blocks, _, _) => {
                     for b in blocks {
                         memory.extend(b.column(1).as_primitive::<Int64Type>().values().iter());
                     }
@@ -769,7 +769,7 @@ mod tests {
                         .iter()
                         .map(|seg| match seg {
                             crate::SegmentSnapshot::Sealed(s, _) => s.rows(),
-                            crate::SegmentSnapshot::Memory(b, _) => {
+                            crate::SegmentSnapshot::Memory(b, _, _) => {
                                 b.iter().map(|b| b.num_rows()).sum()
                             }
                         })

@@ -5,6 +5,7 @@
 //! as Arrow [`RecordBatch`](arrow::record_batch::RecordBatch)es, one per block, and takes
 //! rows in through one append path ([`Table::append`]).
 
+pub mod block_index;
 pub mod catalog;
 pub mod check;
 pub mod clock;

@@ -15,6 +15,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt32Type};
 use arrow::record_batch::RecordBatch;
 
+use crate::block_index::BlockIndex;
 use crate::error::{Error, Result};
 use crate::schema::TableSchema;
 use crate::types::{ColumnType, Value, UTC};
@@ -163,6 +164,8 @@ pub struct MutableSegment {
     schema: SchemaRef,
     types: Vec<ColumnType>,
     finished: Vec<RecordBatch>,
+    /// One per finished block: its equality indexes, built when first asked.
+    indexes: Vec<Arc<BlockIndex>>,
     active: Vec<ColumnBuilder>,
     rows: usize,
     /// Approximate bytes of the values appended (see [`MutableSegment::bytes`]).
@@ -187,6 +190,7 @@ impl MutableSegment {
             active: types.iter().map(|t| ColumnBuilder::new(*t)).collect(),
             types,
             finished: Vec::new(),
+            indexes: Vec::new(),
             rows: 0,
             bytes: 0,
             id: 0,
@@ -300,11 +304,19 @@ impl MutableSegment {
         let columns: Vec<ArrayRef> = self.active.iter_mut().map(ColumnBuilder::finish).collect();
         let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)
             .map_err(|e| Error::Arity(format!("internal error finishing a block: {e}")))?;
+        self.indexes
+            .push(Arc::new(BlockIndex::new(batch.num_columns())));
         self.finished.push(batch);
         if let Some(kept) = &mut self.active_rows {
             kept.clear();
         }
         Ok(())
+    }
+
+    /// The equality indexes of the finished blocks, in order: the leading
+    /// blocks of [`MutableSegment::blocks`] (the active block has none).
+    pub fn block_indexes(&self) -> Vec<Arc<BlockIndex>> {
+        self.indexes.clone()
     }
 
     /// The segment's rows as immutable blocks: the finished ones shared, the active one

@@ -226,7 +226,7 @@ fn visible(table: &Table, columns: &[usize]) -> Vec<Vec<i64>> {
             crate::table::SegmentSnapshot::Sealed(s, c) => {
                 (s.read_all().expect("a sound segment"), c)
             }
-            crate::table::SegmentSnapshot::Memory(b, c) => (b, c),
+            crate::table::SegmentSnapshot::Memory(b, c, _) => (b, c),
         };
         let mut row = 0u32;
         for batch in batches {
@@ -293,7 +293,7 @@ fn values(table: &Table) -> Vec<i64> {
     for segment in table.snapshot().segments {
         let batches = match segment {
             crate::table::SegmentSnapshot::Sealed(s, _) => s.read_all().expect("a sound segment"),
-            crate::table::SegmentSnapshot::Memory(b, _) => b,
+            crate::table::SegmentSnapshot::Memory(b, _, _) => b,
         };
         for batch in batches {
             let column = batch

@@ -215,9 +215,14 @@ pub enum SegmentSnapshot {
     /// superseded (an upsert table's), which a scan must skip.
     Sealed(Arc<SealedSegment>, Option<Arc<RoaringBitmap>>),
     /// Rows in memory (the mutable segment, or rows being sealed), in blocks of at
-    /// most [`crate::BLOCK_ROWS`], and the superseded ones (numbered across the
-    /// blocks).
-    Memory(Vec<RecordBatch>, Option<Arc<RoaringBitmap>>),
+    /// most [`crate::BLOCK_ROWS`], the superseded ones (numbered across the
+    /// blocks), and the equality indexes of the leading blocks that are
+    /// finished (fewer than the blocks, or none for rows being sealed).
+    Memory(
+        Vec<RecordBatch>,
+        Option<Arc<RoaringBitmap>>,
+        Vec<Arc<crate::block_index::BlockIndex>>,
+    ),
 }
 
 /// Where files that no manifest lists are moved on open, never deleted.
@@ -582,18 +587,24 @@ impl Table {
             .collect();
         if let Some(frozen) = &state.frozen {
             for (run, blocks) in frozen.runs() {
-                segments.push(SegmentSnapshot::Memory(blocks.clone(), cleared(run)));
+                segments.push(SegmentSnapshot::Memory(
+                    blocks.clone(),
+                    cleared(run),
+                    Vec::new(),
+                ));
             }
         }
         segments.push(SegmentSnapshot::Memory(
             state.mutable.blocks(),
             cleared(state.mutable.id()),
+            state.mutable.block_indexes(),
         ));
         for partition in state.partitions.values() {
             if partition.mutable.rows() > 0 {
                 segments.push(SegmentSnapshot::Memory(
                     partition.mutable.blocks(),
                     cleared(partition.mutable.id()),
+                    partition.mutable.block_indexes(),
                 ));
             }
         }

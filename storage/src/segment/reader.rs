@@ -558,6 +558,36 @@ impl SealedSegment {
         }
     }
 
+    /// How many rows [`SealedSegment::rows_with`] would give for `id`, read
+    /// from the posting's header without decoding it: exact for gap-coded and
+    /// raw roaring postings, the segment's row count (an upper bound) for
+    /// compressed ones and values too frequent to be indexed.
+    pub fn rows_with_count(&self, c: usize, id: u32) -> Result<u64> {
+        let meta = self.column(c)?;
+        let name = || format!("column {} index", meta.name);
+        let section = meta
+            .index
+            .as_ref()
+            .ok_or_else(|| self.corrupt(name(), "missing"))?;
+        let bytes = self.section(section, name)?;
+        let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
+        if id as usize >= count {
+            return Ok(0);
+        }
+        let body_start = 4 + (count + 1) * 4;
+        let posting = read_u32(&bytes, 4 + id as usize * 4)
+            .and_then(|a| bytes.get(body_start + a as usize..));
+        let everything = self.footer.rows;
+        if self.footer.version < 2 {
+            return Ok(everything);
+        }
+        Ok(match posting.and_then(|p| p.split_first()) {
+            Some((&BITMAP_GAPS, gaps)) => read_u32(gaps, 0).map_or(everything, u64::from),
+            Some((&BITMAP_RAW, raw)) => roaring_len(raw).unwrap_or(everything),
+            _ => everything,
+        })
+    }
+
     /// Decodes a [`BITMAP_GAPS`] bitmap; the error says what is wrong.
     fn gap_rows(&self, bytes: &[u8]) -> std::result::Result<RoaringBitmap, String> {
         let count = read_u32(bytes, 0).ok_or("truncated")? as usize;
@@ -904,5 +934,49 @@ impl SealedSegment {
             }
         }
         Ok(())
+    }
+}
+
+/// The number of values in portable roaring bytes, from the header alone (the
+/// format's cookie, then one key and cardinality less one per container);
+/// `None` if the header does not parse.
+fn roaring_len(raw: &[u8]) -> Option<u64> {
+    const NO_RUNS: u32 = 12346;
+    const WITH_RUNS: u32 = 12347;
+    let cookie = read_u32(raw, 0)?;
+    let (containers, header) = if cookie == NO_RUNS {
+        (read_u32(raw, 4)? as usize, 8)
+    } else if cookie & 0xffff == WITH_RUNS {
+        let n = (cookie >> 16) as usize + 1;
+        (n, 4 + n.div_ceil(8))
+    } else {
+        return None;
+    };
+    let mut total = 0u64;
+    for i in 0..containers {
+        let at = header + i * 4 + 2;
+        let less_one = u16::from_le_bytes(raw.get(at..at + 2)?.try_into().ok()?);
+        total += u64::from(less_one) + 1;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roaring_len;
+    use roaring::RoaringBitmap;
+
+    #[test]
+    fn roaring_len_reads_the_count_from_the_header() {
+        let sparse: RoaringBitmap = (0..100_000u32).step_by(7).collect();
+        let mut runs: RoaringBitmap = (5..70_000u32).collect();
+        runs.insert(200_000);
+        runs.optimize();
+        for bitmap in [RoaringBitmap::new(), sparse, runs] {
+            let mut raw = Vec::new();
+            bitmap.serialize_into(&mut raw).unwrap();
+            assert_eq!(roaring_len(&raw), Some(bitmap.len()));
+        }
+        assert_eq!(roaring_len(&[1, 2, 3]), None);
     }
 }
