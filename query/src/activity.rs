@@ -4,7 +4,7 @@
 //! date; the registry is process-wide, as the sessions of one server are.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Ends a session's connection, its client told why with a FATAL error of
@@ -150,7 +150,7 @@ impl SessionActivity {
     fn end(&self, fatal: (&'static str, &'static str)) {
         let now = self.now.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flag) = &now.cancel {
-            flag.store(true, Ordering::Relaxed);
+            crate::pool::cancel(flag);
         }
         drop(now);
         (self.terminate)(fatal);
@@ -203,7 +203,7 @@ impl Activity {
         };
         let now = s.now.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(flag) = &now.cancel {
-            flag.store(true, Ordering::Relaxed);
+            crate::pool::cancel(flag);
         }
         true
     }

@@ -17,6 +17,21 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Woken whenever some statement's cancel flag is set (a cancel request, a
+/// terminated session, a shutdown), so that statements waiting in a pool's
+/// queue look at their own flag at once instead of polling it.
+pub fn cancel_signal() -> &'static tokio::sync::Notify {
+    static SIGNAL: std::sync::LazyLock<tokio::sync::Notify> =
+        std::sync::LazyLock::new(tokio::sync::Notify::new);
+    &SIGNAL
+}
+
+/// Sets a statement's cancel `flag` and wakes the queue to see it.
+pub fn cancel(flag: &std::sync::atomic::AtomicBool) {
+    flag.store(true, Ordering::Relaxed);
+    cancel_signal().notify_waiters();
+}
+
 /// Slots for executing statements, shared by a server's connections.
 #[derive(Debug)]
 pub struct QueryPool {

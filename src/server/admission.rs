@@ -12,13 +12,16 @@ use arrow::array::RecordBatch;
 use sluice_query::pool::{QueryPool, Slot};
 use sluice_query::{Error, RowStream};
 
-/// How often a queued statement looks at its cancel flag (a CancelRequest, a
-/// disconnected client, a shutdown).
-const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// How often a queued statement looks at its cancel flag if nothing woke it:
+/// a backstop, every path that sets a flag also signals
+/// ([`sluice_query::pool::cancel`]).
+const CANCEL_BACKSTOP: Duration = Duration::from_secs(1);
 
 /// Waits for a slot of `pool`. Fails with 57014 when `cancel` is set or the
 /// wait reaches `timeout` (the session's statement_timeout), and records the
-/// wait in `/metrics`.
+/// wait in `/metrics`. A waiting statement sleeps until a slot, a cancel
+/// signal or its deadline wakes it: a hundred queued statements cost nothing
+/// while they wait.
 pub async fn admit(
     pool: &Arc<QueryPool>,
     cancel: &AtomicBool,
@@ -28,22 +31,30 @@ pub async fn admit(
     let admit = pool.admit();
     tokio::pin!(admit);
     loop {
+        let signal = sluice_query::pool::cancel_signal().notified();
+        tokio::pin!(signal);
+        // Registered before the flag is read, so a cancel in between still wakes us.
+        signal.as_mut().enable();
+        if cancel.load(Ordering::Relaxed) {
+            if sluice_query::context::SHUTTING_DOWN.load(Ordering::Relaxed) {
+                return Err(Error::AdminShutdown);
+            }
+            return Err(Error::Cancelled("user request"));
+        }
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             slot = &mut admit => {
                 super::metrics::queue_wait().observe(slot.waited().as_secs_f64());
                 return Ok(slot);
             }
-            () = tokio::time::sleep(CANCEL_POLL) => {
-                if cancel.load(Ordering::Relaxed) {
-                    if sluice_query::context::SHUTTING_DOWN.load(Ordering::Relaxed) {
-                        return Err(Error::AdminShutdown);
-                    }
-                    return Err(Error::Cancelled("user request"));
-                }
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                    return Err(Error::Cancelled("statement timeout"));
-                }
-            }
+            () = &mut signal => {}
+            () = expired => return Err(Error::Cancelled("statement timeout")),
+            () = tokio::time::sleep(CANCEL_BACKSTOP) => {}
         }
     }
 }

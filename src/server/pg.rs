@@ -95,7 +95,7 @@ impl CancelHandler for StatementCancel {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            flag.store(true, Ordering::Relaxed);
+            sluice_query::pool::cancel(flag);
         }
         self.manager.cancel(request.pid, &request.secret_key).await;
     }
@@ -411,7 +411,7 @@ impl Handlers {
             .unwrap_or_else(|p| p.into_inner())
             .values()
         {
-            flag.store(true, Ordering::Relaxed);
+            sluice_query::pool::cancel(flag);
         }
         let closers: Vec<Arc<Closer>> = self
             .startup
@@ -854,7 +854,7 @@ fn watch_client(closer: &Closer, cancel: Arc<AtomicBool>) -> Option<tokio::task:
             match stream.peek(&mut byte).await {
                 Ok(0) => {
                     tracing::info!("client disconnected: cancelling its statement");
-                    cancel.store(true, Ordering::Relaxed);
+                    sluice_query::pool::cancel(&cancel);
                     return;
                 }
                 // The client sent more (a pipelined message): look again later.
