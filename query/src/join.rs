@@ -63,8 +63,7 @@ pub fn hash_join(
     let probe_rows = probe_keys.first().map_or(0, |k| k.len());
     let probe_codes = encode_columns(&mut encoders, probe_keys, probe_rows)?;
 
-    let mut out_left: Vec<Option<u32>> = Vec::new();
-    let mut out_right: Vec<Option<u32>> = Vec::new();
+    let mut out = Pairs::default();
     let mut pend_left: Vec<u32> = Vec::new();
     let mut pend_right: Vec<u32> = Vec::new();
     let mut matched = Matched {
@@ -107,8 +106,7 @@ pub fn hash_join(
                     filter,
                     &mut pend_left,
                     &mut pend_right,
-                    &mut out_left,
-                    &mut out_right,
+                    &mut out,
                     &mut matched,
                     ctx,
                 )?;
@@ -121,42 +119,76 @@ pub fn hash_join(
         filter,
         &mut pend_left,
         &mut pend_right,
-        &mut out_left,
-        &mut out_right,
+        &mut out,
         &mut matched,
         ctx,
     )?;
     if matches!(kind, JoinKind::Left | JoinKind::Full) {
         for (l, m) in matched.left.iter().enumerate() {
             if !m {
-                out_left.push(Some(l as u32));
-                out_right.push(None);
+                out.push(Some(l as u32), None);
             }
         }
     }
     if kind == JoinKind::Full {
         for (r, m) in matched.right.iter().enumerate() {
             if !m {
-                out_left.push(None);
-                out_right.push(Some(r as u32));
+                out.push(None, Some(r as u32));
             }
         }
     }
     ctx.release(reserved);
-    let li = UInt32Array::from(out_left);
-    let ri = UInt32Array::from(out_right);
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for c in left.columns() {
-        columns.push(take(c.as_ref(), &li, None)?);
+    let mut batches = Vec::with_capacity(out.left.len());
+    for (l, r) in out.left.into_iter().zip(out.right) {
+        ctx.check()?;
+        let li = UInt32Array::from(l);
+        let ri = UInt32Array::from(r);
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+        for c in left.columns() {
+            columns.push(take(c.as_ref(), &li, None)?);
+        }
+        for c in right.columns() {
+            columns.push(take(c.as_ref(), &ri, None)?);
+        }
+        batches.push(RecordBatch::try_new_with_options(
+            Arc::clone(&schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(li.len())),
+        )?);
     }
-    for c in right.columns() {
-        columns.push(take(c.as_ref(), &ri, None)?);
+    match batches.len() {
+        0 => Ok(RecordBatch::new_empty(schema)),
+        1 => Ok(batches.swap_remove(0)),
+        _ => Ok(arrow::compute::concat_batches(&schema, &batches)?),
     }
-    Ok(RecordBatch::try_new_with_options(
-        schema,
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(li.len())),
-    )?)
+}
+
+/// Pairs of (left row, right row) a join outputs (`None`: no partner), in
+/// chunks of [`PAIRS_PER_CHUNK`]: a join of hundreds of millions of pairs
+/// grows by adding chunks, never by copying what it holds (a doubling vector's
+/// reallocation copied a gigabyte at once, long enough to miss a shutdown's
+/// cancel).
+#[derive(Default)]
+struct Pairs {
+    left: Vec<Vec<Option<u32>>>,
+    right: Vec<Vec<Option<u32>>>,
+}
+
+/// Pairs per chunk of [`Pairs`].
+const PAIRS_PER_CHUNK: usize = 1 << 20;
+
+impl Pairs {
+    fn push(&mut self, l: Option<u32>, r: Option<u32>) {
+        if self.left.last().is_none_or(|c| c.len() == PAIRS_PER_CHUNK) {
+            // Grown by doubling up to a chunk: a small join allocates little.
+            self.left.push(Vec::new());
+            self.right.push(Vec::new());
+        }
+        if let (Some(a), Some(b)) = (self.left.last_mut(), self.right.last_mut()) {
+            a.push(l);
+            b.push(r);
+        }
+    }
 }
 
 /// Which rows of each side found a partner (the right side's only tracked for
@@ -174,8 +206,7 @@ fn flush(
     filter: Option<&Expr>,
     pend_left: &mut Vec<u32>,
     pend_right: &mut Vec<u32>,
-    out_left: &mut Vec<Option<u32>>,
-    out_right: &mut Vec<Option<u32>>,
+    out: &mut Pairs,
     matched: &mut Matched,
     ctx: &QueryContext,
 ) -> Result<()> {
@@ -210,8 +241,7 @@ fn flush(
     ctx.reserve(grown)?;
     for ((l, r), k) in pend_left.iter().zip(pend_right.iter()).zip(keep) {
         if k {
-            out_left.push(Some(*l));
-            out_right.push(Some(*r));
+            out.push(Some(*l), Some(*r));
             matched.left[*l as usize] = true;
             if let Some(m) = matched.right.get_mut(*r as usize) {
                 *m = true;
