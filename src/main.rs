@@ -4,6 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc rather than glibc's malloc: a point query allocates many small
+/// arrays on whichever thread runs it, and glibc's per-thread arenas spent a
+/// fifth of the server's time in malloc and free under pgbench (and keep
+/// freed memory from the operating system longer).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice::{Database, StatementResult};
 
 /// Sluice: a real-time OLAP database. Kafka in, PostgreSQL SQL out, embedded.
