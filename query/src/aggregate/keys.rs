@@ -34,6 +34,13 @@ pub struct KeyColumn {
     string_values: Vec<Box<str>>,
     intervals: HashMap<IntervalMonthDayNano, u32, ahash::RandomState>,
     interval_values: Vec<IntervalMonthDayNano>,
+    /// The last dictionary encoded, with its entries' codes and validity: a
+    /// segment's blocks share one dictionary, and a point query meets it in
+    /// a hundred blocks of a few rows each, so its entries are interned once,
+    /// not once per block. Blocks are told to share it by their values'
+    /// buffers (each block's array is a new wrapper around them); holding the
+    /// dictionary keeps those addresses from being reused by another.
+    last_dictionary: Option<(ArrayRef, Vec<u64>, Vec<bool>)>,
 }
 
 impl KeyColumn {
@@ -45,6 +52,7 @@ impl KeyColumn {
             string_values: Vec::new(),
             intervals: HashMap::with_hasher(fixed_state()),
             interval_values: Vec::new(),
+            last_dictionary: None,
         }
     }
 
@@ -86,8 +94,18 @@ impl KeyColumn {
             let dict = array.as_dictionary_opt::<UInt32Type>().ok_or_else(|| {
                 Error::Internal(format!("unsupported dictionary {}", array.data_type()))
             })?;
-            let (mut value_codes, mut value_valid) = (Vec::new(), Vec::new());
-            self.encode_split(dict.values(), &mut value_codes, &mut value_valid)?;
+            let known = self
+                .last_dictionary
+                .take()
+                .filter(|(d, _, _)| d.to_data().ptr_eq(&dict.values().to_data()));
+            let (values, value_codes, value_valid) = match known {
+                Some(known) => known,
+                None => {
+                    let (mut value_codes, mut value_valid) = (Vec::new(), Vec::new());
+                    self.encode_split(dict.values(), &mut value_codes, &mut value_valid)?;
+                    (Arc::clone(dict.values()), value_codes, value_valid)
+                }
+            };
             let keys = dict.keys();
             let code_of = |k: u32| value_codes.get(k as usize).copied().unwrap_or(0);
             codes.extend(keys.values().iter().map(|&k| code_of(k)));
@@ -99,6 +117,7 @@ impl KeyColumn {
                     }),
                 );
             }
+            self.last_dictionary = Some((values, value_codes, value_valid));
             return Ok(());
         }
         if array.null_count() > 0 {
