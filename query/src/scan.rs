@@ -51,6 +51,11 @@ enum Morsel {
         /// The segment's rows superseded by later rows of their key.
         cleared: Option<Arc<RoaringBitmap>>,
     },
+    /// The blocks of one segment where the indexes selected a few rows each
+    /// (see [`Morsel::sparse_rows`]), read as one: their rows are taken out
+    /// and filtered and aggregated together. One restaurant's thousand rows
+    /// spread over a hundred blocks cost ten batches, not a hundred.
+    Gathered(Vec<Morsel>),
 }
 
 impl Morsel {
@@ -70,6 +75,7 @@ impl Morsel {
                 cleared,
                 ..
             } => (*rows, *first_row, cleared.as_ref()?),
+            Morsel::Gathered(_) => return None,
         };
         let range = first_row..first_row + rows as u32;
         if cleared.range_cardinality(range.clone()) == 0 {
@@ -121,11 +127,36 @@ impl Morsel {
         Some(BooleanArray::from(mask))
     }
 
+    /// Whether the indexes selected at most one row in [`SPARSE_SHARE`] of
+    /// the block (see [`Morsel::sparse_rows`]).
+    fn is_sparse(&self) -> bool {
+        match self {
+            Morsel::Memory {
+                batch,
+                selection: Some(rows),
+                ..
+            } => rows.len() * SPARSE_SHARE <= batch.num_rows(),
+            Morsel::Sealed {
+                rows,
+                first_row,
+                selection: Some(selection),
+                ..
+            } => {
+                let range = *first_row..*first_row + *rows as u32;
+                selection.range_cardinality(range) as usize * SPARSE_SHARE <= *rows
+            }
+            _ => false,
+        }
+    }
+
     /// The block's rows the indexes selected, when they are so few that taking
     /// them out of the block before the filter pays (at most one in
     /// [`SPARSE_SHARE`]): row numbers within the block, ascending, rows an
     /// upsert superseded left out. `None` to work on the whole block.
     fn sparse_rows(&self) -> Option<Vec<u32>> {
+        if !self.is_sparse() {
+            return None;
+        }
         let (rows, first_row, cleared, selected): (usize, u32, _, Vec<u32>) = match self {
             Morsel::Memory {
                 batch,
@@ -133,9 +164,6 @@ impl Morsel {
                 cleared,
                 selection: Some(rows),
             } => {
-                if rows.len() * SPARSE_SHARE > batch.num_rows() {
-                    return None;
-                }
                 let rows = rows.iter().map(|r| u32::from(*r)).collect();
                 (batch.num_rows(), *first_row, cleared, rows)
             }
@@ -147,9 +175,6 @@ impl Morsel {
                 ..
             } => {
                 let range = *first_row..*first_row + *rows as u32;
-                if selection.range_cardinality(range.clone()) as usize * SPARSE_SHARE > *rows {
-                    return None;
-                }
                 let rows_in = selection.range(range).map(|r| r - first_row).collect();
                 (*rows, *first_row, cleared, rows_in)
             }
@@ -241,6 +266,23 @@ impl Morsel {
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
         match self {
+            Morsel::Gathered(parts) => {
+                let mut pieces = Vec::with_capacity(parts.len());
+                for part in parts {
+                    let rows = part.sparse_rows().unwrap_or_default();
+                    if !rows.is_empty() {
+                        let block = part.load(needed, schema)?;
+                        pieces.push(arrow::compute::take_record_batch(
+                            &block,
+                            &UInt32Array::from(rows),
+                        )?);
+                    }
+                }
+                let schema = Arc::new(schema.project(needed)?);
+                // The blocks share their segment's dictionaries: concatenated
+                // without merging them.
+                Ok(arrow::compute::concat_batches(&schema, &pieces)?)
+            }
             Morsel::Memory { batch, .. } => Ok(batch.project(needed)?),
             Morsel::Sealed {
                 segment,
@@ -275,6 +317,7 @@ fn morsels(
     let mut stats = crate::prune::ScanStats::default();
     let pruning = crate::prune::Pruning::new(filter);
     for segment in snapshot.segments.iter().cloned() {
+        let mut mine = Vec::new();
         match segment {
             SegmentSnapshot::Memory(blocks, cleared, indexes) => {
                 stats.blocks += blocks.len();
@@ -293,7 +336,7 @@ fn morsels(
                     if selection.as_ref().is_some_and(Vec::is_empty) {
                         stats.blocks_pruned_by_index += 1;
                     } else if rows > 0 {
-                        out.push(Morsel::Memory {
+                        mine.push(Morsel::Memory {
                             batch,
                             first_row,
                             cleared: cleared.clone(),
@@ -319,7 +362,7 @@ fn morsels(
                 let mut first_row = 0u32;
                 for (block, rows) in blocks.into_iter().enumerate() {
                     if rows > 0 && plan.keep.get(block).copied().unwrap_or(true) {
-                        out.push(Morsel::Sealed {
+                        mine.push(Morsel::Sealed {
                             segment: Arc::clone(&seg),
                             block,
                             rows,
@@ -332,6 +375,7 @@ fn morsels(
                 }
             }
         }
+        gather_sparse(mine, &mut out);
     }
     Ok((out, Arc::clone(&snapshot.block_schema), stats))
 }
@@ -436,6 +480,17 @@ const SPARSE_SHARE: usize = 32;
 /// Work left beyond which a scan brings in helper threads (see [`run_parallel`]).
 const HELPERS_PAY_AFTER: std::time::Duration = std::time::Duration::from_micros(100);
 
+/// Appends one segment's morsels to `out`: as one [`Morsel::Gathered`] when
+/// the indexes selected a few rows in every one of several blocks, else as
+/// they are.
+fn gather_sparse(mine: Vec<Morsel>, out: &mut Vec<Morsel>) {
+    if mine.len() > 1 && mine.iter().all(Morsel::is_sparse) {
+        out.push(Morsel::Gathered(mine));
+    } else {
+        out.extend(mine);
+    }
+}
+
 /// The rows of `morsel` where `filter` holds, cut to the `needed` columns (which
 /// `filter` is written against); `None` when no row qualifies.
 ///
@@ -453,6 +508,10 @@ fn select_rows(
     let mut conjuncts = Vec::new();
     if let Some(f) = filter {
         split_conjunction(f, &mut conjuncts);
+    }
+    if let Morsel::Gathered(_) = morsel {
+        let block = morsel.load(needed, schema)?;
+        return apply_conjuncts(block, &conjuncts, ctx);
     }
     if let Some(rows) = morsel.sparse_rows() {
         // A few rows of the block: take them out, then filter those alone,
