@@ -510,10 +510,15 @@ impl SealedSegment {
         Ok(Some(KeyDirectory { values }))
     }
 
-    /// The rows holding entry `id` of column `c`'s inverted index (a TEXT
-    /// column's dictionary id, an integer column's position in its key
-    /// directory); `None` if the value is too frequent to be indexed.
-    pub fn rows_with(&self, c: usize, id: u32) -> Result<Option<RoaringBitmap>> {
+    /// Calls `read` on the stored bytes of entry `id` of column `c`'s
+    /// inverted index (with a name for its errors); `None` when the index has
+    /// no such entry, so no row holds the value.
+    fn with_posting<T>(
+        &self,
+        c: usize,
+        id: u32,
+        read: impl FnOnce(&[u8], &dyn Fn(String) -> Error) -> Result<T>,
+    ) -> Result<Option<T>> {
         let meta = self.column(c)?;
         let name = || format!("column {} index", meta.name);
         let section = meta
@@ -523,7 +528,7 @@ impl SealedSegment {
         let bytes = self.section(section, name)?;
         let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
         if id as usize >= count {
-            return Ok(Some(RoaringBitmap::new()));
+            return Ok(None);
         }
         let body_start = 4 + (count + 1) * 4;
         let (Some(a), Some(b)) = (
@@ -535,27 +540,38 @@ impl SealedSegment {
         let slice = bytes
             .get(body_start + a as usize..body_start + b as usize)
             .ok_or_else(|| self.corrupt(name(), format!("bitmap {id} out of range")))?;
-        if self.footer.version < 2 {
-            return RoaringBitmap::deserialize_from(slice)
-                .map(Some)
-                .map_err(|e| self.corrupt(name(), e.to_string()));
-        }
         let bad = |detail: String| self.corrupt(name(), format!("bitmap {id}: {detail}"));
-        match slice.split_first() {
-            Some((&BITMAP_RAW, raw)) => RoaringBitmap::deserialize_from(raw)
-                .map(Some)
-                .map_err(|e| bad(e.to_string())),
-            Some((&BITMAP_ZSTD, frame)) => {
-                let raw = zstd::stream::decode_all(frame).map_err(|e| bad(format!("zstd: {e}")))?;
-                RoaringBitmap::deserialize_from(&raw[..])
+        read(slice, &bad).map(Some)
+    }
+
+    /// The rows holding entry `id` of column `c`'s inverted index (a TEXT
+    /// column's dictionary id, an integer column's position in its key
+    /// directory); `None` if the value is too frequent to be indexed.
+    pub fn rows_with(&self, c: usize, id: u32) -> Result<Option<RoaringBitmap>> {
+        let rows = self.with_posting(c, id, |slice, bad| {
+            if self.footer.version < 2 {
+                return RoaringBitmap::deserialize_from(slice)
                     .map(Some)
-                    .map_err(|e| bad(e.to_string()))
+                    .map_err(|e| bad(e.to_string()));
             }
-            Some((&BITMAP_DENSE, [])) => Ok(None),
-            Some((&BITMAP_GAPS, gaps)) => self.gap_rows(gaps).map(Some).map_err(bad),
-            Some((tag, _)) => Err(bad(format!("unknown encoding tag {tag}"))),
-            None => Err(bad("empty".into())),
-        }
+            match slice.split_first() {
+                Some((&BITMAP_RAW, raw)) => RoaringBitmap::deserialize_from(raw)
+                    .map(Some)
+                    .map_err(|e| bad(e.to_string())),
+                Some((&BITMAP_ZSTD, frame)) => {
+                    let raw =
+                        zstd::stream::decode_all(frame).map_err(|e| bad(format!("zstd: {e}")))?;
+                    RoaringBitmap::deserialize_from(&raw[..])
+                        .map(Some)
+                        .map_err(|e| bad(e.to_string()))
+                }
+                Some((&BITMAP_DENSE, [])) => Ok(None),
+                Some((&BITMAP_GAPS, gaps)) => self.gap_rows(gaps).map(Some).map_err(bad),
+                Some((tag, _)) => Err(bad(format!("unknown encoding tag {tag}"))),
+                None => Err(bad("empty".into())),
+            }
+        })?;
+        Ok(rows.unwrap_or_else(|| Some(RoaringBitmap::new())))
     }
 
     /// How many rows [`SealedSegment::rows_with`] would give for `id`, read
@@ -563,29 +579,18 @@ impl SealedSegment {
     /// raw roaring postings, the segment's row count (an upper bound) for
     /// compressed ones and values too frequent to be indexed.
     pub fn rows_with_count(&self, c: usize, id: u32) -> Result<u64> {
-        let meta = self.column(c)?;
-        let name = || format!("column {} index", meta.name);
-        let section = meta
-            .index
-            .as_ref()
-            .ok_or_else(|| self.corrupt(name(), "missing"))?;
-        let bytes = self.section(section, name)?;
-        let count = read_u32(&bytes, 0).ok_or_else(|| self.corrupt(name(), "truncated"))? as usize;
-        if id as usize >= count {
-            return Ok(0);
-        }
-        let body_start = 4 + (count + 1) * 4;
-        let posting = read_u32(&bytes, 4 + id as usize * 4)
-            .and_then(|a| bytes.get(body_start + a as usize..));
         let everything = self.footer.rows;
-        if self.footer.version < 2 {
-            return Ok(everything);
-        }
-        Ok(match posting.and_then(|p| p.split_first()) {
-            Some((&BITMAP_GAPS, gaps)) => read_u32(gaps, 0).map_or(everything, u64::from),
-            Some((&BITMAP_RAW, raw)) => roaring_len(raw).unwrap_or(everything),
-            _ => everything,
-        })
+        let count = self.with_posting(c, id, |slice, _| {
+            if self.footer.version < 2 {
+                return Ok(everything);
+            }
+            Ok(match slice.split_first() {
+                Some((&BITMAP_GAPS, gaps)) => read_u32(gaps, 0).map_or(everything, u64::from),
+                Some((&BITMAP_RAW, raw)) => roaring_len(raw).unwrap_or(everything),
+                _ => everything,
+            })
+        })?;
+        Ok(count.unwrap_or(0))
     }
 
     /// Decodes a [`BITMAP_GAPS`] bitmap; the error says what is wrong.
