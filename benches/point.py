@@ -24,7 +24,6 @@ Usage: python point.py SLUICE_BINARY WORK_DIR ROWS SECONDS
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -55,13 +54,10 @@ QUERIES = {
         f"AND ts >= date_trunc('day', TIMESTAMP '{NOW}')",
 }
 
-CHILDREN = []
-
-
-def spawn(args, **kwargs):
-    child = subprocess.Popen(args, **kwargs)
-    CHILDREN.append(child)
-    return child
+# The helpers the dashboards comparison already has: children stopped when
+# the run ends, a free port, a connection that waits for the server, and
+# waiting until a server is idle.
+from compare import CHILDREN, connect, free_port, sh, spawn, wait_idle  # noqa: E402
 
 
 def stop(child):
@@ -71,44 +67,6 @@ def stop(child):
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
-
-
-def sh(*args, **kwargs):
-    return subprocess.run(args, check=True, **kwargs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def connect(port, user):
-    import psycopg
-    for _ in range(1200):
-        try:
-            return psycopg.connect(f"host=127.0.0.1 port={port} user={user} dbname={user}",
-                                   autocommit=True)
-        except psycopg.OperationalError:
-            time.sleep(0.1)
-    sys.exit(f"cannot connect to port {port}")
-
-
-def wait_idle(pid):
-    """Until `pid` uses under 5% of a core over 5 seconds (no merge under way)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-
-    def cpu():
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-
-    deadline = time.time() + 900
-    while time.time() < deadline:
-        before = cpu()
-        time.sleep(5)
-        if (cpu() - before) / ticks / 5 < 0.05:
-            return
 
 
 def generate(path, rows):
@@ -142,7 +100,7 @@ def start_sluice(binary, data):
     proc = spawn([binary, "serve", "--data-dir", data, "--pg-addr", f"127.0.0.1:{port}",
                   "--http-addr", "127.0.0.1:0"], stdout=subprocess.DEVNULL)
     conn = connect(port, "sluice")
-    wait_idle(proc.pid)
+    wait_idle(proc.pid, "Sluice")
     return proc, port, conn, "sluice"
 
 
@@ -174,7 +132,7 @@ def start_postgres(work, parquet):
     conn.execute("CREATE INDEX ON orders (ts)")
     conn.execute("VACUUM ANALYZE orders")
     load = time.perf_counter() - t
-    wait_idle(proc.pid)
+    wait_idle(proc.pid, "PostgreSQL")
     return proc, port, conn, "postgres", load
 
 
