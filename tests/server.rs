@@ -788,7 +788,8 @@ async fn await_pool_gauge(http_port: u16, what: &str, want: i64) {
 /// once the slot is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_query_pool_queues_statements_until_a_slot_is_free() {
-    let server = start_with(&["--max-running-statements", "1"]);
+    // POST /query waits under the server's statement timeout: 2 s.
+    let server = start_with(&["--max-running-statements", "1", "--statement-timeout", "2s"]);
     let port = server.pg_port;
     let http = server.http_port;
     let client = connect(port).await;
@@ -799,6 +800,9 @@ async fn a_full_query_pool_queues_statements_until_a_slot_is_free() {
 
     // 400 million candidate pairs: minutes of work unless cancelled.
     let long = connect(port).await;
+    long.batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
     let long_cancel = long.cancel_token();
     let long_query = tokio::spawn(async move {
         long.query(
@@ -839,8 +843,27 @@ async fn a_full_query_pool_queues_statements_until_a_slot_is_free() {
     assert!(!long_query.is_finished(), "the long query ended early");
     assert_eq!(pool_gauge(http, "running"), 1);
 
+    // POST /query queues too, and gives up at the statement timeout.
+    let (status, _, body) = tokio::task::spawn_blocking(move || {
+        dashboard::http_post(
+            http,
+            "/query",
+            r#"{"sql": "SELECT count(*) FROM orders"}"#,
+            None,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("57014"), "{body}");
+    assert!(!long_query.is_finished(), "the long query ended early");
+
     // Queued again; freeing the slot lets it run.
     let after = connect(port).await;
+    after
+        .batch_execute("SET statement_timeout = 0")
+        .await
+        .unwrap();
     let waiting = tokio::spawn(async move {
         after
             .query_one("SELECT count(*) FROM orders", &[])

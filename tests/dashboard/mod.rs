@@ -13,7 +13,7 @@ use crate::{passwd, start_with, try_connect};
 
 /// `POST path` with `body` (and HTTP Basic `auth`): the status code, the
 /// headers and the body.
-fn http_post(
+pub(crate) fn http_post(
     port: u16,
     path: &str,
     body: &str,
