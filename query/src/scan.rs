@@ -92,50 +92,26 @@ impl Morsel {
     /// few enough that cutting the block down before the filter pays (under half);
     /// `None` to run the filter on every row.
     fn index_mask(&self) -> Option<BooleanArray> {
-        if let Morsel::Memory {
-            batch,
-            selection: Some(rows),
-            ..
-        } = self
-        {
-            if rows.len() * 2 >= batch.num_rows() {
-                return None;
-            }
-            let mut mask = vec![false; batch.num_rows()];
-            for r in rows {
-                mask[*r as usize] = true;
-            }
-            return Some(BooleanArray::from(mask));
-        }
-        let Morsel::Sealed {
-            rows,
-            first_row,
-            selection: Some(selection),
-            ..
-        } = self
-        else {
-            return None;
-        };
-        let range = *first_row..*first_row + *rows as u32;
-        if selection.range_cardinality(range.clone()) * 2 >= *rows as u64 {
+        let (rows, selected) = self.selected_count()?;
+        if selected * 2 >= rows {
             return None;
         }
-        let mut mask = vec![false; *rows];
-        for r in selection.range(range) {
-            mask[(r - first_row) as usize] = true;
+        let mut mask = vec![false; rows];
+        for r in self.selected_rows() {
+            mask[r as usize] = true;
         }
         Some(BooleanArray::from(mask))
     }
 
-    /// Whether the indexes selected at most one row in [`SPARSE_SHARE`] of
-    /// the block (see [`Morsel::sparse_rows`]).
-    fn is_sparse(&self) -> bool {
+    /// The block's rows and how many of them its index selection holds, if
+    /// the indexes were used.
+    fn selected_count(&self) -> Option<(usize, usize)> {
         match self {
             Morsel::Memory {
                 batch,
                 selection: Some(rows),
                 ..
-            } => rows.len() * SPARSE_SHARE <= batch.num_rows(),
+            } => Some((batch.num_rows(), rows.len())),
             Morsel::Sealed {
                 rows,
                 first_row,
@@ -143,10 +119,38 @@ impl Morsel {
                 ..
             } => {
                 let range = *first_row..*first_row + *rows as u32;
-                selection.range_cardinality(range) as usize * SPARSE_SHARE <= *rows
+                Some((*rows, selection.range_cardinality(range) as usize))
             }
-            _ => false,
+            _ => None,
         }
+    }
+
+    /// The rows of the block's index selection, as row numbers within the
+    /// block, ascending (none without a selection).
+    fn selected_rows(&self) -> Vec<u32> {
+        match self {
+            Morsel::Memory {
+                selection: Some(rows),
+                ..
+            } => rows.iter().map(|r| u32::from(*r)).collect(),
+            Morsel::Sealed {
+                rows,
+                first_row,
+                selection: Some(selection),
+                ..
+            } => {
+                let range = *first_row..*first_row + *rows as u32;
+                selection.range(range).map(|r| r - first_row).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the indexes selected at most one row in [`SPARSE_SHARE`] of
+    /// the block (see [`Morsel::sparse_rows`]).
+    fn is_sparse(&self) -> bool {
+        self.selected_count()
+            .is_some_and(|(rows, selected)| selected * SPARSE_SHARE <= rows)
     }
 
     /// The block's rows the indexes selected, when they are so few that taking
@@ -157,30 +161,16 @@ impl Morsel {
         if !self.is_sparse() {
             return None;
         }
-        let (rows, first_row, cleared, selected): (usize, u32, _, Vec<u32>) = match self {
+        let selected = self.selected_rows();
+        let (first_row, cleared) = match self {
             Morsel::Memory {
-                batch,
-                first_row,
-                cleared,
-                selection: Some(rows),
-            } => {
-                let rows = rows.iter().map(|r| u32::from(*r)).collect();
-                (batch.num_rows(), *first_row, cleared, rows)
+                first_row, cleared, ..
             }
-            Morsel::Sealed {
-                rows,
-                first_row,
-                selection: Some(selection),
-                cleared,
-                ..
-            } => {
-                let range = *first_row..*first_row + *rows as u32;
-                let rows_in = selection.range(range).map(|r| r - first_row).collect();
-                (*rows, *first_row, cleared, rows_in)
-            }
-            _ => return None,
+            | Morsel::Sealed {
+                first_row, cleared, ..
+            } => (*first_row, cleared.as_ref()),
+            Morsel::Gathered(_) => return None,
         };
-        debug_assert!(selected.iter().all(|r| (*r as usize) < rows));
         Some(match cleared {
             Some(cleared) => selected
                 .into_iter()
