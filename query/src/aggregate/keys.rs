@@ -34,13 +34,43 @@ pub struct KeyColumn {
     string_values: Vec<Box<str>>,
     intervals: HashMap<IntervalMonthDayNano, u32, ahash::RandomState>,
     interval_values: Vec<IntervalMonthDayNano>,
-    /// The last dictionary encoded, with its entries' codes and validity: a
-    /// segment's blocks share one dictionary, and a point query meets it in
+    /// The last dictionary met, with the codes of its entries encoded so far:
+    /// a segment's blocks share one dictionary, and a point query meets it in
     /// a hundred blocks of a few rows each, so its entries are interned once,
     /// not once per block. Blocks are told to share it by their values'
     /// buffers (each block's array is a new wrapper around them); holding the
     /// dictionary keeps those addresses from being reused by another.
-    last_dictionary: Option<(ArrayRef, Vec<u64>, Vec<bool>)>,
+    last_dictionary: Option<DictionaryCodes>,
+}
+
+/// A dictionary's entries as group codes. Text entries are interned when a
+/// row first uses them: one restaurant's ninety rows of a segment use a few
+/// dozen of its five hundred item names, and hashing all five hundred cost
+/// more than grouping the rows did.
+struct DictionaryCodes {
+    values: ArrayRef,
+    /// One per entry; [`UNSEEN`] for a text entry no row has used yet.
+    codes: Vec<u64>,
+    /// Whether each entry is non-NULL; empty when none is NULL.
+    valid: Vec<bool>,
+}
+
+/// The code of a dictionary entry not interned yet (interned ids are `u32`).
+const UNSEEN: u64 = u64::MAX;
+
+impl DictionaryCodes {
+    /// The code of entry `k` (0 for an entry out of range or not encoded).
+    fn code(&self, k: u32) -> u64 {
+        match self.codes.get(k as usize) {
+            Some(&c) if c != UNSEEN => c,
+            _ => 0,
+        }
+    }
+
+    /// Whether entry `k` exists and is not NULL.
+    fn is_valid(&self, k: u32) -> bool {
+        (k as usize) < self.codes.len() && self.valid.get(k as usize).copied().unwrap_or(true)
+    }
 }
 
 impl KeyColumn {
@@ -97,27 +127,27 @@ impl KeyColumn {
             let known = self
                 .last_dictionary
                 .take()
-                .filter(|(d, _, _)| d.to_data().ptr_eq(&dict.values().to_data()));
-            let (values, value_codes, value_valid) = match known {
+                .filter(|d| d.values.to_data().ptr_eq(&dict.values().to_data()));
+            let mut entries = match known {
                 Some(known) => known,
-                None => {
-                    let (mut value_codes, mut value_valid) = (Vec::new(), Vec::new());
-                    self.encode_split(dict.values(), &mut value_codes, &mut value_valid)?;
-                    (Arc::clone(dict.values()), value_codes, value_valid)
-                }
+                None => self.dictionary_codes(dict.values())?,
             };
             let keys = dict.keys();
-            let code_of = |k: u32| value_codes.get(k as usize).copied().unwrap_or(0);
-            codes.extend(keys.values().iter().map(|&k| code_of(k)));
-            if keys.null_count() > 0 || !value_valid.is_empty() {
-                let value_ok = |k: u32| value_valid.get(k as usize).copied().unwrap_or(true);
-                valid.extend(
-                    keys.iter().map(|k| {
-                        k.is_some_and(|k| (k as usize) < value_codes.len() && value_ok(k))
-                    }),
-                );
+            if let Some(strings) = entries.values.as_string_opt::<i32>().cloned() {
+                for (i, &k) in keys.values().iter().enumerate() {
+                    if entries.codes.get(k as usize) == Some(&UNSEEN)
+                        && keys.is_valid(i)
+                        && entries.is_valid(k)
+                    {
+                        entries.codes[k as usize] = self.intern_str(strings.value(k as usize));
+                    }
+                }
             }
-            self.last_dictionary = Some((values, value_codes, value_valid));
+            codes.extend(keys.values().iter().map(|&k| entries.code(k)));
+            if keys.null_count() > 0 || !entries.valid.is_empty() {
+                valid.extend(keys.iter().map(|k| k.is_some_and(|k| entries.is_valid(k))));
+            }
+            self.last_dictionary = Some(entries);
             return Ok(());
         }
         if array.null_count() > 0 {
@@ -215,6 +245,25 @@ impl KeyColumn {
             }
         }
         Ok(())
+    }
+
+    /// A dictionary's entries, to be encoded: text ones as rows use them
+    /// (see [`DictionaryCodes`]), others all at once.
+    fn dictionary_codes(&mut self, values: &ArrayRef) -> Result<DictionaryCodes> {
+        let (mut codes, mut valid) = (Vec::new(), Vec::new());
+        if values.data_type() == &DataType::Utf8 {
+            codes.resize(values.len(), UNSEEN);
+            if let Some(nulls) = values.logical_nulls() {
+                valid.extend(nulls.iter());
+            }
+        } else {
+            self.encode_split(values, &mut codes, &mut valid)?;
+        }
+        Ok(DictionaryCodes {
+            values: Arc::clone(values),
+            codes,
+            valid,
+        })
     }
 
     fn intern_str(&mut self, s: &str) -> u64 {
