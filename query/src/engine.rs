@@ -499,7 +499,7 @@ impl Engine {
                 format!("; no index on {}", st.unindexed_columns.join(", "))
             };
             lines.push(format!(
-                "Scan {table}: sealed segments={} pruned={} scanned whole={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}{indexes}{unindexed}; rows selected={}",
+                "Scan {table}: sealed segments={} pruned={} scanned whole={}; blocks={} pruned by zone maps={} pruned by inverted index={}; index lookups={}{indexes}{unindexed}; conditions answered by index={}; columns read=[{}]; rows selected={}",
                 st.segments,
                 st.segments_pruned,
                 st.segments_scanned_whole,
@@ -507,6 +507,8 @@ impl Engine {
                 st.blocks_pruned_by_zone_maps,
                 st.blocks_pruned_by_index,
                 st.index_lookups,
+                st.conditions_answered,
+                st.columns_read.join(", "),
                 st.rows_selected
             ));
         }

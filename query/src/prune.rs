@@ -44,6 +44,12 @@ pub struct ScanStats {
     /// Columns compared for equality (`=`, `IN`) that had no index in some
     /// segment (mostly distinct values, `no_index`, a type never indexed).
     pub unindexed_columns: Vec<String>,
+    /// The filter's top-level conditions that the index selection answered
+    /// in every morsel, so neither evaluated nor their columns read.
+    pub conditions_answered: usize,
+    /// The columns the scan read, in table order: those the query uses,
+    /// less those only its answered conditions used.
+    pub columns_read: Vec<String>,
     /// Rows that passed the scan's filter.
     pub rows_selected: usize,
 }
@@ -60,6 +66,9 @@ enum Constant {
 
 /// `column op constant`, with the column on the left.
 struct Condition {
+    /// Which of the filter's top-level conjuncts it is (in
+    /// [`crate::scan::split_conjunction`] order).
+    conjunct: usize,
     column: usize,
     op: BinaryOp,
     values: Vec<Constant>,
@@ -115,7 +124,7 @@ fn conditions(filter: &Expr) -> Vec<Condition> {
     let mut parts = Vec::new();
     split_conjunction(filter, &mut parts);
     let mut out = Vec::new();
-    for p in parts {
+    for (conjunct, p) in parts.into_iter().enumerate() {
         match p {
             Expr::Binary { op, left, right }
                 if matches!(
@@ -127,6 +136,7 @@ fn conditions(filter: &Expr) -> Vec<Condition> {
                     (Expr::Column(c), other) => {
                         if let Some(v) = constant(other) {
                             out.push(Condition {
+                                conjunct,
                                 column: *c,
                                 op: *op,
                                 values: vec![v],
@@ -136,6 +146,7 @@ fn conditions(filter: &Expr) -> Vec<Condition> {
                     (other, Expr::Column(c)) => {
                         if let Some(v) = constant(other) {
                             out.push(Condition {
+                                conjunct,
                                 column: *c,
                                 op: flip(*op),
                                 values: vec![v],
@@ -154,6 +165,7 @@ fn conditions(filter: &Expr) -> Vec<Condition> {
                     let values: Option<Vec<Constant>> = list.iter().map(constant).collect();
                     if let Some(values) = values {
                         out.push(Condition {
+                            conjunct,
                             column: *c,
                             op: BinaryOp::Eq,
                             values,
@@ -419,7 +431,7 @@ impl IndexSelection<'_> {
         match e {
             Expr::Binary {
                 op: BinaryOp::And, ..
-            } if !want.false_rows => self.selective_and(e, want),
+            } if !want.false_rows => Ok(self.selective_and(e, want)?.0),
             Expr::Binary {
                 op: BinaryOp::And,
                 left,
@@ -598,27 +610,36 @@ impl IndexSelection<'_> {
     /// rows, not the hundreds of thousands of each status. Other conjuncts
     /// (ranges, OR, NOT) are worked out only while the selection is larger
     /// than [`FEW_ROWS`].
-    fn selective_and(&mut self, e: &Expr, want: Want) -> Result<Outcome> {
+    ///
+    /// Also returns the conjuncts (positions in `e`'s conjunction) whose rows
+    /// the selection holds exactly: lookups of one column's values, which
+    /// then hold on every selected row without being evaluated.
+    fn selective_and(&mut self, e: &Expr, want: Want) -> Result<(Outcome, Vec<usize>)> {
         let mut parts = Vec::new();
         split_conjunction(e, &mut parts);
-        let mut lookups: Vec<(u64, &Expr)> = Vec::new();
+        let mut lookups: Vec<(u64, usize, &Expr)> = Vec::new();
         let mut others = Vec::new();
-        for part in parts {
+        for (i, part) in parts.into_iter().enumerate() {
             match self.lookup_size(part)? {
-                Some(rows) => lookups.push((rows, part)),
+                Some(rows) => lookups.push((rows, i, part)),
                 None => others.push(part),
             }
         }
-        lookups.sort_by_key(|(rows, _)| *rows);
+        lookups.sort_by_key(|(rows, _, _)| *rows);
         let mut selected: Option<RoaringBitmap> = None;
-        for (rows, part) in lookups {
+        let mut answered = Vec::new();
+        for (rows, i, part) in lookups {
             if selected
                 .as_ref()
                 .is_some_and(|s| s.len().saturating_mul(LOOKUP_PAYS_WITHIN) < rows)
             {
                 continue;
             }
-            selected = intersect(selected, self.outcome(part, want)?.may_be_true);
+            let exact = self.outcome(part, want)?.may_be_true;
+            if exact.is_some() {
+                answered.push(i);
+            }
+            selected = intersect(selected, exact);
         }
         for part in others {
             if selected.as_ref().is_some_and(|s| s.len() <= FEW_ROWS) {
@@ -626,10 +647,12 @@ impl IndexSelection<'_> {
             }
             selected = intersect(selected, self.outcome(part, want)?.may_be_true);
         }
-        Ok(Outcome {
+        answered.sort_unstable();
+        let outcome = Outcome {
             may_be_true: selected,
             may_be_false: None,
-        })
+        };
+        Ok((outcome, answered))
     }
 
     /// For `column = constant` or `column IN (constants)` on an indexed
@@ -734,6 +757,10 @@ pub struct SegmentPlan {
     /// The rows the inverted indexes selected (a superset of the matching rows),
     /// when the filter has a part they answer.
     pub selection: Option<RoaringBitmap>,
+    /// The filter's top-level conjuncts (positions in its conjunction) that
+    /// hold on exactly the rows of `selection` that they hold on: once the
+    /// selection is applied, they need no evaluating.
+    pub answered: Vec<usize>,
 }
 
 /// A scan's filter prepared for pruning: its column-vs-constant conditions are
@@ -766,18 +793,23 @@ impl Pruning<'_> {
     /// the block's equality indexes: ascending row numbers, empty when no row
     /// can match, `None` when no condition has an index (every row is read).
     /// `columns` are the table's, for EXPLAIN ANALYZE.
+    ///
+    /// The conjuncts the selection answers exactly (see
+    /// [`SegmentPlan::answered`]) are added to `answered`.
     pub fn memory_block_rows(
         &self,
         block: &arrow::array::RecordBatch,
         index: &BlockIndex,
         columns: &[sluice_storage::ColumnDef],
         stats: &mut ScanStats,
+        answered: &mut Vec<usize>,
     ) -> Option<Vec<u16>> {
         let mut selected: Option<Vec<u16>> = None;
         for cond in self.conditions.iter().filter(|c| c.op == BinaryOp::Eq) {
             let Some(rows) = condition_rows(block, index, cond) else {
                 continue;
             };
+            answered.push(cond.conjunct);
             stats.index_lookups += cond.values.len();
             if let Some(c) = columns.get(cond.column) {
                 if !stats.indexes_used.contains(&c.name) {
@@ -848,6 +880,7 @@ fn plan_segment(
         return Ok(SegmentPlan {
             keep,
             selection: None,
+            answered: Vec::new(),
         });
     };
     // Zone maps first: they cost nothing, and a segment they rule out needs no
@@ -902,6 +935,7 @@ fn plan_segment(
         }
     }
     let mut selection = None;
+    let mut answered = Vec::new();
     if keep.contains(&true) {
         let mut index = IndexSelection {
             segment,
@@ -911,7 +945,9 @@ fn plan_segment(
             true_rows: true,
             false_rows: false,
         };
-        if let Some(rows) = index.outcome(filter, want)?.may_be_true {
+        let (outcome, exact) = index.selective_and(filter, want)?;
+        if let Some(rows) = outcome.may_be_true {
+            answered = exact;
             let mut start = 0u32;
             let block_rows = footer.columns.first().map(|c| &c.blocks);
             for (b, k) in keep.iter_mut().enumerate() {
@@ -931,5 +967,9 @@ fn plan_segment(
     if blocks > 0 && selection.is_none() && keep.iter().all(|k| *k) {
         stats.segments_scanned_whole += 1;
     }
-    Ok(SegmentPlan { keep, selection })
+    Ok(SegmentPlan {
+        keep,
+        selection,
+        answered,
+    })
 }

@@ -91,9 +91,13 @@ impl Morsel {
     /// The block's rows the inverted indexes selected, as a mask, when they are
     /// few enough that cutting the block down before the filter pays (under half);
     /// `None` to run the filter on every row.
-    fn index_mask(&self) -> Option<BooleanArray> {
+    ///
+    /// With `bound`, the mask whenever the selection leaves any row out: the
+    /// scan left out conjuncts the selection answers (see
+    /// [`Morsels::residual`]), so the filter alone would not.
+    fn index_mask(&self, bound: bool) -> Option<BooleanArray> {
         let (rows, selected) = self.selected_count()?;
-        if selected * 2 >= rows {
+        if selected == rows || (!bound && selected * 2 >= rows) {
             return None;
         }
         let mut mask = vec![false; rows];
@@ -252,6 +256,53 @@ impl Morsel {
             }
     }
 
+    /// The rows [`Morsel::sparse_rows`] selected, of a sealed block or of a
+    /// [`Morsel::Gathered`] run of one sealed segment's blocks, as the segment's
+    /// row numbers with the segment; `None` for rows in memory.
+    fn sealed_sparse_rows(&self) -> Option<(&Arc<SealedSegment>, Vec<u32>)> {
+        let parts = match self {
+            Morsel::Gathered(parts) => parts.as_slice(),
+            single => std::slice::from_ref(single),
+        };
+        let Some(Morsel::Sealed { segment, .. }) = parts.first() else {
+            return None;
+        };
+        let mut rows = Vec::new();
+        for part in parts {
+            let Morsel::Sealed {
+                segment: theirs,
+                first_row,
+                ..
+            } = part
+            else {
+                return None;
+            };
+            if !Arc::ptr_eq(segment, theirs) {
+                return None;
+            }
+            rows.extend(part.sparse_rows()?.into_iter().map(|r| first_row + r));
+        }
+        Some((segment, rows))
+    }
+
+    /// The `needed` columns of the rows [`Morsel::sealed_sparse_rows`] selected,
+    /// read straight from the segment's packed blocks rather than decoding
+    /// each block (see `SealedSegment::gather`); `None` for rows in memory.
+    fn gather(&self, needed: &[usize], schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+        let Some((segment, rows)) = self.sealed_sparse_rows() else {
+            return Ok(None);
+        };
+        let columns = needed
+            .iter()
+            .map(|c| segment.gather(*c, &rows))
+            .collect::<sluice_storage::Result<Vec<_>>>()?;
+        Ok(Some(RecordBatch::try_new_with_options(
+            Arc::new(schema.project(needed)?),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+        )?))
+    }
+
     /// The morsel's columns `needed` (positions in the table), TEXT still
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
@@ -297,15 +348,21 @@ impl Morsel {
 /// The table's segments as morsels, less the sealed blocks that `filter` (over the
 /// table's columns) cannot match, the schema of their blocks, and what pruning did
 /// (the caller fills in the rows selected).
-fn morsels(
-    table: &Table,
-    filter: Option<&Expr>,
-    ctx: &QueryContext,
-) -> Result<(Vec<Morsel>, SchemaRef, crate::prune::ScanStats)> {
+fn morsels(table: &Table, filter: Option<&Expr>, ctx: &QueryContext) -> Result<Morsels> {
     let snapshot = ctx.snapshot(table);
     let mut out = Vec::new();
     let mut stats = crate::prune::ScanStats::default();
     let pruning = crate::prune::Pruning::new(filter);
+    // The conjuncts answered in every morsel so far (`None` before the first).
+    let mut answered: Option<Vec<usize>> = None;
+    let mut answered_by = |mut these: Vec<usize>| {
+        these.sort_unstable();
+        these.dedup();
+        answered = Some(match answered.take() {
+            None => these,
+            Some(before) => before.into_iter().filter(|c| these.contains(c)).collect(),
+        });
+    };
     for segment in snapshot.segments.iter().cloned() {
         let mut mine = Vec::new();
         match segment {
@@ -314,18 +371,21 @@ fn morsels(
                 let mut first_row = 0u32;
                 for (i, batch) in blocks.into_iter().enumerate() {
                     let rows = batch.num_rows() as u32;
+                    let mut exact = Vec::new();
                     let selection = match (filter, indexes.get(i)) {
                         (Some(_), Some(index)) => pruning.memory_block_rows(
                             &batch,
                             index,
                             &snapshot.schema.columns,
                             &mut stats,
+                            &mut exact,
                         ),
                         _ => None,
                     };
                     if selection.as_ref().is_some_and(Vec::is_empty) {
                         stats.blocks_pruned_by_index += 1;
                     } else if rows > 0 {
+                        answered_by(exact);
                         mine.push(Morsel::Memory {
                             batch,
                             first_row,
@@ -342,6 +402,9 @@ fn morsels(
                 let plan = pruning
                     .plan(&seg, &mut stats)
                     .map_err(|e| quarantine_on_corruption(table, e))?;
+                if plan.keep.contains(&true) {
+                    answered_by(plan.answered);
+                }
                 let selection = plan.selection.map(Arc::new);
                 let blocks: Vec<usize> = seg
                     .footer()
@@ -367,7 +430,62 @@ fn morsels(
         }
         gather_sparse(mine, &mut out);
     }
-    Ok((out, Arc::clone(&snapshot.block_schema), stats))
+    Ok(Morsels {
+        morsels: out,
+        block_schema: Arc::clone(&snapshot.block_schema),
+        stats,
+        answered: answered.unwrap_or_default(),
+    })
+}
+
+/// The names of `columns` (positions in `schema`).
+fn column_names(schema: &SchemaRef, columns: &[usize]) -> Vec<String> {
+    columns
+        .iter()
+        .filter_map(|c| schema.fields().get(*c).map(|f| f.name().clone()))
+        .collect()
+}
+
+/// A scan's morsels, as [`morsels`] planned them.
+struct Morsels {
+    morsels: Vec<Morsel>,
+    /// The schema of their blocks (TEXT as dictionaries).
+    block_schema: SchemaRef,
+    /// What pruning did (the caller fills in the rows selected).
+    stats: crate::prune::ScanStats,
+    /// The filter's top-level conjuncts that the index selection of every
+    /// morsel answers exactly: applied with the selection, they need neither
+    /// evaluating nor their columns reading. One restaurant's dashboard
+    /// reads its item and amount columns, not its restaurant_id.
+    answered: Vec<usize>,
+}
+
+impl Morsels {
+    /// The part of `filter` left to evaluate once the index selection is
+    /// applied, and whether the selection must be applied (some conjunct
+    /// was left out for it). Counts the left-out ones in the statistics.
+    fn residual(&mut self, filter: Option<&Expr>) -> (Option<Expr>, bool) {
+        let Some(filter) = filter else {
+            return (None, false);
+        };
+        if self.answered.is_empty() {
+            return (Some(filter.clone()), false);
+        }
+        self.stats.conditions_answered = self.answered.len();
+        let mut parts = Vec::new();
+        split_conjunction(filter, &mut parts);
+        let rest = parts
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !self.answered.contains(i))
+            .map(|(_, e)| e.clone())
+            .reduce(|a, b| Expr::Binary {
+                op: BinaryOp::And,
+                left: Box::new(a),
+                right: Box::new(b),
+            });
+        (rest, true)
+    }
 }
 
 /// Takes a segment that failed a check out of the table's later queries; the
@@ -492,7 +610,7 @@ fn select_rows(
     morsel: &Morsel,
     needed: &[usize],
     schema: &SchemaRef,
-    filter: Option<&Expr>,
+    (filter, bound): (Option<&Expr>, bool),
     ctx: &QueryContext,
 ) -> Result<Option<RecordBatch>> {
     let mut conjuncts = Vec::new();
@@ -500,7 +618,10 @@ fn select_rows(
         split_conjunction(f, &mut conjuncts);
     }
     if let Morsel::Gathered(_) = morsel {
-        let block = morsel.load(needed, schema)?;
+        let block = match morsel.gather(needed, schema)? {
+            Some(rows) => rows,
+            None => morsel.load(needed, schema)?,
+        };
         return apply_conjuncts(block, &conjuncts, ctx);
     }
     if let Some(rows) = morsel.sparse_rows() {
@@ -509,15 +630,20 @@ fn select_rows(
         if rows.is_empty() {
             return Ok(None);
         }
-        let block = morsel.load(needed, schema)?;
-        let block = arrow::compute::take_record_batch(&block, &UInt32Array::from(rows))?;
+        let block = match morsel.gather(needed, schema)? {
+            Some(rows) => rows,
+            None => {
+                let block = morsel.load(needed, schema)?;
+                arrow::compute::take_record_batch(&block, &UInt32Array::from(rows))?
+            }
+        };
         let rest: Vec<&Expr> = conjuncts
             .into_iter()
             .filter(|c| !morsel.implies(c, needed))
             .collect();
         return apply_conjuncts(block, &rest, ctx);
     }
-    let mut pre_mask = match (morsel.index_mask(), morsel.valid_mask()) {
+    let mut pre_mask = match (morsel.index_mask(bound), morsel.valid_mask()) {
         (Some(a), Some(b)) => Some(arrow::compute::kernels::boolean::and(&a, &b)?),
         (a, b) => a.or(b),
     };
@@ -678,8 +804,11 @@ struct ScanPlan {
     block_schema: SchemaRef,
     /// The table's columns the scan loads, sorted.
     needed: Vec<usize>,
-    /// The filter over `needed`.
+    /// The filter over `needed`, less the conjuncts the index selection
+    /// answers.
     filter: Option<Expr>,
+    /// Whether the index selection must be applied (see [`Morsels::residual`]).
+    bound: bool,
     /// Each output column's place in `needed`.
     out_positions: Vec<usize>,
     output: SchemaRef,
@@ -694,14 +823,22 @@ impl ScanPlan {
         output: SchemaRef,
         ctx: &QueryContext,
     ) -> Result<ScanPlan> {
-        let (morsels, block_schema, stats) = morsels(table, filter, ctx)?;
+        let mut planned = morsels(table, filter, ctx)?;
+        let (filter, bound) = planned.residual(filter);
         let mut needed: Vec<usize> = projection.to_vec();
-        if let Some(f) = filter {
+        if let Some(f) = &filter {
             needed.extend(f.columns());
         }
         needed.sort_unstable();
         needed.dedup();
-        let filter = filter.map(|f| remap(f, &needed));
+        let filter = filter.map(|f| remap(&f, &needed));
+        let Morsels {
+            morsels,
+            block_schema,
+            mut stats,
+            ..
+        } = planned;
+        stats.columns_read = column_names(&block_schema, &needed);
         let out_positions = projection
             .iter()
             .map(|p| needed.iter().position(|n| n == p).unwrap_or(0))
@@ -711,6 +848,7 @@ impl ScanPlan {
             block_schema,
             needed,
             filter,
+            bound,
             out_positions,
             output,
             stats,
@@ -744,7 +882,7 @@ impl ScanPlan {
                     morsel,
                     &self.needed,
                     &self.block_schema,
-                    self.filter.as_ref(),
+                    (self.filter.as_ref(), self.bound),
                     ctx,
                 )?
                 else {
@@ -896,15 +1034,23 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let (morsels, block_schema, mut stats) = morsels(table, filter, ctx)?;
+    let mut planned = morsels(table, filter, ctx)?;
+    let (filter, bound) = planned.residual(filter);
+    let Morsels {
+        morsels,
+        block_schema,
+        mut stats,
+        ..
+    } = planned;
     let selected_rows = AtomicUsize::new(0);
     let mut needed: Vec<usize> = Vec::new();
-    for e in group.iter().chain(args.iter().flatten()).chain(filter) {
+    for e in group.iter().chain(args.iter().flatten()).chain(&filter) {
         needed.extend(e.columns());
     }
     needed.sort_unstable();
     needed.dedup();
-    let filter = filter.map(|f| remap(f, &needed));
+    stats.columns_read = column_names(&block_schema, &needed);
+    let filter = filter.map(|f| remap(&f, &needed));
     let group: Vec<Expr> = group.iter().map(|e| remap(e, &needed)).collect();
     let args: Vec<Option<Expr>> = args
         .iter()
@@ -921,7 +1067,13 @@ pub fn scan_aggregate(
         max_workers,
         || template.empty_like(),
         |agg, _, morsel| {
-            let Some(selected) = select_rows(morsel, &needed, &block_schema, filter.as_ref(), ctx)?
+            let Some(selected) = select_rows(
+                morsel,
+                &needed,
+                &block_schema,
+                (filter.as_ref(), bound),
+                ctx,
+            )?
             else {
                 return Ok(());
             };

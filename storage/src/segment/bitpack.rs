@@ -71,6 +71,32 @@ pub fn unpack(bytes: &[u8], width: u8, count: usize, out: &mut Vec<u64>) -> bool
     true
 }
 
+/// Value `i` of a stream packed at `width` bits, without unpacking the rest;
+/// `None` if `bytes` ends before it.
+pub fn get(bytes: &[u8], width: u8, i: usize) -> Option<u64> {
+    if width == 0 {
+        return Some(0);
+    }
+    let width = width as usize;
+    let bit = i.checked_mul(width)?;
+    let (w, shift) = (bit / 64, bit % 64);
+    let word = |w: usize| -> Option<u64> {
+        let b = bytes.get(w * 8..w * 8 + 8)?;
+        Some(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    };
+    let mut v = word(w)? >> shift;
+    if shift + width > 64 {
+        v |= word(w + 1)? << (64 - shift);
+    }
+    Some(if width == 64 {
+        v
+    } else {
+        v & ((1u64 << width) - 1)
+    })
+}
+
 /// The greatest common divisor of all values (0 if all are 0).
 pub fn gcd_of(values: impl Iterator<Item = u64>) -> u64 {
     fn gcd(mut a: u64, mut b: u64) -> u64 {
@@ -108,6 +134,15 @@ mod tests {
             let mut out = Vec::new();
             assert!(unpack(&packed, width, values.len(), &mut out));
             assert_eq!(out, values, "width {width}");
+            for (i, v) in values.iter().enumerate() {
+                assert_eq!(get(&packed, width, i), Some(*v), "width {width} value {i}");
+            }
+            if width > 0 {
+                assert_eq!(
+                    get(&packed, width, packed.len() * 8 / width as usize + 1),
+                    None
+                );
+            }
         }
     }
 

@@ -46,6 +46,9 @@ pub(crate) enum Form {
     Codes,
     /// A TEXT column's sorted dictionary (block number 0).
     Dictionary,
+    /// A zstd-compressed block's packed bytes, decompressed, for reading a
+    /// few rows without decoding the block (see `SealedSegment::gather`).
+    Packed,
 }
 
 /// (segment, column, block, form).

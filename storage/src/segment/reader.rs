@@ -23,6 +23,8 @@ use super::format::*;
 use crate::error::{Error, Result};
 use crate::types::{ColumnType, UTC};
 
+mod gather;
+
 /// An open, immutable segment file.
 pub struct SealedSegment {
     path: PathBuf,
@@ -827,6 +829,28 @@ impl SealedSegment {
                 })
                 .collect(),
         };
+        if meta.ty == ColumnType::Double {
+            let Some(decimals) = block.decimals else {
+                return Err(self.corrupt(name(), "a packed double block without decimals"));
+            };
+            let p = 10f64.powi(decimals.into());
+            let values: Vec<f64> = values.iter().map(|&n| n as f64 / p).collect();
+            return Ok(Arc::new(Float64Array::new(values.into(), validity)));
+        }
+        self.integer_array(c, values, validity, name)
+    }
+
+    /// Column `c`'s decoded integers (of any type stored as integers: not
+    /// DOUBLE) as an array of its block type: TEXT ids as a dictionary array
+    /// over the segment's dictionary, checked against it.
+    fn integer_array(
+        &self,
+        c: usize,
+        values: Vec<i64>,
+        validity: Option<NullBuffer>,
+        name: impl Fn() -> String,
+    ) -> Result<ArrayRef> {
+        let meta = self.column(c)?;
         Ok(match meta.ty {
             ColumnType::Boolean => Arc::new(BooleanArray::new(
                 values.iter().map(|v| *v != 0).collect::<Vec<_>>().into(),
@@ -856,25 +880,14 @@ impl SealedSegment {
                 Arc::new(TimestampMicrosecondArray::new(values.into(), validity).with_timezone(UTC))
             }
             ColumnType::Double => {
-                let Some(decimals) = block.decimals else {
-                    return Err(self.corrupt(name(), "a packed double block without decimals"));
-                };
-                let p = 10f64.powi(decimals.into());
-                Arc::new(Float64Array::new(
-                    values
-                        .iter()
-                        .map(|&n| n as f64 / p)
-                        .collect::<Vec<_>>()
-                        .into(),
-                    validity,
-                ))
+                return Err(self.corrupt(name(), "a DOUBLE column read as integers"));
             }
             ColumnType::Text => {
                 let dict = self.dictionary(c)?;
                 let keys: Vec<u32> = values.iter().map(|v| *v as u32).collect();
                 // NULL slots hold no id (a column of only NULLs has an empty dictionary).
                 let is_valid = |i: usize| validity.as_ref().is_none_or(|v| v.is_valid(i));
-                if (0..rows).any(|i| is_valid(i) && keys[i] as usize >= dict.len()) {
+                if (0..keys.len()).any(|i| is_valid(i) && keys[i] as usize >= dict.len()) {
                     return Err(self.corrupt(name(), "dictionary id out of range"));
                 }
                 let keys = UInt32Array::new(keys.into(), validity);
