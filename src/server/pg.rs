@@ -53,6 +53,8 @@ use crate::Database;
 #[derive(Debug)]
 pub struct Prepared {
     stmt: Statement,
+    /// Its text as logs and pg_stat_activity show it, formatted once.
+    text: String,
     params: Vec<Type>,
     columns: Option<arrow::datatypes::SchemaRef>,
 }
@@ -155,6 +157,10 @@ pub struct Closer {
     /// A second handle on the socket, to notice a client that hangs up while
     /// its statement runs.
     raw: Option<std::net::TcpStream>,
+    /// That handle registered with the runtime, on the first statement
+    /// watched: registering one per statement cost a dup, two epoll_ctl and
+    /// a close for every query of a dashboard's connection.
+    watched: std::sync::OnceLock<Option<Arc<tokio::net::TcpStream>>>,
     authenticated: AtomicBool,
 }
 
@@ -164,6 +170,7 @@ impl Closer {
         Closer {
             ending: tokio::sync::watch::channel(None).0,
             raw,
+            watched: std::sync::OnceLock::new(),
             authenticated: AtomicBool::new(false),
         }
     }
@@ -659,11 +666,13 @@ impl Backend {
     /// not pay two thread hand-offs as it did on the blocking pool. A query's
     /// rows are read later, as [`to_response`]'s stream is polled; the
     /// returned [`Statement`] keeps it cancellable until then.
+    ///
+    /// `text` is the statement as logs and pg_stat_activity show it.
     async fn run(
         &self,
         (who, activity): Caller,
         session: Arc<Mutex<Session>>,
-        stmt: Statement,
+        (stmt, text): (&Statement, String),
         params: Vec<Param>,
     ) -> Result<(Streamed, Zone, RunningStatement), Error> {
         if DRAINING.load(Ordering::Relaxed) {
@@ -672,7 +681,6 @@ impl Backend {
         }
         let db = Arc::clone(&self.db);
         let cancel = Arc::new(AtomicBool::new(false));
-        let text = stmt.to_string();
         if let Some(a) = &activity {
             a.session.started(text.clone(), Arc::clone(&cancel));
         }
@@ -706,7 +714,7 @@ impl Backend {
                     .timeout,
             ),
         };
-        if computes(&stmt) {
+        if computes(stmt) {
             if let Err(e) = running.admission.hold().await {
                 running.failed(&e);
                 return Err(e);
@@ -714,9 +722,7 @@ impl Backend {
         }
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-            let result = db
-                .engine()
-                .execute_streaming(&stmt, &mut s, &params, cancel);
+            let result = db.engine().execute_streaming(stmt, &mut s, &params, cancel);
             result.map(|r| (r, s.query_options().zone))
         });
         match result {
@@ -843,14 +849,17 @@ fn caller<C: ClientInfo>(client: &C) -> Caller {
 /// the socket through a second handle (a pipelined next message is left in
 /// place), so it never takes bytes from the connection.
 fn watch_client(closer: &Closer, cancel: Arc<AtomicBool>) -> Option<tokio::task::JoinHandle<()>> {
-    let raw = closer.raw.as_ref()?.try_clone().ok()?;
-    let stream = tokio::net::TcpStream::from_std(raw).ok()?;
+    let stream = closer
+        .watched
+        .get_or_init(|| {
+            let raw = closer.raw.as_ref()?.try_clone().ok()?;
+            tokio::net::TcpStream::from_std(raw).ok().map(Arc::new)
+        })
+        .clone()?;
     Some(tokio::spawn(async move {
         let mut byte = [0u8; 1];
         loop {
-            if stream.readable().await.is_err() {
-                return;
-            }
+            // Waits until the socket has a byte to show, or is closed.
             match stream.peek(&mut byte).await {
                 Ok(0) => {
                     tracing::info!("client disconnected: cancelling its statement");
@@ -970,7 +979,12 @@ impl SimpleQueryHandler for Backend {
                 continue;
             }
             match self
-                .run(caller(client), Arc::clone(&session), stmt, Vec::new())
+                .run(
+                    caller(client),
+                    Arc::clone(&session),
+                    (&stmt, stmt.to_string()),
+                    Vec::new(),
+                )
                 .await
             {
                 Ok((result, zone, running)) => {
@@ -1034,6 +1048,7 @@ impl QueryParser for SluiceQueryParser {
             })
             .collect();
         Ok(Some(Arc::new(Prepared {
+            text: stmt.to_string(),
             stmt,
             params,
             columns: description.columns,
@@ -1132,7 +1147,12 @@ impl ExtendedQueryHandler for Backend {
             .zone;
         let params = decode_params(portal, &prepared.params, zone)?;
         let (result, zone, running) = self
-            .run(caller(client), session, prepared.stmt.clone(), params)
+            .run(
+                caller(client),
+                session,
+                (&prepared.stmt, prepared.text.clone()),
+                params,
+            )
             .await
             .map_err(|e| user_error(&e))?;
         if let Some(described) = &prepared.columns {
@@ -1348,7 +1368,7 @@ impl Backend {
                     }
                 };
                 let (result, zone, running) = self
-                    .run(caller(client), session, query, Vec::new())
+                    .run(caller(client), session, (&query, query.to_string()), Vec::new())
                     .await?;
                 copy_out(result, zone, options, running)
             }
@@ -1432,8 +1452,14 @@ impl Backend {
                             .ok_or_else(|| Error::Internal("COPY TO without a query".into()))?
                     }
                 };
-                let (result, _zone, running) =
-                    self.run(caller(client), session, query, Vec::new()).await?;
+                let (result, _zone, running) = self
+                    .run(
+                        caller(client),
+                        session,
+                        (&query, query.to_string()),
+                        Vec::new(),
+                    )
+                    .await?;
                 let written = tokio::task::block_in_place(|| match result {
                     Streamed::Rows(rows) => {
                         let schema = Arc::clone(rows.schema());
