@@ -118,7 +118,7 @@ fn conjuncts(e: Expr, out: &mut Vec<Expr>) {
 }
 
 /// The conjunction of `parts`, `None` if there are none.
-fn and_all(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+pub(crate) fn and_all(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     parts.into_iter().reduce(|a, b| Expr::Binary {
         op: BinaryOp::And,
         left: Box::new(a),

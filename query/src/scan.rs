@@ -478,13 +478,8 @@ impl Morsels {
             .into_iter()
             .enumerate()
             .filter(|(i, _)| !self.answered.contains(i))
-            .map(|(_, e)| e.clone())
-            .reduce(|a, b| Expr::Binary {
-                op: BinaryOp::And,
-                left: Box::new(a),
-                right: Box::new(b),
-            });
-        (rest, true)
+            .map(|(_, e)| e.clone());
+        (crate::optimize::and_all(rest), true)
     }
 }
 

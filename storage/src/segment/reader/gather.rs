@@ -206,23 +206,21 @@ fn push_decoded(
             values.extend(rows.map(|r| a.value(r)));
         }
         Gathered::Integers(values) => {
-            let at: Box<dyn Fn(usize) -> i64> = if let Some(a) = array.as_boolean_opt() {
-                Box::new(move |r| i64::from(a.value(r)))
+            if let Some(a) = array.as_boolean_opt() {
+                values.extend(rows.map(|r| i64::from(a.value(r))));
             } else if let Some(a) = array.as_primitive_opt::<Int32Type>() {
-                Box::new(move |r| i64::from(a.value(r)))
+                values.extend(rows.map(|r| i64::from(a.value(r))));
             } else if let Some(a) = array.as_primitive_opt::<Int64Type>() {
-                Box::new(move |r| a.value(r))
+                values.extend(rows.map(|r| a.value(r)));
             } else if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                Box::new(move |r| a.value(r))
+                values.extend(rows.map(|r| a.value(r)));
             } else if let Some(a) = array.as_primitive_opt::<Decimal128Type>() {
-                Box::new(move |r| a.value(r) as i64)
-            } else if let Some(a) = array.as_dictionary_opt::<UInt32Type>() {
-                let keys = a.keys();
-                Box::new(move |r| i64::from(keys.value(r)))
+                // Stored as 64-bit integers: the cast cannot truncate.
+                values.extend(rows.map(|r| a.value(r) as i64));
             } else {
-                return None;
-            };
-            values.extend(rows.map(at));
+                let keys = array.as_dictionary_opt::<UInt32Type>()?.keys();
+                values.extend(rows.map(|r| i64::from(keys.value(r))));
+            }
         }
     }
     Some(())
