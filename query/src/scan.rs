@@ -285,22 +285,31 @@ impl Morsel {
         Some((segment, rows))
     }
 
-    /// The `needed` columns of the rows [`Morsel::sealed_sparse_rows`] selected,
-    /// read straight from the segment's packed blocks rather than decoding
-    /// each block (see `SealedSegment::gather`); `None` for rows in memory.
+    /// The `needed` columns of the rows [`Morsel::sealed_sparse_rows`] selected
+    /// (see [`gather_rows`]); `None` for rows in memory.
     fn gather(&self, needed: &[usize], schema: &SchemaRef) -> Result<Option<RecordBatch>> {
         let Some((segment, rows)) = self.sealed_sparse_rows() else {
             return Ok(None);
         };
-        let columns = needed
-            .iter()
-            .map(|c| segment.gather(*c, &rows))
-            .collect::<sluice_storage::Result<Vec<_>>>()?;
-        Ok(Some(RecordBatch::try_new_with_options(
-            Arc::new(schema.project(needed)?),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(rows.len())),
-        )?))
+        gather_rows(segment, &rows, needed, schema).map(Some)
+    }
+
+    /// The `needed` columns of `rows` (within the block, as
+    /// [`Morsel::sparse_rows`] gives them), read in place on a sealed block,
+    /// else taken out of the loaded block.
+    fn take_rows(&self, rows: &[u32], needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
+        if let Morsel::Sealed {
+            segment, first_row, ..
+        } = self
+        {
+            let rows: Vec<u32> = rows.iter().map(|r| first_row + r).collect();
+            return gather_rows(segment, &rows, needed, schema);
+        }
+        let block = self.load(needed, schema)?;
+        Ok(arrow::compute::take_record_batch(
+            &block,
+            &UInt32Array::from(rows.to_vec()),
+        )?)
     }
 
     /// The morsel's columns `needed` (positions in the table), TEXT still
@@ -436,6 +445,26 @@ fn morsels(table: &Table, filter: Option<&Expr>, ctx: &QueryContext) -> Result<M
         stats,
         answered: answered.unwrap_or_default(),
     })
+}
+
+/// The `needed` columns of a sealed segment's `rows` (ascending row numbers
+/// in the segment), read straight from its packed blocks rather than decoding
+/// each block (see `SealedSegment::gather`).
+fn gather_rows(
+    segment: &SealedSegment,
+    rows: &[u32],
+    needed: &[usize],
+    schema: &SchemaRef,
+) -> Result<RecordBatch> {
+    let columns = needed
+        .iter()
+        .map(|c| segment.gather(*c, rows))
+        .collect::<sluice_storage::Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(schema.project(needed)?),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows.len())),
+    )?)
 }
 
 /// The names of `columns` (positions in `schema`).
@@ -625,13 +654,7 @@ fn select_rows(
         if rows.is_empty() {
             return Ok(None);
         }
-        let block = match morsel.gather(needed, schema)? {
-            Some(rows) => rows,
-            None => {
-                let block = morsel.load(needed, schema)?;
-                arrow::compute::take_record_batch(&block, &UInt32Array::from(rows))?
-            }
-        };
+        let block = morsel.take_rows(&rows, needed, schema)?;
         let rest: Vec<&Expr> = conjuncts
             .into_iter()
             .filter(|c| !morsel.implies(c, needed))
