@@ -49,20 +49,23 @@ pub struct KeyColumn {
 /// more than grouping the rows did.
 struct DictionaryCodes {
     values: ArrayRef,
-    /// One per entry; [`UNSEEN`] for a text entry no row has used yet.
+    /// One per entry; for text, [`UNSEEN`] where no row has used it yet.
     codes: Vec<u64>,
     /// Whether each entry is non-NULL; empty when none is NULL.
     valid: Vec<bool>,
+    /// Whether the entries are text, interned lazily. (Other entries are
+    /// all encoded at once, and their codes may be any `u64`.)
+    lazy: bool,
 }
 
-/// The code of a dictionary entry not interned yet (interned ids are `u32`).
+/// The code of a text entry not interned yet (interned ids are `u32`).
 const UNSEEN: u64 = u64::MAX;
 
 impl DictionaryCodes {
     /// The code of entry `k` (0 for an entry out of range or not encoded).
     fn code(&self, k: u32) -> u64 {
         match self.codes.get(k as usize) {
-            Some(&c) if c != UNSEEN => c,
+            Some(&c) if !(self.lazy && c == UNSEEN) => c,
             _ => 0,
         }
     }
@@ -133,7 +136,11 @@ impl KeyColumn {
                 None => self.dictionary_codes(dict.values())?,
             };
             let keys = dict.keys();
-            if let Some(strings) = entries.values.as_string_opt::<i32>().cloned() {
+            if let Some(strings) = entries
+                .lazy
+                .then(|| entries.values.as_string_opt::<i32>().cloned())
+                .flatten()
+            {
                 for (i, &k) in keys.values().iter().enumerate() {
                     if entries.codes.get(k as usize) == Some(&UNSEEN)
                         && keys.is_valid(i)
@@ -251,7 +258,8 @@ impl KeyColumn {
     /// (see [`DictionaryCodes`]), others all at once.
     fn dictionary_codes(&mut self, values: &ArrayRef) -> Result<DictionaryCodes> {
         let (mut codes, mut valid) = (Vec::new(), Vec::new());
-        if values.data_type() == &DataType::Utf8 {
+        let lazy = values.data_type() == &DataType::Utf8;
+        if lazy {
             codes.resize(values.len(), UNSEEN);
             if let Some(nulls) = values.logical_nulls() {
                 valid.extend(nulls.iter());
@@ -263,6 +271,7 @@ impl KeyColumn {
             values: Arc::clone(values),
             codes,
             valid,
+            lazy,
         })
     }
 
@@ -601,6 +610,45 @@ mod tests {
     /// Batches whose key ranges change from batch to batch, so every path is taken
     /// (direct array, packed hash map, full keys) and layouts change in between:
     /// the group ids must always agree with a plain map from the key values.
+    /// Dictionary entries keep distinct codes: text interned as rows use it
+    /// (across batches sharing the dictionary), and integer entries whose
+    /// code is u64::MAX (-1), the value that marks text not yet interned.
+    #[test]
+    fn dictionary_entries_code_apart_whether_text_or_integer() {
+        use arrow::array::{DictionaryArray, UInt32Array};
+        let text: ArrayRef = Arc::new(StringArray::from(vec!["a", "b", "c"]));
+        let mut column = KeyColumn::new(DataType::Utf8);
+        let (mut codes, mut valid) = (Vec::new(), Vec::new());
+        let batch = |keys: Vec<u32>| -> ArrayRef {
+            Arc::new(DictionaryArray::try_new(UInt32Array::from(keys), Arc::clone(&text)).unwrap())
+        };
+        column
+            .encode_split(&batch(vec![2, 0]), &mut codes, &mut valid)
+            .unwrap();
+        let first = codes.clone();
+        column
+            .encode_split(&batch(vec![0, 1, 2]), &mut codes, &mut valid)
+            .unwrap();
+        assert_eq!(codes[0], first[1], "a");
+        assert_eq!(codes[2], first[0], "c");
+        assert!(codes[1] != codes[0] && codes[1] != codes[2], "b: {codes:?}");
+        let decoded = column
+            .decode(&codes.iter().map(|c| Some(*c)).collect::<Vec<_>>())
+            .unwrap();
+        assert_eq!(
+            decoded.as_string::<i32>().iter().collect::<Vec<_>>(),
+            vec![Some("a"), Some("b"), Some("c")]
+        );
+
+        let numbers: ArrayRef = Arc::new(Int64Array::from(vec![-1, 0]));
+        let dict: ArrayRef =
+            Arc::new(DictionaryArray::try_new(UInt32Array::from(vec![0, 1, 0]), numbers).unwrap());
+        let mut column = KeyColumn::new(DataType::Int64);
+        column.encode_split(&dict, &mut codes, &mut valid).unwrap();
+        assert_ne!(codes[0], codes[1], "-1 and 0 group apart: {codes:?}");
+        assert_eq!(codes[0], codes[2]);
+    }
+
     #[test]
     fn every_packing_path_agrees_with_a_plain_map() {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
