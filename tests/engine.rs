@@ -1802,41 +1802,20 @@ fn same_answers_as_without_indexes(db: &Database) {
             .replace("restaurant_id", "(restaurant_id + 0)")
             .replace("status", "(status || '')")
             .replace("qty", "(qty + 0)");
-        let sql = |f: &str| {
-            format!("SELECT count(*), sum(amount), min(ts), max(ts) FROM orders WHERE {f}")
-        };
-        assert_eq!(
-            cells(db, &sql(filter)),
-            cells(db, &sql(&hidden)),
-            "{filter}"
-        );
-        let grouped = |f: &str| {
-            format!("SELECT status, count(*), sum(amount) FROM orders WHERE {f} GROUP BY status ORDER BY 1")
-        };
-        assert_eq!(
-            cells(db, &grouped(filter)),
-            cells(db, &grouped(&hidden)),
-            "{filter}"
-        );
-        // Rows themselves, every column type, NULLs included.
-        let listed = |f: &str| {
-            format!(
-                "SELECT ts, restaurant_id, qty, status, amount, paid, tip, ratio FROM orders \
-                 WHERE {f} ORDER BY ts DESC LIMIT 40"
-            )
-        };
-        let rows = cells(db, &listed(filter));
-        assert_eq!(rows, cells(db, &listed(&hidden)), "{filter}");
-        let totals = |f: &str| {
-            format!(
-                "SELECT count(paid), count(*) FILTER (WHERE paid), sum(tip), round(sum(ratio)), \
-                 count(restaurant_id), count(status) FROM orders WHERE {f}"
-            )
-        };
-        assert_eq!(
-            cells(db, &totals(filter)),
-            cells(db, &totals(&hidden)),
-            "{filter}"
-        );
+        for query in [
+            "SELECT count(*), sum(amount), min(ts), max(ts) FROM orders WHERE {f}",
+            "SELECT status, count(*), sum(amount) FROM orders WHERE {f} GROUP BY status ORDER BY 1",
+            // Rows themselves, every column type, NULLs included.
+            "SELECT ts, restaurant_id, qty, status, amount, paid, tip, ratio FROM orders \
+             WHERE {f} ORDER BY ts DESC LIMIT 40",
+            "SELECT count(paid), count(*) FILTER (WHERE paid), sum(tip), round(sum(ratio)), \
+             count(restaurant_id), count(status) FROM orders WHERE {f}",
+        ] {
+            assert_eq!(
+                cells(db, &query.replace("{f}", filter)),
+                cells(db, &query.replace("{f}", &hidden)),
+                "{filter}: {query}"
+            );
+        }
     }
 }
