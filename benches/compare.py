@@ -430,9 +430,10 @@ def sluice_through_import(binary, work):
     return time.perf_counter() - t, data
 
 
-def postgres(work):
-    """A throwaway PostgreSQL 15 loaded by COPY; returns (proc, port, load s, dir)."""
-    import duckdb
+def start_cluster(work, settings):
+    """A new PostgreSQL 15 cluster in WORK/pg (as the postgres user when run
+    as root), started with `settings` (name -> value) on a free port;
+    returns (proc, port, data dir, connection)."""
     data = os.path.join(work, "pg")
     shutil.rmtree(data, ignore_errors=True)
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -443,11 +444,19 @@ def postgres(work):
     sh(*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth", "trust",
        stdout=subprocess.DEVNULL)
     port = free_port()
+    options = [arg for name, value in settings.items() for arg in ("-c", f"{name}={value}")]
     proc = spawn([*as_postgres, f"{PG_BIN}/postgres", "-D", data, "-p", str(port), "-k", "/tmp",
-                             "-c", "shared_buffers=4GB", "-c", "work_mem=256MB", "-c", "max_connections=100",
-                             "-c", "max_parallel_workers_per_gather=2", "-c", "listen_addresses=127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    conn = connect(port, "postgres")
+                  *options, "-c", "listen_addresses=127.0.0.1"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, port, data, connect(port, "postgres")
+
+
+def postgres(work):
+    """A throwaway PostgreSQL 15 loaded by COPY; returns (proc, port, load s, dir)."""
+    import duckdb
+    proc, port, data, conn = start_cluster(work, {
+        "shared_buffers": "4GB", "work_mem": "256MB", "max_connections": 100,
+        "max_parallel_workers_per_gather": 2})
     ddl = re.sub(r"\) WITH \(.*?\);", ");", schema(), flags=re.S)
     conn.execute(ddl)
     csv_dir = os.path.join(work, "csv")

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 
-PG_BIN = "/usr/lib/postgresql/15/bin"
 NOW = "2026-11-30 20:00:00"
 RESTAURANTS = 10_000
 CLIENTS = [16, 100]
@@ -57,7 +56,7 @@ QUERIES = {
 # The helpers the dashboards comparison already has: children stopped when
 # the run ends, a free port, a connection that waits for the server, and
 # waiting until a server is idle.
-from compare import CHILDREN, connect, free_port, sh, spawn, wait_idle  # noqa: E402
+from compare import CHILDREN, connect, free_port, sh, spawn, start_cluster, wait_idle  # noqa: E402
 
 
 def stop(child):
@@ -106,20 +105,8 @@ def start_sluice(binary, data):
 
 def start_postgres(work, parquet):
     import duckdb
-    data = os.path.join(work, "pg")
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    os.makedirs(data)
-    if as_postgres:
-        shutil.chown(data, "postgres")
-        shutil.chown(work, "postgres")
-    sh(*as_postgres, f"{PG_BIN}/initdb", "-D", data, "-U", "postgres", "--auth", "trust",
-       stdout=subprocess.DEVNULL)
-    port = free_port()
-    proc = spawn([*as_postgres, f"{PG_BIN}/postgres", "-D", data, "-p", str(port), "-k", "/tmp",
-                  "-c", "shared_buffers=4GB", "-c", "work_mem=64MB", "-c", "max_connections=120",
-                  "-c", "listen_addresses=127.0.0.1"],
-                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    conn = connect(port, "postgres")
+    proc, port, _, conn = start_cluster(work, {
+        "shared_buffers": "4GB", "work_mem": "64MB", "max_connections": 120})
     conn.execute(f"CREATE TABLE orders ({COLUMNS})")
     csv = os.path.join(work, "orders.csv")
     t = time.perf_counter()

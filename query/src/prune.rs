@@ -766,9 +766,9 @@ pub struct SegmentPlan {
     /// The rows the inverted indexes selected (a superset of the matching rows),
     /// when the filter has a part they answer.
     pub selection: Option<RoaringBitmap>,
-    /// The filter's top-level conjuncts (positions in its conjunction) that
-    /// hold on exactly the rows of `selection` that they hold on: once the
-    /// selection is applied, they need no evaluating.
+    /// The filter's top-level conjuncts (positions in its conjunction) true
+    /// on every row of `selection`, their rows having been looked up
+    /// exactly: once the selection is applied, they need no evaluating.
     pub answered: Vec<usize>,
 }
 
