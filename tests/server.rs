@@ -1321,6 +1321,156 @@ async fn parameters_are_typed_as_postgres_types_them() {
     assert!(cells >= 200, "only {cells} cells ran");
 }
 
+/// `sluice_prepared_executions_total{plan}` from `/metrics`: (reused, planned).
+fn plan_reuse_counts(http_port: u16) -> (i64, i64) {
+    let metrics = http_get(http_port, "/metrics");
+    let count = |plan: &str| {
+        let key = format!("sluice_prepared_executions_total{{plan=\"{plan}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .unwrap_or_else(|| panic!("no {key} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (count("reused"), count("planned"))
+}
+
+/// A prepared query is bound once and its plan reused: every execution of
+/// the one-restaurant query answers as the same SQL with the value written
+/// in, from the generic plan; `= ANY($1)` is bound afresh each time. The
+/// reused plan still follows what changes: `now()` and the retention cutoff
+/// move with the clock, `SET TimeZone` re-plans a constant read in the old
+/// zone, and a table dropped and created again is the new one that is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_queries_reuse_their_plan_and_follow_time_zone_and_tables() {
+    let server = start();
+    let client = connect(server.pg_port).await;
+    client
+        .batch_execute(
+            "CREATE TABLE o (ts TIMESTAMP, placed TIMESTAMPTZ, r BIGINT, item TEXT, amount DOUBLE PRECISION) \
+                 WITH (time_column = 'ts', retention = '1 hour');
+             INSERT INTO o SELECT now() - interval '30 minutes', '2024-05-01 11:00+00', v % 7, 'item' || (v % 5), v
+                 FROM generate_series(1, 200) AS g(v);
+             INSERT INTO o VALUES (now() - interval '1 hour' + interval '5 seconds', '2024-05-01 13:00+00', 100, 'edge', 1.0),
+                                  (now() - interval '5 seconds', '2024-05-01 13:00+00', 101, 'recent', 2.0)",
+        )
+        .await
+        .unwrap();
+    let top = "SELECT item, count(*), sum(amount) FROM o WHERE r = $1 GROUP BY item ORDER BY 2 DESC, 1 LIMIT 5";
+    let prepared = client.prepare(top).await.unwrap();
+    let before = plan_reuse_counts(server.http_port);
+    for r in 0..7i64 {
+        let reused = client.query(&prepared, &[&r]).await.unwrap();
+        let fresh = client
+            .simple_query(&top.replace("$1", &r.to_string()))
+            .await
+            .unwrap();
+        let fresh: Vec<(String, i64, f64)> = fresh
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some((
+                    row.get(0).unwrap().to_string(),
+                    row.get(1).unwrap().parse().unwrap(),
+                    row.get(2).unwrap().parse().unwrap(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let reused: Vec<(String, i64, f64)> = reused
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        assert_eq!(reused, fresh, "restaurant {r}");
+        assert!(!reused.is_empty());
+    }
+    let after = plan_reuse_counts(server.http_port);
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (6, 1),
+        "planned once, then reused six times"
+    );
+
+    let any = client
+        .prepare("SELECT count(*) FROM o WHERE r = ANY($1)")
+        .await
+        .unwrap();
+    for (list, want) in [(vec![1i64, 2], 58i64), (vec![3], 29)] {
+        let got: i64 = client.query_one(&any, &[&list]).await.unwrap().get(0);
+        assert_eq!(got, want, "{list:?}");
+    }
+    let later = plan_reuse_counts(server.http_port);
+    assert_eq!(
+        (later.0 - after.0, later.1 - after.1),
+        (0, 2),
+        "= ANY($1) is bound afresh"
+    );
+
+    // Time: both rows are inside now, and outside once the clock has moved
+    // six seconds, through the same plans.
+    let edge = client
+        .prepare("SELECT count(*) FROM o WHERE r = $1")
+        .await
+        .unwrap();
+    let recent = client
+        .prepare("SELECT count(*) FROM o WHERE ts > now() - interval '10 seconds' AND r = $1")
+        .await
+        .unwrap();
+    let count = |rows: Vec<tokio_postgres::Row>| rows[0].get::<_, i64>(0);
+    assert_eq!(count(client.query(&edge, &[&100i64]).await.unwrap()), 1);
+    assert_eq!(count(client.query(&recent, &[&101i64]).await.unwrap()), 1);
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        count(client.query(&edge, &[&100i64]).await.unwrap()),
+        0,
+        "the retention cutoff moved with the clock"
+    );
+    assert_eq!(
+        count(client.query(&recent, &[&101i64]).await.unwrap()),
+        0,
+        "now() moved with the clock"
+    );
+
+    // A constant read in the session's zone: 12:00 in New York is 16:00 UTC.
+    let noon = client
+        .prepare(
+            "SELECT count(*) FROM o WHERE placed >= '2024-05-01 12:00'::timestamptz AND r >= $1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(client.query(&noon, &[&100i64]).await.unwrap()), 1);
+    assert_eq!(count(client.query(&noon, &[&100i64]).await.unwrap()), 1);
+    client
+        .batch_execute("SET TimeZone = 'America/New_York'")
+        .await
+        .unwrap();
+    let before = plan_reuse_counts(server.http_port);
+    assert_eq!(
+        count(client.query(&noon, &[&100i64]).await.unwrap()),
+        0,
+        "re-planned in the new zone"
+    );
+    let after = plan_reuse_counts(server.http_port);
+    assert_eq!((after.0 - before.0, after.1 - before.1), (0, 1));
+
+    // The same table again, with other rows (the plan made in this zone
+    // first, so only the table has changed).
+    assert_eq!(client.query(&prepared, &[&3i64]).await.unwrap().len(), 5);
+    client
+        .batch_execute(
+            "DROP TABLE o;
+             CREATE TABLE o (ts TIMESTAMP, placed TIMESTAMPTZ, r BIGINT, item TEXT, amount DOUBLE PRECISION) \
+                 WITH (time_column = 'ts', retention = 'none');
+             INSERT INTO o VALUES ('2024-05-01 10:00', NULL, 3, 'new', 9.0)",
+        )
+        .await
+        .unwrap();
+    let rows = client.query(&prepared, &[&3i64]).await.unwrap();
+    assert_eq!(rows.len(), 1, "the new table's rows");
+    assert_eq!(rows[0].get::<_, String>(0), "new");
+}
+
 /// Doubles written (NaN, infinities, random bit patterns) come back bit for bit
 /// after kill -9 and a restart: the write-ahead file keeps each one's bits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

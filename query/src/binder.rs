@@ -30,6 +30,7 @@ use crate::logical::{
     DateField, Expr, JoinKind, Literal, LogicalPlan, PlanField, PlanSchema, ScalarFunction,
     SortKey, SubqueryKind, TableSource,
 };
+use crate::reuse::{Slot, TablesRead};
 use crate::session::{Session, SERVER_VERSION};
 
 /// Binds statements against a catalog at a point in time (`now()`).
@@ -58,6 +59,10 @@ pub struct Binder<'a> {
     /// The ORDER BY of the ordered aggregates (`string_agg(x, ',' ORDER BY
     /// y)`) of the SELECT being bound: its input is sorted by it.
     aggregate_order: Option<Vec<SortKey>>,
+    /// Binding a generic plan ([`crate::reuse`]): the slots made so far.
+    slots: Option<Vec<Slot>>,
+    /// Binding a generic plan: the stored tables read, by name.
+    tables_read: TablesRead,
 }
 
 /// A name as PostgreSQL folds it: lower case unless quoted.
@@ -220,7 +225,52 @@ impl<'a> Binder<'a> {
             insert_targets: None,
             depth: 0,
             aggregate_order: None,
+            slots: None,
+            tables_read: Vec::new(),
         }
+    }
+
+    /// Binds a generic plan for parameters of `types`: each `$n`, `now()`
+    /// and retention cutoff becomes an [`Expr::Slot`], and binding fails
+    /// wherever a value would shape the plan (see [`crate::reuse`]).
+    pub(crate) fn generic(mut self, types: Vec<DataType>) -> Self {
+        self.param_types = types.into_iter().map(Some).collect();
+        self.slots = Some(Vec::new());
+        self
+    }
+
+    /// A generic binding's slots and the tables it read; `None` for any
+    /// other binding.
+    pub(crate) fn take_generic(&mut self) -> Option<(Vec<Slot>, TablesRead)> {
+        let slots = self.slots.take()?;
+        Some((slots, std::mem::take(&mut self.tables_read)))
+    }
+
+    /// The slot expression for `slot` when binding a generic plan.
+    fn slot(&mut self, slot: Slot) -> Option<Expr> {
+        let slots = self.slots.as_mut()?;
+        let data_type = slot.data_type();
+        let index = match slots.iter().position(|s| *s == slot) {
+            Some(i) => i,
+            None => {
+                slots.push(slot);
+                slots.len() - 1
+            }
+        };
+        Some(Expr::Slot { index, data_type })
+    }
+
+    /// Fails a generic binding where `e`'s value would shape the plan: the
+    /// binder treats a constant there differently from an expression.
+    fn value_shapes_plan(&self, e: &Expr, what: &str) -> Result<()> {
+        let mut has_slot = false;
+        e.walk(&mut |x| has_slot |= matches!(x, Expr::Slot { .. }));
+        if has_slot {
+            return Err(Error::NotSupported(format!(
+                "a generic plan where a value decides {what}"
+            )));
+        }
+        Ok(())
     }
 
     /// Binds the next VALUES list (an INSERT's) by assigning each cell to its
@@ -299,6 +349,20 @@ impl<'a> Binder<'a> {
     fn bind_placeholder(&mut self, p: &str) -> Result<Expr> {
         let i = self.placeholder_index(p)?;
         let declared = self.param_types[i].clone();
+        if self.slots.is_some() {
+            return match declared {
+                // Outside `= ANY(...)` an array is its text form, made per value.
+                Some(DataType::List(_)) | None => Err(Error::NotSupported(
+                    "a generic plan of an array or untyped parameter".into(),
+                )),
+                Some(data_type) => self
+                    .slot(Slot::Param {
+                        index: i,
+                        data_type,
+                    })
+                    .ok_or_else(|| Error::Internal("generic binding without slots".into())),
+            };
+        }
         match self.param_value(i)? {
             // Describing: a declared parameter is a typed value whose value is not
             // known yet; an unspecified one stays open until its context types it.
@@ -341,6 +405,10 @@ impl<'a> Binder<'a> {
         schema: &PlanSchema,
     ) -> Result<Option<Vec<Expr>>> {
         let i = self.placeholder_index(p)?;
+        if self.slots.is_some() {
+            // The list is expanded into one candidate per element.
+            return Err(Error::NotSupported("a generic plan of = ANY($n)".into()));
+        }
         match self.param_value(i)?.cloned() {
             None => {
                 let element = match self.param_types[i].clone() {
@@ -1444,6 +1512,12 @@ impl<'a> Binder<'a> {
                 let plan = match cte {
                     Some(p) => p,
                     None if self.virtual_table(&parts)?.is_some() => {
+                        if self.slots.is_some() {
+                            // Its rows are read now, not when the plan runs.
+                            return Err(Error::NotSupported(
+                                "a generic plan of a catalog table".into(),
+                            ));
+                        }
                         let (qualifier, batch) = self
                             .virtual_table(&parts)?
                             .ok_or_else(|| Error::Internal("catalog table vanished".into()))?;
@@ -1488,7 +1562,10 @@ impl<'a> Binder<'a> {
                             PlanSchema { fields },
                         );
                         let scan = apply_alias(scan, alias.as_ref())?;
-                        return Ok(hidden_rows_filter(&table, scan, self.now_micros));
+                        if self.slots.is_some() {
+                            self.tables_read.push((tname, Arc::clone(&table)));
+                        }
+                        return Ok(self.hidden_rows_filter(&table, scan));
                     }
                 };
                 apply_alias(plan, alias.as_ref())
@@ -2056,6 +2133,7 @@ impl<'a> Binder<'a> {
                     {
                         // pg_type's function columns hold names, so a function name
                         // stays one (drivers test `typinput = 'array_in'::regproc`).
+                        self.value_shapes_plan(&inner, "a regproc")?;
                         match const_text(&inner) {
                             Some(name) => lit(Arc::new(StringArray::from(vec![name
                                 .trim_start_matches("pg_catalog.")
@@ -2067,6 +2145,7 @@ impl<'a> Binder<'a> {
                         // A bare numeric keeps an exact operand's scale: an
                         // integer's 0, a numeric's own, a literal's written one.
                         let from = inner.data_type(schema);
+                        self.value_shapes_plan(&inner, "a numeric's scale")?;
                         let scale = match (&from, const_text(&inner)) {
                             (DataType::Int32 | DataType::Int64 | DataType::UInt32, _) => 0,
                             (DataType::Decimal128(_, s), _) => *s,
@@ -2611,7 +2690,83 @@ impl<'a> Binder<'a> {
         })
     }
 
+    /// `scan` with what the table hides applied: retention (`time >= now -
+    /// retention`, with the statement's `now()`, so `count(*)` and `count(*) WHERE
+    /// ts >= now() - interval '<retention>'` agree to the row), and for an upsert
+    /// table with a delete column, the rows that deleted their key (`delete IS
+    /// DISTINCT FROM true`: kept, so an older row cannot bring the key back, but
+    /// never seen). Retention's rows are invisible at the row, before eviction
+    /// drops the segments that hold only such rows; as a filter on the time
+    /// column it prunes with the zone maps like any other.
+    fn hidden_rows_filter(
+        &mut self,
+        table: &sluice_storage::Table,
+        scan: LogicalPlan,
+    ) -> LogicalPlan {
+        let mut hidden = Vec::new();
+        if let Some(column) = table.schema().upsert_config().and_then(|c| c.delete) {
+            hidden.push(Expr::Binary {
+                op: BinaryOp::IsDistinctFrom,
+                left: Box::new(Expr::Column(column)),
+                right: Box::new(Expr::literal(Arc::new(arrow::array::BooleanArray::from(
+                    vec![true],
+                )))),
+            });
+        }
+        let time = table.schema().time_column_index();
+        if let (Some(cutoff), Some(time)) = (table.retention_cutoff_at(self.now_micros), time) {
+            let DataType::Timestamp(_, tz) = table.schema().columns[time].ty.arrow_type() else {
+                return scan;
+            };
+            let slot = table
+                .schema()
+                .options
+                .retention_micros
+                .and_then(|retention_micros| {
+                    self.slot(Slot::RetentionCutoff {
+                        retention_micros,
+                        zone: tz.clone(),
+                    })
+                });
+            let cutoff = slot.unwrap_or_else(|| {
+                Expr::literal(Arc::new(
+                    arrow::array::TimestampMicrosecondArray::from(vec![cutoff])
+                        .with_timezone_opt(tz),
+                ))
+            });
+            hidden.push(Expr::Binary {
+                op: BinaryOp::GtEq,
+                left: Box::new(Expr::Column(time)),
+                right: Box::new(cutoff),
+            });
+        }
+        let Some(predicate) = hidden.into_iter().reduce(|a, b| Expr::Binary {
+            op: BinaryOp::And,
+            left: Box::new(a),
+            right: Box::new(b),
+        }) else {
+            return scan;
+        };
+        LogicalPlan::Filter {
+            input: Box::new(scan),
+            predicate,
+        }
+    }
+
     fn bind_niladic(&mut self, name: &str) -> Result<Expr> {
+        if let Some(now) = self.slot(Slot::Now) {
+            // The same casts as below, made when each execution's time is known.
+            let schema = PlanSchema::default();
+            return match name {
+                "current_date" => self.explicit_cast(now, &schema, &DataType::Date32),
+                "localtimestamp" => self.explicit_cast(
+                    now,
+                    &schema,
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                ),
+                _ => Ok(now),
+            };
+        }
         let now = Arc::new(
             arrow::array::TimestampMicrosecondArray::from(vec![self.now_micros]).with_timezone(UTC),
         ) as ArrayRef;
@@ -3069,6 +3224,7 @@ impl<'a> Binder<'a> {
                 let mut new = vec![x.clone()];
                 if let Some(d) = args.pop() {
                     let d = self.coerce(d, schema, &DataType::Int64)?;
+                    self.value_shapes_plan(&d, "a rounded numeric's scale")?;
                     let constant = matches!(d, Expr::Literal(_));
                     new.push(d);
                     if let (DataType::Decimal128(_, s), false) = (x.data_type(schema), constant) {
@@ -3746,6 +3902,9 @@ impl<'a> Binder<'a> {
                 let key = const_text(&args[0]).ok_or_else(|| {
                     Error::NotSupported("current_setting of a non-constant name".into())
                 })?;
+                if let Some(a) = args.get(1) {
+                    self.value_shapes_plan(a, "current_setting's missing_ok")?;
+                }
                 let missing_ok = matches!(args.get(1), Some(Expr::Literal(l)) if l.value.as_any().downcast_ref::<BooleanArray>().is_some_and(|b| b.value(0)));
                 match self.session.and_then(|s| s.get(&key)) {
                     Some(v) => text(v),
@@ -4957,51 +5116,5 @@ pub fn output_name(e: &ast::Expr) -> String {
         A::Floor { .. } => "floor".into(),
         A::Interval(_) => "interval".into(),
         _ => "?column?".into(),
-    }
-}
-
-/// `scan` with what the table hides applied: retention (`time >= now -
-/// retention`, with the statement's `now()`, so `count(*)` and `count(*) WHERE
-/// ts >= now() - interval '<retention>'` agree to the row), and for an upsert
-/// table with a delete column, the rows that deleted their key (`delete IS
-/// DISTINCT FROM true`: kept, so an older row cannot bring the key back, but
-/// never seen). Retention's rows are invisible at the row, before eviction
-/// drops the segments that hold only such rows; as a filter on the time
-/// column it prunes with the zone maps like any other.
-fn hidden_rows_filter(table: &sluice_storage::Table, scan: LogicalPlan, now: i64) -> LogicalPlan {
-    let mut hidden = Vec::new();
-    if let Some(column) = table.schema().upsert_config().and_then(|c| c.delete) {
-        hidden.push(Expr::Binary {
-            op: BinaryOp::IsDistinctFrom,
-            left: Box::new(Expr::Column(column)),
-            right: Box::new(Expr::literal(Arc::new(arrow::array::BooleanArray::from(
-                vec![true],
-            )))),
-        });
-    }
-    let time = table.schema().time_column_index();
-    if let (Some(cutoff), Some(time)) = (table.retention_cutoff_at(now), time) {
-        let DataType::Timestamp(_, tz) = table.schema().columns[time].ty.arrow_type() else {
-            return scan;
-        };
-        let cutoff: ArrayRef = Arc::new(
-            arrow::array::TimestampMicrosecondArray::from(vec![cutoff]).with_timezone_opt(tz),
-        );
-        hidden.push(Expr::Binary {
-            op: BinaryOp::GtEq,
-            left: Box::new(Expr::Column(time)),
-            right: Box::new(Expr::literal(cutoff)),
-        });
-    }
-    let Some(predicate) = hidden.into_iter().reduce(|a, b| Expr::Binary {
-        op: BinaryOp::And,
-        left: Box::new(a),
-        right: Box::new(b),
-    }) else {
-        return scan;
-    };
-    LogicalPlan::Filter {
-        input: Box::new(scan),
-        predicate,
     }
 }

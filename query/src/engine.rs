@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::exec::execute;
 use crate::logical::LogicalPlan;
 use crate::optimize::optimize;
+use crate::reuse::{self, GenericPlan, PlanCache, Planned};
 use crate::session::{Role, Session};
 use crate::stream::RowStream;
 
@@ -216,10 +217,38 @@ impl Engine {
         params: &[Param],
         cancel: Arc<AtomicBool>,
     ) -> Result<Streamed> {
+        self.stream_statement(stmt, None, session, params, cancel)
+    }
+
+    /// Runs a prepared statement as [`Engine::execute_streaming`] does, a
+    /// query from the generic plan kept in `plans` where it has one (bound
+    /// and optimized once; see [`crate::reuse`]).
+    ///
+    /// # Errors
+    /// As [`Engine::execute`].
+    pub fn execute_prepared(
+        &self,
+        stmt: &Statement,
+        plans: &PlanCache,
+        session: &mut Session,
+        params: &[Param],
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Streamed> {
+        self.stream_statement(stmt, Some(plans), session, params, cancel)
+    }
+
+    fn stream_statement(
+        &self,
+        stmt: &Statement,
+        plans: Option<&PlanCache>,
+        session: &mut Session,
+        params: &[Param],
+        cancel: Arc<AtomicBool>,
+    ) -> Result<Streamed> {
         if let Statement::Query(q) = stmt {
             refuse_in_failed_block(stmt, session)?;
             let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.query_stream(q, session, params, &cancel)
+                self.query_stream(q, plans, session, params, &cancel)
             }))
             .unwrap_or_else(|_| Err(Error::Internal("statement panicked".into())))
             .inspect_err(|_| session.fail_transaction())?;
@@ -235,22 +264,97 @@ impl Engine {
     fn query_stream(
         &self,
         q: &ast::Query,
+        plans: Option<&PlanCache>,
         session: &mut Session,
         params: &[Param],
         cancel: &Arc<AtomicBool>,
     ) -> Result<Option<RowStream>> {
         let ctx = self.context(session, Arc::clone(cancel));
-        let mut binder = self.binder(&ctx, session).with_params(params.to_vec());
-        let plan = optimize(binder.bind_query(q)?, &ctx);
-        if !binder.take_settings().is_empty() {
+        let plan = match plans {
+            Some(plans) => self.prepared_plan(q, plans, session, params, &ctx)?,
+            None => self.custom_plan(q, session, params, &ctx)?,
+        };
+        let Some(plan) = plan else {
             return Ok(None);
-        }
-        drop(binder);
+        };
         // A stream takes its snapshots when it starts (pruning plans every
         // scan), so the block can keep them now.
         let rows = RowStream::new(&plan, &ctx)?;
         session.keep_block_snapshots(ctx.snapshots());
         Ok(Some(rows))
+    }
+
+    /// `q` bound with `params` and optimized; `None` where it calls
+    /// `set_config()` and so must run as a whole.
+    fn custom_plan(
+        &self,
+        q: &ast::Query,
+        session: &Session,
+        params: &[Param],
+        ctx: &QueryContext,
+    ) -> Result<Option<LogicalPlan>> {
+        let mut binder = self.binder(ctx, session).with_params(params.to_vec());
+        let plan = optimize(binder.bind_query(q)?, ctx);
+        Ok(binder.take_settings().is_empty().then_some(plan))
+    }
+
+    /// The plan of prepared query `q` for this execution: from its generic
+    /// plan in `plans` if it has a current one, else making one, else bound
+    /// afresh as [`Engine::custom_plan`] does.
+    fn prepared_plan(
+        &self,
+        q: &ast::Query,
+        plans: &PlanCache,
+        session: &Session,
+        params: &[Param],
+        ctx: &QueryContext,
+    ) -> Result<Option<LogicalPlan>> {
+        let generation = session.generation();
+        let try_generic = match plans.lookup(&self.catalog, generation, params, ctx)? {
+            Planned::Reused(plan) => return Ok(Some(plan)),
+            Planned::Afresh { try_generic } => try_generic,
+        };
+        if try_generic {
+            if let Some(generic) = self.generic_plan(q, session, params, ctx) {
+                if let Some(plan) = plans.keep(generic, params, ctx)? {
+                    return Ok(Some(plan));
+                }
+            }
+        }
+        reuse::count_afresh();
+        let plan = self.custom_plan(q, session, params, ctx)?;
+        if try_generic {
+            // Bound afresh without error where no generic plan could be made:
+            // the statement's shape needs its values (errors may go away).
+            plans.refuse_generic();
+        }
+        Ok(plan)
+    }
+
+    /// `q` bound as a generic plan for the types of `params`; `None` where
+    /// a value shapes its plan, a parameter came as untyped text, or it
+    /// calls `set_config()`.
+    fn generic_plan(
+        &self,
+        q: &ast::Query,
+        session: &Session,
+        params: &[Param],
+        ctx: &QueryContext,
+    ) -> Option<GenericPlan> {
+        let types = params
+            .iter()
+            .map(|p| match p {
+                Param::Value(v) => Some(v.data_type().clone()),
+                Param::Text(_) => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let mut binder = self.binder(ctx, session).generic(types);
+        let plan = binder.bind_query(q).ok()?;
+        if !binder.take_settings().is_empty() {
+            return None;
+        }
+        let (slots, tables) = binder.take_generic()?;
+        Some(GenericPlan::new(plan, slots, tables, session.generation()))
     }
 
     /// A statement's context; in a transaction block it starts with the

@@ -200,6 +200,11 @@ fn evaluate_nested(expr: &Expr, batch: &RecordBatch, ctx: &QueryContext) -> Resu
                 "outer column evaluated outside its subquery".into(),
             ))
         }
+        Expr::Slot { .. } => {
+            return Err(Error::Internal(
+                "a reused plan ran with a slot not filled".into(),
+            ))
+        }
         Expr::Window(_) => {
             return Err(Error::Internal(
                 "window function evaluated outside a Window node".into(),

@@ -25,6 +25,7 @@ pub mod optimize;
 pub mod packed;
 pub mod pool;
 pub mod prune;
+pub mod reuse;
 pub mod scan;
 pub mod session;
 pub mod set_functions;

@@ -690,6 +690,16 @@ pub enum Expr {
         /// Its type.
         data_type: DataType,
     },
+    /// In a prepared statement's reused plan: a value each execution supplies
+    /// (a `$n` parameter, the statement's time, a retention cutoff; see
+    /// [`crate::reuse`]). Every one is replaced by a literal before the plan
+    /// runs, so nothing evaluates it.
+    Slot {
+        /// Its position in the plan's list of slots.
+        index: usize,
+        /// The type of the value it takes.
+        data_type: DataType,
+    },
 }
 
 /// A window function.
@@ -940,7 +950,7 @@ impl Expr {
                     .map_or(DataType::Null, |f| f.data_type.clone()),
                 _ => DataType::Boolean,
             },
-            Expr::OuterColumn { data_type, .. } => data_type.clone(),
+            Expr::OuterColumn { data_type, .. } | Expr::Slot { data_type, .. } => data_type.clone(),
             Expr::Window(w) => w.data_type(input),
         }
     }
@@ -953,7 +963,7 @@ impl Expr {
     fn walk_nested(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => {}
+            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } | Expr::Slot { .. } => {}
             Expr::Window(w) => {
                 w.arg.iter().for_each(|e| e.walk(f));
                 w.default.iter().for_each(|e| e.walk(f));
@@ -1049,7 +1059,9 @@ impl Expr {
         }
         let mut t = |e: &Expr| Box::new(e.transform(f));
         match self {
-            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => self.clone(),
+            Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } | Expr::Slot { .. } => {
+                self.clone()
+            }
             Expr::Window(w) => Expr::Window(Box::new(w.map(&mut |e| *t(e)))),
             Expr::Subquery { kind, plan } => Expr::Subquery {
                 kind: match kind {
@@ -1221,6 +1233,7 @@ impl Expr {
                 }
             },
             Expr::OuterColumn { index, .. } => format!("outer.#{index}"),
+            Expr::Slot { index, .. } => format!("slot#{index}"),
             Expr::Window(w) => format!(
                 "{:?}({}) OVER (PARTITION BY {} ORDER BY {})",
                 w.func,

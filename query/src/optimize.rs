@@ -43,13 +43,30 @@ pub fn optimize(plan: LogicalPlan, ctx: &QueryContext) -> LogicalPlan {
     push_limit(plan, None)
 }
 
+/// The steps of [`optimize`] that need no values (2 to 4), for a generic
+/// plan whose changing values are still [`Expr::Slot`]s.
+pub(crate) fn optimize_generic(plan: LogicalPlan) -> LogicalPlan {
+    let plan = push_filters(plan, Vec::new());
+    let all: BTreeSet<usize> = (0..plan.schema().fields.len()).collect();
+    let (plan, _) = prune_columns(plan, &all);
+    push_limit(plan, None)
+}
+
+/// The steps of [`optimize`] that need values, for one execution of a
+/// generic plan whose slots now hold literals: constants folded, and stored
+/// times compared as the scan can prune with.
+pub(crate) fn optimize_values(plan: LogicalPlan, ctx: &QueryContext) -> LogicalPlan {
+    let plan = plan.map_exprs(&|e| fold_constants(e, ctx));
+    compare_stored_times(plan, ctx.options().zone)
+}
+
 // ---- 1. constants ----
 
 /// `e` with each largest constant sub-expression replaced by its value, and
 /// each subquery's plan optimized in turn.
 fn fold_constants(e: &Expr, ctx: &QueryContext) -> Expr {
     e.transform(&mut |x| match x {
-        Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } => None,
+        Expr::Column(_) | Expr::Literal(_) | Expr::OuterColumn { .. } | Expr::Slot { .. } => None,
         Expr::Subquery { kind, plan } => Some(Expr::Subquery {
             kind: match kind {
                 SubqueryKind::In { expr, negated } => SubqueryKind::In {
@@ -77,6 +94,7 @@ fn is_constant(e: &Expr) -> bool {
         constant &= match x {
             Expr::Column(_)
             | Expr::OuterColumn { .. }
+            | Expr::Slot { .. }
             | Expr::Subquery { .. }
             | Expr::Aggregate(_)
             | Expr::Window(_) => false,

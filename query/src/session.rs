@@ -131,6 +131,9 @@ pub struct Session {
     backend_pid: i32,
     timeout_set: bool,
     cursors: HashMap<String, Cursor>,
+    /// Counts changes to what binding reads (settings, role, process id): a
+    /// plan bound under another generation is stale.
+    generation: u64,
 }
 
 /// An open cursor (`DECLARE ... CURSOR FOR`): its rows and how far FETCH has read.
@@ -185,7 +188,15 @@ impl Session {
             backend_pid: 0,
             timeout_set: false,
             cursors: HashMap::new(),
+            generation: 0,
         }
+    }
+
+    /// Changes whenever a setting, the role or the process id changes: a
+    /// prepared statement's plan bound under another generation may read
+    /// stale values ([`crate::reuse`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The connected user.
@@ -202,6 +213,7 @@ impl Session {
     /// transactions are read-only by default, as PostgreSQL's
     /// `default_transaction_read_only` makes them.
     pub fn set_role(&mut self, role: Role) {
+        self.generation += 1;
         self.role = role;
         let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
         self.settings
@@ -244,6 +256,7 @@ impl Session {
 
     /// Records the connection's process id.
     pub fn set_backend_pid(&mut self, pid: i32) {
+        self.generation += 1;
         self.backend_pid = pid;
     }
 
@@ -400,12 +413,14 @@ impl Session {
         if key == "statement_timeout" {
             self.timeout_set = true;
         }
+        self.generation += 1;
         self.settings.insert(key, value);
         Ok(())
     }
 
     /// Restores a setting (`RESET x`) or all of them (`RESET ALL`, `DISCARD ALL`).
     pub fn reset(&mut self, name: Option<&str>) {
+        self.generation += 1;
         let mut fresh = Session::new(self.base.clone(), &self.user, &self.database);
         fresh.backend_pid = self.backend_pid;
         fresh.set_role(self.role);

@@ -161,11 +161,31 @@ fn storage_gauges() -> &'static StorageGauges {
     })
 }
 
+/// `sluice_prepared_executions_total{plan}`: executions of prepared queries
+/// since start, from a generic plan kept from an earlier execution
+/// (`reused`) or bound and optimized for this one (`planned`); read from the
+/// engine's counters when scraped.
+fn render_plan_reuse() {
+    static G: OnceLock<IntGaugeVec> = OnceLock::new();
+    let g = G.get_or_init(|| {
+        register_int_gauge_vec!(
+            "sluice_prepared_executions_total",
+            "Executions of prepared queries: from a plan kept from an earlier execution, or planned for this one.",
+            &["plan"]
+        )
+        .expect(VALID)
+    });
+    let (reused, planned) = sluice_query::reuse::execution_counts();
+    g.with_label_values(&["reused"]).set(reused as i64);
+    g.with_label_values(&["planned"]).set(planned as i64);
+}
+
 /// Every metric as Prometheus text.
 pub fn render(db: &Database) -> String {
     queries();
     queue_wait();
     render_pool(db);
+    render_plan_reuse();
     let _ = sluice_ingest::metrics::metrics();
     let g = storage_gauges();
     g.segments.reset();

@@ -38,6 +38,7 @@ use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::extendedquery::{Describe, TARGET_TYPE_BYTE_STATEMENT};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use sluice_query::activity::SessionActivity;
+use sluice_query::reuse::PlanCache;
 use sluice_query::session::Role;
 use sluice_query::session::SERVER_VERSION;
 use sluice_query::{Engine, Error, Param, Session, StatementResult, Streamed};
@@ -57,6 +58,8 @@ pub struct Prepared {
     text: String,
     params: Vec<Type>,
     columns: Option<arrow::datatypes::SchemaRef>,
+    /// Its plan, kept between executions where it can be reused.
+    plans: PlanCache,
 }
 
 /// Everything a connection needs; shared by all connections.
@@ -673,7 +676,7 @@ impl Backend {
         (who, activity): Caller,
         session: Arc<Mutex<Session>>,
         (stmt, text): (&Statement, String),
-        params: Vec<Param>,
+        (params, plans): (Vec<Param>, Option<&PlanCache>),
     ) -> Result<(Streamed, Zone, RunningStatement), Error> {
         if DRAINING.load(Ordering::Relaxed) {
             // Shutting down: running statements may finish, new ones do not start.
@@ -722,7 +725,11 @@ impl Backend {
         }
         let result = tokio::task::block_in_place(move || {
             let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
-            let result = db.engine().execute_streaming(stmt, &mut s, &params, cancel);
+            let engine = db.engine();
+            let result = match plans {
+                Some(plans) => engine.execute_prepared(stmt, plans, &mut s, &params, cancel),
+                None => engine.execute_streaming(stmt, &mut s, &params, cancel),
+            };
             result.map(|r| (r, s.query_options().zone))
         });
         match result {
@@ -983,7 +990,7 @@ impl SimpleQueryHandler for Backend {
                     caller(client),
                     Arc::clone(&session),
                     (&stmt, stmt.to_string()),
-                    Vec::new(),
+                    (Vec::new(), None),
                 )
                 .await
             {
@@ -1052,6 +1059,7 @@ impl QueryParser for SluiceQueryParser {
             stmt,
             params,
             columns: description.columns,
+            plans: PlanCache::default(),
         })))
     }
 
@@ -1151,7 +1159,7 @@ impl ExtendedQueryHandler for Backend {
                 caller(client),
                 session,
                 (&prepared.stmt, prepared.text.clone()),
-                params,
+                (params, Some(&prepared.plans)),
             )
             .await
             .map_err(|e| user_error(&e))?;
@@ -1368,7 +1376,12 @@ impl Backend {
                     }
                 };
                 let (result, zone, running) = self
-                    .run(caller(client), session, (&query, query.to_string()), Vec::new())
+                    .run(
+                        caller(client),
+                        session,
+                        (&query, query.to_string()),
+                        (Vec::new(), None),
+                    )
                     .await?;
                 copy_out(result, zone, options, running)
             }
@@ -1457,7 +1470,7 @@ impl Backend {
                         caller(client),
                         session,
                         (&query, query.to_string()),
-                        Vec::new(),
+                        (Vec::new(), None),
                     )
                     .await?;
                 let written = tokio::task::block_in_place(|| match result {
