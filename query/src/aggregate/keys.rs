@@ -649,6 +649,27 @@ mod tests {
         assert_eq!(codes[0], codes[2]);
     }
 
+    /// A value one past another batch's range and a NULL group apart: the
+    /// packed key standing for NULL is never a value's.
+    #[test]
+    fn a_value_one_past_the_layout_does_not_meet_null() {
+        let mut table = GroupTable::new(&[DataType::Int64]);
+        let mut ids = Vec::new();
+        let batch = |v: Vec<Option<i64>>| vec![Arc::new(Int64Array::from(v)) as ArrayRef];
+        table
+            .intern(&batch(vec![Some(10), Some(11), None]), 3, &mut ids)
+            .unwrap();
+        assert_eq!(ids, [0, 1, 2]);
+        table
+            .intern(&batch(vec![Some(12), None, Some(10)]), 3, &mut ids)
+            .unwrap();
+        assert_eq!(ids, [3, 2, 0]);
+        table
+            .intern(&batch(vec![Some(9), Some(12), None]), 3, &mut ids)
+            .unwrap();
+        assert_eq!(ids, [4, 3, 2]);
+    }
+
     #[test]
     fn every_packing_path_agrees_with_a_plain_map() {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
