@@ -358,40 +358,53 @@ fn canonical_float_bits(f: f64) -> u64 {
 
 /// Maps rows to dense group ids by the codes of their key columns.
 ///
-/// Groups live in a global map from the full key (a NULL mask plus one code per
-/// column) to the group id. Looking that up for every row cost more than the rest
-/// of a GROUP BY together (hashing and comparing a boxed slice per row), so each
-/// batch first packs a row's codes into one `u64` when they fit, using the
-/// batch's own per-column ranges, and resolves each packed key once per batch:
-/// through a direct array when the packed keys span at most 2^16 values (a
-/// GROUP BY over a couple of dictionary columns), else a batch-local hash map.
-/// Only keys too wide to pack go to the global map row by row.
+/// Every group's full key (a NULL mask, then one code per column) is kept in
+/// one flat array, and one index finds a row's group from its codes. Where a
+/// key's codes fit in 64 bits, they are packed by a per-column layout and the
+/// packed key is looked up in a direct array (up to 2^20 entries) or a hash
+/// map of `u64`; only keys too wide to pack are hashed and compared whole. A
+/// batch whose codes fall outside the layout re-indexes every group under a
+/// wider one (widened with room to spare, so a key that grows batch after
+/// batch, as time buckets do, re-indexes a logarithmic number of times). A
+/// new group costs one append and one index entry: at a million groups the
+/// per-group boxed keys and second map lookup this replaced were most of
+/// the query.
 pub struct GroupTable {
     columns: Vec<KeyColumn>,
-    /// Every group's full key (the NULL mask, then one code per column),
-    /// `stride` codes each, in group-id order: one allocation for all groups,
-    /// not two per group, which is what a million groups spend their time
-    /// and memory on.
+    /// Per column, whether its codes are signed values (kept with the sign
+    /// bit flipped, so -1 and 1 are neighbours, not 2^64 apart, and a key
+    /// column with negative values still packs).
+    signed: Vec<bool>,
+    /// Every group's full key, `stride` codes each, in group-id order.
     keys: Vec<u64>,
     stride: usize,
-    /// The group ids, found by their key's hash (hashed with `hasher`).
-    map: hashbrown::HashTable<u32>,
-    hasher: ahash::RandomState,
+    /// Finds a row's group; covers every group in `keys`.
+    index: Index,
     codes: Vec<Vec<u64>>,
     valid: Vec<Vec<bool>>,
-    /// Group id per packed key (`u32::MAX`: not seen) for the direct-array path,
-    /// and the layout it was built for: kept while batches share the layout (the
-    /// blocks of one segment usually do), so most batches never touch `map`.
-    direct: Vec<u32>,
-    direct_layout: Vec<PackedColumn>,
-    /// The same for the packed-key hash map path, with a small direct-mapped
-    /// cache in front of it: dashboards group a few hundred keys (hour x status)
-    /// that need 40 bits packed, and the cache answers them without hashing.
-    local: HashMap<u64, u32, ahash::RandomState>,
-    local_cache: Vec<(u64, u32)>,
-    local_layout: Vec<PackedColumn>,
     /// The full key being looked up, reused so a lookup allocates nothing.
     key: Vec<u64>,
+}
+
+/// How a [`GroupTable`] finds the group of a row.
+enum Index {
+    /// No group yet.
+    Empty,
+    /// Group id by packed key (`u32::MAX`: none).
+    Direct {
+        layout: Vec<PackedColumn>,
+        ids: Vec<u32>,
+    },
+    /// Group id by packed key in a hash map, with a small direct-mapped cache
+    /// in front: dashboards group a few hundred keys (hour x status) that
+    /// need 40 bits packed, and the cache answers them without hashing.
+    Packed {
+        layout: Vec<PackedColumn>,
+        ids: HashMap<u64, u32, ahash::RandomState>,
+        cache: Vec<(u64, u32)>,
+    },
+    /// Group id by the hash of the full key, for keys too wide to pack.
+    Full { ids: hashbrown::HashTable<u32> },
 }
 
 /// Row `row`'s codes packed by `layout`.
@@ -408,35 +421,61 @@ fn packed(layout: &[PackedColumn], codes: &[Vec<u64>], valid: &[Vec<bool>], row:
     key
 }
 
-/// Slots of the cache in front of the packed-key hash map.
-const LOCAL_CACHE_BITS: u32 = 10;
-const LOCAL_CACHE: usize = 1 << LOCAL_CACHE_BITS;
+/// A stored full key packed by `layout` (which covers it).
+fn pack_stored(layout: &[PackedColumn], key: &[u64]) -> u64 {
+    layout.iter().enumerate().fold(0, |packed, (c, p)| {
+        let v = if key[0] & (1 << (c % 64)) != 0 {
+            p.null
+        } else {
+            key[c + 1] - p.min
+        };
+        packed | v << p.shift
+    })
+}
 
-/// Packed keys spanning at most this many bits use a direct array (4 MiB at
-/// most, built once per query now that layouts widen rather than change:
-/// 100,000 restaurant ids are 17 bits, and a direct lookup is half the time
-/// of a hashed one over a 100M-row GROUP BY).
+/// Slots of the cache in front of the packed-key hash map.
+const CACHE_BITS: u32 = 10;
+const CACHE: usize = 1 << CACHE_BITS;
+
+/// Packed keys spanning at most this many bits may use a direct array
+/// (4 MiB): 100,000 restaurant ids are 17 bits, and a direct lookup is half
+/// the time of a hashed one over a 100M-row GROUP BY.
 const DIRECT_BITS: u32 = 20;
 
 /// Packed keys this narrow always use the direct array (256 KiB at most).
 const SMALL_DIRECT_BITS: u32 = 16;
 
-/// Whether a direct array for packed keys of `bits` bits pays for a batch of
-/// `rows` rows: always when small, and when wider only for a batch of at
-/// least a sixteenth of its entries (a point query's 100-row batch would
-/// spend longer filling 4 MiB than grouping).
+/// Whether a direct array for packed keys of `bits` bits pays for `rows`
+/// rows or groups: always when small, and when wider only for at least a
+/// sixteenth of its entries (a point query's 100-row batch would spend
+/// longer filling 4 MiB than grouping).
 fn direct_pays(bits: u32, rows: usize) -> bool {
     bits <= SMALL_DIRECT_BITS
         || (bits <= DIRECT_BITS && (1usize << bits) <= rows.saturating_mul(16))
 }
 
-/// How one key column occupies the bits of a packed key in one batch.
+/// How one key column occupies the bits of a packed key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct PackedColumn {
     min: u64,
     shift: u32,
     /// The packed value standing for NULL (one past the largest code's offset).
     null: u64,
+}
+
+/// The hash of a full group key: its words folded by multiplication, then
+/// mixed (MurmurHash3's finaliser) so that the high bits hashbrown tags
+/// with and the low bits it indexes with both depend on every word.
+fn hash_key(key: &[u64]) -> u64 {
+    let mut h = 0x243f_6a88_85a3_08d3u64;
+    for &w in key {
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// True when codes in `ranges` pack by `layout`: the same columns, each range
@@ -449,17 +488,31 @@ fn fits(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> bool {
         })
 }
 
-/// The ranges `layout` covers, each widened to take in `ranges`' own.
+/// The ranges `layout` covers, each widened to take in `ranges`' own and,
+/// where it grew, half its new width again on the side it grew (so that
+/// codes that keep growing widen it a logarithmic number of times).
 fn widen(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> Vec<Option<(u64, u64)>> {
     layout
         .iter()
         .zip(ranges)
         .map(|(p, r)| {
-            let covered = (p.min, p.min + (p.null - 1));
-            Some(match r {
-                None => covered,
-                Some((min, max)) => (covered.0.min(*min), covered.1.max(*max)),
-            })
+            let (lo, hi) = (p.min, p.min + (p.null - 1));
+            let Some((min, max)) = *r else {
+                return Some((lo, hi));
+            };
+            let (new_lo, new_hi) = (lo.min(min), hi.max(max));
+            let room = (new_hi - new_lo) / 2;
+            let new_lo = if new_lo < lo {
+                new_lo.saturating_sub(room)
+            } else {
+                lo
+            };
+            let new_hi = if new_hi > hi {
+                new_hi.saturating_add(room)
+            } else {
+                hi
+            };
+            Some((new_lo, new_hi))
         })
         .collect()
 }
@@ -484,17 +537,12 @@ impl GroupTable {
     pub fn new(types: &[DataType]) -> Self {
         GroupTable {
             columns: types.iter().cloned().map(KeyColumn::new).collect(),
+            signed: types.iter().map(signed_codes).collect(),
             keys: Vec::new(),
             stride: types.len() + 1,
-            map: hashbrown::HashTable::new(),
-            hasher: fixed_state(),
+            index: Index::Empty,
             codes: vec![Vec::new(); types.len()],
             valid: vec![Vec::new(); types.len()],
-            direct: Vec::new(),
-            direct_layout: Vec::new(),
-            local: HashMap::with_hasher(fixed_state()),
-            local_cache: Vec::new(),
-            local_layout: Vec::new(),
             key: Vec::new(),
         }
     }
@@ -511,12 +559,13 @@ impl GroupTable {
 
     /// Approximate bytes held.
     pub fn size(&self) -> usize {
-        self.keys.capacity() * 8
-            + self.map.capacity() * 5
-            + self.direct.capacity() * 4
-            + self.local.capacity() * 13
-            + self.local_cache.capacity() * 16
-            + self.columns.iter().map(KeyColumn::size).sum::<usize>()
+        let index = match &self.index {
+            Index::Empty => 0,
+            Index::Direct { ids, .. } => ids.capacity() * 4,
+            Index::Packed { ids, cache, .. } => ids.capacity() * 13 + cache.capacity() * 16,
+            Index::Full { ids } => ids.capacity() * 5,
+        };
+        self.keys.capacity() * 8 + index + self.columns.iter().map(KeyColumn::size).sum::<usize>()
     }
 
     /// The group id of every row, creating groups as needed.
@@ -524,46 +573,21 @@ impl GroupTable {
         out.clear();
         for (c, (col, array)) in self.columns.iter_mut().zip(keys).enumerate() {
             col.encode_split(array, &mut self.codes[c], &mut self.valid[c])?;
+            if self.signed[c] {
+                self.codes[c].iter_mut().for_each(|code| *code ^= SIGN);
+            }
         }
         let ranges = self.ranges();
-        if !self.direct.is_empty() && fits(&self.direct_layout, &ranges) {
-            self.intern_direct(rows, out);
-            return Ok(());
-        }
-        if !self.local.is_empty() && fits(&self.local_layout, &ranges) {
-            self.intern_local(rows, out);
-            return Ok(());
-        }
-        // The layout in use widened to this batch's ranges, so that the
-        // batches after it (a point query's ~100-row batches, one per
-        // segment, each with its own ranges) fit it and reuse its table.
-        let in_use = if !self.direct.is_empty() {
-            Some(&self.direct_layout)
-        } else if !self.local.is_empty() {
-            Some(&self.local_layout)
-        } else {
-            None
+        let fitting = match &self.index {
+            Index::Empty => false,
+            Index::Direct { layout, .. } | Index::Packed { layout, .. } => fits(layout, &ranges),
+            Index::Full { .. } => true,
         };
-        let widened = in_use.and_then(|l| layout_of(&widen(l, &ranges)));
-        match widened.or_else(|| layout_of(&ranges)) {
-            Some((layout, bits)) if direct_pays(bits, rows) => {
-                self.direct.clear();
-                self.direct.resize(1usize << bits, u32::MAX);
-                self.direct_layout = layout;
-                self.intern_direct(rows, out)
-            }
-            Some((layout, _)) => {
-                self.local.clear();
-                self.local_cache.clear();
-                self.local_cache.resize(LOCAL_CACHE, (0, u32::MAX));
-                self.local_layout = layout;
-                self.intern_local(rows, out)
-            }
-            None => {
-                for row in 0..rows {
-                    out.push(self.global_id(row));
-                }
-            }
+        if !fitting {
+            self.reindex(&ranges, rows);
+        }
+        for row in 0..rows {
+            out.push(self.group_of(row));
         }
         Ok(())
     }
@@ -587,70 +611,97 @@ impl GroupTable {
             .collect()
     }
 
-    fn intern_direct(&mut self, rows: usize, out: &mut Vec<u32>) {
-        for row in 0..rows {
-            let k = packed(&self.direct_layout, &self.codes, &self.valid, row) as usize;
-            let id = match self.direct[k] {
-                u32::MAX => {
-                    let id = self.global_id(row);
-                    self.direct[k] = id;
-                    id
+    /// Rebuilds the index for a batch with codes in `ranges`: under the
+    /// current layout widened to take them in (the batch's own ranges for
+    /// the first), or by full keys where that does not fit in 64 bits. Every
+    /// group already seen is entered under the new index.
+    fn reindex(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) {
+        let target = match &self.index {
+            Index::Direct { layout, .. } | Index::Packed { layout, .. } => widen(layout, ranges),
+            Index::Empty | Index::Full { .. } => ranges.to_vec(),
+        };
+        let groups = self.len();
+        let stored = self.keys.chunks_exact(self.stride);
+        self.index = match layout_of(&target) {
+            Some((layout, bits)) if direct_pays(bits, rows.max(groups)) => {
+                let mut ids = vec![u32::MAX; 1usize << bits];
+                for (id, key) in stored.enumerate() {
+                    ids[pack_stored(&layout, key) as usize] = id as u32;
                 }
-                id => id,
-            };
-            out.push(id);
-        }
+                Index::Direct { layout, ids }
+            }
+            Some((layout, _)) => {
+                let mut ids = HashMap::with_capacity_and_hasher(groups, fixed_state());
+                for (id, key) in stored.enumerate() {
+                    ids.insert(pack_stored(&layout, key), id as u32);
+                }
+                Index::Packed {
+                    layout,
+                    ids,
+                    cache: vec![(0, u32::MAX); CACHE],
+                }
+            }
+            None => {
+                let (keys, stride) = (&self.keys, self.stride);
+                let mut ids = hashbrown::HashTable::with_capacity(groups);
+                for (id, key) in stored.enumerate() {
+                    ids.insert_unique(hash_key(key), id as u32, |&i| {
+                        hash_key(&keys[i as usize * stride..][..stride])
+                    });
+                }
+                Index::Full { ids }
+            }
+        };
     }
 
-    fn intern_local(&mut self, rows: usize, out: &mut Vec<u32>) {
-        for row in 0..rows {
-            let k = packed(&self.local_layout, &self.codes, &self.valid, row);
-            // Fibonacci hashing: the top bits of k * 2^64/phi pick the slot.
-            let slot = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - LOCAL_CACHE_BITS)) as usize;
-            let (cached_key, cached_id) = self.local_cache[slot];
-            if cached_id != u32::MAX && cached_key == k {
-                out.push(cached_id);
-                continue;
-            }
-            let id = match self.local.get(&k) {
-                Some(id) => *id,
-                None => {
-                    let id = self.global_id(row);
-                    self.local.insert(k, id);
-                    id
+    /// The group of `row`, created if new.
+    fn group_of(&mut self, row: usize) -> u32 {
+        match &mut self.index {
+            Index::Direct { layout, ids } => {
+                let k = packed(layout, &self.codes, &self.valid, row) as usize;
+                match ids[k] {
+                    u32::MAX => {
+                        let id = push_key(&mut self.keys, &self.codes, &self.valid, row);
+                        ids[k] = id;
+                        id
+                    }
+                    id => id,
                 }
-            };
-            self.local_cache[slot] = (k, id);
-            out.push(id);
-        }
-    }
-
-    /// The group of `row`'s full key in the global map, created if new.
-    fn global_id(&mut self, row: usize) -> u32 {
-        let key = &mut self.key;
-        key.clear();
-        key.resize(self.columns.len() + 1, 0);
-        // key[0] is the null mask; NULLs group together, as GROUP BY requires.
-        for (c, (codes, valid)) in self.codes.iter().zip(&self.valid).enumerate() {
-            if valid.get(row).copied().unwrap_or(true) {
-                key[c + 1] = codes[row];
-            } else {
-                key[0] |= 1 << (c % 64);
             }
+            Index::Packed { layout, ids, cache } => {
+                let k = packed(layout, &self.codes, &self.valid, row);
+                // Fibonacci hashing: the top bits of k * 2^64/phi pick the slot.
+                let slot = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize;
+                let (cached_key, cached_id) = cache[slot];
+                if cached_id != u32::MAX && cached_key == k {
+                    return cached_id;
+                }
+                let (codes, valid, keys) = (&self.codes, &self.valid, &mut self.keys);
+                let id = *ids
+                    .entry(k)
+                    .or_insert_with(|| push_key(keys, codes, valid, row));
+                cache[slot] = (k, id);
+                id
+            }
+            Index::Full { ids } => {
+                let key = &mut self.key;
+                full_key(key, &self.codes, &self.valid, row);
+                let (keys, stride) = (&mut self.keys, self.stride);
+                let hash = hash_key(key);
+                let stored = |id: u32| &keys[id as usize * stride..][..stride];
+                if let Some(&id) = ids.find(hash, |&id| stored(id) == key.as_slice()) {
+                    return id;
+                }
+                let id = (keys.len() / stride) as u32;
+                keys.extend_from_slice(key);
+                let keys = &*keys;
+                ids.insert_unique(hash, id, |&id| {
+                    hash_key(&keys[id as usize * stride..][..stride])
+                });
+                id
+            }
+            Index::Empty => unreachable_group(),
         }
-        let (keys, stride, hasher) = (&mut self.keys, self.stride, &self.hasher);
-        let hash = hasher.hash_one(key.as_slice());
-        let stored = |id: u32| &keys[id as usize * stride..][..stride];
-        if let Some(&id) = self.map.find(hash, |&id| stored(id) == key.as_slice()) {
-            return id;
-        }
-        let id = (keys.len() / stride) as u32;
-        keys.extend_from_slice(key);
-        let keys = &*keys;
-        self.map.insert_unique(hash, id, |&id| {
-            hasher.hash_one(&keys[id as usize * stride..][..stride])
-        });
-        id
     }
 
     /// One column per key column with every group's key value, in group-id order.
@@ -659,6 +710,7 @@ impl GroupTable {
             .iter()
             .enumerate()
             .map(|(c, col)| {
+                let flip = if self.signed[c] { SIGN } else { 0 };
                 let codes: Vec<Option<u64>> = self
                     .keys
                     .chunks_exact(self.stride)
@@ -666,7 +718,7 @@ impl GroupTable {
                         if k[0] & (1 << (c % 64)) != 0 {
                             None
                         } else {
-                            Some(k[c + 1])
+                            Some(k[c + 1] ^ flip)
                         }
                     })
                     .collect();
@@ -674,6 +726,59 @@ impl GroupTable {
             })
             .collect()
     }
+}
+
+/// The sign bit of a 64-bit code.
+const SIGN: u64 = 1 << 63;
+
+/// Whether [`KeyColumn`] codes values of `t` as two's complement integers
+/// (of the value, a date's days, a time's microseconds, a numeric's
+/// unscaled digits), whose order the sign bit breaks.
+fn signed_codes(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Int32
+            | DataType::Int64
+            | DataType::Date32
+            | DataType::Timestamp(..)
+            | DataType::Decimal128(..)
+    )
+}
+
+/// `row`'s full key into `key`: the NULL mask (NULLs group together, as
+/// GROUP BY requires), then each column's code (0 where NULL).
+fn full_key(key: &mut Vec<u64>, codes: &[Vec<u64>], valid: &[Vec<bool>], row: usize) {
+    key.clear();
+    key.resize(codes.len() + 1, 0);
+    for (c, (codes, valid)) in codes.iter().zip(valid).enumerate() {
+        if valid.get(row).copied().unwrap_or(true) {
+            key[c + 1] = codes[row];
+        } else {
+            key[0] |= 1 << (c % 64);
+        }
+    }
+}
+
+/// Appends `row`'s full key to `keys` as a new group; its id.
+fn push_key(keys: &mut Vec<u64>, codes: &[Vec<u64>], valid: &[Vec<bool>], row: usize) -> u32 {
+    let stride = codes.len() + 1;
+    let id = (keys.len() / stride) as u32;
+    let start = keys.len();
+    keys.resize(start + stride, 0);
+    for (c, (codes, valid)) in codes.iter().zip(valid).enumerate() {
+        if valid.get(row).copied().unwrap_or(true) {
+            keys[start + c + 1] = codes[row];
+        } else {
+            keys[start] |= 1 << (c % 64);
+        }
+    }
+    id
+}
+
+/// [`GroupTable::intern`] re-indexes before looking up any row, so the
+/// index is never empty there.
+fn unreachable_group() -> u32 {
+    unreachable!("a group looked up before the table was indexed")
 }
 
 #[cfg(test)]
@@ -768,7 +873,7 @@ mod tests {
         let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
         table.intern(&keys, rows, &mut ids).unwrap();
         assert!(
-            table.direct.len() > 1 << SMALL_DIRECT_BITS,
+            matches!(&table.index, Index::Direct { ids, .. } if ids.len() > 1 << SMALL_DIRECT_BITS),
             "the wide array"
         );
         let mut reference: HashMap<Option<i64>, u32> = HashMap::new();
