@@ -1305,6 +1305,22 @@ fn filters_reach_the_scan_through_subqueries_ctes_joins_and_now() {
         cells(&db, &shapes[5]).len().to_string(),
         one_cell(&db, "SELECT count(*) FROM orders WHERE ts >= TIMESTAMP '1970-01-04 23:00:00' AND restaurant_id = 7")
     );
+    // A subquery that does not read the outer row leaves the outer scan's
+    // other columns unread; a correlated one keeps them (it reads the row
+    // by position) and both answer as written.
+    let uncorrelated = "SELECT count(*) FROM orders WHERE restaurant_id IN (SELECT restaurant_id FROM orders WHERE status = 'NEW' AND restaurant_id < 3)";
+    let (_, node) = scan_of(uncorrelated);
+    assert!(node.contains("columns=[restaurant_id]"), "{node}");
+    let below_three = one_cell(&db, "SELECT count(*) FROM orders WHERE restaurant_id < 3");
+    assert_eq!(one_cell(&db, uncorrelated), below_three);
+    let correlated = "SELECT count(*) FROM orders o WHERE o.restaurant_id < 3 AND EXISTS (SELECT 1 FROM orders i WHERE i.restaurant_id = o.restaurant_id AND i.status = o.status AND i.status = 'NEW')";
+    assert_eq!(
+        one_cell(&db, correlated),
+        one_cell(
+            &db,
+            "SELECT count(*) FROM orders WHERE restaurant_id < 3 AND status = 'NEW'"
+        )
+    );
 }
 
 /// LIMIT without ORDER BY stops the scan: blocks after the ones that gave

@@ -1032,6 +1032,19 @@ impl Expr {
         found
     }
 
+    /// True if the expression contains a subquery that reads the enclosing
+    /// query's row ([`Expr::OuterColumn`], by position): the columns below
+    /// it must then stay where they are.
+    pub fn has_correlated_subquery(&self) -> bool {
+        let mut found = false;
+        self.walk(&mut |e| {
+            if let Expr::Subquery { plan, .. } = e {
+                found |= plan.0.is_correlated();
+            }
+        });
+        found
+    }
+
     /// True if the expression contains an aggregate call.
     pub fn has_aggregate(&self) -> bool {
         let mut found = false;

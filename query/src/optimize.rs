@@ -469,7 +469,7 @@ fn prune_columns(plan: LogicalPlan, required: &BTreeSet<usize>) -> (LogicalPlan,
             (scan, positions(width, &kept))
         }
         LogicalPlan::Filter { input, predicate } => {
-            let need = if predicate.has_subquery() {
+            let need = if predicate.has_correlated_subquery() {
                 all_of(&input)
             } else {
                 let mut need = required.clone();
@@ -492,7 +492,7 @@ fn prune_columns(plan: LogicalPlan, required: &BTreeSet<usize>) -> (LogicalPlan,
             schema,
         } => {
             let kept: Vec<usize> = required.iter().copied().filter(|i| *i < width).collect();
-            let need = if kept.iter().any(|i| exprs[*i].has_subquery()) {
+            let need = if kept.iter().any(|i| exprs[*i].has_correlated_subquery()) {
                 all_of(&input)
             } else {
                 let mut need = BTreeSet::new();
@@ -519,7 +519,7 @@ fn prune_columns(plan: LogicalPlan, required: &BTreeSet<usize>) -> (LogicalPlan,
             let need = if group
                 .iter()
                 .chain(args.iter().copied())
-                .any(Expr::has_subquery)
+                .any(Expr::has_correlated_subquery)
             {
                 all_of(&input)
             } else {
@@ -544,7 +544,7 @@ fn prune_columns(plan: LogicalPlan, required: &BTreeSet<usize>) -> (LogicalPlan,
             (aggregate, identity)
         }
         LogicalPlan::Sort { input, keys, fetch } => {
-            let need = if keys.iter().any(|k| k.expr.has_subquery()) {
+            let need = if keys.iter().any(|k| k.expr.has_correlated_subquery()) {
                 all_of(&input)
             } else {
                 let mut need = required.clone();
@@ -593,7 +593,7 @@ fn prune_columns(plan: LogicalPlan, required: &BTreeSet<usize>) -> (LogicalPlan,
                 .iter()
                 .map(|w| Expr::Window(Box::new(w.clone())))
                 .collect();
-            let need = if as_exprs.iter().any(Expr::has_subquery) {
+            let need = if as_exprs.iter().any(Expr::has_correlated_subquery) {
                 all_of(&input)
             } else {
                 let mut need: BTreeSet<usize> = required
@@ -654,7 +654,7 @@ fn prune_join(
         .iter()
         .flat_map(|(l, r)| [l, r])
         .chain(filter.as_ref())
-        .any(Expr::has_subquery);
+        .any(Expr::has_correlated_subquery);
     let mut need_left = BTreeSet::new();
     let mut need_right = BTreeSet::new();
     let mut joined: BTreeSet<usize> = required.clone();
