@@ -745,6 +745,18 @@ impl Backend {
             }
         }
     }
+
+    /// Runs a statement with no parameters and no plan kept for it (a simple
+    /// query's statements, the query of a COPY TO) as [`Backend::run`] does.
+    async fn run_unprepared(
+        &self,
+        who: Caller,
+        session: Arc<Mutex<Session>>,
+        stmt: &Statement,
+    ) -> Result<(Streamed, Zone, RunningStatement), Error> {
+        self.run(who, session, (stmt, stmt.to_string()), (Vec::new(), None))
+            .await
+    }
 }
 
 /// Whether `stmt` does work worth a slot of the query pool: session and
@@ -986,12 +998,7 @@ impl SimpleQueryHandler for Backend {
                 continue;
             }
             match self
-                .run(
-                    caller(client),
-                    Arc::clone(&session),
-                    (&stmt, stmt.to_string()),
-                    (Vec::new(), None),
-                )
+                .run_unprepared(caller(client), Arc::clone(&session), &stmt)
                 .await
             {
                 Ok((result, zone, running)) => {
@@ -1376,12 +1383,7 @@ impl Backend {
                     }
                 };
                 let (result, zone, running) = self
-                    .run(
-                        caller(client),
-                        session,
-                        (&query, query.to_string()),
-                        (Vec::new(), None),
-                    )
+                    .run_unprepared(caller(client), session, &query)
                     .await?;
                 copy_out(result, zone, options, running)
             }
@@ -1465,14 +1467,8 @@ impl Backend {
                             .ok_or_else(|| Error::Internal("COPY TO without a query".into()))?
                     }
                 };
-                let (result, _zone, running) = self
-                    .run(
-                        caller(client),
-                        session,
-                        (&query, query.to_string()),
-                        (Vec::new(), None),
-                    )
-                    .await?;
+                let (result, _zone, running) =
+                    self.run_unprepared(caller(client), session, &query).await?;
                 let written = tokio::task::block_in_place(|| match result {
                     Streamed::Rows(rows) => {
                         let schema = Arc::clone(rows.schema());
