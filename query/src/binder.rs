@@ -2714,24 +2714,23 @@ impl<'a> Binder<'a> {
             });
         }
         let time = table.schema().time_column_index();
-        if let (Some(cutoff), Some(time)) = (table.retention_cutoff_at(self.now_micros), time) {
-            let DataType::Timestamp(_, tz) = table.schema().columns[time].ty.arrow_type() else {
+        let retention = table.schema().options.retention_micros;
+        if let (Some(retention_micros), Some(time)) = (retention, time) {
+            let DataType::Timestamp(_, zone) = table.schema().columns[time].ty.arrow_type() else {
                 return scan;
             };
-            let slot = table
-                .schema()
-                .options
-                .retention_micros
-                .and_then(|retention_micros| {
-                    self.slot(Slot::RetentionCutoff {
-                        retention_micros,
-                        zone: tz.clone(),
-                    })
-                });
+            // A generic plan takes the cutoff at each execution.
+            let slot = self.slot(Slot::RetentionCutoff {
+                retention_micros,
+                zone: zone.clone(),
+            });
             let cutoff = slot.unwrap_or_else(|| {
+                let cutoff = table
+                    .retention_cutoff_at(self.now_micros)
+                    .unwrap_or(i64::MIN);
                 Expr::literal(Arc::new(
                     arrow::array::TimestampMicrosecondArray::from(vec![cutoff])
-                        .with_timezone_opt(tz),
+                        .with_timezone_opt(zone),
                 ))
             });
             hidden.push(Expr::Binary {
@@ -2740,16 +2739,12 @@ impl<'a> Binder<'a> {
                 right: Box::new(cutoff),
             });
         }
-        let Some(predicate) = hidden.into_iter().reduce(|a, b| Expr::Binary {
-            op: BinaryOp::And,
-            left: Box::new(a),
-            right: Box::new(b),
-        }) else {
-            return scan;
-        };
-        LogicalPlan::Filter {
-            input: Box::new(scan),
-            predicate,
+        match crate::optimize::and_all(hidden) {
+            Some(predicate) => LogicalPlan::Filter {
+                input: Box::new(scan),
+                predicate,
+            },
+            None => scan,
         }
     }
 
