@@ -384,6 +384,27 @@ pub struct GroupTable {
     valid: Vec<Vec<bool>>,
     /// The full key being looked up, reused so a lookup allocates nothing.
     key: Vec<u64>,
+    /// A batch's packed keys, reused.
+    packed: Vec<u64>,
+}
+
+/// How many rows ahead a lookup prefetches its table entry: enough to cover
+/// a miss to memory at a few nanoseconds a row.
+pub const PREFETCH_AHEAD: usize = 16;
+
+/// Starts loading `v`'s cache line without waiting for it; a hint only.
+#[inline(always)]
+pub fn prefetch<T>(v: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of every x86_64 target, and a prefetch never
+    // faults nor changes memory; the pointer comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
+            (v as *const T).cast::<i8>(),
+        );
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }
 
 /// How a [`GroupTable`] finds the group of a row.
@@ -400,6 +421,7 @@ enum Index {
     /// need 40 bits packed, and the cache answers them without hashing.
     Packed {
         layout: Vec<PackedColumn>,
+        bits: u32,
         ids: HashMap<u64, u32, ahash::RandomState>,
         cache: Vec<(u64, u32)>,
     },
@@ -445,13 +467,24 @@ const DIRECT_BITS: u32 = 20;
 /// Packed keys this narrow always use the direct array (256 KiB at most).
 const SMALL_DIRECT_BITS: u32 = 16;
 
-/// Whether a direct array for packed keys of `bits` bits pays for `rows`
-/// rows or groups: always when small, and when wider only for at least a
-/// sixteenth of its entries (a point query's 100-row batch would spend
-/// longer filling 4 MiB than grouping).
-fn direct_pays(bits: u32, rows: usize) -> bool {
+/// The widest packed keys a direct array may take once the groups fill it
+/// densely (256 MiB at most): ten million groups of `k % 10000000` are 24
+/// bits.
+const DENSE_DIRECT_BITS: u32 = 26;
+
+/// Whether a direct array for packed keys of `bits` bits pays for a batch
+/// of `rows` rows into a table of `groups` groups: always when small; when
+/// wider, if the batch fills at least a sixteenth of its entries (a point
+/// query's 100-row batch would spend longer filling 4 MiB than grouping), or
+/// if the groups alone fill a quarter of it. At four bytes an entry it is
+/// then no larger than a hash map of those groups, and a lookup is one
+/// memory access instead of a hash and a probe: at a million groups the
+/// hash map was most of the query.
+fn direct_pays(bits: u32, rows: usize, groups: usize) -> bool {
+    let entries = 1usize << bits.min(63);
     bits <= SMALL_DIRECT_BITS
-        || (bits <= DIRECT_BITS && (1usize << bits) <= rows.saturating_mul(16))
+        || (bits <= DIRECT_BITS && entries <= rows.saturating_mul(16))
+        || (bits <= DENSE_DIRECT_BITS && entries <= groups.saturating_mul(4))
 }
 
 /// How one key column occupies the bits of a packed key.
@@ -488,9 +521,13 @@ fn fits(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> bool {
         })
 }
 
-/// The ranges `layout` covers, each widened to take in `ranges`' own and,
-/// where it grew, half its new width again on the side it grew (so that
-/// codes that keep growing widen it a logarithmic number of times).
+/// The ranges `layout` covers, each widened to take in `ranges`' own. A
+/// column whose new range still fits the bits it has keeps them and spreads
+/// what is left of them evenly below and above (a million groups of `k %
+/// 1000000` first seen as 3..999990 and then meeting 0 and 999999 stay 20
+/// bits: an extra bit doubles a direct array). One that outgrows its bits
+/// takes half its new width again on the side it grew, so that codes that
+/// keep growing (time buckets) widen it a logarithmic number of times.
 fn widen(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> Vec<Option<(u64, u64)>> {
     layout
         .iter()
@@ -501,7 +538,18 @@ fn widen(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> Vec<Option<(
                 return Some((lo, hi));
             };
             let (new_lo, new_hi) = (lo.min(min), hi.max(max));
-            let room = (new_hi - new_lo) / 2;
+            let width = new_hi - new_lo;
+            // Offsets 0..=span are values; span + 1 is NULL's, the largest
+            // these bits hold.
+            let bits = 64 - p.null.leading_zeros();
+            let span = 1u64.checked_shl(bits).map_or(u64::MAX, |c| c - 2);
+            if bits < 63 && width <= span {
+                let below = ((span - width) / 2).min(new_lo);
+                let start = new_lo - below;
+                let end = start.saturating_add(span);
+                return Some((end - span, end));
+            }
+            let room = width / 2;
             let new_lo = if new_lo < lo {
                 new_lo.saturating_sub(room)
             } else {
@@ -544,6 +592,7 @@ impl GroupTable {
             codes: vec![Vec::new(); types.len()],
             valid: vec![Vec::new(); types.len()],
             key: Vec::new(),
+            packed: Vec::new(),
         }
     }
 
@@ -586,8 +635,18 @@ impl GroupTable {
         if !fitting {
             self.reindex(&ranges, rows);
         }
-        for row in 0..rows {
-            out.push(self.group_of(row));
+        if matches!(self.index, Index::Direct { .. }) {
+            self.direct_batch(rows, out);
+        } else {
+            for row in 0..rows {
+                out.push(self.group_of(row));
+            }
+        }
+        if let Index::Packed { layout, bits, .. } = &self.index {
+            if direct_pays(*bits, 0, self.len()) {
+                let same = widen(layout, &vec![None; layout.len()]);
+                self.reindex(&same, 0);
+            }
         }
         Ok(())
     }
@@ -623,20 +682,21 @@ impl GroupTable {
         let groups = self.len();
         let stored = self.keys.chunks_exact(self.stride);
         self.index = match layout_of(&target) {
-            Some((layout, bits)) if direct_pays(bits, rows.max(groups)) => {
+            Some((layout, bits)) if direct_pays(bits, rows, groups) => {
                 let mut ids = vec![u32::MAX; 1usize << bits];
                 for (id, key) in stored.enumerate() {
                     ids[pack_stored(&layout, key) as usize] = id as u32;
                 }
                 Index::Direct { layout, ids }
             }
-            Some((layout, _)) => {
+            Some((layout, bits)) => {
                 let mut ids = HashMap::with_capacity_and_hasher(groups, fixed_state());
                 for (id, key) in stored.enumerate() {
                     ids.insert(pack_stored(&layout, key), id as u32);
                 }
                 Index::Packed {
                     layout,
+                    bits,
                     ids,
                     cache: vec![(0, u32::MAX); CACHE],
                 }
@@ -654,6 +714,46 @@ impl GroupTable {
         };
     }
 
+    /// The group of every row through the direct array: all packed keys
+    /// first, a column at a time, then the lookups, each prefetching the
+    /// entry a few rows ahead. Past a few hundred thousand groups the array
+    /// is out of cache and every lookup a miss; issued ahead, the misses
+    /// overlap instead of following one another.
+    fn direct_batch(&mut self, rows: usize, out: &mut Vec<u32>) {
+        let Index::Direct { layout, ids } = &mut self.index else {
+            return;
+        };
+        let packed = &mut self.packed;
+        packed.clear();
+        packed.resize(rows, 0);
+        for ((p, codes), valid) in layout.iter().zip(&self.codes).zip(&self.valid) {
+            if valid.is_empty() {
+                for (k, &c) in packed.iter_mut().zip(codes) {
+                    *k |= (c - p.min) << p.shift;
+                }
+            } else {
+                for ((k, &c), &ok) in packed.iter_mut().zip(codes).zip(valid) {
+                    *k |= (if ok { c - p.min } else { p.null }) << p.shift;
+                }
+            }
+        }
+        for row in 0..rows {
+            if let Some(&ahead) = packed.get(row + PREFETCH_AHEAD) {
+                prefetch(&ids[ahead as usize]);
+            }
+            let k = packed[row] as usize;
+            let id = match ids[k] {
+                u32::MAX => {
+                    let id = push_key(&mut self.keys, &self.codes, &self.valid, row);
+                    ids[k] = id;
+                    id
+                }
+                id => id,
+            };
+            out.push(id);
+        }
+    }
+
     /// The group of `row`, created if new.
     fn group_of(&mut self, row: usize) -> u32 {
         match &mut self.index {
@@ -668,7 +768,9 @@ impl GroupTable {
                     id => id,
                 }
             }
-            Index::Packed { layout, ids, cache } => {
+            Index::Packed {
+                layout, ids, cache, ..
+            } => {
                 let k = packed(layout, &self.codes, &self.valid, row);
                 // Fibonacci hashing: the top bits of k * 2^64/phi pick the slot.
                 let slot = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize;
@@ -881,6 +983,40 @@ mod tests {
             let next = reference.len() as u32;
             assert_eq!(*reference.entry(*v).or_insert(next), *id, "{v:?}");
         }
+        assert_eq!(table.len(), reference.len());
+    }
+
+    /// A million keys arriving in scan-sized batches (a segment block of
+    /// 62,500 rows is too small for a direct array of 2^20): the first go
+    /// to the packed hash map, the table moves to a direct array once the
+    /// groups fill a quarter of one, and batches meeting the range's edges
+    /// keep it at 20 bits (a 21st doubles the array and, at a million
+    /// groups, sent the table back to the hash map).
+    #[test]
+    fn a_million_groups_end_in_a_direct_array_of_twenty_bits() {
+        let mut table = GroupTable::new(&[DataType::Int64]);
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut reference: HashMap<i64, u32> = HashMap::new();
+        let mut ids = Vec::new();
+        for batch in 0..40 {
+            let mut values: Vec<i64> = (0..60_000)
+                .map(|_| 3 + (rng.next() % 999_987) as i64)
+                .collect();
+            if batch == 30 {
+                values[0] = 0;
+                values[1] = 999_999;
+            }
+            let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
+            table.intern(&keys, values.len(), &mut ids).unwrap();
+            for (v, id) in values.iter().zip(&ids) {
+                let next = reference.len() as u32;
+                assert_eq!(*reference.entry(*v).or_insert(next), *id, "{v}");
+            }
+        }
+        assert!(
+            matches!(&table.index, Index::Direct { ids, .. } if ids.len() == 1 << 20),
+            "a direct array of 2^20 entries"
+        );
         assert_eq!(table.len(), reference.len());
     }
 
