@@ -178,7 +178,13 @@ impl GroupAccumulator for Count {
     fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
         let other = downcast::<Count>(other)?;
         self.counts.resize(n, 0);
+        let big = n > PREFETCH_GROUPS;
         for (g, c) in other.counts.iter().enumerate() {
+            if big {
+                if let Some(&ahead) = mapping.get(g + PREFETCH_AHEAD) {
+                    prefetch(&self.counts[ahead as usize]);
+                }
+            }
             self.counts[mapping[g] as usize] += c;
         }
         Ok(())
@@ -354,6 +360,17 @@ impl SumAvg {
         }
     }
 
+    /// Starts loading group `g`'s sum, wherever this accumulator keeps it.
+    fn prefetch_group(&self, g: usize) {
+        if let Some(v) = self.narrow.get(g) {
+            prefetch(v);
+        } else if let Some(v) = self.ints.get(g) {
+            prefetch(v);
+        } else if let Some(v) = self.floats.get(g) {
+            prefetch(v);
+        }
+    }
+
     /// Group `g`'s exact integer sum.
     fn exact(&self, g: usize) -> i128 {
         let wraps = self.wraps.get(g).copied().unwrap_or(0);
@@ -416,7 +433,13 @@ impl GroupAccumulator for SumAvg {
         if !other.floats.is_empty() {
             self.floats.resize(n, 0.0);
         }
+        let big = n > PREFETCH_GROUPS;
         for (g, &to) in mapping.iter().enumerate() {
+            if big {
+                if let Some(&ahead) = mapping.get(g + PREFETCH_AHEAD) {
+                    self.prefetch_group(ahead as usize);
+                }
+            }
             let to = to as usize;
             self.seen.add(to, other.seen.count(g));
             if let Some(&v) = other.ints.get(g) {

@@ -142,8 +142,7 @@ impl Aggregator {
             }
             mapping.resize(other_groups, 0);
         } else {
-            let keys = other.groups.key_arrays()?;
-            self.groups.intern(&keys, other_groups, &mut mapping)?;
+            self.groups.intern_groups_of(&other.groups, &mut mapping)?;
         }
         let n = self.groups.len();
         let theirs = std::mem::take(&mut other.accumulators);
