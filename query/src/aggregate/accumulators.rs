@@ -722,50 +722,123 @@ impl GroupAccumulator for MinMax {
     }
 }
 
-/// The distinct value codes of one group. Codes of TEXT values are small dense
-/// ids (interned in order of first sight), so while they stay under
-/// [`BITSET_CODES`] a bitset holds them: setting a bit costs far less than a hash
-/// insert, which dominated COUNT(DISTINCT item) per restaurant.
+/// One group's distinct value codes: a bitset while that takes no more
+/// than eight bytes a value (a hash set takes more), a hash set otherwise.
+/// Setting a bit costs far less than a hash insert: TEXT codes are small
+/// dense ids (interned in order of first sight), and integers are often a
+/// dense range; a million distinct values under 2^20 per group are 128 KiB
+/// of bits instead of 9 MiB of hash set, so a hundred such groups fit in
+/// cache.
+#[derive(Clone)]
 enum DistinctSet {
-    Bits(Vec<u64>),
-    Hash(HashSet<u64, ahash::RandomState>),
+    /// Code `c` is present when bit `c % 64` of word `c / 64` is set;
+    /// `len` counts the set bits.
+    Bits { words: Vec<u64>, len: usize },
+    /// Any codes, and the largest of them (to tell when bits would do).
+    Hash {
+        set: HashSet<u64, ahash::RandomState>,
+        max: u64,
+    },
 }
 
-/// Codes below this stay in a bitset (at most 512 bytes per group).
+/// Codes below this always fit the bitset (at most 512 bytes per group).
 const BITSET_CODES: u64 = 4096;
+
+/// The largest bitset, in words (a 2^26-code range, 8 MiB per group).
+const BITSET_MAX_WORDS: usize = 1 << 20;
+
+impl Default for DistinctSet {
+    fn default() -> Self {
+        DistinctSet::Bits {
+            words: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+/// Whether a bitset of `words` words is worth it for `len` values.
+fn bits_pay(words: usize, len: usize) -> bool {
+    words as u64 <= BITSET_CODES / 64 || (words <= BITSET_MAX_WORDS && words <= len)
+}
 
 impl DistinctSet {
     fn insert(&mut self, code: u64) {
         match self {
-            DistinctSet::Bits(bits) if code < BITSET_CODES => {
-                let word = (code / 64) as usize;
-                if word >= bits.len() {
-                    bits.resize(word + 1, 0);
+            DistinctSet::Bits { words, len } if code / 64 < words.len() as u64 => {
+                let (w, bit) = ((code / 64) as usize, 1u64 << (code % 64));
+                *len += usize::from(words[w] & bit == 0);
+                words[w] |= bit;
+            }
+            DistinctSet::Bits { len, .. } => {
+                let needed = usize::try_from(code / 64 + 1).unwrap_or(usize::MAX);
+                if bits_pay(needed, *len + 1) {
+                    if let DistinctSet::Bits { words, .. } = self {
+                        words.resize(needed.max(words.len() * 2).min(BITSET_MAX_WORDS), 0);
+                    }
+                } else {
+                    let codes = self.codes();
+                    let max = codes.iter().copied().max().unwrap_or(0);
+                    let mut set = HashSet::with_capacity_and_hasher(codes.len() + 1, fixed_state());
+                    set.extend(codes);
+                    *self = DistinctSet::Hash { set, max };
                 }
-                bits[word] |= 1 << (code % 64);
+                self.insert(code);
             }
-            DistinctSet::Bits(_) => {
-                let mut set: HashSet<u64, ahash::RandomState> = HashSet::with_hasher(fixed_state());
-                set.extend(self.codes());
-                set.insert(code);
-                *self = DistinctSet::Hash(set);
+            DistinctSet::Hash { set, max } => {
+                if set.insert(code) {
+                    *max = (*max).max(code);
+                    let needed = usize::try_from(*max / 64 + 1).unwrap_or(usize::MAX);
+                    if set.len() >= BITSET_CODES as usize && bits_pay(needed, set.len()) {
+                        let mut words = vec![0u64; needed];
+                        for &c in set.iter() {
+                            words[(c / 64) as usize] |= 1 << (c % 64);
+                        }
+                        *self = DistinctSet::Bits {
+                            words,
+                            len: set.len(),
+                        };
+                    }
+                }
             }
-            DistinctSet::Hash(set) => {
-                set.insert(code);
+        }
+    }
+
+    /// Adds every code of `other`; word by word between two bitsets.
+    fn union(&mut self, other: &DistinctSet) {
+        if let (
+            DistinctSet::Bits { words, len },
+            DistinctSet::Bits {
+                words: theirs,
+                len: their_len,
+            },
+        ) = (&mut *self, other)
+        {
+            if theirs.len() <= words.len() || bits_pay(theirs.len(), *len + their_len) {
+                if theirs.len() > words.len() {
+                    words.resize(theirs.len(), 0);
+                }
+                for (w, t) in words.iter_mut().zip(theirs) {
+                    *w |= t;
+                }
+                *len = words.iter().map(|w| w.count_ones() as usize).sum();
+                return;
             }
+        }
+        for c in other.codes() {
+            self.insert(c);
         }
     }
 
     fn len(&self) -> usize {
         match self {
-            DistinctSet::Bits(bits) => bits.iter().map(|w| w.count_ones() as usize).sum(),
-            DistinctSet::Hash(set) => set.len(),
+            DistinctSet::Bits { len, .. } => *len,
+            DistinctSet::Hash { set, .. } => set.len(),
         }
     }
 
     fn codes(&self) -> Vec<u64> {
         match self {
-            DistinctSet::Bits(bits) => bits
+            DistinctSet::Bits { words, .. } => words
                 .iter()
                 .enumerate()
                 .flat_map(|(w, &word)| {
@@ -774,14 +847,14 @@ impl DistinctSet {
                         .map(move |b| w as u64 * 64 + b)
                 })
                 .collect(),
-            DistinctSet::Hash(set) => set.iter().copied().collect(),
+            DistinctSet::Hash { set, .. } => set.iter().copied().collect(),
         }
     }
 
     fn bytes(&self) -> usize {
         match self {
-            DistinctSet::Bits(bits) => bits.capacity() * 8 + 32,
-            DistinctSet::Hash(set) => set.capacity() * 9 + 48,
+            DistinctSet::Bits { words, .. } => words.capacity() * 8 + 40,
+            DistinctSet::Hash { set, .. } => set.capacity() * 9 + 56,
         }
     }
 }
@@ -807,7 +880,7 @@ impl CountDistinct {
 
 impl GroupAccumulator for CountDistinct {
     fn update(&mut self, groups: &[u32], n: usize, values: Option<&ArrayRef>) -> Result<()> {
-        self.sets.resize_with(n, || DistinctSet::Bits(Vec::new()));
+        self.sets.resize_with(n, DistinctSet::default);
         let v = values.ok_or_else(|| Error::Internal("count distinct without argument".into()))?;
         self.keys
             .encode_split(v, &mut self.codes, &mut self.valid)?;
@@ -820,8 +893,13 @@ impl GroupAccumulator for CountDistinct {
     }
     fn merge(&mut self, other: Box<dyn GroupAccumulator>, mapping: &[u32], n: usize) -> Result<()> {
         let other = downcast::<CountDistinct>(other)?;
-        self.sets.resize_with(n, || DistinctSet::Bits(Vec::new()));
+        self.sets.resize_with(n, DistinctSet::default);
         for (g, set) in other.sets.iter().enumerate() {
+            if self.keys.value_coded() {
+                // The same value has the same code in both: no decoding.
+                self.sets[mapping[g] as usize].union(set);
+                continue;
+            }
             let codes: Vec<Option<u64>> = set.codes().into_iter().map(Some).collect();
             let values = other.keys.decode(&codes)?;
             let mut mine = Vec::new();
@@ -834,7 +912,7 @@ impl GroupAccumulator for CountDistinct {
         Ok(())
     }
     fn finish(&mut self, n: usize) -> Result<ArrayRef> {
-        self.sets.resize_with(n, || DistinctSet::Bits(Vec::new()));
+        self.sets.resize_with(n, DistinctSet::default);
         Ok(Arc::new(
             self.sets
                 .iter()
@@ -1510,26 +1588,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_distinct_set_counts_the_same_as_a_bitset_and_after_growing_into_a_hash_set() {
-        let mut set = DistinctSet::Bits(Vec::new());
+    fn a_distinct_set_moves_between_bits_and_a_hash_set_and_counts_the_same() {
+        let mut set = DistinctSet::default();
         let mut expected = std::collections::BTreeSet::new();
-        for i in 0..20_000u64 {
-            let code = (i * 7919) % 6000; // past BITSET_CODES half-way
+        // Sparse codes far apart: a hash set.
+        for i in 0..3000u64 {
+            let code = i * 1_000_003 % 900_000_007;
             set.insert(code);
             expected.insert(code);
-            if i % 997 == 0 {
-                assert_eq!(set.len(), expected.len(), "after {i} inserts");
+        }
+        assert!(matches!(set, DistinctSet::Hash { .. }));
+        assert_eq!(set.len(), expected.len());
+        // Dense codes under 2^20 fill in: back to bits once they pay.
+        let mut dense = DistinctSet::default();
+        let mut dense_expected = std::collections::BTreeSet::new();
+        for i in 0..400_000u64 {
+            let code = (i * 7919 + 999_983) % 1_000_000;
+            dense.insert(code);
+            dense_expected.insert(code);
+            if i % 49_999 == 0 {
+                assert_eq!(dense.len(), dense_expected.len(), "after {i} inserts");
             }
         }
-        assert!(matches!(set, DistinctSet::Hash(_)));
-        let mut codes = set.codes();
+        assert!(matches!(dense, DistinctSet::Bits { .. }));
+        let mut codes = dense.codes();
         codes.sort_unstable();
-        assert_eq!(codes, expected.into_iter().collect::<Vec<_>>());
-        let mut small = DistinctSet::Bits(Vec::new());
+        assert_eq!(codes, dense_expected.iter().copied().collect::<Vec<_>>());
+        // Unions: bits into bits word by word, hash into bits code by code.
+        let mut other = DistinctSet::default();
+        for code in [3, 64, 1_000_001, 999_999] {
+            other.insert(code);
+            dense_expected.insert(code);
+        }
+        dense.union(&other);
+        dense.union(&set);
+        dense_expected.extend(expected.iter().copied());
+        assert_eq!(dense.len(), dense_expected.len());
+        let mut codes = dense.codes();
+        codes.sort_unstable();
+        assert_eq!(codes, dense_expected.into_iter().collect::<Vec<_>>());
+        let mut small = DistinctSet::default();
         for code in [3, 64, 3, 4095, 0, 64] {
             small.insert(code);
         }
         assert_eq!((small.len(), small.codes()), (4, vec![0, 3, 64, 4095]));
+        let mut few = DistinctSet::default();
+        for code in [5, 64, 700] {
+            few.insert(code);
+        }
+        few.union(&small);
+        assert!(matches!(few, DistinctSet::Bits { .. }));
+        assert_eq!((few.len(), few.codes()), (6, vec![0, 3, 5, 64, 700, 4095]));
     }
 
     /// Two partial sums that each wrap past 2^63 (one up, one down, one
