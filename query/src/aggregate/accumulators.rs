@@ -360,6 +360,41 @@ impl SumAvg {
         }
     }
 
+    /// SUM of integers or numerics: the exact sums written once into the
+    /// output's buffer, NULL where a group had no values (the presence bits
+    /// are the validity bitmap). No per-group temporaries: at ten million
+    /// groups each was 80-160 MB of fresh memory.
+    fn finish_integer_sum(&mut self, n: usize) -> Result<ArrayRef> {
+        let valid: arrow::buffer::BooleanBuffer = match &self.seen {
+            Seen::Any(bits) if bits.len() * 64 >= n => arrow::buffer::BooleanBuffer::new(
+                arrow::buffer::Buffer::from_slice_ref(bits.as_slice()),
+                0,
+                n,
+            ),
+            seen => (0..n).map(|g| seen.count(g) > 0).collect(),
+        };
+        let nulls = Some(arrow::buffer::NullBuffer::new(valid)).filter(|b| b.null_count() > 0);
+        let scale = crate::numeric::scale_of(&self.arg);
+        if matches!(self.arg, DataType::Int64 | DataType::Decimal128(..)) {
+            // sum(bigint) and sum(numeric) are numerics: no overflow at 2^63.
+            let sums: Vec<i128> = (0..n).map(|g| self.exact(g)).collect();
+            let out = arrow::array::Decimal128Array::new(sums.into(), nulls)
+                .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?;
+            return Ok(Arc::new(out));
+        }
+        let sums = (0..n)
+            .map(|g| {
+                let valid = nulls.as_ref().is_none_or(|b| b.is_valid(g));
+                match i64::try_from(self.exact(g)) {
+                    Ok(v) => Ok(v),
+                    Err(_) if !valid => Ok(0),
+                    Err(_) => Err(Error::NumericOutOfRange("bigint out of range".into())),
+                }
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        Ok(Arc::new(Int64Array::new(sums.into(), nulls)))
+    }
+
     /// Starts loading group `g`'s sum, wherever this accumulator keeps it.
     fn prefetch_group(&self, g: usize) {
         if let Some(v) = self.narrow.get(g) {
@@ -458,6 +493,9 @@ impl GroupAccumulator for SumAvg {
         Ok(())
     }
     fn finish(&mut self, n: usize) -> Result<ArrayRef> {
+        if !self.avg && !self.float {
+            return self.finish_integer_sum(n);
+        }
         self.floats.resize(n, 0.0);
         let counts: Vec<i64> = (0..n).map(|g| self.seen.count(g)).collect();
         let counts = &counts;
