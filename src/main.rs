@@ -11,6 +11,15 @@ use clap::{Parser, Subcommand};
 /// freed memory from the operating system longer).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Returns memory mimalloc holds freed to the operating system, including
+/// what the exited threads of a large scan left (see
+/// `sluice_query::memory::give_back`).
+fn mimalloc_give_back() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any
+    // thread at any time; `force` makes it purge rather than wait.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
 use sluice::{Database, StatementResult};
 
 /// Sluice: a real-time OLAP database. Kafka in, PostgreSQL SQL out, embedded.
@@ -526,6 +535,7 @@ fn passwd(user: &str, role: Option<&str>) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    sluice_query::memory::set_give_back(mimalloc_give_back);
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

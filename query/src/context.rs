@@ -65,6 +65,8 @@ struct Inner {
     deadline: Option<Instant>,
     cancelled: Arc<AtomicBool>,
     memory_used: AtomicUsize,
+    /// The most `memory_used` has been.
+    memory_peak: AtomicUsize,
     now_micros: i64,
     catalog: Option<Arc<sluice_storage::Catalog>>,
     user: String,
@@ -84,9 +86,14 @@ struct Inner {
 impl Drop for Inner {
     /// What the statement still holds goes back to the pool when its context
     /// ends (an error or a cancel skips the operators' own releases).
+    /// A statement that held much memory also has it given back to the
+    /// operating system now (see [`crate::memory::give_back`]).
     fn drop(&mut self) {
         if let Some(pool) = &self.options.pool {
             pool.shrink(*self.memory_used.get_mut());
+        }
+        if *self.memory_peak.get_mut() >= crate::memory::GIVE_BACK_AFTER {
+            crate::memory::give_back();
         }
     }
 }
@@ -110,6 +117,7 @@ impl QueryContext {
                 options,
                 cancelled: cancel,
                 memory_used: AtomicUsize::new(0),
+                memory_peak: AtomicUsize::new(0),
                 now_micros,
                 catalog: None,
                 user: "sluice".into(),
@@ -288,6 +296,7 @@ impl QueryContext {
     /// [`Error::ResourcesExhausted`] (53200) once the total passes the bound.
     pub fn reserve(&self, bytes: usize) -> Result<()> {
         let total = self.inner.memory_used.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.inner.memory_peak.fetch_max(total, Ordering::Relaxed);
         if total > self.inner.options.memory_limit {
             return Err(Error::ResourcesExhausted(format!(
                 "the statement needs more than its memory bound of {} bytes",

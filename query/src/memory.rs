@@ -77,6 +77,32 @@ impl Drop for PoolReservation {
     }
 }
 
+/// What gives freed memory back to the operating system: set once by the
+/// binary to its allocator's collection (the library does not choose the
+/// allocator an embedding program uses).
+static GIVE_BACK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// A statement whose accounted memory peaked at this many bytes or more
+/// gives freed memory back when it ends.
+pub const GIVE_BACK_AFTER: usize = 64 << 20;
+
+/// Installs `give_back`, called when a statement that held at least
+/// [`GIVE_BACK_AFTER`] bytes ends; the first installation wins.
+pub fn set_give_back(give_back: fn()) {
+    let _ = GIVE_BACK.set(give_back);
+}
+
+/// Gives freed memory back to the operating system, if a way to was
+/// installed. Why a statement calls it: mimalloc purges freed memory lazily,
+/// on its heap's later allocations, and the heaps of a large scan's helper
+/// threads end with the threads, so a GROUP BY over ten million groups left
+/// a gigabyte resident for good.
+pub fn give_back() {
+    if let Some(f) = GIVE_BACK.get() {
+        f();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
