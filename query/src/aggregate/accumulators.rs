@@ -165,9 +165,7 @@ impl GroupAccumulator for Count {
             }
             None if n > PREFETCH_GROUPS => {
                 for (i, &g) in groups.iter().enumerate() {
-                    if let Some(&ahead) = groups.get(i + PREFETCH_AHEAD) {
-                        prefetch(&self.counts[ahead as usize]);
-                    }
+                    prefetch_ahead(&self.counts, groups, i);
                     self.counts[g as usize] += 1;
                 }
             }
@@ -181,9 +179,7 @@ impl GroupAccumulator for Count {
         let big = n > PREFETCH_GROUPS;
         for (g, c) in other.counts.iter().enumerate() {
             if big {
-                if let Some(&ahead) = mapping.get(g + PREFETCH_AHEAD) {
-                    prefetch(&self.counts[ahead as usize]);
-                }
+                prefetch_ahead(&self.counts, mapping, g);
             }
             self.counts[mapping[g] as usize] += c;
         }
@@ -278,6 +274,17 @@ impl Seen {
 /// state stays in cache and a prefetch is a wasted instruction.
 const PREFETCH_GROUPS: usize = 1 << 15;
 
+/// Prefetches the state of the group `PREFETCH_AHEAD` rows after row `i`.
+#[inline(always)]
+fn prefetch_ahead<T>(state: &[T], groups: &[u32], i: usize) {
+    if let Some(s) = groups
+        .get(i + PREFETCH_AHEAD)
+        .and_then(|&g| state.get(g as usize))
+    {
+        prefetch(s);
+    }
+}
+
 impl SumAvg {
     fn new(avg: bool, arg: &DataType) -> Result<Self> {
         let float = match arg {
@@ -344,9 +351,7 @@ impl SumAvg {
             }
             None if self.narrow.len() > PREFETCH_GROUPS => {
                 for (i, (&g, &v)) in groups.iter().zip(values.iter()).enumerate() {
-                    if let Some(&ahead) = groups.get(i + PREFETCH_AHEAD) {
-                        prefetch(&self.narrow[ahead as usize]);
-                    }
+                    prefetch_ahead(&self.narrow, groups, i);
                     self.add_narrow(g as usize, v.into());
                     self.seen.add(g as usize, 1);
                 }
@@ -382,14 +387,11 @@ impl SumAvg {
                 .with_precision_and_scale(crate::numeric::MAX_PRECISION, scale)?;
             return Ok(Arc::new(out));
         }
+        // (A group without values sums to 0, which always fits.)
         let sums = (0..n)
             .map(|g| {
-                let valid = nulls.as_ref().is_none_or(|b| b.is_valid(g));
-                match i64::try_from(self.exact(g)) {
-                    Ok(v) => Ok(v),
-                    Err(_) if !valid => Ok(0),
-                    Err(_) => Err(Error::NumericOutOfRange("bigint out of range".into())),
-                }
+                i64::try_from(self.exact(g))
+                    .map_err(|_| Error::NumericOutOfRange("bigint out of range".into()))
             })
             .collect::<Result<Vec<i64>>>()?;
         Ok(Arc::new(Int64Array::new(sums.into(), nulls)))
@@ -767,7 +769,6 @@ impl GroupAccumulator for MinMax {
 /// dense range; a million distinct values under 2^20 per group are 128 KiB
 /// of bits instead of 9 MiB of hash set, so a hundred such groups fit in
 /// cache.
-#[derive(Clone)]
 enum DistinctSet {
     /// Code `c` is present when bit `c % 64` of word `c / 64` is set;
     /// `len` counts the set bits.

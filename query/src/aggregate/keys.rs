@@ -435,18 +435,29 @@ enum Index {
     Full { ids: hashbrown::HashTable<u32> },
 }
 
-/// Row `row`'s codes packed by `layout`.
-fn packed(layout: &[PackedColumn], codes: &[Vec<u64>], valid: &[Vec<bool>], row: usize) -> u64 {
-    let mut key = 0u64;
+/// Every row's codes packed by `layout` into `packed`, a column at a time
+/// (a loop the compiler keeps tight, where packing row by row went through
+/// every column for each row).
+fn pack_batch(
+    layout: &[PackedColumn],
+    codes: &[Vec<u64>],
+    valid: &[Vec<bool>],
+    rows: usize,
+    packed: &mut Vec<u64>,
+) {
+    packed.clear();
+    packed.resize(rows, 0);
     for ((p, codes), valid) in layout.iter().zip(codes).zip(valid) {
-        let v = if valid.get(row).copied().unwrap_or(true) {
-            codes[row] - p.min
+        if valid.is_empty() {
+            for (k, &c) in packed.iter_mut().zip(codes) {
+                *k |= (c - p.min) << p.shift;
+            }
         } else {
-            p.null
-        };
-        key |= v << p.shift;
+            for ((k, &c), &ok) in packed.iter_mut().zip(codes).zip(valid) {
+                *k |= (if ok { c - p.min } else { p.null }) << p.shift;
+            }
+        }
     }
-    key
 }
 
 /// A stored full key packed by `layout` (which covers it).
@@ -650,20 +661,7 @@ impl GroupTable {
             let (codes, valid) = (&mut self.codes[c], &mut self.valid[c]);
             codes.clear();
             codes.extend(other.keys.chunks_exact(other.stride).map(|k| k[c + 1]));
-            valid.clear();
-            let null = 1u64 << (c % 64);
-            if other
-                .keys
-                .chunks_exact(other.stride)
-                .any(|k| k[0] & null != 0)
-            {
-                valid.extend(
-                    other
-                        .keys
-                        .chunks_exact(other.stride)
-                        .map(|k| k[0] & null == 0),
-                );
-            }
+            *valid = other.stored_valid(c).unwrap_or_default();
         }
         self.assign(other.len(), out);
         Ok(())
@@ -681,6 +679,12 @@ impl GroupTable {
         };
         if !fitting {
             self.reindex(&ranges, rows);
+        }
+        match &self.index {
+            Index::Direct { layout, .. } | Index::Packed { layout, .. } => {
+                pack_batch(layout, &self.codes, &self.valid, rows, &mut self.packed);
+            }
+            Index::Full { .. } | Index::Empty => {}
         }
         if matches!(self.index, Index::Direct { .. }) {
             self.direct_batch(rows, out);
@@ -760,29 +764,16 @@ impl GroupTable {
         };
     }
 
-    /// The group of every row through the direct array: all packed keys
-    /// first, a column at a time, then the lookups, each prefetching the
-    /// entry a few rows ahead. Past a few hundred thousand groups the array
-    /// is out of cache and every lookup a miss; issued ahead, the misses
-    /// overlap instead of following one another.
+    /// The group of every row through the direct array, from the batch's
+    /// packed keys, each lookup prefetching the entry a few rows ahead. Past
+    /// a few hundred thousand groups the array is out of cache and every
+    /// lookup a miss; issued ahead, the misses overlap instead of following
+    /// one another.
     fn direct_batch(&mut self, rows: usize, out: &mut Vec<u32>) {
-        let Index::Direct { layout, ids } = &mut self.index else {
+        let Index::Direct { ids, .. } = &mut self.index else {
             return;
         };
-        let packed = &mut self.packed;
-        packed.clear();
-        packed.resize(rows, 0);
-        for ((p, codes), valid) in layout.iter().zip(&self.codes).zip(&self.valid) {
-            if valid.is_empty() {
-                for (k, &c) in packed.iter_mut().zip(codes) {
-                    *k |= (c - p.min) << p.shift;
-                }
-            } else {
-                for ((k, &c), &ok) in packed.iter_mut().zip(codes).zip(valid) {
-                    *k |= (if ok { c - p.min } else { p.null }) << p.shift;
-                }
-            }
-        }
+        let packed = &self.packed;
         for row in 0..rows {
             if let Some(&ahead) = packed.get(row + PREFETCH_AHEAD) {
                 prefetch(&ids[ahead as usize]);
@@ -800,24 +791,13 @@ impl GroupTable {
         }
     }
 
-    /// The group of `row`, created if new.
+    /// The group of `row`, created if new, through the packed-key hash map
+    /// or the full-key table (the direct array goes a batch at a time,
+    /// [`GroupTable::direct_batch`]).
     fn group_of(&mut self, row: usize) -> u32 {
         match &mut self.index {
-            Index::Direct { layout, ids } => {
-                let k = packed(layout, &self.codes, &self.valid, row) as usize;
-                match ids[k] {
-                    u32::MAX => {
-                        let id = push_key(&mut self.keys, &self.codes, &self.valid, row);
-                        ids[k] = id;
-                        id
-                    }
-                    id => id,
-                }
-            }
-            Index::Packed {
-                layout, ids, cache, ..
-            } => {
-                let k = packed(layout, &self.codes, &self.valid, row);
+            Index::Packed { ids, cache, .. } => {
+                let k = self.packed[row];
                 // Fibonacci hashing: the top bits of k * 2^64/phi pick the slot.
                 let slot = (k.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - CACHE_BITS)) as usize;
                 let (cached_key, cached_id) = cache[slot];
@@ -848,8 +828,18 @@ impl GroupTable {
                 });
                 id
             }
-            Index::Empty => unreachable_group(),
+            Index::Direct { .. } | Index::Empty => unreachable_group(),
         }
+    }
+
+    /// Whether each group's key is non-NULL in column `c`, in group-id
+    /// order; `None` when none is NULL.
+    fn stored_valid(&self, c: usize) -> Option<Vec<bool>> {
+        let null = 1u64 << (c % 64);
+        let keys = self.keys.chunks_exact(self.stride);
+        keys.clone()
+            .any(|k| k[0] & null != 0)
+            .then(|| keys.map(|k| k[0] & null == 0).collect())
     }
 
     /// One column per key column with every group's key value, in group-id order.
@@ -867,17 +857,7 @@ impl GroupTable {
                         .chunks_exact(self.stride)
                         .map(|k| (k[c + 1] ^ flip) as i64)
                         .collect();
-                    let null = 1u64 << (c % 64);
-                    let nulls = self
-                        .keys
-                        .chunks_exact(self.stride)
-                        .any(|k| k[0] & null != 0)
-                        .then(|| {
-                            self.keys
-                                .chunks_exact(self.stride)
-                                .map(|k| k[0] & null == 0)
-                                .collect::<arrow::buffer::NullBuffer>()
-                        });
+                    let nulls = self.stored_valid(c).map(arrow::buffer::NullBuffer::from);
                     return Ok(Arc::new(Int64Array::new(values.into(), nulls)) as ArrayRef);
                 }
                 let codes: Vec<Option<u64>> = self
@@ -945,7 +925,8 @@ fn push_key(keys: &mut Vec<u64>, codes: &[Vec<u64>], valid: &[Vec<bool>], row: u
 }
 
 /// [`GroupTable::intern`] re-indexes before looking up any row, so the
-/// index is never empty there.
+/// index is never empty there, and direct arrays are looked up a batch at a
+/// time.
 fn unreachable_group() -> u32 {
     unreachable!("a group looked up before the table was indexed")
 }
