@@ -316,6 +316,8 @@ impl Morsel {
     /// dictionary-encoded.
     fn load(&self, needed: &[usize], schema: &SchemaRef) -> Result<RecordBatch> {
         match self {
+            Morsel::Memory { batch, .. } => Ok(batch.project(needed)?),
+            Morsel::Sealed { rows, .. } => self.load_rows(needed, schema, 0..*rows),
             Morsel::Gathered(parts) => {
                 let mut pieces = Vec::with_capacity(parts.len());
                 for part in parts {
@@ -333,21 +335,31 @@ impl Morsel {
                 // without merging them.
                 Ok(arrow::compute::concat_batches(&schema, &pieces)?)
             }
-            Morsel::Memory { batch, .. } => Ok(batch.project(needed)?),
-            Morsel::Sealed {
-                segment,
-                block,
-                rows,
-                ..
-            } => {
+        }
+    }
+
+    /// Rows `range` of a block's [`Morsel::load`]; a sealed block decodes
+    /// only those rows where it can (see `SealedSegment::read_block_rows`).
+    fn load_rows(
+        &self,
+        needed: &[usize],
+        schema: &SchemaRef,
+        range: std::ops::Range<usize>,
+    ) -> Result<RecordBatch> {
+        match self {
+            Morsel::Memory { batch, .. } => {
+                Ok(batch.project(needed)?.slice(range.start, range.len()))
+            }
+            Morsel::Gathered(_) => Err(Error::Internal("gathered rows are loaded whole".into())),
+            Morsel::Sealed { segment, block, .. } => {
                 let columns = needed
                     .iter()
-                    .map(|c| segment.read_block(*c, *block))
+                    .map(|c| segment.read_block_rows(*c, *block, range.clone()))
                     .collect::<sluice_storage::Result<Vec<_>>>()?;
                 Ok(RecordBatch::try_new_with_options(
                     Arc::new(schema.project(needed)?),
                     columns,
-                    &RecordBatchOptions::new().with_row_count(Some(*rows)),
+                    &RecordBatchOptions::new().with_row_count(Some(range.len())),
                 )?)
             }
         }
@@ -634,37 +646,76 @@ fn select_rows(
     morsel: &Morsel,
     needed: &[usize],
     schema: &SchemaRef,
-    (filter, bound): (Option<&Expr>, bool),
+    filter: (Option<&Expr>, bool),
     ctx: &QueryContext,
 ) -> Result<Option<RecordBatch>> {
+    let mut out = None;
+    for_each_selected(
+        morsel,
+        needed,
+        schema,
+        filter,
+        ctx,
+        usize::MAX,
+        &mut |batch| {
+            out = Some(batch);
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Rows of a block an aggregation takes at a time where the block decodes in
+/// place: 16,384 rows of two 8-byte columns and the batch's group ids and
+/// keys stay inside a core's L2 cache between decoding and aggregating.
+const AGGREGATE_SLICE_ROWS: usize = 16 * 1024;
+
+/// Like [`select_rows`], but hands the selected rows to `emit` in batches
+/// from slices of at most `slice_rows` rows of the morsel's block (one batch
+/// for gathered and sparse morsels, which are small). Nothing is emitted for
+/// a slice with no row selected.
+fn for_each_selected(
+    morsel: &Morsel,
+    needed: &[usize],
+    schema: &SchemaRef,
+    (filter, bound): (Option<&Expr>, bool),
+    ctx: &QueryContext,
+    slice_rows: usize,
+    emit: &mut dyn FnMut(RecordBatch) -> Result<()>,
+) -> Result<()> {
     let mut conjuncts = Vec::new();
     if let Some(f) = filter {
         split_conjunction(f, &mut conjuncts);
     }
+    let mut emit_some = |batch: Option<RecordBatch>| match batch {
+        Some(b) => emit(b),
+        None => Ok(()),
+    };
     if let Morsel::Gathered(_) = morsel {
         let block = match morsel.gather(needed, schema)? {
             Some(rows) => rows,
             None => morsel.load(needed, schema)?,
         };
-        return apply_conjuncts(block, &conjuncts, ctx);
+        return emit_some(apply_conjuncts(block, &conjuncts, ctx)?);
     }
     if let Some(rows) = morsel.sparse_rows() {
         // A few rows of the block: take them out, then filter those alone,
         // rather than build and combine masks over every row of the block.
         if rows.is_empty() {
-            return Ok(None);
+            return Ok(());
         }
         let block = morsel.take_rows(&rows, needed, schema)?;
         let rest: Vec<&Expr> = conjuncts
             .into_iter()
             .filter(|c| !morsel.implies(c, needed))
             .collect();
-        return apply_conjuncts(block, &rest, ctx);
+        return emit_some(apply_conjuncts(block, &rest, ctx)?);
     }
-    let mut pre_mask = match (morsel.index_mask(bound), morsel.valid_mask()) {
+    let pre_mask = match (morsel.index_mask(bound), morsel.valid_mask()) {
         (Some(a), Some(b)) => Some(arrow::compute::kernels::boolean::and(&a, &b)?),
         (a, b) => a.or(b),
     };
+    let mut pre_mask = pre_mask;
     let mut rest = Vec::with_capacity(conjuncts.len());
     for c in conjuncts {
         if morsel.implies(c, needed) {
@@ -681,17 +732,36 @@ fn select_rows(
             None => rest.push(c),
         }
     }
-    let selected = pre_mask.as_ref().map(|m| (m.true_count(), m.len()));
-    if selected.is_some_and(|(n, _)| n == 0) {
-        return Ok(None);
+    if pre_mask.as_ref().is_some_and(|m| m.true_count() == 0) {
+        return Ok(());
     }
-    let mut block = morsel.load(needed, schema)?;
-    if let (Some(mask), Some((n, len))) = (pre_mask, selected) {
-        if n < len {
+    let rows = match morsel {
+        Morsel::Sealed { rows, .. } => *rows,
+        Morsel::Memory { batch, .. } => batch.num_rows(),
+        Morsel::Gathered(_) => 0, // answered above
+    };
+    let slice_rows = slice_rows.max(1);
+    let mut start = 0;
+    while start < rows {
+        let range = start..rows.min(start.saturating_add(slice_rows));
+        start = range.end;
+        let mask = pre_mask.as_ref().map(|m| m.slice(range.start, range.len()));
+        let kept = mask.as_ref().map_or(range.len(), |m| m.true_count());
+        if kept == 0 {
+            continue;
+        }
+        let whole = range.len() == rows;
+        let mut block = if whole {
+            morsel.load(needed, schema)?
+        } else {
+            morsel.load_rows(needed, schema, range.clone())?
+        };
+        if let Some(mask) = mask.filter(|_| kept < range.len()) {
             block = filter_batch(&block, &mask)?;
         }
+        emit_some(apply_conjuncts(block, &rest, ctx)?)?;
     }
-    apply_conjuncts(block, &rest, ctx)
+    Ok(())
 }
 
 /// `block`'s rows where every one of `conjuncts` holds; `None` if none does.
@@ -1074,6 +1144,17 @@ pub fn scan_aggregate(
         .iter()
         .map(|a| a.as_ref().map(|e| remap(e, &needed)))
         .collect();
+    // Blocks are aggregated a slice at a time where that reads no TEXT column:
+    // a TEXT column's block is one dictionary array, and a key or filter over
+    // it is worked out once per dictionary entry per batch.
+    let slice_rows = if needed
+        .iter()
+        .any(|&c| matches!(block_schema.field(c).data_type(), DataType::Dictionary(..)))
+    {
+        usize::MAX
+    } else {
+        AGGREGATE_SLICE_ROWS
+    };
     let max_workers = if template.order_sensitive() {
         1
     } else {
@@ -1085,30 +1166,32 @@ pub fn scan_aggregate(
         max_workers,
         || template.empty_like(),
         |agg, _, morsel| {
-            let Some(selected) = select_rows(
+            let mut fold = |selected: RecordBatch| {
+                let keys = group
+                    .iter()
+                    .map(|e| evaluate_lifted(e, &selected, ctx))
+                    .collect::<Result<Vec<_>>>()?;
+                let values = args
+                    .iter()
+                    .map(|a| {
+                        a.as_ref()
+                            .map(|e| evaluate_lifted(e, &selected, ctx))
+                            .transpose()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                selected_rows.fetch_add(selected.num_rows(), Ordering::Relaxed);
+                agg.update(&keys, &values, selected.num_rows())
+            };
+            let filter = (filter.as_ref(), bound);
+            for_each_selected(
                 morsel,
                 &needed,
                 &block_schema,
-                (filter.as_ref(), bound),
+                filter,
                 ctx,
-            )?
-            else {
-                return Ok(());
-            };
-            let keys = group
-                .iter()
-                .map(|e| evaluate_lifted(e, &selected, ctx))
-                .collect::<Result<Vec<_>>>()?;
-            let values = args
-                .iter()
-                .map(|a| {
-                    a.as_ref()
-                        .map(|e| evaluate_lifted(e, &selected, ctx))
-                        .transpose()
-                })
-                .collect::<Result<Vec<_>>>()?;
-            selected_rows.fetch_add(selected.num_rows(), Ordering::Relaxed);
-            agg.update(&keys, &values, selected.num_rows())
+                slice_rows,
+                &mut fold,
+            )
         },
     );
     let partials = partials.map_err(|e| quarantine_on_corruption(table, e))?;
