@@ -773,21 +773,36 @@ impl GroupTable {
         let Index::Direct { ids, .. } = &mut self.index else {
             return;
         };
-        let packed = &self.packed;
-        for row in 0..rows {
-            if let Some(&ahead) = packed.get(row + PREFETCH_AHEAD) {
-                prefetch(&ids[ahead as usize]);
-            }
-            let k = packed[row] as usize;
-            let id = match ids[k] {
-                u32::MAX => {
-                    let id = push_key(&mut self.keys, &self.codes, &self.valid, row);
-                    ids[k] = id;
-                    id
+        let packed = &self.packed[..rows];
+        // First every row's group as the array has it (no branch per row,
+        // and no prefetch while the array sits in the core's cache), then
+        // groups for the rows whose key had none: after the first batches
+        // there are few or none.
+        if ids.len() > PREFETCH_ENTRIES {
+            out.extend(packed.iter().enumerate().map(|(row, &k)| {
+                if let Some(&ahead) = packed.get(row + PREFETCH_AHEAD) {
+                    prefetch(&ids[ahead as usize]);
                 }
-                id => id,
-            };
-            out.push(id);
+                ids.get(k as usize).copied().unwrap_or(u32::MAX)
+            }));
+        } else {
+            out.extend(
+                packed
+                    .iter()
+                    .map(|&k| ids.get(k as usize).copied().unwrap_or(u32::MAX)),
+            );
+        }
+        if !out.contains(&u32::MAX) {
+            return;
+        }
+        for (row, (id, &k)) in out.iter_mut().zip(packed).enumerate() {
+            if *id == u32::MAX {
+                let slot = &mut ids[k as usize];
+                if *slot == u32::MAX {
+                    *slot = push_key(&mut self.keys, &self.codes, &self.valid, row);
+                }
+                *id = *slot;
+            }
         }
     }
 
@@ -923,6 +938,10 @@ fn push_key(keys: &mut Vec<u64>, codes: &[Vec<u64>], valid: &[Vec<bool>], row: u
     }
     id
 }
+
+/// Direct arrays of more entries than this (1 MiB of ids) are prefetched
+/// ahead of the rows that look them up; smaller ones stay in cache.
+const PREFETCH_ENTRIES: usize = 1 << 18;
 
 /// [`GroupTable::intern`] re-indexes before looking up any row, so the
 /// index is never empty there, and direct arrays are looked up a batch at a
