@@ -87,13 +87,14 @@ impl Drop for Inner {
     /// What the statement still holds goes back to the pool when its context
     /// ends (an error or a cancel skips the operators' own releases).
     /// A statement that held much memory also has it given back to the
-    /// operating system now (see [`crate::memory::give_back`]).
+    /// operating system soon after (see
+    /// [`crate::memory::large_statement_ended`]).
     fn drop(&mut self) {
         if let Some(pool) = &self.options.pool {
             pool.shrink(*self.memory_used.get_mut());
         }
         if *self.memory_peak.get_mut() >= crate::memory::GIVE_BACK_AFTER {
-            crate::memory::give_back();
+            crate::memory::large_statement_ended();
         }
     }
 }
@@ -296,7 +297,10 @@ impl QueryContext {
     /// [`Error::ResourcesExhausted`] (53200) once the total passes the bound.
     pub fn reserve(&self, bytes: usize) -> Result<()> {
         let total = self.inner.memory_used.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        self.inner.memory_peak.fetch_max(total, Ordering::Relaxed);
+        let peak = self.inner.memory_peak.fetch_max(total, Ordering::Relaxed);
+        if peak < crate::memory::GIVE_BACK_AFTER && total >= crate::memory::GIVE_BACK_AFTER {
+            crate::memory::large_statement_started();
+        }
         if total > self.inner.options.memory_limit {
             return Err(Error::ResourcesExhausted(format!(
                 "the statement needs more than its memory bound of {} bytes",
