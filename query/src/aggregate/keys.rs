@@ -460,6 +460,34 @@ fn pack_batch(
     }
 }
 
+/// The smallest and largest of `codes` where `valid` (empty: every row)
+/// holds; `None` if none does. Without NULLs it is four independent
+/// minimum/maximum chains, no branch: this runs on every row a GROUP BY
+/// reads, and the per-row test for NULL was a tenth of `GROUP BY k % 100`.
+fn code_range(codes: &[u64], valid: &[bool]) -> Option<(u64, u64)> {
+    let (mut min, mut max) = (u64::MAX, 0u64);
+    if valid.is_empty() {
+        let mut lanes = [(u64::MAX, 0u64); 4];
+        let quads = codes.chunks_exact(4);
+        for &c in quads.remainder() {
+            (min, max) = (min.min(c), max.max(c));
+        }
+        for quad in quads {
+            for (lane, &c) in lanes.iter_mut().zip(quad) {
+                *lane = (lane.0.min(c), lane.1.max(c));
+            }
+        }
+        for (lo, hi) in lanes {
+            (min, max) = (min.min(lo), max.max(hi));
+        }
+    } else {
+        for (&c, _) in codes.iter().zip(valid).filter(|(_, ok)| **ok) {
+            (min, max) = (min.min(c), max.max(c));
+        }
+    }
+    (min <= max).then_some((min, max))
+}
+
 /// A stored full key packed by `layout` (which covers it).
 fn pack_stored(layout: &[PackedColumn], key: &[u64]) -> u64 {
     layout.iter().enumerate().fold(0, |packed, (c, p)| {
@@ -707,16 +735,7 @@ impl GroupTable {
         self.codes
             .iter()
             .zip(&self.valid)
-            .map(|(codes, valid)| {
-                let (mut min, mut max) = (u64::MAX, 0u64);
-                for (i, &c) in codes.iter().enumerate() {
-                    if valid.get(i).copied().unwrap_or(true) {
-                        min = min.min(c);
-                        max = max.max(c);
-                    }
-                }
-                (min <= max).then_some((min, max))
-            })
+            .map(|(codes, valid)| code_range(codes, valid))
             .collect()
     }
 
@@ -953,6 +972,24 @@ fn unreachable_group() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The range of a batch's codes counts every row, the last few (past
+    /// the four lanes) included, and only valid ones where there are NULLs.
+    #[test]
+    fn code_ranges_cover_every_row_and_skip_nulls() {
+        for n in 1..12u64 {
+            let codes: Vec<u64> = (0..n).map(|i| 100 + (i * 7) % n).collect();
+            let (lo, hi) = (codes.iter().min().copied(), codes.iter().max().copied());
+            assert_eq!(code_range(&codes, &[]), lo.zip(hi), "{n} rows");
+        }
+        let codes = [5, 900, 7, 1, 6];
+        assert_eq!(
+            code_range(&codes, &[true, false, true, false, true]),
+            Some((5, 7))
+        );
+        assert_eq!(code_range(&codes, &[false; 5]), None);
+        assert_eq!(code_range(&[], &[]), None);
+    }
 
     /// A deterministic stream of pseudo-random numbers (xorshift).
     struct Rng(u64);
