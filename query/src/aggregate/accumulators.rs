@@ -349,17 +349,55 @@ impl SumAvg {
                     }
                 }
             }
-            None if self.narrow.len() > PREFETCH_GROUPS => {
-                for (i, (&g, &v)) in groups.iter().zip(values.iter()).enumerate() {
-                    prefetch_ahead(&self.narrow, groups, i);
-                    self.add_narrow(g as usize, v.into());
-                    self.seen.add(g as usize, 1);
-                }
-            }
             None => {
-                for (&g, &v) in groups.iter().zip(values.iter()) {
-                    self.add_narrow(g as usize, v.into());
-                    self.seen.add(g as usize, 1);
+                // One pass over local slices: the presence state's kind is
+                // decided once, not per row, no vector is reloaded per row,
+                // and a wrap (rare) is noted for after the loop.
+                let big = self.narrow.len() > PREFETCH_GROUPS;
+                let mut wraps: Vec<(usize, i64)> = Vec::new();
+                let narrow = &mut self.narrow[..];
+                let rows = groups.iter().zip(values.iter()).enumerate();
+                let mut add = |i: usize, g: usize, v: i64| -> bool {
+                    if big {
+                        prefetch_ahead(narrow, groups, i);
+                    }
+                    let Some(slot) = narrow.get_mut(g) else {
+                        return false;
+                    };
+                    let (sum, wrapped) = slot.overflowing_add(v);
+                    *slot = sum;
+                    if wrapped {
+                        wraps.push((g, if v > 0 { 1 } else { -1 }));
+                    }
+                    true
+                };
+                match &mut self.seen {
+                    Seen::Any(bits) => {
+                        for (i, (&g, &v)) in rows {
+                            let g = g as usize;
+                            if !add(i, g, v.into()) {
+                                continue;
+                            }
+                            // Tested before set, as in `Seen::add`.
+                            let bit = 1u64 << (g % 64);
+                            if let Some(word) = bits.get_mut(g / 64).filter(|w| **w & bit == 0) {
+                                *word |= bit;
+                            }
+                        }
+                    }
+                    Seen::Counts(counts) => {
+                        for (i, (&g, &v)) in rows {
+                            let g = g as usize;
+                            if add(i, g, v.into()) {
+                                if let Some(count) = counts.get_mut(g) {
+                                    *count += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                for (g, by) in wraps {
+                    self.wrap(g, by);
                 }
             }
         }
@@ -1708,6 +1746,36 @@ mod tests {
         few.union(&small);
         assert!(matches!(few, DistinctSet::Bits { .. }));
         assert_eq!((few.len(), few.codes()), (6, vec![0, 3, 5, 64, 700, 4095]));
+    }
+
+    /// Batches without NULLs take the one-pass loop: its sums wrap and are
+    /// rebuilt exactly, SUM's presence bits and AVG's counts are kept, and
+    /// a group no row reached stays NULL.
+    #[test]
+    fn sums_and_averages_of_batches_without_nulls_wrap_exactly() {
+        let rows = |v: Vec<i64>| Arc::new(Int64Array::from(v)) as ArrayRef;
+        let (max, min) = (i64::MAX, i64::MIN);
+        let ids: Vec<u32> = vec![0, 0, 1, 0, 1, 3];
+        let values = rows(vec![max, max, min, 1, min, 4]);
+        let mut sum = SumAvg::new(false, &DataType::Int64).unwrap();
+        sum.update(&ids, 4, Some(&values)).unwrap();
+        let out = sum.finish(4).unwrap();
+        let out = out.as_primitive::<arrow::datatypes::Decimal128Type>();
+        let got: Vec<Option<i128>> = out.iter().collect();
+        let (max, min) = (i128::from(max), i128::from(min));
+        assert_eq!(got, [Some(2 * max + 1), Some(2 * min), None, Some(4)]);
+        let mut avg = SumAvg::new(true, &DataType::Int64).unwrap();
+        avg.update(&ids, 4, Some(&values)).unwrap();
+        let out = avg.finish(4).unwrap();
+        let out = out.as_primitive::<arrow::datatypes::Decimal128Type>();
+        let unit = 10i128.pow(u32::from(out.scale() as u8));
+        assert_eq!(
+            out.value(0),
+            (2 * max + 1) / 3 * unit + ((2 * max + 1) % 3) * unit / 3
+        );
+        assert_eq!(out.value(1), min * unit);
+        assert!(out.is_null(2));
+        assert_eq!(out.value(3), 4 * unit);
     }
 
     /// Two partial sums that each wrap past 2^63 (one up, one down, one
