@@ -361,7 +361,7 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
     Ok(wrap(out, both_scalar))
 }
 
-/// `bigint % constant` (the shape of `GROUP BY user_id % 100`) without a
+/// `integer % constant` (the shape of `GROUP BY user_id % 100`) without a
 /// divide per row: for a dividend in `0..2^32` and a divisor whose magnitude
 /// is below 2^32, Lemire's remainder by direct computation (Lemire, Kaser
 /// and Kurz, "Faster remainder by direct computation", 2019): two
@@ -372,33 +372,50 @@ fn binary(op: BinaryOp, l: ColumnarValue, r: ColumnarValue, rows: usize) -> Resu
 /// general kernel applies: other types, a scalar left side, a NULL, zero or
 /// wide divisor.
 fn remainder_by_constant(l: &ColumnarValue, r: &ColumnarValue) -> Option<ArrayRef> {
-    use arrow::datatypes::Int64Type;
+    use arrow::datatypes::{Int32Type, Int64Type};
     let (ColumnarValue::Array(l), ColumnarValue::Scalar(r)) = (l, r) else {
         return None;
     };
-    if l.data_type() != &DataType::Int64 || r.data_type() != &DataType::Int64 || r.is_null(0) {
+    if r.is_null(0) {
         return None;
     }
-    let divisor = r.as_primitive_opt::<Int64Type>()?.value(0);
+    match (l.data_type(), r.data_type()) {
+        (DataType::Int64, DataType::Int64) => remainders::<Int64Type>(l, r),
+        (DataType::Int32, DataType::Int32) => remainders::<Int32Type>(l, r),
+        _ => None,
+    }
+}
+
+/// [`remainder_by_constant`] of one integer type, worked in 64 bits.
+fn remainders<T>(l: &ArrayRef, r: &ArrayRef) -> Option<ArrayRef>
+where
+    T: arrow::datatypes::ArrowPrimitiveType,
+    T::Native: Into<i64>,
+{
+    use arrow::datatypes::ArrowNativeType;
+    let divisor: i64 = r.as_primitive_opt::<T>()?.value(0).into();
     let magnitude = divisor.unsigned_abs();
     if divisor == 0 || magnitude > u64::from(u32::MAX) {
         return None;
     }
     let reciprocal = (u64::MAX / magnitude).wrapping_add(1);
-    let l = l.as_primitive_opt::<Int64Type>()?;
-    let values: Vec<i64> = l
+    let l = l.as_primitive_opt::<T>()?;
+    let values: Vec<T::Native> = l
         .values()
         .iter()
         .map(|&a| {
-            if (a as u64) <= u64::from(u32::MAX) {
+            let a: i64 = a.into();
+            let rem = if (a as u64) <= u64::from(u32::MAX) {
                 let low = reciprocal.wrapping_mul(a as u64);
                 ((u128::from(low) * u128::from(magnitude)) >> 64) as i64
             } else {
                 a.wrapping_rem(divisor)
-            }
+            };
+            // A remainder is smaller than the divisor: it fits the type.
+            T::Native::usize_as(rem as usize)
         })
         .collect();
-    Some(Arc::new(arrow::array::Int64Array::new(
+    Some(Arc::new(arrow::array::PrimitiveArray::<T>::new(
         values.into(),
         l.nulls().cloned(),
     )))
@@ -811,6 +828,23 @@ mod tests {
         for divisor in [0, wide + 1, i64::MIN, i64::MAX] {
             let right = ColumnarValue::Scalar(Arc::new(Int64Array::from(vec![divisor])));
             assert!(remainder_by_constant(&left, &right).is_none(), "{divisor}");
+        }
+        // INTEGER: the same, in 32 bits.
+        let narrow: Vec<Option<i32>> = dividends.iter().map(|a| a.map(|a| a as i32)).collect();
+        let left = ColumnarValue::Array(Arc::new(arrow::array::Int32Array::from(narrow.clone())));
+        for divisor in [1, 7, 100, i32::MAX, -1, -100, i32::MIN] {
+            let right =
+                ColumnarValue::Scalar(Arc::new(arrow::array::Int32Array::from(vec![divisor])));
+            let out = remainder_by_constant(&left, &right).expect("a 32-bit divisor");
+            let out = out.as_primitive::<arrow::datatypes::Int32Type>();
+            for (i, a) in narrow.iter().enumerate() {
+                let want = a.map(|a| a.wrapping_rem(divisor));
+                assert_eq!(
+                    out.is_valid(i).then(|| out.value(i)),
+                    want,
+                    "{a:?} % {divisor}"
+                );
+            }
         }
     }
 }
