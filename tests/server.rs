@@ -758,6 +758,30 @@ async fn cancel_request_stops_the_running_query() {
     assert_eq!(n, 20_000);
 }
 
+/// `sluice_memory_given_back_total` in `/metrics`.
+fn times_given_back(http_port: u16) -> i64 {
+    let metrics = http_get(http_port, "/metrics");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sluice_memory_given_back_total "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("no sluice_memory_given_back_total in {metrics}"))
+}
+
+/// Waits until `sluice_memory_given_back_total` reaches `times`; fails if it
+/// has not within three seconds (mimalloc's own purge of freed memory waits
+/// ten: this is the server giving it back).
+async fn await_given_back(http_port: u16, times: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while times_given_back(http_port) < times {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memory not given back {times} time(s) within three seconds"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// The value of `sluice_query_pool{what}` in `/metrics`.
 fn pool_gauge(http_port: u16, what: &str) -> i64 {
     let metrics = http_get(http_port, "/metrics");
@@ -2589,12 +2613,13 @@ async fn a_large_group_by_gives_its_memory_back_when_it_ends() {
     let large = "SELECT k, count(*) AS c, sum(v) AS s FROM wide GROUP BY k ORDER BY s DESC LIMIT 1";
     // Once to leave what the load freed behind it (and, given back, nothing
     // of its own), then measured from there, the peak counted afresh.
+    let given_back = times_given_back(server.http_port);
     client
         .query(large, &[])
         .await
         .expect("first large GROUP BY");
     // Its memory is given back half a second after it ends (`GIVE_BACK_IDLE`).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    await_given_back(server.http_port, given_back + 1).await;
     std::fs::write(format!("/proc/{}/clear_refs", server.child.id()), "5")
         .expect("reset the peak resident size");
     let before = process_memory(&server, "VmRSS");
@@ -2608,16 +2633,9 @@ async fn a_large_group_by_gives_its_memory_back_when_it_ends() {
          what it freed): before {before}, peak {peak}"
     );
     // Given back once the server has had no large statement for a moment
-    // (`GIVE_BACK_IDLE`, half a second): waited for here up to three
-    // seconds, less than mimalloc takes to purge by itself (ten seconds).
-    let mut after = process_memory(&server, "VmRSS");
-    for _ in 0..30 {
-        if after.saturating_sub(before) < held / 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        after = process_memory(&server, "VmRSS");
-    }
+    // (`GIVE_BACK_IDLE`, half a second).
+    await_given_back(server.http_port, given_back + 2).await;
+    let after = process_memory(&server, "VmRSS");
     assert!(
         after.saturating_sub(before) < held / 4,
         "memory not given back: before {before}, peak {peak}, after {after}"

@@ -106,6 +106,15 @@ pub fn set_give_back(give_back: fn()) {
 /// [`GIVE_BACK_AFTER`].
 static LARGE_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
+/// Times memory was given back since start.
+static GIVEN_BACK: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times freed memory has been given back to the operating system
+/// since the process started (`sluice_memory_given_back_total`).
+pub fn times_given_back() -> usize {
+    GIVEN_BACK.load(Ordering::Relaxed)
+}
+
 /// When memory is next due to be given back, if it is; the thread that
 /// gives it back waits on the condition variable.
 struct GiveBackSchedule {
@@ -162,6 +171,7 @@ fn give_back_when_due(schedule: &GiveBackSchedule) {
         drop(due);
         if let Some(f) = GIVE_BACK.get() {
             f();
+            GIVEN_BACK.fetch_add(1, Ordering::Relaxed);
         }
         due = match schedule.due.lock() {
             Ok(d) => d,

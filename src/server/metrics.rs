@@ -180,12 +180,28 @@ fn render_plan_reuse() {
     g.with_label_values(&["planned"]).set(planned as i64);
 }
 
+/// `sluice_memory_given_back_total`: times freed memory went back to the
+/// operating system after large statements (see
+/// `sluice_query::memory::large_statement_ended`).
+fn render_given_back() {
+    static G: OnceLock<prometheus::IntGauge> = OnceLock::new();
+    let g = G.get_or_init(|| {
+        prometheus::register_int_gauge!(
+            "sluice_memory_given_back_total",
+            "Times freed memory was given back to the operating system after large statements."
+        )
+        .expect(VALID)
+    });
+    g.set(sluice_query::memory::times_given_back() as i64);
+}
+
 /// Every metric as Prometheus text.
 pub fn render(db: &Database) -> String {
     queries();
     queue_wait();
     render_pool(db);
     render_plan_reuse();
+    render_given_back();
     let _ = sluice_ingest::metrics::metrics();
     let g = storage_gauges();
     g.segments.reset();
