@@ -1443,10 +1443,12 @@ fn numeric_columns_prune_by_zone_maps_at_their_scale() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     db.execute(
-        "CREATE TABLE prices (ts TIMESTAMP, p NUMERIC(10,2)) WITH (time_column = 'ts', retention = 'none', segment_rows = '100000')",
+        "CREATE TABLE prices (ts TIMESTAMP, p NUMERIC(10,2)) WITH (time_column = 'ts', retention = 'none', segment_rows = '1000')",
     )
     .unwrap();
-    // Four segments: prices 0.00..9.99, 10.00..19.99, and so on.
+    // Four segments: prices 0.00..9.99, 10.00..19.99, and so on; each is
+    // `segment_rows` long, so the background merge of small ones leaves
+    // them apart.
     for segment in 0..4i128 {
         let rows = (0..1000i128)
             .map(|i| {
