@@ -757,7 +757,7 @@ impl SealedSegment {
         }
         let name = || format!("column {} block {b}", meta.name);
         let rows = block.rows as usize;
-        let (packed, validity, width) = if derived {
+        let array = if derived {
             let values = self.read_block(c, b)?;
             let as_i64 = arrow::compute::cast(&values, &arrow::datatypes::DataType::Int64)
                 .map_err(|e| self.corrupt(name(), e.to_string()))?;
@@ -784,32 +784,15 @@ impl SealedSegment {
                 }
                 packed.push(code);
             }
-            (
-                packed,
-                as_i64.nulls().cloned(),
+            narrow_codes(
+                &packed,
                 (64 - span.leading_zeros()) as u8,
+                as_i64.nulls().cloned(),
             )
         } else {
             let bytes = self.section(&block.section, name)?;
-            let array = codes_array(&bytes, block.width, rows, self.validity(c, b)?);
-            let array = array
-                .ok_or_else(|| self.corrupt(name(), "packed data shorter than its row count"))?;
-            cache::put((self.cache_key, c, b, Form::Codes), &array);
-            return Ok(codes(array));
-        };
-        let array: ArrayRef = match width {
-            0..=8 => Arc::new(arrow::array::UInt8Array::new(
-                packed.iter().map(|&p| p as u8).collect::<Vec<_>>().into(),
-                validity,
-            )),
-            9..=16 => Arc::new(arrow::array::UInt16Array::new(
-                packed.iter().map(|&p| p as u16).collect::<Vec<_>>().into(),
-                validity,
-            )),
-            _ => Arc::new(UInt32Array::new(
-                packed.iter().map(|&p| p as u32).collect::<Vec<_>>().into(),
-                validity,
-            )),
+            codes_array(&bytes, block.width, rows, self.validity(c, b)?)
+                .ok_or_else(|| self.corrupt(name(), "packed data shorter than its row count"))?
         };
         cache::put((self.cache_key, c, b, Form::Codes), &array);
         Ok(codes(array))
@@ -1066,8 +1049,28 @@ fn roaring_len(raw: &[u8]) -> Option<u64> {
     Some(total)
 }
 
+/// `codes` (each below `2^width`, `width` at most 32) as the narrowest
+/// unsigned array that holds them.
+fn narrow_codes(codes: &[u64], width: u8, validity: Option<NullBuffer>) -> ArrayRef {
+    match width {
+        0..=8 => Arc::new(arrow::array::UInt8Array::new(
+            codes.iter().map(|&p| p as u8).collect::<Vec<_>>().into(),
+            validity,
+        )),
+        9..=16 => Arc::new(arrow::array::UInt16Array::new(
+            codes.iter().map(|&p| p as u16).collect::<Vec<_>>().into(),
+            validity,
+        )),
+        _ => Arc::new(UInt32Array::new(
+            codes.iter().map(|&p| p as u32).collect::<Vec<_>>().into(),
+            validity,
+        )),
+    }
+}
+
 /// `rows` codes of `width` (at most 32) bits unpacked straight into the
-/// narrowest unsigned array that holds them; `None` if `bytes` is short.
+/// narrowest unsigned array that holds them (as [`narrow_codes`], without
+/// the `u64` copy); `None` if `bytes` is short.
 fn codes_array(
     bytes: &[u8],
     width: u8,
