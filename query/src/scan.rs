@@ -1122,6 +1122,7 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
+    let unfiltered = filter.is_none();
     let mut planned = morsels(table, filter, ctx)?;
     let (filter, bound) = planned.residual(filter);
     let Morsels {
@@ -1130,6 +1131,13 @@ pub fn scan_aggregate(
         mut stats,
         ..
     } = planned;
+    // Without a filter every row of every morsel is aggregated: the group
+    // table may size itself for them from the first batch.
+    let expected_rows = if unfiltered {
+        morsels.iter().map(Morsel::rows).sum()
+    } else {
+        0
+    };
     let selected_rows = AtomicUsize::new(0);
     let mut needed: Vec<usize> = Vec::new();
     for e in group.iter().chain(args.iter().flatten()).chain(&filter) {
@@ -1164,7 +1172,11 @@ pub fn scan_aggregate(
         &morsels,
         ctx,
         max_workers,
-        || template.empty_like(),
+        || {
+            let mut agg = template.empty_like()?;
+            agg.expect_rows(expected_rows);
+            Ok(agg)
+        },
         |agg, _, morsel| {
             let mut fold = |selected: RecordBatch| {
                 let keys = group
@@ -1207,4 +1219,15 @@ pub fn scan_aggregate(
         total.merge(p)?;
     }
     total.finish(output)
+}
+
+impl Morsel {
+    /// Rows the morsel holds before any selection or filter.
+    fn rows(&self) -> usize {
+        match self {
+            Morsel::Memory { batch, .. } => batch.num_rows(),
+            Morsel::Sealed { rows, .. } => *rows,
+            Morsel::Gathered(parts) => parts.iter().map(Morsel::rows).sum(),
+        }
+    }
 }

@@ -40,6 +40,13 @@ pub trait GroupAccumulator: Send + Sync {
     fn finish(&mut self, num_groups: usize) -> Result<ArrayRef>;
     /// Approximate bytes held.
     fn size(&self) -> usize;
+    /// True when a group no row has updated is nothing but an empty slot:
+    /// merging it changes no other group, finishing it fails nothing, and
+    /// it costs a few bytes. Group ids may then leave holes
+    /// ([`crate::aggregate::keys::GroupTable::sparse`]).
+    fn sparse_groups_ok(&self) -> bool {
+        false
+    }
     /// For `merge`: the concrete accumulator.
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
@@ -191,6 +198,9 @@ impl GroupAccumulator for Count {
     }
     fn size(&self) -> usize {
         self.counts.capacity() * 8
+    }
+    fn sparse_groups_ok(&self) -> bool {
+        true
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
@@ -623,6 +633,9 @@ impl GroupAccumulator for SumAvg {
             + (self.narrow.capacity() + self.wraps.capacity() + self.floats.capacity()) * 8
             + self.seen.bytes()
     }
+    fn sparse_groups_ok(&self) -> bool {
+        true
+    }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
@@ -691,6 +704,9 @@ impl<T: ArrowPrimitiveType> GroupAccumulator for PrimitiveMinMax<T> {
     }
     fn size(&self) -> usize {
         self.best.capacity() * 16
+    }
+    fn sparse_groups_ok(&self) -> bool {
+        true
     }
     fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self

@@ -392,6 +392,17 @@ pub struct GroupTable {
     key: Vec<u64>,
     /// A batch's packed keys, reused.
     packed: Vec<u64>,
+    /// Whether group ids may be packed keys ([`Index::Identity`]); see
+    /// [`GroupTable::sparse`].
+    sparse: bool,
+    /// Where the groups of before a move to or from [`Index::Identity`]
+    /// went (old id -> new id; an unused old id -> 0), until
+    /// [`GroupTable::take_moved`] takes it.
+    moved: Option<Vec<u32>>,
+    /// Rows the caller expects to intern in all (0: not known).
+    expected_rows: usize,
+    /// Rows interned so far.
+    rows_seen: usize,
 }
 
 /// How many rows ahead a lookup prefetches its table entry: enough to cover
@@ -433,6 +444,20 @@ enum Index {
     },
     /// Group id by the hash of the full key, for keys too wide to pack.
     Full { ids: hashbrown::HashTable<u32> },
+    /// The group id is the packed key itself: no lookup, no stored keys,
+    /// and partial tables of the same layout merge id for id. Ids no row
+    /// has used are holes ([`GroupTable::present`]). What DuckDB calls a
+    /// perfect hash aggregate: at ten million groups the direct array's
+    /// lookup was one of three cache misses a row, and the merge a random
+    /// access per group.
+    Identity {
+        layout: Vec<PackedColumn>,
+        /// Per id (`1 << bits` of the layout), 1 once a row has used it: a
+        /// byte, not a bit, so that marking is a store with nothing to wait
+        /// for (a bit's read-modify-write chains a hundred groups' rows
+        /// through the same word).
+        seen: Vec<u8>,
+    },
 }
 
 /// Every row's codes packed by `layout` into `packed`, a column at a time
@@ -532,6 +557,23 @@ fn direct_pays(bits: u32, rows: usize, groups: usize) -> bool {
         || (bits <= DENSE_DIRECT_BITS && entries <= groups.saturating_mul(4))
 }
 
+/// Rows a table sees before it judges from them how many groups to expect.
+const CARDINALITY_SAMPLE: usize = 4096;
+
+/// Packed keys this narrow may always be group ids themselves (4,096 ids).
+const SMALL_IDENTITY_BITS: u32 = 12;
+
+/// Whether group ids of `bits` bits used as they are ([`Index::Identity`])
+/// pay for a batch of `rows` rows into a table of `groups` groups: as for
+/// the direct array, but "always" only up to 4,096 ids, since every id
+/// costs each accumulator a slot (a point query's few rows keep a lookup).
+fn identity_pays(bits: u32, rows: usize, groups: usize) -> bool {
+    let slots = 1usize << bits.min(63);
+    bits <= SMALL_IDENTITY_BITS
+        || (bits <= DIRECT_BITS && slots <= rows.saturating_mul(16))
+        || (bits <= DENSE_DIRECT_BITS && slots <= groups.saturating_mul(4))
+}
+
 /// How one key column occupies the bits of a packed key.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct PackedColumn {
@@ -584,15 +626,9 @@ fn widen(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> Vec<Option<(
             };
             let (new_lo, new_hi) = (lo.min(min), hi.max(max));
             let width = new_hi - new_lo;
-            // Offsets 0..=span are values; span + 1 is NULL's, the largest
-            // these bits hold.
             let bits = 64 - p.null.leading_zeros();
-            let span = 1u64.checked_shl(bits).map_or(u64::MAX, |c| c - 2);
-            if bits < 63 && width <= span {
-                let below = ((span - width) / 2).min(new_lo);
-                let start = new_lo - below;
-                let end = start.saturating_add(span);
-                return Some((end - span, end));
+            if let Some(spread) = spread_over(new_lo, new_hi, bits) {
+                return Some(spread);
             }
             let room = width / 2;
             let new_lo = if new_lo < lo {
@@ -606,6 +642,38 @@ fn widen(layout: &[PackedColumn], ranges: &[Option<(u64, u64)>]) -> Vec<Option<(
                 hi
             };
             Some((new_lo, new_hi))
+        })
+        .collect()
+}
+
+/// The range `lo..=hi` widened to fill `bits` bits (with NULL's offset
+/// last), what is left spread evenly below and above; `None` if it does not
+/// fit them.
+fn spread_over(lo: u64, hi: u64, bits: u32) -> Option<(u64, u64)> {
+    // Offsets 0..=span are values; span + 1 is NULL's, the largest these
+    // bits hold.
+    let span = 1u64.checked_shl(bits).map_or(u64::MAX, |c| c - 2);
+    let width = hi - lo;
+    if bits >= 63 || width > span {
+        return None;
+    }
+    let below = ((span - width) / 2).min(lo);
+    let end = (lo - below).saturating_add(span);
+    Some((end - span, end))
+}
+
+/// A first table's ranges: each filling the bits it needs, so that the
+/// next batches' codes, and other workers' (whose first batches met other
+/// codes), most likely fit, and ids that are packed keys stay where they
+/// are.
+fn first_ranges(ranges: &[Option<(u64, u64)>]) -> Vec<Option<(u64, u64)>> {
+    ranges
+        .iter()
+        .map(|r| {
+            r.map(|(lo, hi)| {
+                let null = (hi - lo).saturating_add(1);
+                spread_over(lo, hi, 64 - null.leading_zeros()).unwrap_or((lo, hi))
+            })
         })
         .collect()
 }
@@ -638,17 +706,96 @@ impl GroupTable {
             valid: vec![Vec::new(); types.len()],
             key: Vec::new(),
             packed: Vec::new(),
+            sparse: false,
+            moved: None,
+            expected_rows: 0,
+            rows_seen: 0,
         }
     }
 
-    /// Number of groups seen.
+    /// Tells the table that about `rows` rows will be interned in all: if
+    /// the first rows are nearly all new groups and more rows are to come
+    /// than a packed key has values, ids become packed keys at once (ten
+    /// million groups of a 100M-row table spent a fifth of their time in
+    /// the hash map before the groups had filled a quarter of the range).
+    pub fn expect_rows(&mut self, rows: usize) {
+        self.expected_rows = rows;
+    }
+
+    /// Whether ids of packed keys of `bits` bits should be the keys
+    /// themselves, for a batch of `rows` rows into `groups` groups: see
+    /// [`identity_pays`] and [`GroupTable::expect_rows`]. A few thousand
+    /// rows of which half were new groups are taken as the sign of many
+    /// groups to come; a thousand keys spread over a wide range are not.
+    fn ids_may_be_keys(&self, bits: u32, rows: usize, groups: usize) -> bool {
+        self.sparse
+            && (identity_pays(bits, rows, groups)
+                || (bits <= DENSE_DIRECT_BITS
+                    && 1usize << bits <= self.expected_rows
+                    && self.rows_seen >= CARDINALITY_SAMPLE
+                    && groups.saturating_mul(2) >= self.rows_seen))
+    }
+
+    /// A table whose group ids may be packed keys themselves, with unused
+    /// ids between them (see [`GroupTable::present`]), and whose ids may
+    /// move ([`GroupTable::take_moved`]): for an aggregation whose
+    /// accumulators take a group never updated as empty.
+    pub fn sparse(types: &[DataType]) -> Self {
+        GroupTable {
+            sparse: !types.is_empty(),
+            ..GroupTable::new(types)
+        }
+    }
+
+    /// Number of group ids: the groups seen, and for a sparse table the
+    /// unused ids between them.
     pub fn len(&self) -> usize {
-        self.keys.len() / self.stride
+        match &self.index {
+            Index::Identity { seen, .. } => seen.len(),
+            _ => self.keys.len() / self.stride,
+        }
     }
 
     /// True when no group has been seen.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        match &self.index {
+            Index::Identity { seen, .. } => !seen.contains(&1),
+            _ => self.keys.is_empty(),
+        }
+    }
+
+    /// Which ids are groups, where some are not (a sparse table's unused
+    /// ids); `None` when every id is a group.
+    pub fn present(&self) -> Option<BooleanArray> {
+        let Index::Identity { seen, .. } = &self.index else {
+            return None;
+        };
+        if !seen.contains(&0) {
+            return None;
+        }
+        let bits = arrow::buffer::BooleanBuffer::collect_bool(seen.len(), |i| seen[i] != 0);
+        Some(BooleanArray::new(bits, None))
+    }
+
+    /// Where the ids of before the last [`GroupTable::intern`] or
+    /// [`GroupTable::intern_groups_of`] went, if they moved (only a sparse
+    /// table's do): old id `i` is now id `moved[i]`. State kept by old id
+    /// must move with it before the new ids are used; an old id that was
+    /// no group maps to 0, and its state must be empty.
+    pub fn take_moved(&mut self) -> Option<Vec<u32>> {
+        self.moved.take()
+    }
+
+    /// Records that old id `i` is now `map[i]`, after any earlier move not
+    /// yet taken.
+    fn note_moved(&mut self, map: Vec<u32>) {
+        self.moved = Some(match self.moved.take() {
+            None => map,
+            Some(earlier) => earlier
+                .into_iter()
+                .map(|id| map.get(id as usize).copied().unwrap_or(0))
+                .collect(),
+        });
     }
 
     /// Approximate bytes held.
@@ -658,6 +805,7 @@ impl GroupTable {
             Index::Direct { ids, .. } => ids.capacity() * 4,
             Index::Packed { ids, cache, .. } => ids.capacity() * 13 + cache.capacity() * 16,
             Index::Full { ids } => ids.capacity() * 5,
+            Index::Identity { seen, .. } => seen.capacity(),
         };
         self.keys.capacity() * 8 + index + self.columns.iter().map(KeyColumn::size).sum::<usize>()
     }
@@ -670,45 +818,92 @@ impl GroupTable {
                 self.codes[c].iter_mut().for_each(|code| *code ^= SIGN);
             }
         }
-        self.assign(rows, out);
-        Ok(())
+        self.assign(rows, out)
     }
 
-    /// The group id here of every group of `other` (a table of the same key
-    /// types), in `other`'s group order, creating groups as needed: how
-    /// partial aggregations merge. Where every key column is coded by its
-    /// value (not text or intervals, whose codes are each table's own
-    /// interned ids) the codes are taken as they are; decoding ten million
-    /// keys into arrays to encode them again was most of a merge.
+    /// The group id here of every group id of `other` (a table of the same
+    /// key types), creating groups as needed: how partial aggregations
+    /// merge. An id of `other` that is no group maps to an id whose state
+    /// it leaves alone. Where every key column is coded by its value (not
+    /// text or intervals, whose codes are each table's own interned ids)
+    /// the codes are taken as they are (decoding ten million keys into
+    /// arrays to encode them again was most of a merge), and two sparse
+    /// tables map id to id by arithmetic alone.
     pub fn intern_groups_of(&mut self, other: &GroupTable, out: &mut Vec<u32>) -> Result<()> {
-        if !self.columns.iter().all(KeyColumn::value_coded) {
+        let value_coded = self.columns.iter().all(KeyColumn::value_coded);
+        if let (Index::Identity { layout, seen }, Index::Identity { layout: l, seen: s }, true) =
+            (&mut self.index, &other.index, value_coded)
+        {
+            // Each of `other`'s ids re-packed under this layout, where that
+            // covers the whole of `other`'s: arithmetic per id, no keys
+            // built. (Text codes are each table's own: not for them.)
+            let theirs: Vec<_> = l
+                .iter()
+                .map(|p| Some((p.min, p.min + (p.null - 1))))
+                .collect();
+            if layout == l || fits(layout, &theirs) {
+                out.clear();
+                out.extend((0..s.len() as u64).map(|id| repack(l, layout, id).unwrap_or(0) as u32));
+                for (&id, _) in out.iter().zip(s).filter(|(_, s)| **s != 0) {
+                    seen[id as usize] = 1;
+                }
+                return Ok(());
+            }
+        }
+        let mut groups = 0;
+        if !value_coded {
             let keys = other.key_arrays()?;
-            return self.intern(&keys, other.len(), out);
+            groups = keys.first().map_or(0, |k| k.len());
+            self.intern(&keys, groups, out)?;
+        } else {
+            for c in 0..self.columns.len() {
+                let (codes, valid) = other.column_codes(c);
+                groups = codes.len();
+                self.codes[c] = codes;
+                self.valid[c] = valid.unwrap_or_default();
+            }
+            self.assign(groups, out)?;
         }
-        for c in 0..self.columns.len() {
-            let (codes, valid) = (&mut self.codes[c], &mut self.valid[c]);
-            codes.clear();
-            codes.extend(other.keys.chunks_exact(other.stride).map(|k| k[c + 1]));
-            *valid = other.stored_valid(c).unwrap_or_default();
+        if let Index::Identity { seen, .. } = &other.index {
+            // Back from `other`'s groups to all of its ids.
+            let mut ids = out.iter();
+            let spread = seen
+                .iter()
+                .map(|&s| if s != 0 { ids.next().copied() } else { Some(0) })
+                .collect::<Option<Vec<u32>>>();
+            *out = spread.ok_or_else(|| Error::Internal("a group of a merge lost".into()))?;
         }
-        self.assign(other.len(), out);
         Ok(())
     }
 
     /// Looks up (and creates) the groups of the `rows` rows whose codes are
     /// in `self.codes` and `self.valid`.
-    fn assign(&mut self, rows: usize, out: &mut Vec<u32>) {
+    fn assign(&mut self, rows: usize, out: &mut Vec<u32>) -> Result<()> {
         out.clear();
+        self.rows_seen += rows;
+        if self.identity_batch(rows, out) {
+            return Ok(());
+        }
         let ranges = self.ranges();
         let fitting = match &self.index {
             Index::Empty => false,
-            Index::Direct { layout, .. } | Index::Packed { layout, .. } => fits(layout, &ranges),
+            Index::Direct { layout, .. }
+            | Index::Packed { layout, .. }
+            | Index::Identity { layout, .. } => fits(layout, &ranges),
             Index::Full { .. } => true,
         };
         if !fitting {
             self.reindex(&ranges, rows);
         }
         match &self.index {
+            Index::Identity { .. } => {
+                if !self.identity_batch(rows, out) {
+                    return Err(Error::Internal(
+                        "group keys outside the layout made for them".into(),
+                    ));
+                }
+                return Ok(());
+            }
             Index::Direct { layout, .. } | Index::Packed { layout, .. } => {
                 pack_batch(layout, &self.codes, &self.valid, rows, &mut self.packed);
             }
@@ -721,12 +916,64 @@ impl GroupTable {
                 out.push(self.group_of(row));
             }
         }
-        if let Index::Packed { layout, bits, .. } = &self.index {
-            if direct_pays(*bits, 0, self.len()) {
-                let same = widen(layout, &vec![None; layout.len()]);
-                self.reindex(&same, 0);
+        // Groups that have come to fill a quarter of their packed range go
+        // to a direct array (or become their own ids) from the next batch on.
+        let bits = match &self.index {
+            Index::Direct { layout, .. } if self.sparse => layout_bits(layout),
+            Index::Packed { bits, .. } => Some(*bits),
+            _ => None,
+        };
+        if let Some(bits) = bits {
+            let groups = self.len();
+            let switch = match &self.index {
+                Index::Packed { .. } => direct_pays(bits, 0, groups),
+                _ => false,
+            } || self.ids_may_be_keys(bits, rows, groups);
+            if switch {
+                if let Index::Direct { layout, .. } | Index::Packed { layout, .. } = &self.index {
+                    let same = widen(layout, &vec![None; layout.len()]);
+                    self.reindex(&same, rows);
+                }
             }
         }
+        Ok(())
+    }
+
+    /// For a table whose ids are its packed keys: every row's id, if every
+    /// row's codes fit the layout (false, and nothing done, if not). One
+    /// key column without NULLs, the common case, takes one pass: each
+    /// code's offset, the largest of them, and the id.
+    fn identity_batch(&mut self, rows: usize, out: &mut Vec<u32>) -> bool {
+        let Index::Identity { layout, seen } = &mut self.index else {
+            return false;
+        };
+        if layout.len() == 1 && self.valid[0].is_empty() {
+            if !offsets_within(&self.codes[0][..rows], layout[0], out) {
+                out.clear();
+                return false;
+            }
+            // Marked in a pass of its own: a bounds test inside the
+            // offsets' loop kept it from being vectorised (4% slower).
+            for &id in out.iter() {
+                seen[id as usize] = 1;
+            }
+            return true;
+        }
+        let ranges = self
+            .codes
+            .iter()
+            .zip(&self.valid)
+            .map(|(codes, valid)| code_range(codes, valid))
+            .collect::<Vec<_>>();
+        if !fits(layout, &ranges) {
+            return false;
+        }
+        pack_batch(layout, &self.codes, &self.valid, rows, &mut self.packed);
+        out.extend(self.packed.iter().map(|&k| k as u32));
+        for &id in out.iter() {
+            seen[id as usize] = 1;
+        }
+        true
     }
 
     /// Each key column's (smallest, largest) code among this batch's
@@ -745,12 +992,43 @@ impl GroupTable {
     /// group already seen is entered under the new index.
     fn reindex(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) {
         let target = match &self.index {
-            Index::Direct { layout, .. } | Index::Packed { layout, .. } => widen(layout, ranges),
-            Index::Empty | Index::Full { .. } => ranges.to_vec(),
+            Index::Direct { layout, .. }
+            | Index::Packed { layout, .. }
+            | Index::Identity { layout, .. } => widen(layout, ranges),
+            Index::Empty => first_ranges(ranges),
+            Index::Full { .. } => ranges.to_vec(),
         };
+        if let Index::Identity { .. } = &self.index {
+            // Its groups become stored keys first, each index below being
+            // built from those.
+            let (keys, ids) = self.identity_keys();
+            self.keys = keys;
+            self.index = Index::Empty;
+            self.note_moved(ids);
+        }
         let groups = self.len();
+        let layout = layout_of(&target);
+        if let Some((layout, bits)) = layout
+            .as_ref()
+            .filter(|(_, bits)| self.ids_may_be_keys(*bits, rows, groups))
+        {
+            let mut seen = vec![0u8; 1usize << bits];
+            let ids: Vec<u32> = self
+                .keys
+                .chunks_exact(self.stride)
+                .map(|key| pack_stored(layout, key) as u32)
+                .collect();
+            ids.iter().for_each(|&id| seen[id as usize] = 1);
+            self.keys.clear();
+            self.note_moved(ids);
+            self.index = Index::Identity {
+                layout: layout.clone(),
+                seen,
+            };
+            return;
+        }
         let stored = self.keys.chunks_exact(self.stride);
-        self.index = match layout_of(&target) {
+        self.index = match layout {
             Some((layout, bits)) if direct_pays(bits, rows, groups) => {
                 let mut ids = vec![u32::MAX; 1usize << bits];
                 for (id, key) in stored.enumerate() {
@@ -781,6 +1059,32 @@ impl GroupTable {
                 Index::Full { ids }
             }
         };
+    }
+
+    /// For a table whose ids are its packed keys: its groups' full keys as
+    /// `keys` holds them (in id order), and each id's place among them (0
+    /// for an id that is no group). Empty for any other table.
+    fn identity_keys(&self) -> (Vec<u64>, Vec<u32>) {
+        let Index::Identity { layout, seen } = &self.index else {
+            return (Vec::new(), Vec::new());
+        };
+        let mut keys = Vec::new();
+        let mut places = vec![0u32; seen.len()];
+        for id in (0..seen.len()).filter(|&id| seen[id] != 0) {
+            let start = keys.len();
+            keys.resize(start + self.stride, 0);
+            for (c, p) in layout.iter().enumerate() {
+                let bits = 64 - p.null.leading_zeros();
+                let offset = (id as u64 >> p.shift) & (u64::MAX >> (64 - bits));
+                if offset == p.null {
+                    keys[start] |= 1 << (c % 64);
+                } else {
+                    keys[start + c + 1] = p.min + offset;
+                }
+            }
+            places[id] = (start / self.stride) as u32;
+        }
+        (keys, places)
     }
 
     /// The group of every row through the direct array, from the batch's
@@ -862,49 +1166,62 @@ impl GroupTable {
                 });
                 id
             }
-            Index::Direct { .. } | Index::Empty => unreachable_group(),
+            Index::Direct { .. } | Index::Identity { .. } | Index::Empty => unreachable_group(),
         }
     }
 
-    /// Whether each group's key is non-NULL in column `c`, in group-id
-    /// order; `None` when none is NULL.
-    fn stored_valid(&self, c: usize) -> Option<Vec<bool>> {
-        let null = 1u64 << (c % 64);
+    /// Column `c`'s code for every group in group-id order (a sparse
+    /// table's unused ids left out), and whether each is non-NULL (`None`
+    /// when none is NULL).
+    fn column_codes(&self, c: usize) -> (Vec<u64>, Option<Vec<bool>>) {
+        if let Index::Identity { layout, seen } = &self.index {
+            let p = layout[c];
+            let bits = 64 - p.null.leading_zeros();
+            let mask = u64::MAX >> (64 - bits);
+            let offsets = (0..seen.len() as u64)
+                .filter(|&id| seen[id as usize] != 0)
+                .map(|id| (id >> p.shift) & mask);
+            let codes = offsets
+                .clone()
+                .map(|o| if o == p.null { 0 } else { p.min + o });
+            let codes: Vec<u64> = codes.collect();
+            let valid = offsets
+                .clone()
+                .any(|o| o == p.null)
+                .then(|| offsets.map(|o| o != p.null).collect());
+            return (codes, valid);
+        }
         let keys = self.keys.chunks_exact(self.stride);
-        keys.clone()
-            .any(|k| k[0] & null != 0)
-            .then(|| keys.map(|k| k[0] & null == 0).collect())
+        (
+            keys.map(|k| k[c + 1]).collect(),
+            stored_valid(&self.keys, self.stride, c),
+        )
     }
 
-    /// One column per key column with every group's key value, in group-id order.
+    /// One column per key column with every group's key value, in group-id
+    /// order (a sparse table's unused ids left out).
     pub fn key_arrays(&self) -> Result<Vec<ArrayRef>> {
         self.columns
             .iter()
             .enumerate()
             .map(|(c, col)| {
                 let flip = if self.signed[c] { SIGN } else { 0 };
+                let (codes, valid) = self.column_codes(c);
                 if col.data_type == DataType::Int64 {
                     // The common key, built straight from the codes: at ten
                     // million groups the per-value path took a third of a second.
-                    let values: Vec<i64> = self
-                        .keys
-                        .chunks_exact(self.stride)
-                        .map(|k| (k[c + 1] ^ flip) as i64)
-                        .collect();
-                    let nulls = self.stored_valid(c).map(arrow::buffer::NullBuffer::from);
+                    let values: Vec<i64> = codes.iter().map(|&k| (k ^ flip) as i64).collect();
+                    let nulls = valid.map(arrow::buffer::NullBuffer::from);
                     return Ok(Arc::new(Int64Array::new(values.into(), nulls)) as ArrayRef);
                 }
-                let codes: Vec<Option<u64>> = self
-                    .keys
-                    .chunks_exact(self.stride)
-                    .map(|k| {
-                        if k[0] & (1 << (c % 64)) != 0 {
-                            None
-                        } else {
-                            Some(k[c + 1] ^ flip)
-                        }
-                    })
-                    .collect();
+                let codes: Vec<Option<u64>> = match valid {
+                    None => codes.iter().map(|&k| Some(k ^ flip)).collect(),
+                    Some(valid) => codes
+                        .iter()
+                        .zip(valid)
+                        .map(|(&k, ok)| ok.then_some(k ^ flip))
+                        .collect(),
+                };
                 col.decode(&codes)
             })
             .collect()
@@ -913,6 +1230,60 @@ impl GroupTable {
 
 /// The sign bit of a 64-bit code.
 const SIGN: u64 = 1 << 63;
+
+/// Whether each stored key (`stride` codes each) is non-NULL in column
+/// `c`; `None` when none is NULL.
+fn stored_valid(keys: &[u64], stride: usize, c: usize) -> Option<Vec<bool>> {
+    let null = 1u64 << (c % 64);
+    let keys = keys.chunks_exact(stride);
+    keys.clone()
+        .any(|k| k[0] & null != 0)
+        .then(|| keys.map(|k| k[0] & null == 0).collect())
+}
+
+/// Each code's offset from `p.min` as an id into `out`, if every one is a
+/// value's offset under `p` (below NULL's): four lanes of maxima, no
+/// branch. A code below `p.min` wraps to a huge offset and fails the test.
+fn offsets_within(codes: &[u64], p: PackedColumn, out: &mut Vec<u32>) -> bool {
+    out.clear();
+    out.resize(codes.len(), 0);
+    let mut lanes = [0u64; 4];
+    let mut ids = out.chunks_exact_mut(4);
+    let mut quads = codes.chunks_exact(4);
+    for (ids, quad) in (&mut ids).zip(&mut quads) {
+        for lane in 0..4 {
+            let offset = quad[lane].wrapping_sub(p.min);
+            lanes[lane] = lanes[lane].max(offset);
+            ids[lane] = offset as u32;
+        }
+    }
+    for (id, &code) in ids.into_remainder().iter_mut().zip(quads.remainder()) {
+        let offset = code.wrapping_sub(p.min);
+        lanes[0] = lanes[0].max(offset);
+        *id = offset as u32;
+    }
+    lanes.iter().all(|&m| m < p.null)
+}
+
+/// Id `id` of `from` packed by `to` (which covers `from`'s ranges);
+/// `None` for an id that packs no key (an offset past a column's NULL).
+fn repack(from: &[PackedColumn], to: &[PackedColumn], id: u64) -> Option<u64> {
+    from.iter().zip(to).try_fold(0, |packed, (f, t)| {
+        let bits = 64 - f.null.leading_zeros();
+        let offset = (id >> f.shift) & (u64::MAX >> (64 - bits));
+        let value = match offset.cmp(&f.null) {
+            std::cmp::Ordering::Equal => t.null,
+            std::cmp::Ordering::Greater => return None,
+            std::cmp::Ordering::Less => f.min + offset - t.min,
+        };
+        Some(packed | value << t.shift)
+    })
+}
+
+/// How many bits a packed key of `layout` spans.
+fn layout_bits(layout: &[PackedColumn]) -> Option<u32> {
+    layout.last().map(|p| p.shift + 64 - p.null.leading_zeros())
+}
 
 /// Whether [`KeyColumn`] codes values of `t` as two's complement integers
 /// (of the value, a date's days, a time's microseconds, a numeric's
@@ -1170,6 +1541,159 @@ mod tests {
             "a direct array of 2^20 entries"
         );
         assert_eq!(table.len(), reference.len());
+    }
+
+    /// Per-id row counts kept the way an aggregation keeps its state:
+    /// following every move the table reports.
+    fn count_rows(table: &mut GroupTable, counts: &mut Vec<u64>, ids: &[u32]) {
+        if let Some(moved) = table.take_moved() {
+            let mut moved_counts = vec![0; table.len()];
+            for (old, &new) in moved.iter().enumerate() {
+                moved_counts[new as usize] += counts.get(old).copied().unwrap_or(0);
+            }
+            *counts = moved_counts;
+        }
+        counts.resize(table.len(), 0);
+        for &id in ids {
+            counts[id as usize] += 1;
+        }
+    }
+
+    /// Rows counted per key through a sparse table's ids, moves and present
+    /// ids, as `key_arrays` gives the keys back.
+    fn counts_by_key(table: &GroupTable, counts: &[u64]) -> HashMap<Option<i64>, u64> {
+        let keys = table.key_arrays().unwrap();
+        let keys = keys[0].as_primitive::<Int64Type>();
+        let present = table.present();
+        let counts: Vec<u64> = (0..table.len())
+            .filter(|&i| present.as_ref().is_none_or(|p| p.value(i)))
+            .map(|i| counts[i])
+            .collect();
+        assert_eq!(keys.len(), counts.len(), "one key per present id");
+        (0..keys.len())
+            .map(|i| (keys.is_valid(i).then(|| keys.value(i)), counts[i]))
+            .collect()
+    }
+
+    /// A sparse table's ids are its packed keys from the first batch; when
+    /// a batch falls outside the layout (below, far above, then too wide
+    /// to pack) the ids move, and counts that follow the moves stay with
+    /// their keys. Two tables whose first batches gave them different
+    /// layouts merge by arithmetic on the ids, NULL keys included.
+    #[test]
+    fn sparse_ids_move_with_their_groups_and_merge_by_layout() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut reference: HashMap<Option<i64>, u64> = HashMap::new();
+        let mut tables = [
+            GroupTable::sparse(&[DataType::Int64]),
+            GroupTable::sparse(&[DataType::Int64]),
+        ];
+        let mut counts = [Vec::new(), Vec::new()];
+        // (lowest key, keys' range, whether some are NULL), alternating tables.
+        let shapes = [
+            (1_000, 3_000, false),
+            (5_000, 2_000, false),
+            (-50, 900, true),
+            (1_000, 3_000, false),
+            (0, 1 << 40, false),
+            (100, 50, true),
+        ];
+        let mut ids = Vec::new();
+        for (batch, &(lo, range, nulls)) in shapes.iter().enumerate() {
+            let which = batch % 2;
+            let values: Vec<Option<i64>> = (0..8_000)
+                .map(|_| {
+                    (!nulls || !rng.next().is_multiple_of(5))
+                        .then(|| lo + (rng.next() % range) as i64)
+                })
+                .collect();
+            let table = &mut tables[which];
+            table.expect_rows(64_000);
+            let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
+            table.intern(&keys, values.len(), &mut ids).unwrap();
+            if batch < 2 {
+                assert!(
+                    matches!(table.index, Index::Identity { .. }),
+                    "batch {batch}"
+                );
+                for (v, &id) in values.iter().zip(&ids) {
+                    let Index::Identity { layout, .. } = &table.index else {
+                        unreachable!()
+                    };
+                    let code = (v.unwrap() as u64) ^ SIGN;
+                    assert_eq!(u64::from(id), code - layout[0].min, "the id is the key");
+                }
+            }
+            count_rows(table, &mut counts[which], &ids);
+            for v in values {
+                *reference.entry(v).or_default() += 1;
+            }
+        }
+        assert!(matches!(
+            tables[0].index,
+            Index::Packed { .. } | Index::Full { .. }
+        ));
+        assert!(matches!(tables[1].index, Index::Identity { .. }));
+        // The packed-again table into the sparse one, then the other way.
+        let [a, b] = &mut tables;
+        let mut merged = GroupTable::sparse(&[DataType::Int64]);
+        let mut merged_counts = Vec::new();
+        for (other, other_counts) in [(&*b, &counts[1]), (&*a, &counts[0])] {
+            merged.intern_groups_of(other, &mut ids).unwrap();
+            assert_eq!(ids.len(), other.len(), "an id for each of the other's ids");
+            count_rows(&mut merged, &mut merged_counts, &[]);
+            for (theirs, &mine) in ids.iter().enumerate() {
+                merged_counts[mine as usize] += other_counts[theirs];
+            }
+        }
+        assert_eq!(counts_by_key(&merged, &merged_counts), reference);
+
+        // Two sparse tables of one value range but different first batches.
+        let mut reference: HashMap<Option<i64>, u64> = HashMap::new();
+        let mut pair = [
+            GroupTable::sparse(&[DataType::Int64]),
+            GroupTable::sparse(&[DataType::Int64]),
+        ];
+        let mut pair_counts = [Vec::new(), Vec::new()];
+        for (which, (lo, range)) in [(0, (0, 5_000)), (1, (2_000, 3_000)), (0, (0, 4_000))] {
+            let values: Vec<Option<i64>> = (0..20_000)
+                .map(|_| (!rng.next().is_multiple_of(50)).then(|| lo + (rng.next() % range) as i64))
+                .collect();
+            let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
+            pair[which].intern(&keys, values.len(), &mut ids).unwrap();
+            count_rows(&mut pair[which], &mut pair_counts[which], &ids);
+            for v in values {
+                *reference.entry(v).or_default() += 1;
+            }
+        }
+        let [a, b] = &mut pair;
+        assert!(matches!(
+            (&a.index, &b.index),
+            (Index::Identity { .. }, Index::Identity { .. })
+        ));
+        a.intern_groups_of(b, &mut ids).unwrap();
+        assert!(a.take_moved().is_none(), "merged without a move");
+        for (theirs, &mine) in ids.iter().enumerate() {
+            pair_counts[0][mine as usize] += pair_counts[1][theirs];
+        }
+        assert_eq!(counts_by_key(a, &pair_counts[0]), reference);
+        // And a third whose keys lie past the first's layout: the first
+        // widens (its ids move) before the third's map into it.
+        let mut c = GroupTable::sparse(&[DataType::Int64]);
+        let values: Vec<Option<i64>> = (0..3_000).map(|i| Some(90_000 + i % 700)).collect();
+        let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
+        let mut c_counts = Vec::new();
+        c.intern(&keys, values.len(), &mut ids).unwrap();
+        count_rows(&mut c, &mut c_counts, &ids);
+        for v in values {
+            *reference.entry(v).or_default() += 1;
+        }
+        a.intern_groups_of(&c, &mut ids).unwrap();
+        count_rows(a, &mut pair_counts[0], &[]);
+        for (theirs, &mine) in ids.iter().enumerate() {
+            pair_counts[0][mine as usize] += c_counts[theirs];
+        }
+        assert_eq!(counts_by_key(a, &pair_counts[0]), reference);
     }
 
     #[test]

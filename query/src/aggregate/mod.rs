@@ -54,8 +54,15 @@ impl Aggregator {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
+        // Group ids may be packed keys with holes between them when every
+        // accumulator takes an unused id as an empty slot.
+        let groups = if accumulators.iter().all(|a| a.sparse_groups_ok()) {
+            GroupTable::sparse(&group_types)
+        } else {
+            GroupTable::new(&group_types)
+        };
         Ok(Aggregator {
-            groups: GroupTable::new(&group_types),
+            groups,
             group_types,
             specs,
             accumulators,
@@ -76,6 +83,12 @@ impl Aggregator {
                     | crate::logical::AggregateFunction::ArrayAgg
             )
         })
+    }
+
+    /// Tells the group table that about `rows` rows will be folded in (0:
+    /// not known), so that it may take its final form from the first batch.
+    pub fn expect_rows(&mut self, rows: usize) {
+        self.groups.expect_rows(rows);
     }
 
     /// A new, empty aggregator of the same shape (for another worker).
@@ -104,6 +117,7 @@ impl Aggregator {
             }
         } else {
             self.groups.intern(keys, rows, &mut ids)?;
+            self.follow_moved_groups()?;
         }
         let n = self.groups.len();
         for (acc, arg) in self.accumulators.iter_mut().zip(args) {
@@ -111,6 +125,29 @@ impl Aggregator {
         }
         self.group_ids = ids;
         self.account()
+    }
+
+    /// Moves every accumulator's state to the groups' new ids, if the last
+    /// lookup moved them (a sparse table's ids changing layout): each
+    /// accumulator is merged into an empty one through the move.
+    fn follow_moved_groups(&mut self) -> Result<()> {
+        let Some(moved) = self.groups.take_moved() else {
+            return Ok(());
+        };
+        let n = self.groups.len();
+        for (acc, spec) in self.accumulators.iter_mut().zip(&self.specs) {
+            let fresh = new_accumulator(
+                spec.expr.func,
+                spec.expr.distinct,
+                spec.arg_type.as_ref(),
+                spec.expr.separator.as_deref(),
+            )?;
+            let old = std::mem::replace(acc, fresh);
+            if n > 0 && !moved.is_empty() {
+                acc.merge(old, &moved, n)?;
+            }
+        }
+        Ok(())
     }
 
     fn size(&self) -> usize {
@@ -132,7 +169,7 @@ impl Aggregator {
     /// Folds another partial aggregation of the same shape into this one.
     pub fn merge(&mut self, mut other: Aggregator) -> Result<()> {
         let other_groups = other.groups.len();
-        if other_groups == 0 {
+        if other.groups.is_empty() {
             return Ok(());
         }
         let mut mapping = Vec::new();
@@ -143,6 +180,7 @@ impl Aggregator {
             mapping.resize(other_groups, 0);
         } else {
             self.groups.intern_groups_of(&other.groups, &mut mapping)?;
+            self.follow_moved_groups()?;
         }
         let n = self.groups.len();
         let theirs = std::mem::take(&mut other.accumulators);
@@ -161,9 +199,15 @@ impl Aggregator {
             self.groups.intern(&[], 1, &mut Vec::new())?;
         }
         let n = self.groups.len();
+        let present = self.groups.present();
         let mut columns = self.groups.key_arrays()?;
         for acc in self.accumulators.iter_mut() {
-            columns.push(acc.finish(n)?);
+            let column = acc.finish(n)?;
+            // The key arrays hold groups only; the states of unused ids go.
+            columns.push(match &present {
+                Some(present) => arrow::compute::filter(&column, present)?,
+                None => column,
+            });
         }
         let columns = columns
             .into_iter()
@@ -179,5 +223,103 @@ impl Aggregator {
         self.ctx.release(self.reserved);
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::Internal(format!("aggregate output: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Decimal128Type, Field, Int64Type, Schema};
+
+    use super::*;
+    use crate::context::QueryOptions;
+    use crate::logical::{AggregateFunction, Expr};
+
+    fn aggregator() -> Aggregator {
+        let spec = |func, arg: Option<Expr>, arg_type| AggregateSpec {
+            expr: AggregateExpr {
+                func,
+                arg,
+                distinct: false,
+                separator: None,
+            },
+            arg_type,
+        };
+        let ctx = QueryContext::new(QueryOptions::default(), Arc::new(AtomicBool::new(false)));
+        Aggregator::new(
+            vec![DataType::Int64],
+            vec![
+                spec(AggregateFunction::CountStar, None, None),
+                spec(
+                    AggregateFunction::Sum,
+                    Some(Expr::Column(1)),
+                    Some(DataType::Int64),
+                ),
+            ],
+            ctx,
+        )
+        .unwrap()
+    }
+
+    /// count(*) and sum(x) by key through two partial aggregations whose
+    /// group ids are packed keys: batches that move the ids (ranges below
+    /// and above the first) carry the states along, the merge maps one
+    /// partial's ids into the other's (moving those), and the result has
+    /// one row per key that occurred, none for the unused ids between them.
+    #[test]
+    fn sparse_partials_follow_their_moving_ids_and_leave_no_empty_groups() {
+        let mut reference: HashMap<i64, (i64, i128)> = HashMap::new();
+        let mut partials = [aggregator(), aggregator()];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let batches = [
+            (5_000, 3_000),
+            (1_000, 9_000),
+            (4_000, 100),
+            (20_000, 5_000),
+        ];
+        for (batch, &(lo, range)) in batches.iter().enumerate() {
+            let agg = &mut partials[batch % 2];
+            agg.expect_rows(50_000);
+            let (mut keys, mut xs) = (Vec::new(), Vec::new());
+            for _ in 0..10_000 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let (k, x) = (lo + (seed % range) as i64, (seed >> 40) as i64 - 5_000);
+                keys.push(k);
+                xs.push(x);
+                let e = reference.entry(k).or_default();
+                e.0 += 1;
+                e.1 += i128::from(x);
+            }
+            let rows = keys.len();
+            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
+            let xs: ArrayRef = Arc::new(Int64Array::from(xs));
+            agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+        }
+        let [mut total, other] = partials;
+        total.merge(other).unwrap();
+        assert!(
+            total.groups.present().is_some(),
+            "unused ids among the groups"
+        );
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("count", DataType::Int64, false),
+            Field::new("sum", DataType::Decimal128(38, 0), true),
+        ]));
+        let out = total.finish(schema).unwrap();
+        assert_eq!(out.num_rows(), reference.len(), "one row per key");
+        let k = out.column(0).as_primitive::<Int64Type>();
+        let c = out.column(1).as_primitive::<Int64Type>();
+        let s = out.column(2).as_primitive::<Decimal128Type>();
+        for i in 0..out.num_rows() {
+            let expected = reference[&k.value(i)];
+            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
+        }
     }
 }
