@@ -452,12 +452,136 @@ enum Index {
     /// access per group.
     Identity {
         layout: Vec<PackedColumn>,
-        /// Per id (`1 << bits` of the layout), 1 once a row has used it: a
-        /// byte, not a bit, so that marking is a store with nothing to wait
-        /// for (a bit's read-modify-write chains a hundred groups' rows
-        /// through the same word).
-        seen: Vec<u8>,
+        /// Which of the `1 << bits` ids of the layout a row has used.
+        seen: UsedIds,
     },
+}
+
+/// Whether a row has used each id of a table whose ids are packed keys.
+enum UsedIds {
+    /// A byte per id, for up to [`BYTE_IDS`] ids: marking is a store with
+    /// nothing to wait for, where a bit's read-modify-write chains a
+    /// hundred groups' rows through the same two words (12% of `GROUP BY
+    /// k % 100`).
+    Bytes(Vec<u8>),
+    /// A bit per id: at ten million groups over 2^24 ids it is 2 MiB that
+    /// stays in cache, where 16 MiB of bytes cost a miss a row (a third of
+    /// the query).
+    Bits { words: Vec<u64>, len: usize },
+}
+
+/// Tables of up to this many ids mark them in bytes (64 KiB at most).
+const BYTE_IDS: usize = 1 << 16;
+
+impl UsedIds {
+    fn new(len: usize) -> Self {
+        if len <= BYTE_IDS {
+            UsedIds::Bytes(vec![0; len])
+        } else {
+            UsedIds::Bits {
+                words: vec![0; len.div_ceil(64)],
+                len,
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            UsedIds::Bytes(bytes) => bytes.len(),
+            UsedIds::Bits { len, .. } => *len,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            UsedIds::Bytes(bytes) => bytes.capacity(),
+            UsedIds::Bits { words, .. } => words.capacity() * 8,
+        }
+    }
+
+    fn mark(&mut self, id: usize) {
+        match self {
+            UsedIds::Bytes(bytes) => bytes[id] = 1,
+            UsedIds::Bits { words, .. } => words[id / 64] |= 1 << (id % 64),
+        }
+    }
+
+    /// Marks every id of `ids` (each below `len`).
+    fn mark_all(&mut self, ids: &[u32]) {
+        match self {
+            UsedIds::Bytes(bytes) => ids.iter().for_each(|&id| bytes[id as usize] = 1),
+            UsedIds::Bits { words, .. } => ids
+                .iter()
+                .for_each(|&id| words[id as usize / 64] |= 1 << (id % 64)),
+        }
+    }
+
+    fn contains(&self, id: usize) -> bool {
+        match self {
+            UsedIds::Bytes(bytes) => bytes[id] != 0,
+            UsedIds::Bits { words, .. } => words[id / 64] & (1 << (id % 64)) != 0,
+        }
+    }
+
+    fn any(&self) -> bool {
+        match self {
+            UsedIds::Bytes(bytes) => bytes.contains(&1),
+            UsedIds::Bits { words, .. } => words.iter().any(|&w| w != 0),
+        }
+    }
+
+    fn all(&self) -> bool {
+        match self {
+            UsedIds::Bytes(bytes) => !bytes.contains(&0),
+            UsedIds::Bits { words, len } => {
+                words.iter().map(|w| w.count_ones() as usize).sum::<usize>() == *len
+            }
+        }
+    }
+
+    /// The used ids, in order.
+    fn iter(&self) -> UsedIdsIter<'_> {
+        UsedIdsIter { ids: self, next: 0 }
+    }
+}
+
+/// The used ids of a [`UsedIds`], in order; a bitmap's empty words skipped
+/// whole.
+#[derive(Clone)]
+struct UsedIdsIter<'a> {
+    ids: &'a UsedIds,
+    next: usize,
+}
+
+impl Iterator for UsedIdsIter<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            let id = self.next;
+            if id >= self.ids.len() {
+                return None;
+            }
+            match self.ids {
+                UsedIds::Bytes(bytes) => {
+                    self.next += 1;
+                    if bytes[id] != 0 {
+                        return Some(id);
+                    }
+                }
+                UsedIds::Bits { words, len } => {
+                    let rest = words[id / 64] >> (id % 64);
+                    if rest == 0 {
+                        self.next = (id / 64 + 1) * 64;
+                        continue;
+                    }
+                    let found = id + rest.trailing_zeros() as usize;
+                    self.next = found + 1;
+                    return (found < *len).then_some(found);
+                }
+            }
+        }
+    }
 }
 
 /// Every row's codes packed by `layout` into `packed`, a column at a time
@@ -759,7 +883,7 @@ impl GroupTable {
     /// True when no group has been seen.
     pub fn is_empty(&self) -> bool {
         match &self.index {
-            Index::Identity { seen, .. } => !seen.contains(&1),
+            Index::Identity { seen, .. } => !seen.any(),
             _ => self.keys.is_empty(),
         }
     }
@@ -770,10 +894,10 @@ impl GroupTable {
         let Index::Identity { seen, .. } = &self.index else {
             return None;
         };
-        if !seen.contains(&0) {
+        if seen.all() {
             return None;
         }
-        let bits = arrow::buffer::BooleanBuffer::collect_bool(seen.len(), |i| seen[i] != 0);
+        let bits = arrow::buffer::BooleanBuffer::collect_bool(seen.len(), |i| seen.contains(i));
         Some(BooleanArray::new(bits, None))
     }
 
@@ -791,10 +915,7 @@ impl GroupTable {
     fn note_moved(&mut self, map: Vec<u32>) {
         self.moved = Some(match self.moved.take() {
             None => map,
-            Some(earlier) => earlier
-                .into_iter()
-                .map(|id| map.get(id as usize).copied().unwrap_or(0))
-                .collect(),
+            Some(earlier) => then_moved(earlier, &map),
         });
     }
 
@@ -805,7 +926,7 @@ impl GroupTable {
             Index::Direct { ids, .. } => ids.capacity() * 4,
             Index::Packed { ids, cache, .. } => ids.capacity() * 13 + cache.capacity() * 16,
             Index::Full { ids } => ids.capacity() * 5,
-            Index::Identity { seen, .. } => seen.capacity(),
+            Index::Identity { seen, .. } => seen.bytes(),
         };
         self.keys.capacity() * 8 + index + self.columns.iter().map(KeyColumn::size).sum::<usize>()
     }
@@ -844,8 +965,8 @@ impl GroupTable {
             if layout == l || fits(layout, &theirs) {
                 out.clear();
                 out.extend((0..s.len() as u64).map(|id| repack(l, layout, id).unwrap_or(0) as u32));
-                for (&id, _) in out.iter().zip(s).filter(|(_, s)| **s != 0) {
-                    seen[id as usize] = 1;
+                for theirs in s.iter() {
+                    seen.mark(out[theirs] as usize);
                 }
                 return Ok(());
             }
@@ -866,12 +987,14 @@ impl GroupTable {
         }
         if let Index::Identity { seen, .. } = &other.index {
             // Back from `other`'s groups to all of its ids.
-            let mut ids = out.iter();
-            let spread = seen
-                .iter()
-                .map(|&s| if s != 0 { ids.next().copied() } else { Some(0) })
-                .collect::<Option<Vec<u32>>>();
-            *out = spread.ok_or_else(|| Error::Internal("a group of a merge lost".into()))?;
+            if out.len() != seen.iter().count() {
+                return Err(Error::Internal("a group of a merge lost".into()));
+            }
+            let mut spread = vec![0u32; seen.len()];
+            for (id, &mine) in seen.iter().zip(out.iter()) {
+                spread[id] = mine;
+            }
+            *out = spread;
         }
         Ok(())
     }
@@ -932,7 +1055,10 @@ impl GroupTable {
             if switch {
                 if let Index::Direct { layout, .. } | Index::Packed { layout, .. } = &self.index {
                     let same = widen(layout, &vec![None; layout.len()]);
-                    self.reindex(&same, rows);
+                    // This batch's ids were handed out before the move.
+                    if let Some(moved) = self.reindex(&same, rows) {
+                        out.iter_mut().for_each(|id| *id = moved[*id as usize]);
+                    }
                 }
             }
         }
@@ -954,9 +1080,7 @@ impl GroupTable {
             }
             // Marked in a pass of its own: a bounds test inside the
             // offsets' loop kept it from being vectorised (4% slower).
-            for &id in out.iter() {
-                seen[id as usize] = 1;
-            }
+            seen.mark_all(out);
             return true;
         }
         let ranges = self
@@ -970,9 +1094,7 @@ impl GroupTable {
         }
         pack_batch(layout, &self.codes, &self.valid, rows, &mut self.packed);
         out.extend(self.packed.iter().map(|&k| k as u32));
-        for &id in out.iter() {
-            seen[id as usize] = 1;
-        }
+        seen.mark_all(out);
         true
     }
 
@@ -989,8 +1111,20 @@ impl GroupTable {
     /// Rebuilds the index for a batch with codes in `ranges`: under the
     /// current layout widened to take them in (the batch's own ranges for
     /// the first), or by full keys where that does not fit in 64 bits. Every
-    /// group already seen is entered under the new index.
-    fn reindex(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) {
+    /// group already seen is entered under the new index. Where the ids
+    /// move, the move is noted and also returned, for ids handed out
+    /// before it.
+    fn reindex(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) -> Option<Vec<u32>> {
+        let moved = self.rebuild(ranges, rows);
+        if let Some(map) = &moved {
+            self.note_moved(map.clone());
+        }
+        moved
+    }
+
+    /// [`GroupTable::reindex`] without noting the move.
+    fn rebuild(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) -> Option<Vec<u32>> {
+        let mut moved = None;
         let target = match &self.index {
             Index::Direct { layout, .. }
             | Index::Packed { layout, .. }
@@ -1004,7 +1138,7 @@ impl GroupTable {
             let (keys, ids) = self.identity_keys();
             self.keys = keys;
             self.index = Index::Empty;
-            self.note_moved(ids);
+            moved = Some(ids);
         }
         let groups = self.len();
         let layout = layout_of(&target);
@@ -1012,20 +1146,22 @@ impl GroupTable {
             .as_ref()
             .filter(|(_, bits)| self.ids_may_be_keys(*bits, rows, groups))
         {
-            let mut seen = vec![0u8; 1usize << bits];
+            let mut seen = UsedIds::new(1usize << bits);
             let ids: Vec<u32> = self
                 .keys
                 .chunks_exact(self.stride)
                 .map(|key| pack_stored(layout, key) as u32)
                 .collect();
-            ids.iter().for_each(|&id| seen[id as usize] = 1);
+            seen.mark_all(&ids);
             self.keys.clear();
-            self.note_moved(ids);
             self.index = Index::Identity {
                 layout: layout.clone(),
                 seen,
             };
-            return;
+            return Some(match moved {
+                None => ids,
+                Some(earlier) => then_moved(earlier, &ids),
+            });
         }
         let stored = self.keys.chunks_exact(self.stride);
         self.index = match layout {
@@ -1059,6 +1195,7 @@ impl GroupTable {
                 Index::Full { ids }
             }
         };
+        moved
     }
 
     /// For a table whose ids are its packed keys: its groups' full keys as
@@ -1070,7 +1207,7 @@ impl GroupTable {
         };
         let mut keys = Vec::new();
         let mut places = vec![0u32; seen.len()];
-        for id in (0..seen.len()).filter(|&id| seen[id] != 0) {
+        for id in seen.iter() {
             let start = keys.len();
             keys.resize(start + self.stride, 0);
             for (c, p) in layout.iter().enumerate() {
@@ -1178,9 +1315,7 @@ impl GroupTable {
             let p = layout[c];
             let bits = 64 - p.null.leading_zeros();
             let mask = u64::MAX >> (64 - bits);
-            let offsets = (0..seen.len() as u64)
-                .filter(|&id| seen[id as usize] != 0)
-                .map(|id| (id >> p.shift) & mask);
+            let offsets = seen.iter().map(|id| (id as u64 >> p.shift) & mask);
             let codes = offsets
                 .clone()
                 .map(|o| if o == p.null { 0 } else { p.min + o });
@@ -1278,6 +1413,14 @@ fn repack(from: &[PackedColumn], to: &[PackedColumn], id: u64) -> Option<u64> {
         };
         Some(packed | value << t.shift)
     })
+}
+
+/// A move `earlier` (old id -> id) followed by `later` (id -> new id).
+fn then_moved(earlier: Vec<u32>, later: &[u32]) -> Vec<u32> {
+    earlier
+        .into_iter()
+        .map(|id| later.get(id as usize).copied().unwrap_or(0))
+        .collect()
 }
 
 /// How many bits a packed key of `layout` spans.
@@ -1692,6 +1835,35 @@ mod tests {
         count_rows(a, &mut pair_counts[0], &[]);
         for (theirs, &mine) in ids.iter().enumerate() {
             pair_counts[0][mine as usize] += c_counts[theirs];
+        }
+        assert_eq!(counts_by_key(a, &pair_counts[0]), reference);
+        // A fourth of many groups over a wide range, expecting many rows:
+        // packed-key ids after its first batch, marked in a bitmap.
+        let mut d = GroupTable::sparse(&[DataType::Int64]);
+        d.expect_rows(1_000_000);
+        let mut d_counts = Vec::new();
+        for _ in 0..3 {
+            let values: Vec<Option<i64>> = (0..20_000)
+                .map(|_| Some(-40_000 + (rng.next() % 300_000) as i64))
+                .collect();
+            let keys = vec![Arc::new(Int64Array::from(values.clone())) as ArrayRef];
+            d.intern(&keys, values.len(), &mut ids).unwrap();
+            count_rows(&mut d, &mut d_counts, &ids);
+            for v in values {
+                *reference.entry(v).or_default() += 1;
+            }
+        }
+        assert!(matches!(
+            &d.index,
+            Index::Identity {
+                seen: UsedIds::Bits { .. },
+                ..
+            }
+        ));
+        a.intern_groups_of(&d, &mut ids).unwrap();
+        count_rows(a, &mut pair_counts[0], &[]);
+        for (theirs, &mine) in ids.iter().enumerate() {
+            pair_counts[0][mine as usize] += d_counts[theirs];
         }
         assert_eq!(counts_by_key(a, &pair_counts[0]), reference);
     }

@@ -267,23 +267,30 @@ mod tests {
 
     /// count(*) and sum(x) by key through two partial aggregations whose
     /// group ids are packed keys: batches that move the ids (ranges below
-    /// and above the first) carry the states along, the merge maps one
+    /// and above the first; a batch of many new groups, whose ids move
+    /// after it was looked up) carry the states along, the merge maps one
     /// partial's ids into the other's (moving those), and the result has
     /// one row per key that occurred, none for the unused ids between them.
     #[test]
     fn sparse_partials_follow_their_moving_ids_and_leave_no_empty_groups() {
         let mut reference: HashMap<i64, (i64, i128)> = HashMap::new();
-        let mut partials = [aggregator(), aggregator()];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
+        // (lowest key, range, partial). The third partial's batches are
+        // many groups over a wide range: looked up by hash until the end of
+        // its first batch, when the ids become the keys.
         let batches = [
-            (5_000, 3_000),
-            (1_000, 9_000),
-            (4_000, 100),
-            (20_000, 5_000),
+            (5_000, 3_000, 0),
+            (1_000, 9_000, 1),
+            (4_000, 100, 0),
+            (20_000, 5_000, 1),
+            (-100_000, 300_000, 2),
+            (-90_000, 300_000, 2),
+            (-700_000, 1_000, 3),
         ];
-        for (batch, &(lo, range)) in batches.iter().enumerate() {
-            let agg = &mut partials[batch % 2];
-            agg.expect_rows(50_000);
+        let mut partials = [aggregator(), aggregator(), aggregator(), aggregator()];
+        for &(lo, range, partial) in &batches {
+            let agg = &mut partials[partial];
+            agg.expect_rows(4_000_000);
             let (mut keys, mut xs) = (Vec::new(), Vec::new());
             for _ in 0..10_000 {
                 seed ^= seed << 13;
@@ -301,8 +308,11 @@ mod tests {
             let xs: ArrayRef = Arc::new(Int64Array::from(xs));
             agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
         }
-        let [mut total, other] = partials;
-        total.merge(other).unwrap();
+        // The last partial's keys lie past the total's layout: its ids move.
+        let [first, second, mut total, last] = partials;
+        total.merge(first).unwrap();
+        total.merge(second).unwrap();
+        total.merge(last).unwrap();
         assert!(
             total.groups.present().is_some(),
             "unused ids among the groups"
