@@ -700,14 +700,23 @@ const SMALL_IDENTITY_BITS: u32 = 12;
 
 /// Whether group ids of `bits` bits used as they are ([`Index::Identity`])
 /// pay for a batch of `rows` rows into a table of `groups` groups: as for
-/// the direct array, but "always" only up to 4,096 ids, since every id
-/// costs each accumulator a slot (a point query's few rows keep a lookup).
+/// the direct array, but "always" only up to 4,096 ids, and past 2^20 ids
+/// only once the groups fill half of them, since every id costs each
+/// accumulator a slot of eight bytes or more, where the direct array costs
+/// four (a point query's few rows keep a lookup, and a wide sparse key its
+/// compact state).
 fn identity_pays(bits: u32, rows: usize, groups: usize) -> bool {
     let slots = 1usize << bits.min(63);
     bits <= SMALL_IDENTITY_BITS
         || (bits <= DIRECT_BITS && slots <= rows.saturating_mul(16))
-        || (bits <= DENSE_DIRECT_BITS && slots <= groups.saturating_mul(4))
+        || (bits <= DIRECT_BITS && slots <= groups.saturating_mul(4))
+        || (bits <= DENSE_DIRECT_BITS && slots <= groups.saturating_mul(2))
 }
+
+/// The widest packed-key ids a table expecting many rows takes before its
+/// groups fill them (16M ids: `k % 10000000`); wider ones wait for the
+/// groups, as a wide key may be sparse.
+const EXPECTED_IDENTITY_BITS: u32 = 24;
 
 /// How one key column occupies the bits of a packed key.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -865,7 +874,7 @@ impl GroupTable {
     fn ids_may_be_keys(&self, bits: u32, rows: usize, groups: usize) -> bool {
         self.sparse
             && (identity_pays(bits, rows, groups)
-                || (bits <= DENSE_DIRECT_BITS
+                || (bits <= EXPECTED_IDENTITY_BITS
                     && 1usize << bits <= self.expected_rows
                     && self.rows_seen >= CARDINALITY_SAMPLE
                     && groups.saturating_mul(2) >= self.rows_seen))
