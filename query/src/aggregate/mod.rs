@@ -6,6 +6,7 @@ pub mod accumulators;
 pub mod hll;
 pub mod keys;
 pub mod tdigest;
+mod used_ids;
 
 use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
