@@ -936,7 +936,9 @@ impl GroupTable {
             Index::Full { .. } => true,
         };
         if !fitting {
-            self.reindex(&ranges, rows);
+            if let Some(moved) = self.reindex(&ranges, rows) {
+                self.note_moved(moved);
+            }
         }
         match &self.index {
             Index::Identity { .. } => {
@@ -978,6 +980,7 @@ impl GroupTable {
                     // This batch's ids were handed out before the move.
                     if let Some(moved) = self.reindex(&same, rows) {
                         out.iter_mut().for_each(|id| *id = moved[*id as usize]);
+                        self.note_moved(moved);
                     }
                 }
             }
@@ -990,10 +993,13 @@ impl GroupTable {
     /// key column without NULLs, the common case, takes one pass: each
     /// code's offset, the largest of them, and the id.
     fn identity_batch(&mut self, rows: usize, out: &mut Vec<u32>) -> bool {
+        let single = self.codes.len() == 1 && self.valid[0].is_empty();
+        // Several columns, or NULLs: the ranges first, as for any index.
+        let ranges = if single { Vec::new() } else { self.ranges() };
         let Index::Identity { layout, seen } = &mut self.index else {
             return false;
         };
-        if layout.len() == 1 && self.valid[0].is_empty() {
+        if single {
             let Some(range) = offsets_within(&self.codes[0][..rows], |c| c, layout[0], out) else {
                 out.clear();
                 return false;
@@ -1001,12 +1007,6 @@ impl GroupTable {
             seen.mark_batch(out, range);
             return true;
         }
-        let ranges = self
-            .codes
-            .iter()
-            .zip(&self.valid)
-            .map(|(codes, valid)| code_range(codes, valid))
-            .collect::<Vec<_>>();
         if !fits(layout, &ranges) {
             return false;
         }
@@ -1030,18 +1030,9 @@ impl GroupTable {
     /// current layout widened to take them in (the batch's own ranges for
     /// the first), or by full keys where that does not fit in 64 bits. Every
     /// group already seen is entered under the new index. Where the ids
-    /// move, the move is noted and also returned, for ids handed out
-    /// before it.
+    /// move, returns the move, for the caller to note (and to apply to ids
+    /// it handed out before it).
     fn reindex(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) -> Option<Vec<u32>> {
-        let moved = self.rebuild(ranges, rows);
-        if let Some(map) = &moved {
-            self.note_moved(map.clone());
-        }
-        moved
-    }
-
-    /// [`GroupTable::reindex`] without noting the move.
-    fn rebuild(&mut self, ranges: &[Option<(u64, u64)>], rows: usize) -> Option<Vec<u32>> {
         let mut moved = None;
         let target = match &self.index {
             Index::Direct { layout, .. }
