@@ -1250,6 +1250,11 @@ impl GroupTable {
             .enumerate()
             .map(|(c, col)| {
                 let flip = if self.signed[c] { SIGN } else { 0 };
+                if let (Index::Identity { layout, seen }, DataType::Int64) =
+                    (&self.index, &col.data_type)
+                {
+                    return Ok(identity_int64_keys(layout[c], seen, flip));
+                }
                 let (codes, valid) = self.column_codes(c);
                 if col.data_type == DataType::Int64 {
                     // The common key, built straight from the codes: at ten
@@ -1270,6 +1275,30 @@ impl GroupTable {
             })
             .collect()
     }
+}
+
+/// A bigint key column of a packed-key table, column `p` of its layout,
+/// straight from the used ids in one pass (`flip` undoing the sign flip of
+/// its codes): no codes vector between, which at ten million groups was
+/// 80 MB more and two more passes over the ids.
+fn identity_int64_keys(p: PackedColumn, seen: &UsedIds, flip: u64) -> ArrayRef {
+    let bits = 64 - p.null.leading_zeros();
+    let mask = u64::MAX >> (64 - bits);
+    let mut any_null = false;
+    let values: Vec<i64> = seen
+        .iter()
+        .map(|id| {
+            let offset = (id as u64 >> p.shift) & mask;
+            any_null |= offset == p.null;
+            (p.min.wrapping_add(offset) ^ flip) as i64
+        })
+        .collect();
+    let nulls = any_null.then(|| {
+        seen.iter()
+            .map(|id| (id as u64 >> p.shift) & mask != p.null)
+            .collect::<arrow::buffer::NullBuffer>()
+    });
+    Arc::new(Int64Array::new(values.into(), nulls))
 }
 
 /// The sign bit of a 64-bit code.

@@ -203,11 +203,10 @@ impl Aggregator {
         let present = self.groups.present();
         let mut columns = self.groups.key_arrays()?;
         for acc in self.accumulators.iter_mut() {
-            let column = acc.finish(n)?;
             // The key arrays hold groups only; the states of unused ids go.
             columns.push(match &present {
-                Some(present) => arrow::compute::filter(&column, present)?,
-                None => column,
+                Some(present) => acc.finish_present(n, present.values())?,
+                None => acc.finish(n)?,
             });
         }
         let columns = columns
