@@ -36,6 +36,16 @@ pub trait GroupAccumulator: Send + Sync {
         mapping: &[u32],
         num_groups: usize,
     ) -> Result<()>;
+    /// Folds in another accumulator of the same kind whose group `g` is our
+    /// group `g` (partials whose group tables gave out the same ids).
+    fn merge_same_ids(
+        &mut self,
+        other: Box<dyn GroupAccumulator>,
+        num_groups: usize,
+    ) -> Result<()> {
+        let mapping: Vec<u32> = (0..num_groups as u32).collect();
+        self.merge(other, &mapping, num_groups)
+    }
     /// The result for groups `0..num_groups`.
     fn finish(&mut self, num_groups: usize) -> Result<ArrayRef>;
     /// The result for the ids among `0..num_groups` that `present` marks
@@ -203,6 +213,14 @@ impl GroupAccumulator for Count {
         }
         Ok(())
     }
+    fn merge_same_ids(&mut self, other: Box<dyn GroupAccumulator>, n: usize) -> Result<()> {
+        let other = downcast::<Count>(other)?;
+        self.counts.resize(n.max(other.counts.len()), 0);
+        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
+            *mine += theirs;
+        }
+        Ok(())
+    }
     fn finish(&mut self, n: usize) -> Result<ArrayRef> {
         self.counts.resize(n, 0);
         Ok(Arc::new(Int64Array::from(std::mem::take(&mut self.counts))))
@@ -273,6 +291,24 @@ impl Seen {
         }
     }
 
+    /// Adds `other`'s counts (ORs its bits) group by group, for `n` groups.
+    fn merge_same_ids(&mut self, other: &Seen, n: usize) {
+        match (self, other) {
+            (Seen::Counts(mine), Seen::Counts(theirs)) => {
+                add_same_ids(mine, theirs, n, |a, b| a + b)
+            }
+            (Seen::Any(mine), Seen::Any(theirs)) => {
+                add_same_ids(mine, theirs, n.div_ceil(64), |a, b| a | b)
+            }
+            (mine, theirs) => {
+                mine.resize(n);
+                for g in 0..n {
+                    mine.add(g, theirs.count(g));
+                }
+            }
+        }
+    }
+
     /// Group `g`'s count (for `Any`, 1 if it has values).
     fn count(&self, g: usize) -> i64 {
         match self {
@@ -288,6 +324,25 @@ impl Seen {
             Seen::Counts(c) => c.capacity() * 8,
             Seen::Any(bits) => bits.capacity() * 8,
         }
+    }
+}
+
+/// `mine[g] = add(mine[g], theirs[g])` for every `g` of `theirs`, `mine`
+/// grown to at least `n` first; nothing where `theirs` is empty.
+fn add_same_ids<T: Copy + Default>(
+    mine: &mut Vec<T>,
+    theirs: &[T],
+    n: usize,
+    add: impl Fn(T, T) -> T,
+) {
+    if theirs.is_empty() {
+        return;
+    }
+    if mine.len() < n.max(theirs.len()) {
+        mine.resize(n.max(theirs.len()), T::default());
+    }
+    for (m, &t) in mine.iter_mut().zip(theirs) {
+        *m = add(*m, t);
     }
 }
 
@@ -568,6 +623,31 @@ impl GroupAccumulator for SumAvg {
             if let Some(&v) = other.floats.get(g) {
                 self.floats[to] += v;
             }
+        }
+        Ok(())
+    }
+    fn merge_same_ids(&mut self, other: Box<dyn GroupAccumulator>, n: usize) -> Result<()> {
+        let other = downcast::<SumAvg>(other)?;
+        self.seen.merge_same_ids(&other.seen, n);
+        add_same_ids(&mut self.ints, &other.ints, n, |a, b| a + b);
+        add_same_ids(&mut self.floats, &other.floats, n, |a, b| a + b);
+        if !other.narrow.is_empty() {
+            self.narrow.resize(n.max(other.narrow.len()), 0);
+            // Wraps noted for after the loop, which then stays a plain add.
+            let mut wraps = Vec::new();
+            for (g, (mine, &theirs)) in self.narrow.iter_mut().zip(&other.narrow).enumerate() {
+                let (sum, wrapped) = mine.overflowing_add(theirs);
+                *mine = sum;
+                if wrapped {
+                    wraps.push((g, if theirs > 0 { 1 } else { -1 }));
+                }
+            }
+            for (g, by) in wraps {
+                self.wrap(g, by);
+            }
+        }
+        for (g, &w) in other.wraps.iter().enumerate().filter(|(_, w)| **w != 0) {
+            self.wrap(g, w);
         }
         Ok(())
     }

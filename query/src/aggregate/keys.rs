@@ -672,17 +672,32 @@ fn spread_over(lo: u64, hi: u64, bits: u32) -> Option<(u64, u64)> {
 /// A first table's ranges: each filling the bits it needs, so that the
 /// next batches' codes, and other workers' (whose first batches met other
 /// codes), most likely fit, and ids that are packed keys stay where they
-/// are.
+/// are; each then moved down to a round start ([`round_start`]).
 fn first_ranges(ranges: &[Option<(u64, u64)>]) -> Vec<Option<(u64, u64)>> {
     ranges
         .iter()
         .map(|r| {
             r.map(|(lo, hi)| {
                 let null = (hi - lo).saturating_add(1);
-                spread_over(lo, hi, 64 - null.leading_zeros()).unwrap_or((lo, hi))
+                spread_over(lo, hi, 64 - null.leading_zeros())
+                    .map_or((lo, hi), |spread| round_start(spread, hi))
             })
         })
         .collect()
+}
+
+/// The range `start..=end` moved down, keeping `hi` in it, to start at a
+/// multiple of the largest power of two it can: workers whose first
+/// batches met slightly different codes then most likely take one layout,
+/// and their partials merge id for id
+/// ([`GroupTable::shares_ids_with`]), not through a map of every id.
+fn round_start((start, end): (u64, u64), hi: u64) -> (u64, u64) {
+    let room = end - hi;
+    // A power of two no larger than room + 1 moves the range down at most
+    // `room`.
+    let align = 1u64 << (63 - room.saturating_add(1).leading_zeros());
+    let down = start % align;
+    (start - down, end - down)
 }
 
 /// The packing of codes in `ranges`, and its width in bits; `None` if they
@@ -917,6 +932,28 @@ impl GroupTable {
             *out = spread;
         }
         Ok(())
+    }
+
+    /// True when `other`'s ids are this table's ids for the same keys: both
+    /// take packed keys as ids, under one layout, of keys coded by value
+    /// (text codes are each table's own).
+    pub fn shares_ids_with(&self, other: &GroupTable) -> bool {
+        let same_layout = matches!(
+            (&self.index, &other.index),
+            (Index::Identity { layout, .. }, Index::Identity { layout: theirs, .. })
+                if layout == theirs
+        );
+        same_layout && self.columns.iter().all(KeyColumn::value_coded)
+    }
+
+    /// Takes in the groups of `other`, whose ids are this table's
+    /// ([`GroupTable::shares_ids_with`]): no id moves, none is looked up.
+    pub fn absorb_groups_of(&mut self, other: &GroupTable) {
+        if let (Index::Identity { seen, .. }, Index::Identity { seen: theirs, .. }) =
+            (&mut self.index, &other.index)
+        {
+            seen.union(theirs);
+        }
     }
 
     /// Looks up (and creates) the groups of the `rows` rows whose codes are

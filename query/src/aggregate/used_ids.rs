@@ -47,6 +47,19 @@ impl UsedIds {
         }
     }
 
+    /// Marks every id `other` (as long) has marked.
+    pub(super) fn union(&mut self, other: &UsedIds) {
+        match (self, other) {
+            (UsedIds::Bytes(mine), UsedIds::Bytes(theirs)) => {
+                mine.iter_mut().zip(theirs).for_each(|(m, t)| *m |= t)
+            }
+            (UsedIds::Bits { words: mine, .. }, UsedIds::Bits { words: theirs, .. }) => {
+                mine.iter_mut().zip(theirs).for_each(|(m, t)| *m |= t)
+            }
+            (mine, theirs) => theirs.iter().for_each(|id| mine.mark(id)),
+        }
+    }
+
     /// Marks `id` used.
     pub(super) fn mark(&mut self, id: usize) {
         match self {
