@@ -346,6 +346,20 @@ impl QueryContext {
             })
     }
 
+    /// True when `bytes` more would fit the statement's bound and the
+    /// server's pool now: for memory that is worth taking but not needed
+    /// (a buffer that only speeds things up).
+    pub fn has_room(&self, bytes: usize) -> bool {
+        let statement = self.memory_used().saturating_add(bytes) <= self.inner.options.memory_limit;
+        let pool = self
+            .inner
+            .options
+            .pool
+            .as_ref()
+            .is_none_or(|p| p.used().saturating_add(bytes) <= p.limit());
+        statement && pool
+    }
+
     /// Returns memory accounted with [`QueryContext::reserve`].
     pub fn release(&self, bytes: usize) {
         let bytes = bytes.min(self.memory_used());

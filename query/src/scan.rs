@@ -534,7 +534,8 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
 }
 
 /// Runs `work` on every morsel on up to `threads` workers (and at most
-/// `max_workers`), each with its own state from `init`; returns the workers' states.
+/// `max_workers`), each with its own state from `init`; returns the workers' states,
+/// each passed through `settle` on its worker's thread once its morsels are done.
 ///
 /// The calling thread starts alone and brings in helper threads only once the
 /// morsels left look like more than [`HELPERS_PAY_AFTER`] of work at the pace of
@@ -549,6 +550,7 @@ fn run_parallel<S: Send>(
     max_workers: usize,
     init: impl Fn() -> Result<S> + Sync,
     work: impl Fn(&mut S, usize, &Morsel) -> Result<()> + Sync,
+    settle: impl Fn(&mut S) -> Result<()> + Sync,
 ) -> Result<Vec<S>> {
     let workers = ctx
         .options()
@@ -570,6 +572,7 @@ fn run_parallel<S: Send>(
     let mut done = 0u32;
     loop {
         if !step(&mut mine)? {
+            settle(&mut mine)?;
             return Ok(vec![mine]);
         }
         done += 1;
@@ -581,6 +584,7 @@ fn run_parallel<S: Send>(
     let helper = || -> Result<S> {
         let mut state = init()?;
         while step(&mut state)? {}
+        settle(&mut state)?;
         Ok(state)
     };
     // On a server, each helper holds one of the pool's free slots while it
@@ -606,6 +610,7 @@ fn run_parallel<S: Send>(
             .collect();
         let mut states = Vec::with_capacity(workers);
         while step(&mut mine)? {}
+        settle(&mut mine)?;
         states.push(mine);
         for h in handles {
             states.push(
@@ -993,6 +998,7 @@ impl ScanPlan {
                 out.push((first + i, batch));
                 Ok(())
             },
+            |_| Ok(()),
         )?;
         let mut all: Vec<(usize, RecordBatch)> = states.into_iter().flatten().collect();
         all.sort_by_key(|(i, _)| *i);
@@ -1205,6 +1211,7 @@ pub fn scan_aggregate(
                 &mut fold,
             )
         },
+        Aggregator::settle,
     );
     let partials = partials.map_err(|e| quarantine_on_corruption(table, e))?;
     stats.rows_selected = selected_rows.into_inner();

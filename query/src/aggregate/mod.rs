@@ -3,6 +3,7 @@
 //! parallel scan and above any other plan node; partial aggregators merge.
 
 pub mod accumulators;
+mod held;
 pub mod hll;
 pub mod keys;
 pub mod tdigest;
@@ -15,6 +16,7 @@ use crate::context::QueryContext;
 use crate::error::{Error, Result};
 use crate::logical::AggregateExpr;
 use accumulators::{new_accumulator, GroupAccumulator};
+use held::HeldRows;
 use keys::GroupTable;
 
 /// What one aggregate needs to build its accumulator.
@@ -33,6 +35,15 @@ pub struct Aggregator {
     groups: GroupTable,
     accumulators: Vec<Box<dyn GroupAccumulator>>,
     group_ids: Vec<u32>,
+    /// Group ids the accumulators' states cover: the largest count given
+    /// to them since the ids last moved.
+    state_groups: usize,
+    /// Rows not yet folded in, where the groups are too many for the
+    /// states to stay in cache (see [`held`]).
+    held: HeldRows,
+    /// True when rows may be held: every aggregate's state is a fixed few
+    /// bytes a group and its result is the same in any row order.
+    may_hold: bool,
     reserved: usize,
     ctx: QueryContext,
 }
@@ -57,7 +68,8 @@ impl Aggregator {
             .collect::<Result<Vec<_>>>()?;
         // Group ids may be packed keys with holes between them when every
         // accumulator takes an unused id as an empty slot.
-        let groups = if accumulators.iter().all(|a| a.sparse_groups_ok()) {
+        let sparse = accumulators.iter().all(|a| a.sparse_groups_ok());
+        let groups = if sparse {
             GroupTable::sparse(&group_types)
         } else {
             GroupTable::new(&group_types)
@@ -68,6 +80,11 @@ impl Aggregator {
             specs,
             accumulators,
             group_ids: Vec::new(),
+            state_groups: 0,
+            held: HeldRows::default(),
+            // The accumulators that take a sparse table's empty slots are
+            // the fixed-size, order-blind ones (count, sum, avg, min, max).
+            may_hold: sparse,
             reserved: 0,
             ctx,
         })
@@ -121,10 +138,69 @@ impl Aggregator {
             self.follow_moved_groups()?;
         }
         let n = self.groups.len();
-        for (acc, arg) in self.accumulators.iter_mut().zip(args) {
-            acc.update(&ids, n, arg.as_ref())?;
+        self.state_groups = self.state_groups.max(n);
+        if !self.hold(&ids, args, n)? {
+            for (acc, arg) in self.accumulators.iter_mut().zip(args) {
+                acc.update(&ids, n, arg.as_ref())?;
+            }
         }
         self.group_ids = ids;
+        self.account()
+    }
+
+    /// Holds the batch's rows back to fold in later by id ranges, if the
+    /// groups are many, the arguments can be held and the statement has
+    /// room; folds the held rows in whenever the buffers fill. False when
+    /// the caller is to fold the batch in.
+    fn hold(&mut self, ids: &[u32], args: &[Option<ArrayRef>], n: usize) -> Result<bool> {
+        if !self.may_hold || n < held::HOLD_FROM_GROUPS || !HeldRows::takes(args) {
+            return Ok(false);
+        }
+        // Room for the held rows and for the states, which grow to `n`
+        // groups only as the rows are folded in (about 16 bytes a group
+        // each for the aggregates that hold rows: 8 for COUNT, up to 24
+        // for AVG of numerics).
+        let states = n * 16 * self.accumulators.len();
+        if self.held.bytes() == 0
+            && !self
+                .ctx
+                .has_room(HeldRows::bytes_to_hold(n, args).saturating_add(states))
+        {
+            return Ok(false);
+        }
+        for start in (0..ids.len()).step_by(held::HOLD_CHUNK) {
+            let rows = held::HOLD_CHUNK.min(ids.len() - start);
+            let sliced;
+            let chunk_args = if rows == ids.len() {
+                args
+            } else {
+                sliced = args
+                    .iter()
+                    .map(|a| a.as_ref().map(|a| a.slice(start, rows)))
+                    .collect::<Vec<_>>();
+                &sliced
+            };
+            let chunk = &ids[start..start + rows];
+            if !self.held.hold(chunk, chunk_args, n) {
+                self.fold_held()?;
+                if !self.held.hold(chunk, chunk_args, n) {
+                    return Err(Error::Internal("held rows refused with none held".into()));
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn fold_held(&mut self) -> Result<()> {
+        self.held.flush(&mut self.accumulators, self.state_groups)
+    }
+
+    /// Folds in any rows held back and gives their memory back. A worker
+    /// calls it when its part of a scan is done, so that the folding runs
+    /// on its own thread, not in the merge.
+    pub fn settle(&mut self) -> Result<()> {
+        self.fold_held()?;
+        self.held.shrink();
         self.account()
     }
 
@@ -135,7 +211,10 @@ impl Aggregator {
         let Some(moved) = self.groups.take_moved() else {
             return Ok(());
         };
+        // Held rows carry the old ids: folded in before the states move.
+        self.fold_held()?;
         let n = self.groups.len();
+        self.state_groups = n;
         for (acc, spec) in self.accumulators.iter_mut().zip(&self.specs) {
             let fresh = new_accumulator(
                 spec.expr.func,
@@ -152,7 +231,9 @@ impl Aggregator {
     }
 
     fn size(&self) -> usize {
-        self.groups.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+        self.groups.size()
+            + self.held.bytes()
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 
     /// Brings the statement's memory account up to date; errors past the bound.
@@ -173,10 +254,13 @@ impl Aggregator {
         if other.groups.is_empty() {
             return Ok(());
         }
+        self.settle()?;
+        other.settle()?;
         if self.groups.shares_ids_with(&other.groups) {
             // The same ids for the same keys: states add up slot by slot.
             self.groups.absorb_groups_of(&other.groups);
             let n = self.groups.len();
+            self.state_groups = self.state_groups.max(n);
             let theirs = std::mem::take(&mut other.accumulators);
             for (mine, theirs) in self.accumulators.iter_mut().zip(theirs) {
                 mine.merge_same_ids(theirs, n)?;
@@ -196,6 +280,7 @@ impl Aggregator {
             self.follow_moved_groups()?;
         }
         let n = self.groups.len();
+        self.state_groups = self.state_groups.max(n);
         let theirs = std::mem::take(&mut other.accumulators);
         for (mine, theirs) in self.accumulators.iter_mut().zip(theirs) {
             mine.merge(theirs, &mapping, n)?;
@@ -208,6 +293,7 @@ impl Aggregator {
     /// The result: group keys then aggregates, one row per group. Without group keys
     /// there is always exactly one row (COUNT(*) of nothing is 0).
     pub fn finish(mut self, schema: SchemaRef) -> Result<RecordBatch> {
+        self.settle()?;
         if self.group_types.is_empty() && self.groups.is_empty() {
             self.groups.intern(&[], 1, &mut Vec::new())?;
         }
@@ -252,6 +338,12 @@ mod tests {
     use crate::logical::{AggregateFunction, Expr};
 
     fn aggregator() -> Aggregator {
+        aggregator_within(QueryOptions::default().memory_limit)
+    }
+
+    /// count(*) and sum(x) by a bigint key, in a statement of this memory
+    /// bound.
+    fn aggregator_within(memory_limit: usize) -> Aggregator {
         let spec = |func, arg: Option<Expr>, arg_type| AggregateSpec {
             expr: AggregateExpr {
                 func,
@@ -261,7 +353,11 @@ mod tests {
             },
             arg_type,
         };
-        let ctx = QueryContext::new(QueryOptions::default(), Arc::new(AtomicBool::new(false)));
+        let options = QueryOptions {
+            memory_limit,
+            ..QueryOptions::default()
+        };
+        let ctx = QueryContext::new(options, Arc::new(AtomicBool::new(false)));
         Aggregator::new(
             vec![DataType::Int64],
             vec![
@@ -395,6 +491,101 @@ mod tests {
         for i in 0..out.num_rows() {
             let expected = reference[&k.value(i)];
             assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
+        }
+    }
+
+    /// count(*) and sum(x) over more group ids than the states keep in
+    /// cache, so that rows are held back and folded in by id ranges: two
+    /// partials whose first batches differed slightly share their ids and
+    /// merge slot by slot; a third, whose held rows are folded in before
+    /// its ids move (a batch below its first range), merges through a map
+    /// of its ids; sums that wrap past 64 bits stay exact.
+    #[test]
+    fn held_rows_survive_moves_and_both_kinds_of_merge() {
+        let mut reference: HashMap<i64, (i64, i128)> = HashMap::new();
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        // (lowest key, range, partial)
+        let batches = [
+            (1_000, 3_000_000, 0),
+            (3_000, 3_000_000, 1),
+            (1_000, 3_000_000, 0),
+            (3_000, 3_000_000, 1),
+            (9_000_000, 2_000_000, 2),
+            (-2_000_000, 100_000, 2),
+            (9_000_000, 2_000_000, 2),
+        ];
+        let mut partials = [aggregator(), aggregator(), aggregator()];
+        let mut ever_held = [false; 3];
+        for &(lo, range, partial) in &batches {
+            let agg = &mut partials[partial];
+            agg.expect_rows(1 << 26);
+            let (mut keys, mut xs) = (Vec::new(), Vec::new());
+            for _ in 0..16_384 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let k = lo + (seed % range) as i64;
+                // Now and then a value near the limit: sums wrap.
+                let x = match seed % 7 {
+                    0 => i64::MAX - (seed >> 50) as i64,
+                    1 => i64::MIN + (seed >> 50) as i64,
+                    _ => (seed >> 40) as i64 - 5_000,
+                };
+                keys.push(k);
+                xs.push(x);
+                let e = reference.entry(k).or_default();
+                e.0 += 1;
+                e.1 += i128::from(x);
+            }
+            // One key many times: its sum wraps many times over.
+            keys.extend([lo; 64]);
+            xs.extend([i64::MAX; 64]);
+            let e = reference.entry(lo).or_default();
+            e.0 += 64;
+            e.1 += 64 * i128::from(i64::MAX);
+            let rows = keys.len();
+            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
+            let xs: ArrayRef = Arc::new(Int64Array::from(xs));
+            agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+            ever_held[partial] |= agg.held.bytes() > 0;
+        }
+        assert_eq!(ever_held, [true; 3], "rows not held");
+        let [mut total, second, third] = partials;
+        assert!(total.groups.shares_ids_with(&second.groups));
+        assert!(!total.groups.shares_ids_with(&third.groups));
+        total.merge(second).unwrap();
+        total.merge(third).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("count", DataType::Int64, false),
+            Field::new("sum", DataType::Decimal128(38, 0), true),
+        ]));
+        let out = total.finish(schema).unwrap();
+        assert_eq!(out.num_rows(), reference.len(), "one row per key");
+        let k = out.column(0).as_primitive::<Int64Type>();
+        let c = out.column(1).as_primitive::<Int64Type>();
+        let s = out.column(2).as_primitive::<Decimal128Type>();
+        for i in 0..out.num_rows() {
+            let expected = reference[&k.value(i)];
+            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
+        }
+    }
+
+    /// Holding rows only speeds an aggregation up: where the statement's
+    /// bound has room for the states but not for the held rows too, the
+    /// rows are folded in as they come and the statement succeeds.
+    #[test]
+    fn rows_are_held_only_where_the_memory_bound_has_room() {
+        // 2^21 ids: about 33 MB of states, 35 MB more to hold rows.
+        for (limit, holds) in [(50 << 20, false), (200 << 20, true)] {
+            let mut agg = aggregator_within(limit);
+            agg.expect_rows(1 << 26);
+            let keys: Vec<i64> = (0..16_384).map(|i| i * 127).collect();
+            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
+            agg.update(&[Arc::clone(&keys)], &[None, Some(keys)], 16_384)
+                .unwrap();
+            assert!(agg.groups.len() >= held::HOLD_FROM_GROUPS);
+            assert_eq!(agg.held.bytes() > 0, holds, "bound of {limit} bytes");
         }
     }
 }
