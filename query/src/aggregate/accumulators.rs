@@ -332,7 +332,8 @@ impl Seen {
 /// than it has rows whose bits are all set (a hundred groups after their
 /// first batch: a bit's test per row was a tenth of `GROUP BY k % 100`).
 fn mark_present(bits: &mut [u64], groups: &[u32]) {
-    // Two folds the compiler vectorises, where one of both was not.
+    // Folds of their own, which the compiler vectorises: taking the
+    // largest id inside the add loop instead measured slower.
     let lo = groups.iter().fold(u32::MAX, |m, &g| m.min(g)) as usize;
     let hi = groups.iter().fold(0, |m, &g| m.max(g)) as usize;
     let is_set =

@@ -373,6 +373,49 @@ mod tests {
         .unwrap()
     }
 
+    /// A xorshift step: the tests' keys and values, the same every run.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    /// Key `k` seen `times` more with value `x`, in the expected counts
+    /// and exact sums.
+    fn count_in(reference: &mut HashMap<i64, (i64, i128)>, k: i64, x: i64, times: i64) {
+        let e = reference.entry(k).or_default();
+        e.0 += times;
+        e.1 += i128::from(times) * i128::from(x);
+    }
+
+    /// Folds a batch of keys and values into [`aggregator`]'s count and sum.
+    fn update(agg: &mut Aggregator, keys: Vec<i64>, xs: Vec<i64>) {
+        let rows = keys.len();
+        let keys: ArrayRef = Arc::new(Int64Array::from(keys));
+        let xs: ArrayRef = Arc::new(Int64Array::from(xs));
+        agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+    }
+
+    /// `agg`'s result has exactly one row per key of `reference`, with its
+    /// count and exact sum.
+    fn assert_counts_and_sums(agg: Aggregator, reference: &HashMap<i64, (i64, i128)>) {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("count", DataType::Int64, false),
+            Field::new("sum", DataType::Decimal128(38, 0), true),
+        ]));
+        let out = agg.finish(schema).unwrap();
+        assert_eq!(out.num_rows(), reference.len(), "one row per key");
+        let k = out.column(0).as_primitive::<Int64Type>();
+        let c = out.column(1).as_primitive::<Int64Type>();
+        let s = out.column(2).as_primitive::<Decimal128Type>();
+        for i in 0..out.num_rows() {
+            let expected = reference[&k.value(i)];
+            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
+        }
+    }
+
     /// count(*) and sum(x) by key through two partial aggregations whose
     /// group ids are packed keys: batches that move the ids (ranges below
     /// and above the first; a batch of many new groups, whose ids move
@@ -401,20 +444,13 @@ mod tests {
             agg.expect_rows(4_000_000);
             let (mut keys, mut xs) = (Vec::new(), Vec::new());
             for _ in 0..10_000 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let (k, x) = (lo + (seed % range) as i64, (seed >> 40) as i64 - 5_000);
+                let r = xorshift(&mut seed);
+                let (k, x) = (lo + (r % range) as i64, (r >> 40) as i64 - 5_000);
                 keys.push(k);
                 xs.push(x);
-                let e = reference.entry(k).or_default();
-                e.0 += 1;
-                e.1 += i128::from(x);
+                count_in(&mut reference, k, x, 1);
             }
-            let rows = keys.len();
-            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
-            let xs: ArrayRef = Arc::new(Int64Array::from(xs));
-            agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+            update(agg, keys, xs);
         }
         // The last partial's keys lie past the total's layout: its ids move.
         let [first, second, mut total, last] = partials;
@@ -425,20 +461,7 @@ mod tests {
             total.groups.present().is_some(),
             "unused ids among the groups"
         );
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("count", DataType::Int64, false),
-            Field::new("sum", DataType::Decimal128(38, 0), true),
-        ]));
-        let out = total.finish(schema).unwrap();
-        assert_eq!(out.num_rows(), reference.len(), "one row per key");
-        let k = out.column(0).as_primitive::<Int64Type>();
-        let c = out.column(1).as_primitive::<Int64Type>();
-        let s = out.column(2).as_primitive::<Decimal128Type>();
-        for i in 0..out.num_rows() {
-            let expected = reference[&k.value(i)];
-            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
-        }
+        assert_counts_and_sums(total, &reference);
     }
 
     /// Two partials whose first batches met slightly different keys take
@@ -455,43 +478,23 @@ mod tests {
             agg.expect_rows(1 << 26);
             let (mut keys, mut xs) = (Vec::new(), Vec::new());
             for i in 0..16_384 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let k = lo + (seed % 100_000) as i64;
+                let r = xorshift(&mut seed);
+                let k = lo + (r % 100_000) as i64;
                 let x = if i % 5 == 0 {
                     i64::MAX - 7
                 } else {
-                    (seed >> 44) as i64
+                    (r >> 44) as i64
                 };
                 keys.push(k);
                 xs.push(x);
-                let e = reference.entry(k).or_default();
-                e.0 += 1;
-                e.1 += i128::from(x);
+                count_in(&mut reference, k, x, 1);
             }
-            let rows = keys.len();
-            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
-            let xs: ArrayRef = Arc::new(Int64Array::from(xs));
-            agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+            update(agg, keys, xs);
         }
         let [mut a, b] = partials;
         assert!(a.groups.shares_ids_with(&b.groups), "layouts differ");
         a.merge(b).unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("count", DataType::Int64, false),
-            Field::new("sum", DataType::Decimal128(38, 0), true),
-        ]));
-        let out = a.finish(schema).unwrap();
-        assert_eq!(out.num_rows(), reference.len(), "one row per key");
-        let k = out.column(0).as_primitive::<Int64Type>();
-        let c = out.column(1).as_primitive::<Int64Type>();
-        let s = out.column(2).as_primitive::<Decimal128Type>();
-        for i in 0..out.num_rows() {
-            let expected = reference[&k.value(i)];
-            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
-        }
+        assert_counts_and_sums(a, &reference);
     }
 
     /// count(*) and sum(x) over more group ids than the states keep in
@@ -521,32 +524,23 @@ mod tests {
             agg.expect_rows(1 << 26);
             let (mut keys, mut xs) = (Vec::new(), Vec::new());
             for _ in 0..16_384 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let k = lo + (seed % range) as i64;
+                let r = xorshift(&mut seed);
+                let k = lo + (r % range) as i64;
                 // Now and then a value near the limit: sums wrap.
-                let x = match seed % 7 {
-                    0 => i64::MAX - (seed >> 50) as i64,
-                    1 => i64::MIN + (seed >> 50) as i64,
-                    _ => (seed >> 40) as i64 - 5_000,
+                let x = match r % 7 {
+                    0 => i64::MAX - (r >> 50) as i64,
+                    1 => i64::MIN + (r >> 50) as i64,
+                    _ => (r >> 40) as i64 - 5_000,
                 };
                 keys.push(k);
                 xs.push(x);
-                let e = reference.entry(k).or_default();
-                e.0 += 1;
-                e.1 += i128::from(x);
+                count_in(&mut reference, k, x, 1);
             }
             // One key many times: its sum wraps many times over.
             keys.extend([lo; 64]);
             xs.extend([i64::MAX; 64]);
-            let e = reference.entry(lo).or_default();
-            e.0 += 64;
-            e.1 += 64 * i128::from(i64::MAX);
-            let rows = keys.len();
-            let keys: ArrayRef = Arc::new(Int64Array::from(keys));
-            let xs: ArrayRef = Arc::new(Int64Array::from(xs));
-            agg.update(&[keys], &[None, Some(xs)], rows).unwrap();
+            count_in(&mut reference, lo, i64::MAX, 64);
+            update(agg, keys, xs);
             ever_held[partial] |= agg.held.bytes() > 0;
         }
         assert_eq!(ever_held, [true; 3], "rows not held");
@@ -555,20 +549,7 @@ mod tests {
         assert!(!total.groups.shares_ids_with(&third.groups));
         total.merge(second).unwrap();
         total.merge(third).unwrap();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Int64, true),
-            Field::new("count", DataType::Int64, false),
-            Field::new("sum", DataType::Decimal128(38, 0), true),
-        ]));
-        let out = total.finish(schema).unwrap();
-        assert_eq!(out.num_rows(), reference.len(), "one row per key");
-        let k = out.column(0).as_primitive::<Int64Type>();
-        let c = out.column(1).as_primitive::<Int64Type>();
-        let s = out.column(2).as_primitive::<Decimal128Type>();
-        for i in 0..out.num_rows() {
-            let expected = reference[&k.value(i)];
-            assert_eq!((c.value(i), s.value(i)), expected, "key {}", k.value(i));
-        }
+        assert_counts_and_sums(total, &reference);
     }
 
     /// Holding rows only speeds an aggregation up: where the statement's
