@@ -783,8 +783,12 @@ impl Engine {
                     .map(|i| schema.columns[i].ty.arrow_type())
             })
             .collect();
-        let mut rows: Vec<Vec<Value>> = Vec::new();
-        for batch in &batches {
+        // Each batch is dropped once its rows are values, and the rows'
+        // vector is sized once: the statement's peak is the values, not
+        // the values and the batches and a doubled vector.
+        let mut rows: Vec<Vec<Value>> =
+            Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+        for batch in batches {
             let cols = batch
                 .columns()
                 .iter()
