@@ -47,8 +47,11 @@ impl UsedIds {
         }
     }
 
-    /// Marks every id `other` (as long) has marked.
+    /// Marks every id `other` has marked. Both cover the same ids (tables
+    /// of one layout), so they are of one kind and length and the word-wise
+    /// OR below drops nothing.
     pub(super) fn union(&mut self, other: &UsedIds) {
+        debug_assert_eq!(self.len(), other.len(), "used ids of two layouts");
         match (self, other) {
             (UsedIds::Bytes(mine), UsedIds::Bytes(theirs)) => {
                 mine.iter_mut().zip(theirs).for_each(|(m, t)| *m |= t)
