@@ -1956,3 +1956,119 @@ fn aggregates_over_sliced_blocks_count_every_row_once() {
         "{plan:?}"
     );
 }
+
+/// An INSERT ... SELECT of more rows than go through the write-ahead file
+/// writes sealed segments as it reads its source (`segment_rows` each), and
+/// is still one statement: a row failing part-way, after segments were
+/// written, leaves the table and its directory as they were. A table
+/// inserting into itself reads only the rows it had.
+#[test]
+fn a_large_insert_select_writes_sealed_segments_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE big (ts TIMESTAMP, k BIGINT, label TEXT, amount NUMERIC(12, 2)) \
+         WITH (time_column = 'ts', retention = 'none', segment_rows = '50000')",
+    )
+    .unwrap();
+    let n = 200_000i64;
+    let source = |value: &str| {
+        format!(
+            "INSERT INTO big SELECT TIMESTAMP '2024-01-01' + g * INTERVAL '1 second', {value}, \
+             'l' || (g % 7), g * 0.25 FROM generate_series(1, {n}) AS s(g)"
+        )
+    };
+    let segment_files = || {
+        let table_dir = db
+            .engine()
+            .catalog()
+            .table("big")
+            .unwrap()
+            .dir()
+            .to_path_buf();
+        let mut names: Vec<String> = std::fs::read_dir(table_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("seg-"))
+            .collect();
+        names.sort();
+        names
+    };
+    let tag = db.execute(&source("g % 1000")).unwrap();
+    assert!(
+        format!("{tag:?}").contains(&format!("INSERT 0 {n}")),
+        "{tag:?}"
+    );
+    let expected_k: i64 = (1..=n).map(|g| g % 1000).sum();
+    let expected_amount: f64 = (1..=n).map(|g| g as f64 * 0.25).sum();
+    assert_eq!(
+        lines(
+            &db,
+            "SELECT count(*), sum(k), sum(amount), count(DISTINCT label) FROM big"
+        ),
+        [format!("{n}|{expected_k}|{expected_amount:.2}|7")]
+    );
+    assert_eq!(
+        lines(
+            &db,
+            "SELECT count(*), sum(rows) FROM sluice.segments WHERE table_name = 'big' AND state = 'sealed'"
+        ),
+        [format!("4|{n}")],
+        "the rows went straight into sealed segments of segment_rows each"
+    );
+    let files = segment_files();
+    assert_eq!(files.len(), 4, "{files:?}");
+
+    // Row 150,000 divides by zero: two segments were written before it.
+    let err = db.execute(&source("1 / (g - 150000)")).unwrap_err();
+    assert_eq!(err.sqlstate(), "22012", "{err}");
+    assert_eq!(lines(&db, "SELECT count(*) FROM big"), [n.to_string()]);
+    assert_eq!(
+        segment_files(),
+        files,
+        "the failed statement's files are removed"
+    );
+
+    db.execute("INSERT INTO big SELECT * FROM big").unwrap();
+    assert_eq!(
+        lines(&db, "SELECT count(*), sum(k) FROM big"),
+        [format!("{}|{}", 2 * n, 2 * expected_k)]
+    );
+    drop(db);
+    let db = Database::open(dir.path()).unwrap();
+    assert_eq!(
+        lines(&db, "SELECT count(*), sum(k) FROM big"),
+        [format!("{}|{}", 2 * n, 2 * expected_k)],
+        "committed in the manifest, so a reopen keeps every row"
+    );
+}
+
+/// An upsert table's INSERT ... SELECT gathers its rows for the key map in
+/// one record: they count against the statement's memory bound, so past it
+/// the statement fails with 53200 and stores nothing.
+#[test]
+fn an_upsert_tables_insert_select_is_bounded_by_the_statement_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = Database::open(dir.path()).unwrap();
+    db.execute(
+        "CREATE TABLE kv (ts TIMESTAMP, id BIGINT, v BIGINT, PRIMARY KEY (id)) \
+         WITH (time_column = 'ts', retention = 'none', upsert = 'full')",
+    )
+    .unwrap();
+    let insert =
+        "INSERT INTO kv SELECT TIMESTAMP '2024-01-01' + g * INTERVAL '1 second', g % 50000, g \
+                  FROM generate_series(1, 100000) AS s(g)";
+    db.set_options(QueryOptions {
+        memory_limit: 4 << 20,
+        ..QueryOptions::default()
+    });
+    let err = db.execute(insert).unwrap_err();
+    assert_eq!(err.sqlstate(), "53200", "{err}");
+    assert_eq!(lines(&db, "SELECT count(*) FROM kv"), ["0"]);
+    db.set_options(QueryOptions::default());
+    db.execute(insert).unwrap();
+    assert_eq!(
+        lines(&db, "SELECT count(*), min(v), max(v) FROM kv"),
+        ["50000|50001|100000"]
+    );
+}

@@ -771,7 +771,6 @@ impl Engine {
                 "INSERT has more expressions than target columns".into(),
             ));
         }
-        let batches = execute(&plan, ctx)?;
         // Each value is assigned to its column as PostgreSQL's assignment
         // casts do (a numeric into a double, a double into an integer).
         let target_types: Vec<Option<DataType>> = columns[..width]
@@ -783,36 +782,74 @@ impl Engine {
                     .map(|i| schema.columns[i].ty.arrow_type())
             })
             .collect();
-        // Each batch is dropped once its rows are values, and the rows'
-        // vector is sized once: the statement's peak is the values, not
-        // the values and the batches and a doubled vector.
-        let mut rows: Vec<Vec<Value>> =
-            Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
-        for batch in batches {
-            let cols = batch
-                .columns()
-                .iter()
-                .zip(&target_types)
-                .map(|(c, t)| match t {
-                    Some(t) if c.data_type() != t && c.data_type() != &DataType::Null => {
-                        crate::cast::cast_array(c, t, ctx.options().zone)
-                    }
-                    _ => Ok(Arc::clone(c)),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            for r in 0..batch.num_rows() {
-                rows.push(
-                    cols.iter()
-                        .map(|c| to_value(c, r))
-                        .collect::<Result<Vec<_>>>()?,
-                );
+        // The source's rows are pulled batch by batch and handed to storage
+        // as they come: a large INSERT ... SELECT holds a few segments' rows,
+        // not its whole result (see `Table::append_statement`). Only an upsert
+        // or dedup table gathers them all, so only there they are accounted.
+        let gathered = table.schema().upsert_config().is_some();
+        let mut accounted = 0usize;
+        let batches = RowStream::new(&plan, ctx)?.flat_map(|batch| match batch {
+            // A materialised result's batch may be large: its rows become
+            // values a slice at a time.
+            Ok(b) => crate::stream::slices(b, INSERT_CHUNK_ROWS)
+                .map(Ok)
+                .collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        });
+        let chunks = batches.map(|batch| {
+            let rows = insert_rows(&batch?, &target_types, ctx)?;
+            if gathered {
+                let bytes = rows.iter().map(|r| value_row_bytes(r)).sum::<usize>();
+                ctx.reserve(bytes)?;
+                accounted += bytes;
             }
-        }
-        let n = table.append_named(&columns[..width], rows)?;
+            Ok::<_, Error>(rows)
+        });
+        let stored = table.append_statement(&columns[..width], chunks);
+        ctx.release(accounted);
         Ok(StatementResult::Command {
-            tag: format!("INSERT 0 {n}"),
+            tag: format!("INSERT 0 {}", stored?),
         })
     }
+}
+
+/// Rows of an INSERT's source turned into values at a time.
+const INSERT_CHUNK_ROWS: usize = 64 * 1024;
+
+/// The rows of `batch` as values, each column cast to its target type first.
+fn insert_rows(
+    batch: &RecordBatch,
+    target_types: &[Option<DataType>],
+    ctx: &QueryContext,
+) -> Result<Vec<Vec<Value>>> {
+    ctx.check()?;
+    let cols = batch
+        .columns()
+        .iter()
+        .zip(target_types)
+        .map(|(c, t)| match t {
+            Some(t) if c.data_type() != t && c.data_type() != &DataType::Null => {
+                crate::cast::cast_array(c, t, ctx.options().zone)
+            }
+            _ => Ok(Arc::clone(c)),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    (0..batch.num_rows())
+        .map(|r| cols.iter().map(|c| to_value(c, r)).collect())
+        .collect()
+}
+
+/// Approximate bytes a row of values takes in memory: the row's vector and
+/// each value, with a text's characters.
+fn value_row_bytes(row: &[Value]) -> usize {
+    let text: usize = row
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) => t.len(),
+            _ => 0,
+        })
+        .sum();
+    std::mem::size_of::<Vec<Value>>() + std::mem::size_of_val(row) + text
 }
 
 /// What a prepared statement takes and returns.

@@ -122,8 +122,27 @@ fn stream(plan: &LogicalPlan, ctx: &QueryContext) -> Result<BatchIter> {
             skip: *skip,
             remaining: fetch.unwrap_or(usize::MAX),
         })),
+        // The series is one array; handed on in slices, the projections over
+        // it (an INSERT ... SELECT's generator) work a slice at a time.
+        LogicalPlan::GenerateSeries { .. } => Ok(Box::new(
+            execute(plan, ctx)?
+                .into_iter()
+                .flat_map(|batch| slices(batch, SERIES_SLICE_ROWS))
+                .map(Ok),
+        )),
         _ => Ok(Box::new(execute(plan, ctx)?.into_iter().map(Ok))),
     }
+}
+
+/// Rows per batch handed on from a `generate_series`.
+const SERIES_SLICE_ROWS: usize = 64 * 1024;
+
+/// `batch` as batches of at most `rows` rows (views of it, not copies).
+pub(crate) fn slices(batch: RecordBatch, rows: usize) -> impl Iterator<Item = RecordBatch> {
+    let total = batch.num_rows();
+    (0..total)
+        .step_by(rows.max(1))
+        .map(move |at| batch.slice(at, rows.min(total - at)))
 }
 
 /// OFFSET and LIMIT over a stream: stops pulling its input once enough rows passed.

@@ -25,9 +25,11 @@ use crate::types::Value;
 use crate::upsert::Location;
 use crate::wal::WriteAheadLog;
 
+mod bulk;
 mod import;
 mod retention;
 pub(crate) mod upsert;
+pub use bulk::WAL_STATEMENT_ROWS;
 pub use import::ImportReport;
 pub use retention::RetentionStats;
 use upsert::Target;
@@ -535,7 +537,16 @@ impl Table {
     /// # Errors
     /// As [`Table::append`], plus [`Error::ColumnNotFound`] for an unknown column.
     pub fn append_named(&self, columns: &[String], rows: Vec<Vec<Value>>) -> Result<usize> {
-        let positions = columns
+        let positions = self.column_positions(columns)?;
+        self.append(self.widen(&positions, rows)?)
+    }
+
+    /// The position in the table of each named column.
+    ///
+    /// # Errors
+    /// [`Error::ColumnNotFound`] for an unknown name.
+    fn column_positions(&self, columns: &[String]) -> Result<Vec<usize>> {
+        columns
             .iter()
             .map(|name| {
                 self.schema
@@ -545,10 +556,17 @@ impl Table {
                         column: name.clone(),
                     })
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect()
+    }
+
+    /// Full-width rows from rows of values for the columns at `positions`
+    /// (the others NULL).
+    ///
+    /// # Errors
+    /// [`Error::Arity`] for a row without one value per position.
+    fn widen(&self, positions: &[usize], rows: Vec<Vec<Value>>) -> Result<Vec<Vec<Value>>> {
         let width = self.schema.columns.len();
-        let full = rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 if row.len() != positions.len() {
                     return Err(Error::Arity(format!(
@@ -563,8 +581,7 @@ impl Table {
                 }
                 Ok(full)
             })
-            .collect::<Result<Vec<_>>>()?;
-        self.append(full)
+            .collect()
     }
 
     /// An immutable view of the table for one query: taken under one lock, so a

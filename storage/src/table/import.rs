@@ -81,7 +81,12 @@ impl Table {
         }
         let mut manifest = self.manifest();
         let mut report = ImportReport::default();
-        let written = self.write_import_segments(&mut manifest, batches, progress, &mut report)?;
+        let mut next_id = || {
+            let id = manifest.next_segment;
+            manifest.next_segment += 1;
+            Ok(id)
+        };
+        let written = self.write_import_segments(&mut next_id, batches, progress, &mut report)?;
         let mut segments = Vec::with_capacity(written.len());
         for (entry, segment) in written {
             manifest.segments.push(entry);
@@ -175,21 +180,54 @@ impl Table {
         Ok(report)
     }
 
-    /// Writes the segments of an import, numbered from `manifest.next_segment`
-    /// (which it advances) in the order the rows came; returns their entries
-    /// and opened segments in that order.
-    fn write_import_segments(
+    /// Writes the segments of an import, numbered by `next_id` in the order
+    /// the rows came; returns their entries and opened segments in that
+    /// order.
+    ///
+    /// The batches' own errors are of the caller's type `E` (a query's, for
+    /// `INSERT ... SELECT`), so they come back unchanged. On any error, the
+    /// segment files written so far are removed: nothing refers to them.
+    pub(super) fn write_import_segments<E: From<Error>>(
         &self,
-        manifest: &mut Manifest,
-        batches: impl Iterator<Item = Result<RecordBatch>>,
+        next_id: &mut dyn FnMut() -> Result<u64>,
+        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
         progress: &dyn Fn(u64),
         report: &mut ImportReport,
-    ) -> Result<Vec<(SegmentEntry, Arc<SealedSegment>)>> {
+    ) -> std::result::Result<Vec<(SegmentEntry, Arc<SealedSegment>)>, E> {
+        let mut ids = Vec::new();
+        let mut numbered = || {
+            let id = next_id()?;
+            ids.push(id);
+            Ok(id)
+        };
+        let written = self.write_segments_of(&mut numbered, batches, progress, report);
+        if written.is_err() {
+            // Every writer has stopped (the scope joined them), so these files
+            // are complete or absent; none is in a committed manifest.
+            for id in ids {
+                let path = self.dir.join(segment_file(id));
+                if let Err(e) = self.fs.remove_file(&path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(file = %path.display(), error = %e, "an uncommitted segment could not be removed; the next open moves it to lost+found");
+                    }
+                }
+            }
+        }
+        written
+    }
+
+    fn write_segments_of<E: From<Error>>(
+        &self,
+        next_id: &mut dyn FnMut() -> Result<u64>,
+        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
+        progress: &dyn Fn(u64),
+        report: &mut ImportReport,
+    ) -> std::result::Result<Vec<(SegmentEntry, Arc<SealedSegment>)>, E> {
         let segment_rows = self.schema.options.segment_rows().max(1);
         let cutoff = self.retention_cutoff();
         let time = self.schema.time_column_index();
         let mut written = Vec::new();
-        std::thread::scope(|scope| -> Result<()> {
+        std::thread::scope(|scope| -> std::result::Result<(), E> {
             // A bounded hand-off: at most one segment's rows wait per writer,
             // so memory stays a few segments whatever the file's size.
             let (work, jobs) = mpsc::sync_channel::<(u64, Vec<RecordBatch>)>(IMPORT_WRITERS);
@@ -215,10 +253,9 @@ impl Table {
             let mut pending: Vec<RecordBatch> = Vec::new();
             let mut pending_rows = 0usize;
             // `false` once the writers have stopped: their error is in `results`.
-            let send = |rows: Vec<RecordBatch>, manifest: &mut Manifest| -> Result<bool> {
-                let id = manifest.next_segment;
+            let mut send = |rows: Vec<RecordBatch>| -> std::result::Result<bool, E> {
+                let id = next_id()?;
                 sealed_number(id)?;
-                manifest.next_segment = id + 1;
                 Ok(work.send((id, rows)).is_ok())
             };
             let mut writing = true;
@@ -235,7 +272,7 @@ impl Table {
                     pending_rows += take;
                     offset += take;
                     if pending_rows == segment_rows {
-                        writing = send(std::mem::take(&mut pending), manifest)?;
+                        writing = send(std::mem::take(&mut pending))?;
                         pending_rows = 0;
                     }
                 }
@@ -244,7 +281,7 @@ impl Table {
                 }
             }
             if pending_rows > 0 && writing {
-                send(pending, manifest)?;
+                send(pending)?;
             }
             drop(work);
             for result in results {
