@@ -2421,6 +2421,52 @@ async fn copy_past_the_statement_memory_bound_fails_whole() {
     assert_eq!(n, 0);
 }
 
+/// The value of a counter in `/metrics`.
+fn counter(http_port: u16, name: &str) -> i64 {
+    let metrics = http_get(http_port, "/metrics");
+    let prefix = format!("{name} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+/// A GROUP BY past the server's statement memory bound answers through
+/// spill files, and `/metrics` counts the spill and its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_by_past_the_statement_memory_spills_and_metrics_count_it() {
+    let server = start_with(&["--statement-memory", "1MB"]);
+    let client = connect(server.pg_port).await;
+    client
+        .batch_execute(
+            "CREATE TABLE e (ts TIMESTAMP, user_id BIGINT) WITH (time_column = 'ts', retention = 'none');
+             INSERT INTO e SELECT TIMESTAMP '2024-01-01' + g * INTERVAL '1 second', g % 60000
+             FROM generate_series(1, 90000) AS s(g)",
+        )
+        .await
+        .unwrap();
+    let (spills, bytes) = (
+        counter(server.http_port, "sluice_aggregate_spills_total"),
+        counter(server.http_port, "sluice_aggregate_spilled_bytes_total"),
+    );
+    let row = client
+        .query_one(
+            "SELECT count(*), CAST(sum(n) AS BIGINT), max(n) FROM \
+             (SELECT user_id, count(*) AS n FROM e GROUP BY user_id) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (groups, rows, most): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((groups, rows, most), (60_000, 90_000, 2));
+    assert_eq!(
+        counter(server.http_port, "sluice_aggregate_spills_total"),
+        spills + 1
+    );
+    assert!(counter(server.http_port, "sluice_aggregate_spilled_bytes_total") > bytes);
+}
+
 /// COPY of Parquet files on the server, for an admin: FROM a file inside
 /// import_dir (whole or nothing, skipped when imported before), TO a file
 /// inside export_dir; a path outside either, or through a link out of it, is

@@ -71,6 +71,8 @@ struct Inner {
     catalog: Option<Arc<sluice_storage::Catalog>>,
     user: String,
     scans: std::sync::Mutex<Vec<(String, crate::prune::ScanStats)>>,
+    /// What each aggregation that spilled to disk wrote.
+    spills: std::sync::Mutex<Vec<crate::aggregate::spill::SpillStats>>,
     /// Set by EXPLAIN ANALYZE; read on every operator, so an atomic, not the lock.
     profiling: AtomicBool,
     /// Per plan node (by address), time and rows, while `profiling`.
@@ -123,6 +125,7 @@ impl QueryContext {
                 catalog: None,
                 user: "sluice".into(),
                 scans: std::sync::Mutex::new(Vec::new()),
+                spills: std::sync::Mutex::new(Vec::new()),
                 profiling: AtomicBool::new(false),
                 profile: std::sync::Mutex::new(HashMap::new()),
                 snapshots: std::sync::Mutex::new(HashMap::new()),
@@ -187,6 +190,22 @@ impl QueryContext {
             .lock()
             .ok()
             .and_then(|p| p.get(&node).copied())
+    }
+
+    /// Records an aggregation that spilled to disk (for EXPLAIN ANALYZE).
+    pub fn record_spill(&self, stats: crate::aggregate::spill::SpillStats) {
+        if let Ok(mut spills) = self.inner.spills.lock() {
+            spills.push(stats);
+        }
+    }
+
+    /// The spills recorded so far.
+    pub fn spills(&self) -> Vec<crate::aggregate::spill::SpillStats> {
+        self.inner
+            .spills
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// The scans recorded so far.
@@ -302,6 +321,9 @@ impl QueryContext {
             crate::memory::large_statement_started();
         }
         if total > self.inner.options.memory_limit {
+            // Not taken: what the statement holds is unchanged, so an operator
+            // that answers otherwise (an aggregation that spills) starts from it.
+            self.inner.memory_used.fetch_sub(bytes, Ordering::Relaxed);
             return Err(Error::ResourcesExhausted(format!(
                 "the statement needs more than its memory bound of {} bytes",
                 self.inner.options.memory_limit

@@ -616,6 +616,12 @@ impl Engine {
                 st.rows_selected
             ));
         }
+        for spill in ctx.spills() {
+            lines.push(format!(
+                "Aggregate spilled to disk (past the memory bound): partitions={} rows written={} bytes written={} splits deep={}",
+                spill.partitions, spill.rows, spill.bytes, spill.depth
+            ));
+        }
         lines.push(format!(
             "Execution: rows={} time={:.3} ms",
             result.row_count(),

@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat_batches, lexsort_to_indices, SortColumn, SortOptions};
 use arrow::datatypes::SchemaRef;
 
-use crate::aggregate::{AggregateSpec, Aggregator};
+use crate::aggregate::{spill, AggregateSpec, Aggregator};
 use crate::cast::cast_array;
 use crate::context::QueryContext;
 use crate::error::{Error, Result};
@@ -127,30 +127,58 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
                 .iter()
                 .chain(args.iter().flatten())
                 .any(Expr::has_subquery);
+            let grouped = !group.is_empty();
             if let Some((table, projection, filter)) = stored_scan(input).filter(|_| plain) {
                 // The scan's output column i is the table's column projection[i].
                 let to_table = |e: &Expr| e.remap_columns(&|i| projection[i]);
-                let group: Vec<Expr> = group.iter().map(to_table).collect();
-                let args: Vec<Option<Expr>> =
+                let table_group: Vec<Expr> = group.iter().map(to_table).collect();
+                let table_args: Vec<Option<Expr>> =
                     args.iter().map(|a| a.as_ref().map(to_table)).collect();
-                let batch =
-                    scan::scan_aggregate(table, filter, &group, &args, &template, schema, ctx)?;
-                return Ok(vec![batch]);
+                let in_memory = scan::scan_aggregate(
+                    table,
+                    filter,
+                    &table_group,
+                    &table_args,
+                    &template,
+                    Arc::clone(&schema),
+                    ctx,
+                );
+                return match in_memory {
+                    Ok(batch) => Ok(vec![batch]),
+                    // Only the aggregators take memory in the scan: their groups
+                    // do not fit, so they go through disk, the rows read again.
+                    Err(Error::ResourcesExhausted(_)) if grouped => scan::scan_aggregate_spilled(
+                        table,
+                        filter,
+                        &table_group,
+                        &table_args,
+                        &template,
+                        schema,
+                        ctx,
+                    ),
+                    Err(e) => Err(e),
+                };
             }
-            let mut agg = template;
-            for batch in execute(input, ctx)? {
+            let input = execute(input, ctx)?;
+            let mut agg = template.empty_like()?;
+            let mut folded = Ok(());
+            for batch in &input {
                 ctx.check()?;
-                let keys = group
-                    .iter()
-                    .map(|g| evaluate(g, &batch, ctx))
-                    .collect::<Result<Vec<_>>>()?;
-                let values = args
-                    .iter()
-                    .map(|a| a.as_ref().map(|e| evaluate(e, &batch, ctx)).transpose())
-                    .collect::<Result<Vec<_>>>()?;
-                agg.update(&keys, &values, batch.num_rows())?;
+                let fold = fold_rows(batch, group, &args, ctx)?;
+                folded = agg.update(&fold.keys, &fold.args, fold.rows);
+                if folded.is_err() {
+                    break;
+                }
             }
-            Ok(vec![agg.finish(schema)?])
+            match folded {
+                Ok(()) => Ok(vec![agg.finish(schema)?]),
+                Err(Error::ResourcesExhausted(_)) if grouped => {
+                    drop(agg);
+                    let folds = input.iter().map(|b| fold_rows(b, group, &args, ctx));
+                    spill::aggregate_spilled(folds, &template, schema, ctx)
+                }
+                Err(e) => Err(e),
+            }
         }
         LogicalPlan::Sort { input, keys, fetch } => {
             let batches = execute(input, ctx)?;
@@ -340,6 +368,26 @@ fn values(rows: &[Vec<Expr>], schema: &PlanSchema, ctx: &QueryContext) -> Result
         return Ok(vec![concat_batches(&arrow_schema, &out)?]);
     }
     Ok(out)
+}
+
+/// A batch's group keys and aggregate arguments, evaluated.
+fn fold_rows(
+    batch: &RecordBatch,
+    group: &[Expr],
+    args: &[Option<Expr>],
+    ctx: &QueryContext,
+) -> Result<spill::FoldRows> {
+    Ok(spill::FoldRows {
+        keys: group
+            .iter()
+            .map(|g| evaluate(g, batch, ctx))
+            .collect::<Result<Vec<_>>>()?,
+        args: args
+            .iter()
+            .map(|a| a.as_ref().map(|e| evaluate(e, batch, ctx)).transpose())
+            .collect::<Result<Vec<_>>>()?,
+        rows: batch.num_rows(),
+    })
 }
 
 /// Rows of `generate_series`: integers stepping by an integer, or timestamps

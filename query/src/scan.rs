@@ -22,6 +22,7 @@ use sluice_storage::segment::format::Stat;
 use sluice_storage::segment::SealedSegment;
 use sluice_storage::{SegmentSnapshot, Table};
 
+use crate::aggregate::spill::{self, FoldRows};
 use crate::aggregate::Aggregator;
 use crate::context::QueryContext;
 use crate::error::{Error, Result};
@@ -533,9 +534,10 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
     e
 }
 
-/// Runs `work` on every morsel on up to `threads` workers (and at most
-/// `max_workers`), each with its own state from `init`; returns the workers' states,
-/// each passed through `settle` on its worker's thread once its morsels are done.
+/// Runs `work` on every morsel (or other piece of work: a spilled
+/// partition) on up to `threads` workers (and at most `max_workers`), each
+/// with its own state from `init`; returns the workers' states, each passed
+/// through `settle` on its worker's thread once its morsels are done.
 ///
 /// The calling thread starts alone and brings in helper threads only once the
 /// morsels left look like more than [`HELPERS_PAY_AFTER`] of work at the pace of
@@ -544,12 +546,12 @@ fn quarantine_on_corruption(table: &Table, e: Error) -> Error {
 /// On a server a helper also needs a free slot of the query pool
 /// ([`crate::pool::QueryPool::try_helpers`]), so helpers never crowd the cores
 /// other statements hold.
-fn run_parallel<S: Send>(
-    morsels: &[Morsel],
+pub(crate) fn run_parallel<S: Send, M: Sync>(
+    morsels: &[M],
     ctx: &QueryContext,
     max_workers: usize,
     init: impl Fn() -> Result<S> + Sync,
-    work: impl Fn(&mut S, usize, &Morsel) -> Result<()> + Sync,
+    work: impl Fn(&mut S, usize, &M) -> Result<()> + Sync,
     settle: impl Fn(&mut S) -> Result<()> + Sync,
 ) -> Result<Vec<S>> {
     let workers = ctx
@@ -563,8 +565,12 @@ fn run_parallel<S: Send>(
         let Some(m) = morsels.get(i) else {
             return Ok(false);
         };
-        ctx.check()?;
-        work(state, i, m)?;
+        if let Err(e) = ctx.check().and_then(|()| work(state, i, m)) {
+            // The statement fails: no worker takes another morsel, so the
+            // error comes back now, not after the others read everything.
+            next.store(morsels.len(), Ordering::Relaxed);
+            return Err(e);
+        }
         Ok(true)
     };
     let mut mine = init()?;
@@ -1128,6 +1134,89 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
+    let max_workers = if template.order_sensitive() {
+        1
+    } else {
+        usize::MAX
+    };
+    let partials = fold_scan(
+        table,
+        filter,
+        group,
+        args,
+        ctx,
+        max_workers,
+        |expected_rows| {
+            let mut agg = template.empty_like()?;
+            agg.expect_rows(expected_rows);
+            Ok(agg)
+        },
+        |agg, fold| agg.update(&fold.keys, &fold.args, fold.rows),
+        Aggregator::settle,
+    )?;
+    let mut iter = partials.into_iter();
+    let mut total = match iter.next() {
+        Some(first) => first,
+        None => template.empty_like()?,
+    };
+    for p in iter {
+        ctx.check()?;
+        total.merge(p)?;
+    }
+    total.finish(output)
+}
+
+/// As [`scan_aggregate`], through spill files (see [`spill`]): each scan
+/// worker splits its rows' keys and arguments into files by a hash of the
+/// keys, then the files of each partition are aggregated one partition at
+/// a time.
+pub fn scan_aggregate_spilled(
+    table: &Table,
+    filter: Option<&Expr>,
+    group: &[Expr],
+    args: &[Option<Expr>],
+    template: &Aggregator,
+    output: SchemaRef,
+    ctx: &QueryContext,
+) -> Result<Vec<RecordBatch>> {
+    let dir = spill::spill_dir(ctx)?;
+    let max_workers = if template.order_sensitive() {
+        1
+    } else {
+        usize::MAX
+    };
+    let workers = fold_scan(
+        table,
+        filter,
+        group,
+        args,
+        ctx,
+        max_workers,
+        |_| Ok(spill::Partitions::new(&dir, 1)),
+        spill::Partitions::write_fold,
+        |_| Ok(()),
+    )?;
+    spill::aggregate_partitions(workers, &dir, template, output, ctx)
+}
+
+/// Runs `fold` over the group keys and arguments (`group`, `args`, over the
+/// table's columns) of every row of `table` where `filter` holds, in parallel
+/// over blocks on at most `max_workers` workers, each with its own state from
+/// `init` (told the rows it may expect, 0 if not known) and `settle`d at its
+/// end; returns the states, the calling thread's first. Records the scan for
+/// EXPLAIN ANALYZE; a damaged segment is quarantined.
+#[allow(clippy::too_many_arguments)]
+fn fold_scan<S: Send>(
+    table: &Table,
+    filter: Option<&Expr>,
+    group: &[Expr],
+    args: &[Option<Expr>],
+    ctx: &QueryContext,
+    max_workers: usize,
+    init: impl Fn(usize) -> Result<S> + Sync,
+    fold: impl Fn(&mut S, FoldRows) -> Result<()> + Sync,
+    settle: impl Fn(&mut S) -> Result<()> + Sync,
+) -> Result<Vec<S>> {
     let unfiltered = filter.is_none();
     let mut planned = morsels(table, filter, ctx)?;
     let (filter, bound) = planned.residual(filter);
@@ -1169,27 +1258,18 @@ pub fn scan_aggregate(
     } else {
         AGGREGATE_SLICE_ROWS
     };
-    let max_workers = if template.order_sensitive() {
-        1
-    } else {
-        usize::MAX
-    };
-    let partials = run_parallel(
+    let states = run_parallel(
         &morsels,
         ctx,
         max_workers,
-        || {
-            let mut agg = template.empty_like()?;
-            agg.expect_rows(expected_rows);
-            Ok(agg)
-        },
-        |agg, _, morsel| {
-            let mut fold = |selected: RecordBatch| {
+        || init(expected_rows),
+        |state, _, morsel| {
+            let mut each = |selected: RecordBatch| {
                 let keys = group
                     .iter()
                     .map(|e| evaluate_lifted(e, &selected, ctx))
                     .collect::<Result<Vec<_>>>()?;
-                let values = args
+                let args = args
                     .iter()
                     .map(|a| {
                         a.as_ref()
@@ -1198,7 +1278,8 @@ pub fn scan_aggregate(
                     })
                     .collect::<Result<Vec<_>>>()?;
                 selected_rows.fetch_add(selected.num_rows(), Ordering::Relaxed);
-                agg.update(&keys, &values, selected.num_rows())
+                let rows = selected.num_rows();
+                fold(state, FoldRows { keys, args, rows })
             };
             let filter = (filter.as_ref(), bound);
             for_each_selected(
@@ -1208,24 +1289,15 @@ pub fn scan_aggregate(
                 filter,
                 ctx,
                 slice_rows,
-                &mut fold,
+                &mut each,
             )
         },
-        Aggregator::settle,
+        settle,
     );
-    let partials = partials.map_err(|e| quarantine_on_corruption(table, e))?;
+    let states = states.map_err(|e| quarantine_on_corruption(table, e))?;
     stats.rows_selected = selected_rows.into_inner();
     ctx.record_scan(table.name(), stats);
-    let mut iter = partials.into_iter();
-    let mut total = match iter.next() {
-        Some(first) => first,
-        None => template.empty_like()?,
-    };
-    for p in iter {
-        ctx.check()?;
-        total.merge(p)?;
-    }
-    total.finish(output)
+    Ok(states)
 }
 
 impl Morsel {

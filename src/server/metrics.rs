@@ -195,6 +195,29 @@ fn render_given_back() {
     g.set(sluice_query::memory::times_given_back() as i64);
 }
 
+/// `sluice_aggregate_spills_total` and `sluice_aggregate_spilled_bytes_total`:
+/// GROUP BYs answered through disk past the memory bound, and what they wrote.
+fn render_spills() {
+    static G: OnceLock<(prometheus::IntGauge, prometheus::IntGauge)> = OnceLock::new();
+    let (spills, bytes) = G.get_or_init(|| {
+        (
+            prometheus::register_int_gauge!(
+                "sluice_aggregate_spills_total",
+                "GROUP BYs whose groups passed the memory bound and were aggregated through spill files."
+            )
+            .expect(VALID),
+            prometheus::register_int_gauge!(
+                "sluice_aggregate_spilled_bytes_total",
+                "Bytes those GROUP BYs wrote to spill files."
+            )
+            .expect(VALID),
+        )
+    });
+    let (count, written) = sluice_query::aggregate::spill::spill_totals();
+    spills.set(count as i64);
+    bytes.set(written as i64);
+}
+
 /// Every metric as Prometheus text.
 pub fn render(db: &Database) -> String {
     queries();
@@ -202,6 +225,7 @@ pub fn render(db: &Database) -> String {
     render_pool(db);
     render_plan_reuse();
     render_given_back();
+    render_spills();
     let _ = sluice_ingest::metrics::metrics();
     let g = storage_gauges();
     g.segments.reset();

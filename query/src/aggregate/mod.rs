@@ -6,6 +6,7 @@ pub mod accumulators;
 mod held;
 pub mod hll;
 pub mod keys;
+pub mod spill;
 pub mod tdigest;
 mod used_ids;
 
@@ -319,8 +320,17 @@ impl Aggregator {
             })
             .collect::<Result<Vec<_>>>()?;
         self.ctx.release(self.reserved);
+        self.reserved = 0;
         RecordBatch::try_new(schema, columns)
             .map_err(|e| Error::Internal(format!("aggregate output: {e}")))
+    }
+}
+
+impl Drop for Aggregator {
+    /// An aggregation dropped unfinished (on an error, or to spill instead)
+    /// gives its memory back to the statement.
+    fn drop(&mut self) {
+        self.ctx.release(self.reserved);
     }
 }
 
