@@ -18,10 +18,9 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
-generator=$(cd "$root/benches" && "$venv/bin/python" -c "
+generator=$(cd "$root/benches" && RESTAURANTS=100000 "$venv/bin/python" -c "
 import synthetic as s
-sql = s.sluice_insert(0, $rows, s.step_micros($rows))
-print(sql.replace('% 10000,\n', '% 100000,\n', 1))")
+print(s.sluice_insert(0, $rows, s.step_micros($rows)))")
 "$sluice" sql --data-dir "$data" -- "CREATE TABLE orders (ts TIMESTAMP, restaurant_id BIGINT, \
 item TEXT, status TEXT, amount DOUBLE PRECISION) WITH (time_column = 'ts', retention = 'none', \
 sort_key = 'restaurant_id')" >/dev/null

@@ -9,7 +9,8 @@ Usage: python synthetic.py SLUICE_BINARY ROWS WORK_DIR [SORT_KEY]
 
 SORT_KEY (default "ts") is the storage order every engine gets: Sluice's
 `sort_key` table option, chDB's MergeTree ORDER BY, the order DuckDB's table is
-written in.
+written in. RESTAURANTS in the environment (default 10,000) is how many
+restaurants the orders spread over (issue 17's setup has 100,000).
 """
 
 import datetime as dt
@@ -34,6 +35,7 @@ SPAN_MICROS = 30 * 86_400 * 1_000_000  # the rows cover 30 days, whatever their 
 CHUNK = 1_000_000
 RUNS = 10
 RESTAURANT = 42
+RESTAURANTS = int(os.environ.get("RESTAURANTS", "10000"))
 
 
 def step_micros(rows):
@@ -72,7 +74,7 @@ def sluice_insert(lo, hi, step):
     return f"""
 INSERT INTO orders
 SELECT TIMESTAMP '{START:%Y-%m-%d}' + INTERVAL '1 microsecond' * (g * {step} + {mix_sql(3)} % {step}),
-       {mix_sql(0)} % 10000,
+       {mix_sql(0)} % {RESTAURANTS},
        'item-' || ({u} * {u} * {u} * 200 / 1073741824),
        CASE WHEN {s} < 60 THEN 'DELIVERED'
             WHEN {s} < 75 THEN 'CONFIRMED'
@@ -95,7 +97,7 @@ def numpy_chunk(lo, hi, step):
     return pa.table(
         {
             "ts": pa.array(start + g * step + mix_np(g, 3) % step, pa.timestamp("us")),
-            "restaurant_id": pa.array(mix_np(g, 0) % 10000),
+            "restaurant_id": pa.array(mix_np(g, 0) % RESTAURANTS),
             "item": pa.array(np.char.add("item-", item.astype(str))),
             "status": pa.DictionaryArray.from_arrays(
                 pa.array(status, pa.int32()), pa.array(STATUSES)
