@@ -2133,3 +2133,36 @@ fn an_upsert_tables_insert_select_is_bounded_by_the_statement_memory() {
         ["50000|50001|100000"]
     );
 }
+
+/// `ORDER BY ... LIMIT k` over many batches (a scan's blocks, a spilled
+/// GROUP BY's partitions) keeps a running top k: it must give the first k
+/// rows of the full order, whichever batch they come from.
+#[test]
+fn order_by_limit_over_many_batches_gives_the_first_rows_of_the_full_order() {
+    let (_dir, mut db) = orders(200_000);
+    let cases = [
+        ("SELECT ts, amount FROM orders ORDER BY amount DESC, ts", 7),
+        (
+            "SELECT ts, amount FROM orders ORDER BY amount, ts DESC",
+            60_000,
+        ),
+        (
+            "SELECT restaurant_id, min(ts) AS first, count(*) AS n FROM orders \
+             GROUP BY restaurant_id, ts - INTERVAL '1 second' * (restaurant_id % 3) \
+             ORDER BY n DESC, first",
+            5,
+        ),
+    ];
+    let full: Vec<Vec<String>> = cases.iter().map(|(q, _)| lines(&db, q)).collect();
+    for (i, ((query, k), all)) in cases.iter().zip(&full).enumerate() {
+        if i == 2 {
+            // The GROUP BY spills under 1 MB: its partitions are the batches.
+            db.set_options(QueryOptions {
+                memory_limit: 1 << 20,
+                ..QueryOptions::default()
+            });
+        }
+        let top = lines(&db, &format!("{query} LIMIT {k}"));
+        assert_eq!(top, all[..*k], "{query} LIMIT {k}");
+    }
+}

@@ -182,28 +182,19 @@ fn execute_node(plan: &LogicalPlan, ctx: &QueryContext) -> Result<Vec<RecordBatc
         }
         LogicalPlan::Sort { input, keys, fetch } => {
             let batches = execute(input, ctx)?;
-            let batch = concat_batches(&schema, &batches)?;
-            if batch.num_rows() == 0 {
-                return Ok(vec![]);
+            match fetch {
+                Some(k) if batches.len() > 1 && *k <= TOP_K_MAX_ROWS => {
+                    top_k(batches, keys, *k, &schema, ctx)
+                }
+                _ => {
+                    let batch = concat_batches(&schema, &batches)?;
+                    drop(batches);
+                    if batch.num_rows() == 0 {
+                        return Ok(vec![]);
+                    }
+                    Ok(vec![sort_batch(&batch, keys, *fetch, ctx)?])
+                }
             }
-            let bytes = batch.get_array_memory_size();
-            ctx.reserve(bytes)?;
-            let columns = keys
-                .iter()
-                .map(|k| {
-                    Ok(SortColumn {
-                        values: evaluate(&k.expr, &batch, ctx)?,
-                        options: Some(SortOptions {
-                            descending: k.descending,
-                            nulls_first: k.nulls_first,
-                        }),
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let indices = lexsort_to_indices(&columns, *fetch)?;
-            let sorted = arrow::compute::take_record_batch(&batch, &indices)?;
-            ctx.release(bytes);
-            Ok(vec![sorted])
         }
         LogicalPlan::Limit { input, skip, fetch } => {
             let mut skip = *skip;
@@ -368,6 +359,67 @@ fn values(rows: &[Vec<Expr>], schema: &PlanSchema, ctx: &QueryContext) -> Result
         return Ok(vec![concat_batches(&arrow_schema, &out)?]);
     }
     Ok(out)
+}
+
+/// The largest LIMIT that [`top_k`] serves; past it a sort of everything
+/// costs less than merging every batch into a running top.
+const TOP_K_MAX_ROWS: usize = 64 * 1024;
+
+/// The first `k` rows of `batches` in `keys` order, a batch at a time: a
+/// running top k is merged with each batch and cut back to k, so the sort
+/// holds k rows and one batch rather than a copy of all of them (the
+/// partitions of a spilled GROUP BY under `ORDER BY ... LIMIT k`), and no
+/// more than k rows of any batch are ever ordered.
+fn top_k(
+    batches: Vec<RecordBatch>,
+    keys: &[crate::logical::SortKey],
+    k: usize,
+    schema: &SchemaRef,
+    ctx: &QueryContext,
+) -> Result<Vec<RecordBatch>> {
+    let mut top: Option<RecordBatch> = None;
+    for batch in batches {
+        ctx.check()?;
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        let candidates = match top.take() {
+            Some(top) => concat_batches(schema, [&top, &batch])?,
+            None => batch,
+        };
+        top = Some(sort_batch(&candidates, keys, Some(k), ctx)?);
+    }
+    Ok(top.into_iter().collect())
+}
+
+/// `batch` ordered by `keys`, only its first `fetch` rows if given (a
+/// partial sort); its memory is accounted while the order is worked out.
+fn sort_batch(
+    batch: &RecordBatch,
+    keys: &[crate::logical::SortKey],
+    fetch: Option<usize>,
+    ctx: &QueryContext,
+) -> Result<RecordBatch> {
+    let bytes = batch.get_array_memory_size();
+    ctx.reserve(bytes)?;
+    let sorted = (|| {
+        let columns = keys
+            .iter()
+            .map(|k| {
+                Ok(SortColumn {
+                    values: evaluate(&k.expr, batch, ctx)?,
+                    options: Some(SortOptions {
+                        descending: k.descending,
+                        nulls_first: k.nulls_first,
+                    }),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let indices = lexsort_to_indices(&columns, fetch)?;
+        Ok(arrow::compute::take_record_batch(batch, &indices)?)
+    })();
+    ctx.release(bytes);
+    sorted
 }
 
 /// A batch's group keys and aggregate arguments, evaluated.
