@@ -2,8 +2,10 @@
 # Time and peak resident memory of large INSERT ... SELECT statements, one
 # `sluice sql` process each, in a fresh data directory: the orders generator
 # (benches/synthetic.py's SQL, 100,000 restaurants) for N rows, then the table
-# copied into itself. Usage: benches/insert.sh [rows] [binary] (default
-# 10,000,000 and target/release/sluice, built first); see docs/benchmarks.md.
+# copied into itself. Then the same generator through a server in statements
+# of 1M rows, as synthetic.py loads, for 10,000 and 100,000 restaurants.
+# Usage: benches/insert.sh [rows] [binary] (default 10,000,000 and
+# target/release/sluice, built first); see docs/benchmarks.md.
 set -euo pipefail
 rows=${1:-10000000}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +13,7 @@ venv=$root/target/bench-venv
 if [ -z "${2:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 fi
-sluice=${2:-$root/target/release/sluice}
+sluice=$(realpath "${2:-$root/target/release/sluice}")
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet duckdb chdb pyarrow numpy 'psycopg[binary]'
@@ -31,3 +33,6 @@ sort_key = 'restaurant_id')" >/dev/null
 status, amount FROM orders"
 "$sluice" sql --data-dir "$data" -- "SELECT count(*), sum(restaurant_id), count(DISTINCT item) FROM orders"
 echo "on disk: $(du -sh "$data" | cut -f1)"
+for restaurants in 10000 100000; do
+  (cd "$root/benches" && RESTAURANTS=$restaurants "$venv/bin/python" insert.py "$sluice" "$rows" 1000000)
+done

@@ -2028,17 +2028,18 @@ fn a_large_insert_select_writes_sealed_segments_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = Database::open(dir.path()).unwrap();
     db.execute(
-        "CREATE TABLE big (ts TIMESTAMP, k BIGINT, label TEXT, amount NUMERIC(12, 2)) \
+        "CREATE TABLE big (ts TIMESTAMP, k BIGINT NOT NULL, label TEXT, amount NUMERIC(12, 2)) \
          WITH (time_column = 'ts', retention = 'none', segment_rows = '50000')",
     )
     .unwrap();
     let n = 200_000i64;
-    let source = |value: &str| {
+    let source_with = |value: &str, amount: &str| {
         format!(
             "INSERT INTO big SELECT TIMESTAMP '2024-01-01' + g * INTERVAL '1 second', {value}, \
-             'l' || (g % 7), g * 0.25 FROM generate_series(1, {n}) AS s(g)"
+             'l' || (g % 7), {amount} FROM generate_series(1, {n}) AS s(g)"
         )
     };
+    let source = |value: &str| source_with(value, "g * 0.25");
     let segment_files = || {
         let table_dir = db
             .engine()
@@ -2089,6 +2090,22 @@ fn a_large_insert_select_writes_sealed_segments_all_or_nothing() {
         files,
         "the failed statement's files are removed"
     );
+    // The checks of a value's column hold past the write-ahead path too: a
+    // NULL in a NOT NULL column, a numeric past its precision, both at row
+    // 150,000.
+    let err = db
+        .execute(&source("CASE WHEN g = 150000 THEN NULL ELSE g END"))
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "23502", "{err}");
+    let err = db
+        .execute(&source_with(
+            "g",
+            "CASE WHEN g = 150000 THEN 1e10 ELSE g * 0.25 END",
+        ))
+        .unwrap_err();
+    assert_eq!(err.sqlstate(), "22003", "{err}");
+    assert_eq!(lines(&db, "SELECT count(*) FROM big"), [n.to_string()]);
+    assert_eq!(segment_files(), files);
 
     db.execute("INSERT INTO big SELECT * FROM big").unwrap();
     assert_eq!(

@@ -6,12 +6,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{
-    DataType, Date32Type, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
-    TimestampMicrosecondType,
-};
-use sluice_storage::types::MICROS_PER_DAY;
+use arrow::array::{Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use sluice_storage::{Catalog, ColumnDef, ColumnType, TableSchema, Value};
 use sqlparser::ast::{self, ColumnOption, ObjectType, SqlOption, Statement, TableConstraint};
 use sqlparser::dialect::PostgreSqlDialect;
@@ -777,85 +773,90 @@ impl Engine {
                 "INSERT has more expressions than target columns".into(),
             ));
         }
-        // Each value is assigned to its column as PostgreSQL's assignment
-        // casts do (a numeric into a double, a double into an integer).
-        let target_types: Vec<Option<DataType>> = columns[..width]
-            .iter()
-            .map(|name| {
-                let schema = table.schema();
+        // Which of the query's columns each table column takes (the rest are
+        // NULL); the last of a column named twice.
+        let schema = table.schema();
+        let mut sources: Vec<Option<usize>> = vec![None; schema.columns.len()];
+        for (i, name) in columns[..width].iter().enumerate() {
+            let at =
                 schema
                     .column_index(name)
-                    .map(|i| schema.columns[i].ty.arrow_type())
-            })
-            .collect();
+                    .ok_or_else(|| sluice_storage::Error::ColumnNotFound {
+                        table: schema.name.clone(),
+                        column: name.clone(),
+                    })?;
+            sources[at] = Some(i);
+        }
         // The source's rows are pulled batch by batch and handed to storage
         // as they come: a large INSERT ... SELECT holds a few segments' rows,
         // not its whole result (see `Table::append_statement`). Only an upsert
         // or dedup table gathers them all, so only there they are accounted.
-        let gathered = table.schema().upsert_config().is_some();
+        let gathered = schema.upsert_config().is_some();
         let mut accounted = 0usize;
-        let batches = RowStream::new(&plan, ctx)?.flat_map(|batch| match batch {
-            // A materialised result's batch may be large: its rows become
-            // values a slice at a time.
-            Ok(b) => crate::stream::slices(b, INSERT_CHUNK_ROWS)
-                .map(Ok)
-                .collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        });
-        let chunks = batches.map(|batch| {
-            let rows = insert_rows(&batch?, &target_types, ctx)?;
+        let batches = RowStream::new(&plan, ctx)?.map(|batch| {
+            let batch = stored_batch(&batch?, &sources, schema, ctx)?;
             if gathered {
-                let bytes = rows.iter().map(|r| value_row_bytes(r)).sum::<usize>();
+                // The batch, and its rows as values once gathered.
+                let bytes = batch.get_array_memory_size()
+                    + batch.num_rows()
+                        * (std::mem::size_of::<Vec<Value>>()
+                            + batch.num_columns() * std::mem::size_of::<Value>());
                 ctx.reserve(bytes)?;
                 accounted += bytes;
             }
-            Ok::<_, Error>(rows)
+            Ok::<_, Error>(batch)
         });
-        let stored = table.append_statement(&columns[..width], chunks);
+        let stored_rows = table.append_statement(batches);
         ctx.release(accounted);
         Ok(StatementResult::Command {
-            tag: format!("INSERT 0 {}", stored?),
+            tag: format!("INSERT 0 {}", stored_rows?),
         })
     }
 }
 
-/// Rows of an INSERT's source turned into values at a time.
-const INSERT_CHUNK_ROWS: usize = 64 * 1024;
-
-/// The rows of `batch` as values, each column cast to its target type first.
-fn insert_rows(
+/// An INSERT source's batch as the table's columns: each value assigned to
+/// its column as PostgreSQL's assignment casts do (a numeric into a double,
+/// a double into an integer, text parsed), columns not given NULL. TEXT
+/// stays dictionary-encoded where it is.
+fn stored_batch(
     batch: &RecordBatch,
-    target_types: &[Option<DataType>],
+    sources: &[Option<usize>],
+    table: &TableSchema,
     ctx: &QueryContext,
-) -> Result<Vec<Vec<Value>>> {
+) -> Result<RecordBatch> {
     ctx.check()?;
-    let cols = batch
-        .columns()
+    let rows = batch.num_rows();
+    let columns = table
+        .columns
         .iter()
-        .zip(target_types)
-        .map(|(c, t)| match t {
-            Some(t) if c.data_type() != t && c.data_type() != &DataType::Null => {
-                crate::cast::cast_array(c, t, ctx.options().zone)
+        .zip(sources)
+        .map(|(column, source)| {
+            let ty = column.ty.arrow_type();
+            let Some(c) = source.map(|i| batch.column(i)) else {
+                return Ok(arrow::array::new_null_array(&ty, rows));
+            };
+            let text_dictionary = column.ty == ColumnType::Text
+                && matches!(c.data_type(), DataType::Dictionary(k, v)
+                    if **k == DataType::UInt32 && **v == DataType::Utf8);
+            match c.data_type() {
+                t if *t == ty || text_dictionary => Ok(Arc::clone(c)),
+                DataType::Null => Ok(arrow::array::new_null_array(&ty, rows)),
+                _ => crate::cast::cast_array(c, &ty, ctx.options().zone),
             }
-            _ => Ok(Arc::clone(c)),
         })
         .collect::<Result<Vec<_>>>()?;
-    (0..batch.num_rows())
-        .map(|r| cols.iter().map(|c| to_value(c, r)).collect())
-        .collect()
-}
-
-/// Approximate bytes a row of values takes in memory: the row's vector and
-/// each value, with a text's characters.
-fn value_row_bytes(row: &[Value]) -> usize {
-    let text: usize = row
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(rows));
+    let fields: Vec<Field> = table
+        .columns
         .iter()
-        .map(|v| match v {
-            Value::Text(t) => t.len(),
-            _ => 0,
-        })
-        .sum();
-    std::mem::size_of::<Vec<Value>>() + std::mem::size_of_val(row) + text
+        .zip(&columns)
+        .map(|(def, c)| Field::new(&def.name, c.data_type().clone(), true))
+        .collect();
+    Ok(RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &options,
+    )?)
 }
 
 /// What a prepared statement takes and returns.
@@ -1274,39 +1275,6 @@ fn table_options(opts: &ast::CreateTableOptions) -> Result<BTreeMap<String, Stri
         out.insert(key, value);
     }
     Ok(out)
-}
-
-/// One value of a result column as a storage value (for INSERT ... SELECT / VALUES).
-fn to_value(c: &ArrayRef, r: usize) -> Result<Value> {
-    if c.is_null(r) {
-        return Ok(Value::Null);
-    }
-    Ok(match c.data_type() {
-        DataType::Null => Value::Null,
-        DataType::Boolean => Value::Bool(c.as_boolean().value(r)),
-        DataType::Int32 => Value::Int(c.as_primitive::<Int32Type>().value(r) as i64),
-        DataType::Int64 => Value::Int(c.as_primitive::<Int64Type>().value(r)),
-        DataType::Float64 => Value::Float(c.as_primitive::<Float64Type>().value(r)),
-        DataType::Utf8 => Value::Text(c.as_string::<i32>().value(r).to_string()),
-        DataType::Timestamp(..) => {
-            Value::Timestamp(c.as_primitive::<TimestampMicrosecondType>().value(r))
-        }
-        DataType::Date32 => {
-            Value::Timestamp(c.as_primitive::<Date32Type>().value(r) as i64 * MICROS_PER_DAY)
-        }
-        DataType::Decimal128(_, scale) => Value::Numeric {
-            value: c
-                .as_primitive::<arrow::datatypes::Decimal128Type>()
-                .value(r),
-            scale: *scale,
-        },
-        other => {
-            return Err(Error::DatatypeMismatch(format!(
-                "a value of type {} cannot be stored",
-                crate::format::sql_type_name(other)
-            )))
-        }
-    })
 }
 
 /// EXPLAIN's answer: one text column, one row per line.

@@ -5,7 +5,11 @@
 //! so it never holds more than a few segments' rows whatever its size and a
 //! crash or an error part-way leaves nothing of it.
 
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{DataType, Decimal128Type};
+
 use super::*;
+use crate::types::{pow10_i128, ColumnType};
 
 /// Rows a statement appends through the write-ahead file and the mutable
 /// segment; past this many, its rows go straight into sealed segments. At
@@ -14,44 +18,48 @@ use super::*;
 pub const WAL_STATEMENT_ROWS: usize = 64 * 1024;
 
 impl Table {
-    /// Appends the rows `chunks` yields, values for the named `columns` (the
-    /// others NULL), as one statement: either every row is stored or none is.
-    /// Returns the rows stored (those past retention are counted and left
-    /// out), durable and visible to the next query.
+    /// Appends the rows `batches` yields as one statement: either every row
+    /// is stored or none is. Each batch has one column per table column, in
+    /// order, of the column's type (`ColumnType::arrow_type`; TEXT may be
+    /// dictionary-encoded). Returns the rows stored (those past retention
+    /// are counted and left out), durable and visible to the next query.
     ///
     /// Up to [`WAL_STATEMENT_ROWS`] rows are appended as [`Table::append`]
     /// does. Past that, a table without a key map writes its rows into
-    /// sealed segments as they come (a chunk at a time is converted to
-    /// columns), committed together in one manifest step; appends, seals
-    /// and queries go on meanwhile. An upsert or dedup table's rows must
-    /// meet its key map in one write-ahead record, so they are gathered whole
-    /// first: the caller bounds that memory.
+    /// sealed segments as they come, as an import does, committed together
+    /// in one manifest step; appends, seals and queries go on meanwhile. An
+    /// upsert or dedup table's rows must meet its key map in one write-ahead
+    /// record, so they are gathered whole first: the caller bounds that
+    /// memory.
     ///
     /// # Errors
-    /// A chunk's own error (of the caller's type), or as [`Table::append`].
-    /// Nothing of the statement is stored then.
+    /// A batch's own error (of the caller's type); a NULL in a NOT NULL
+    /// column, a numeric past its precision, a batch not of the table's
+    /// columns; or as [`Table::append`]. Nothing of the statement is stored
+    /// then.
     pub fn append_statement<E: From<Error>>(
         &self,
-        columns: &[String],
-        chunks: impl Iterator<Item = std::result::Result<Vec<Vec<Value>>, E>>,
+        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
     ) -> std::result::Result<usize, E> {
-        let positions = self.column_positions(columns)?;
-        let mut chunks =
-            chunks.map(|chunk| chunk.and_then(|rows| Ok(self.widen(&positions, rows)?)));
-        let mut head: Vec<Vec<Value>> = Vec::new();
+        let mut batches = batches.map(|b| b.and_then(|b| Ok(self.checked(b)?)));
+        let mut head: Vec<RecordBatch> = Vec::new();
+        let mut head_rows = 0;
         let bounded = self.schema.upsert_config().is_none();
-        while !bounded || head.len() <= WAL_STATEMENT_ROWS {
-            match chunks.next() {
-                Some(chunk) => head.extend(chunk?),
-                None => return Ok(self.append(head)?),
+        while !bounded || head_rows <= WAL_STATEMENT_ROWS {
+            match batches.next() {
+                Some(batch) => {
+                    let batch = batch?;
+                    head_rows += batch.num_rows();
+                    head.push(batch);
+                }
+                None => return Ok(self.append(values_of(&head))?),
             }
         }
-        let rest = std::iter::once(Ok(head)).chain(chunks);
-        self.append_sealed(rest)
+        self.append_sealed(head.into_iter().map(Ok).chain(batches))
     }
 
-    /// Writes the full-width rows `chunks` yields as sealed segments and
-    /// commits them in one manifest step.
+    /// Writes the rows `batches` yields as sealed segments and commits them
+    /// in one manifest step.
     ///
     /// `sealing` is held only to number a segment and to commit, not while
     /// the rows are pulled: the statement's own scan may need it (to
@@ -59,15 +67,8 @@ impl Table {
     /// other writers' rows go on meanwhile.
     fn append_sealed<E: From<Error>>(
         &self,
-        chunks: impl Iterator<Item = std::result::Result<Vec<Vec<Value>>, E>>,
+        batches: impl Iterator<Item = std::result::Result<RecordBatch, E>>,
     ) -> std::result::Result<usize, E> {
-        let batches =
-            chunks.flat_map(
-                |chunk| match chunk.and_then(|rows| Ok(self.blocks_of(rows)?)) {
-                    Ok(blocks) => blocks.into_iter().map(Ok).collect::<Vec<_>>(),
-                    Err(e) => vec![Err(e)],
-                },
-            );
         let mut report = ImportReport::default();
         let written = self.write_import_segments(
             &mut || self.reserve_segment_id(),
@@ -114,14 +115,65 @@ impl Table {
         Ok(id)
     }
 
-    /// Coerced rows as column blocks of the table's types, built as the
-    /// mutable segment builds its own (so a value stored either way is the
-    /// same value).
-    fn blocks_of(&self, rows: Vec<Vec<Value>>) -> Result<Vec<RecordBatch>> {
-        let rows = coerce_rows(&self.schema, rows)?;
-        let mut segment = MutableSegment::new(&self.schema);
-        segment.append(&rows)?;
-        drop(rows);
-        Ok(segment.blocks())
+    /// `batch` if its columns are the table's, of their types, with no NULL
+    /// in a NOT NULL column and no numeric past its column's precision: what
+    /// [`Table::append`] checks of each value, checked a column at a time.
+    fn checked(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        if batch.num_columns() != self.schema.columns.len() {
+            return Err(Error::Arity(format!(
+                "a batch of {} columns for table \"{}\" of {}",
+                batch.num_columns(),
+                self.schema.name,
+                self.schema.columns.len()
+            )));
+        }
+        for (array, column) in batch.columns().iter().zip(&self.schema.columns) {
+            let ty = column.ty.arrow_type();
+            let text_dictionary = column.ty == ColumnType::Text
+                && matches!(array.data_type(), DataType::Dictionary(k, v)
+                    if **k == DataType::UInt32 && **v == DataType::Utf8);
+            if array.data_type() != &ty && !text_dictionary {
+                return Err(Error::Arity(format!(
+                    "internal error: column \"{}\" given as {}, stored as {}",
+                    column.name,
+                    array.data_type(),
+                    ty
+                )));
+            }
+            if !column.nullable && array.null_count() > 0 {
+                return Err(Error::NotNull {
+                    table: self.schema.name.clone(),
+                    column: column.name.clone(),
+                });
+            }
+            if let ColumnType::Numeric { precision, scale } = column.ty {
+                let limit = pow10_i128(precision as u32).unsigned_abs();
+                let values = array.as_primitive::<Decimal128Type>();
+                if values.iter().flatten().any(|v| v.unsigned_abs() >= limit) {
+                    return Err(Error::OutOfRange(format!(
+                        "numeric field overflow: a field with precision {precision}, scale {scale} \
+                         value"
+                    )));
+                }
+            }
+        }
+        Ok(batch)
     }
+}
+
+/// The rows of `batches` as values, for the write-ahead path.
+fn values_of(batches: &[RecordBatch]) -> Vec<Vec<Value>> {
+    let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| crate::upsert::key::value_at(c, row))
+                    .collect(),
+            );
+        }
+    }
+    rows
 }
