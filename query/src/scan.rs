@@ -1134,18 +1134,13 @@ pub fn scan_aggregate(
     output: SchemaRef,
     ctx: &QueryContext,
 ) -> Result<RecordBatch> {
-    let max_workers = if template.order_sensitive() {
-        1
-    } else {
-        usize::MAX
-    };
     let partials = fold_scan(
         table,
         filter,
         group,
         args,
         ctx,
-        max_workers,
+        template.max_workers(),
         |expected_rows| {
             let mut agg = template.empty_like()?;
             agg.expect_rows(expected_rows);
@@ -1180,18 +1175,13 @@ pub fn scan_aggregate_spilled(
     ctx: &QueryContext,
 ) -> Result<Vec<RecordBatch>> {
     let dir = spill::spill_dir(ctx)?;
-    let max_workers = if template.order_sensitive() {
-        1
-    } else {
-        usize::MAX
-    };
     let workers = fold_scan(
         table,
         filter,
         group,
         args,
         ctx,
-        max_workers,
+        template.max_workers(),
         |_| Ok(spill::Partitions::new(&dir, 1)),
         spill::Partitions::write_fold,
         |_| Ok(()),

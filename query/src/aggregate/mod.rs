@@ -104,6 +104,16 @@ impl Aggregator {
         })
     }
 
+    /// How many scan workers may fold rows into partials of this shape: one
+    /// for an order-sensitive aggregation, any number otherwise.
+    pub fn max_workers(&self) -> usize {
+        if self.order_sensitive() {
+            1
+        } else {
+            usize::MAX
+        }
+    }
+
     /// Tells the group table that about `rows` rows will be folded in (0:
     /// not known), so that it may take its final form from the first batch.
     pub fn expect_rows(&mut self, rows: usize) {

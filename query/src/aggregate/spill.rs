@@ -123,6 +123,8 @@ pub fn aggregate_partitions(
             .map(|s| s.expr.arg.is_some())
             .collect(),
         schema,
+        dir,
+        ctx,
     };
     // Partitions are aggregated side by side, each with its own groups:
     // together they hold the memory of a few partitions' groups.
@@ -132,7 +134,7 @@ pub fn aggregate_partitions(
         ctx,
         usize::MAX,
         || Ok((Vec::new(), SpillStats::default())),
-        |(out, stats), _, files| aggregate_part(files, &shape, 1, dir, stats, out, ctx),
+        |(out, stats), _, files| aggregate_part(files, &shape, 1, stats, out),
         |_| Ok(()),
     )?;
     let mut out = Vec::new();
@@ -160,6 +162,9 @@ struct Shape<'a> {
     /// Per aggregate, whether it takes an argument (a column of the files).
     has_arg: Vec<bool>,
     schema: SchemaRef,
+    /// Where files split again go.
+    dir: &'a Path,
+    ctx: &'a QueryContext,
 }
 
 /// Aggregates one partition's files into `out`, splitting them again (one
@@ -168,16 +173,14 @@ fn aggregate_part(
     files: &[SpillFile],
     shape: &Shape,
     depth: u32,
-    dir: &Path,
     stats: &mut SpillStats,
     out: &mut Vec<RecordBatch>,
-    ctx: &QueryContext,
 ) -> Result<()> {
     stats.depth = stats.depth.max(depth);
     let mut agg = shape.template.empty_like()?;
     for file in files {
         for batch in file.read()? {
-            ctx.check()?;
+            shape.ctx.check()?;
             let batch = batch?;
             let (keys, args) = from_batch(&batch, shape);
             match agg.update(&keys, &args, batch.num_rows()) {
@@ -185,7 +188,7 @@ fn aggregate_part(
                 Err(Error::ResourcesExhausted(_)) if depth < MAX_DEPTH => {
                     // Give the groups' memory back before splitting.
                     drop(agg);
-                    return split_again(files, shape, depth, dir, stats, out, ctx);
+                    return split_again(files, shape, depth, stats, out);
                 }
                 Err(e) => return Err(e),
             }
@@ -202,20 +205,18 @@ fn split_again(
     files: &[SpillFile],
     shape: &Shape,
     depth: u32,
-    dir: &Path,
     stats: &mut SpillStats,
     out: &mut Vec<RecordBatch>,
-    ctx: &QueryContext,
 ) -> Result<()> {
-    let mut split = Partitions::new(dir, depth + 1);
+    let mut split = Partitions::new(shape.dir, depth + 1);
     for file in files {
         for batch in file.read()? {
-            ctx.check()?;
+            shape.ctx.check()?;
             split.write(&batch?, shape.keys)?;
         }
     }
     for smaller in split.finish(stats)?.into_iter().flatten() {
-        aggregate_part(&[smaller], shape, depth + 1, dir, stats, out, ctx)?;
+        aggregate_part(&[smaller], shape, depth + 1, stats, out)?;
     }
     Ok(())
 }
