@@ -8,7 +8,7 @@ use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat_batches, lexsort_to_indices, SortColumn, SortOptions};
 use arrow::datatypes::SchemaRef;
 
-use crate::aggregate::{spill, AggregateSpec, Aggregator};
+use crate::aggregate::{spill, AggregateSpec, Aggregator, FoldRows};
 use crate::cast::cast_array;
 use crate::context::QueryContext;
 use crate::error::{Error, Result};
@@ -428,8 +428,8 @@ fn fold_rows(
     group: &[Expr],
     args: &[Option<Expr>],
     ctx: &QueryContext,
-) -> Result<spill::FoldRows> {
-    Ok(spill::FoldRows {
+) -> Result<FoldRows> {
+    Ok(FoldRows {
         keys: group
             .iter()
             .map(|g| evaluate(g, batch, ctx))

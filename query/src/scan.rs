@@ -22,8 +22,7 @@ use sluice_storage::segment::format::Stat;
 use sluice_storage::segment::SealedSegment;
 use sluice_storage::{SegmentSnapshot, Table};
 
-use crate::aggregate::spill::{self, FoldRows};
-use crate::aggregate::Aggregator;
+use crate::aggregate::{spill, Aggregator, FoldRows};
 use crate::context::QueryContext;
 use crate::error::{Error, Result};
 use crate::eval::{decode_dictionary, evaluate, filter_batch, null_as_false};

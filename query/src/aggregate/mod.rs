@@ -29,6 +29,17 @@ pub struct AggregateSpec {
     pub arg_type: Option<DataType>,
 }
 
+/// Rows to fold into an aggregation: their group keys and the argument of
+/// each aggregate, evaluated.
+pub struct FoldRows {
+    /// One array per group key.
+    pub keys: Vec<ArrayRef>,
+    /// One per aggregate; `None` for `count(*)`.
+    pub args: Vec<Option<ArrayRef>>,
+    /// Rows.
+    pub rows: usize,
+}
+
 /// A hash aggregation in progress.
 pub struct Aggregator {
     group_types: Vec<DataType>,

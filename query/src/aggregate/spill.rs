@@ -24,7 +24,7 @@ use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use arrow::row::{RowConverter, SortField};
 
-use super::Aggregator;
+use super::{Aggregator, FoldRows};
 use crate::context::QueryContext;
 use crate::error::{Error, Result};
 
@@ -59,17 +59,6 @@ pub fn spill_totals() -> (u64, u64) {
         SPILLS.load(Ordering::Relaxed),
         SPILLED_BYTES.load(Ordering::Relaxed),
     )
-}
-
-/// The rows an aggregation folds: its group keys, then the arguments of the
-/// aggregates that have one, as plain (not dictionary) arrays.
-pub struct FoldRows {
-    /// One array per group key.
-    pub keys: Vec<ArrayRef>,
-    /// One per aggregate; `None` for `count(*)`.
-    pub args: Vec<Option<ArrayRef>>,
-    /// Rows.
-    pub rows: usize,
 }
 
 /// Aggregates `input` (rows to fold, as the in-memory path would have
