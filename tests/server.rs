@@ -760,12 +760,7 @@ async fn cancel_request_stops_the_running_query() {
 
 /// `sluice_memory_given_back_total` in `/metrics`.
 fn times_given_back(http_port: u16) -> i64 {
-    let metrics = http_get(http_port, "/metrics");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("sluice_memory_given_back_total "))
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or_else(|| panic!("no sluice_memory_given_back_total in {metrics}"))
+    counter(http_port, "sluice_memory_given_back_total")
 }
 
 /// Waits until `sluice_memory_given_back_total` reaches `times`; fails if it

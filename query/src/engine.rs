@@ -835,11 +835,8 @@ fn stored_batch(
             let Some(c) = source.map(|i| batch.column(i)) else {
                 return Ok(arrow::array::new_null_array(&ty, rows));
             };
-            let text_dictionary = column.ty == ColumnType::Text
-                && matches!(c.data_type(), DataType::Dictionary(k, v)
-                    if **k == DataType::UInt32 && **v == DataType::Utf8);
             match c.data_type() {
-                t if *t == ty || text_dictionary => Ok(Arc::clone(c)),
+                t if column.ty.takes_arrow(t) => Ok(Arc::clone(c)),
                 DataType::Null => Ok(arrow::array::new_null_array(&ty, rows)),
                 _ => crate::cast::cast_array(c, &ty, ctx.options().zone),
             }

@@ -68,6 +68,16 @@ impl ColumnType {
         }
     }
 
+    /// True when an array of `dt` holds this column's values as they are
+    /// stored: its Arrow type, or for TEXT also a dictionary of text with
+    /// `u32` keys (a segment's own encoding).
+    pub fn takes_arrow(self, dt: &DataType) -> bool {
+        *dt == self.arrow_type()
+            || (self == ColumnType::Text
+                && matches!(dt, DataType::Dictionary(k, v)
+                    if **k == DataType::UInt32 && **v == DataType::Utf8))
+    }
+
     /// The column type for an Arrow type, if Sluice can store it.
     pub fn from_arrow(dt: &DataType) -> Option<Self> {
         Some(match dt {

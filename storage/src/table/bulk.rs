@@ -6,7 +6,7 @@
 //! crash or an error part-way leaves nothing of it.
 
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{DataType, Decimal128Type};
+use arrow::datatypes::Decimal128Type;
 
 use super::*;
 use crate::types::{pow10_i128, ColumnType};
@@ -128,16 +128,12 @@ impl Table {
             )));
         }
         for (array, column) in batch.columns().iter().zip(&self.schema.columns) {
-            let ty = column.ty.arrow_type();
-            let text_dictionary = column.ty == ColumnType::Text
-                && matches!(array.data_type(), DataType::Dictionary(k, v)
-                    if **k == DataType::UInt32 && **v == DataType::Utf8);
-            if array.data_type() != &ty && !text_dictionary {
+            if !column.ty.takes_arrow(array.data_type()) {
                 return Err(Error::Arity(format!(
                     "internal error: column \"{}\" given as {}, stored as {}",
                     column.name,
                     array.data_type(),
-                    ty
+                    column.ty.arrow_type()
                 )));
             }
             if !column.nullable && array.null_count() > 0 {
